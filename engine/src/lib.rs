@@ -1,0 +1,1 @@
+//! vkae-engine (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! vkae-record (placeholder until its issue lands).

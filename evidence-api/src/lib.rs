@@ -1,0 +1,1 @@
+//! vkae-evidence (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! vkae-kernels (placeholder until its issue lands).

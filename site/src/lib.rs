@@ -1,0 +1,1 @@
+//! vkae-site (placeholder until its issue lands).
