@@ -1,1 +1,78 @@
-//! vkae-kernels (placeholder until its issue lands).
+//! # vkae-kernels: the GPU foundation of VKAE's decode path
+//!
+//! CUDA kernels compiled at start with NVRTC, a cuBLAS projection GEMM, and an f64 CPU reference
+//! for each, on [`cudarc`] (CUDA 13, libraries loaded at run time, so this crate builds and its
+//! tests pass, skipping the GPU parts, on machines without CUDA).
+//!
+//! ## Use
+//! ```no_run
+//! # fn main() -> vkae_kernels::Result<()> {
+//! use vkae_kernels::{Gpu, half::bf16};
+//! let gpu = Gpu::new()?; // device 0: context, stream, cuBLAS, every module compiled for sm_XY
+//! let x = gpu.upload(&vec![1.0f32; 2 * 2560])?;
+//! let w = gpu.upload(&vec![bf16::ONE; 2560])?;
+//! let mut y = gpu.alloc::<f32>(2 * 2560)?;
+//! gpu.rms_norm(&x, Some(&w), 1e-6, 2, 2560, &mut y)?;
+//! let host: Vec<f32> = gpu.download(&y)?; // synchronizes
+//! # Ok(()) }
+//! ```
+//!
+//! ## Conventions (every op)
+//! - All tensors are row-major and contiguous; shapes below are `[outer, ..., inner]`.
+//!   Activations are f32; weights and the KV cache are bf16 ([`half::bf16`]); token ids u32;
+//!   positions and sequence ids i32.
+//! - A batch is a flat list of `tokens` rows. Each token carries its own position (and, for the KV
+//!   cache and attention, its sequence id), so prefill (`B` sequences x `T` tokens) and decode
+//!   (`B` tokens, one per sequence, each at its own depth) use the same ops.
+//! - Buffers are cudarc [`CudaSlice`]s or views of them; each must hold at least what the layout
+//!   needs. Sizes are checked before launch ([`KernelError::Shape`]); every CUDA, NVRTC and cuBLAS
+//!   call's result is checked and returned as a [`KernelError`] that says what was being done.
+//! - Ops queue work on the [`Gpu`]'s single stream and return; [`Gpu::download`] and
+//!   [`Gpu::synchronize`] wait (and surface asynchronous launch errors).
+//!
+//! ## Ops ([`Gpu`] methods)
+//! | op | what | layout |
+//! |---|---|---|
+//! | [`Gpu::embed`] | `out = table[ids] * scale` | table bf16 `[vocab, hidden]`, ids u32 `[rows]`, out f32 `[rows, hidden]` |
+//! | [`Gpu::rms_norm`], [`Gpu::rms_norm_inplace`] | `x * rsqrt(mean(x²) + eps) * weight` (Gemma 4: weight, not 1 + weight; `None`: scale-free) | x, out f32 `[rows, cols]`, weight bf16 `[cols]` |
+//! | [`Gpu::rope`] | rotate_half RoPE in place, angle `pos * inv_freq[i]` | x f32 `[tokens, heads, head_dim]`, positions i32 `[tokens]`, inv_freq f32 `[head_dim/2]` from [`Rope::inv_freq`] |
+//! | [`Gpu::kv_append`] | write new K/V into a layer's cache | k_new, v_new f32 `[tokens, kv_heads, head_dim]`; caches bf16 `[num_seqs, capacity, kv_heads, head_dim]` ([`KvLayout`]), position p in slot `p % capacity` |
+//! | [`Gpu::attention`] | causal (optionally sliding-window) GQA attention against the cache, `scale * q·k`, f32 softmax | q, out f32 `[tokens, heads, head_dim]`, head_dim ≤ 512 |
+//! | [`Gpu::geglu`] | `gelu_tanh(gate) * up`, strided rows | gate, up f32 rows with strides, out f32 `[rows, n]` |
+//! | [`Gpu::add`], [`Gpu::add_inplace`] | `a + b` (residual) | f32 `[n]` |
+//! | [`Gpu::scale`], [`Gpu::scale_inplace`] | `x * s` | f32 `[n]` |
+//! | [`Gpu::softcap_inplace`] | `tanh(x / cap) * cap` | f32 `[n]` |
+//! | [`Gpu::argmax_rows`] | first index of each row's maximum (greedy) | x f32 `[rows, cols]`, out u32 `[rows]` |
+//! | [`Gpu::cast_f32_to_bf16`], [`Gpu::cast_bf16_to_f32`] | casts (round to nearest even) | `[n]` |
+//! | [`Gpu::gemm_bf16`] | `y = x · Wᵀ` (cuBLAS, f32 accumulate) | x bf16 `[m, k]`, W bf16 `[n, k]` (HF Linear layout), y f32 `[m, n]` |
+//! | [`Gpu::linear`] | the same with an f32 `x`, cast to bf16 first | x f32 `[m, k]` |
+//!
+//! Memory: [`Gpu::alloc`] (zeroed), [`Gpu::upload`], [`Gpu::upload_into`],
+//! [`Gpu::upload_bf16_bytes`] (raw little-endian bf16, e.g. safetensors data), [`Gpu::download`],
+//! [`Gpu::copy`].
+//!
+//! ## Checks
+//! [`reference`] holds an f64 CPU reference for each op; [`check`] runs each kernel on fresh random
+//! inputs with its output poisoned (NaN) first and compares by `||out - ref|| / ||ref||` against the
+//! tolerances in [`tolerance`]. [`kernels_sha256`] is the digest of the exact sources compiled.
+
+pub mod bench;
+pub mod check;
+mod error;
+mod gemm;
+mod gpu;
+mod ops;
+pub mod reference;
+pub mod rng;
+pub mod rope;
+pub mod sources;
+pub mod tolerance;
+
+pub use cudarc;
+pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
+pub use error::{KernelError, Result};
+pub use gpu::{cuda_libraries_present, Gpu};
+pub use half;
+pub use ops::{KvLayout, MAX_HEAD_DIM};
+pub use rope::Rope;
+pub use sources::kernels_sha256;

@@ -1,0 +1,46 @@
+// Shared helpers, prepended to every module before NVRTC compiles it (no system headers needed).
+// bf16 values travel as raw 16-bit patterns; conversions are explicit and round to nearest even.
+typedef unsigned short bf16_t;
+
+__device__ __forceinline__ float bf16_to_f32(bf16_t h) {
+    return __uint_as_float(((unsigned)h) << 16);
+}
+
+__device__ __forceinline__ bf16_t f32_to_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        return (bf16_t)((u >> 16) | 0x40u);  // keep NaN a (quiet) NaN
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of 32, at most 1024). Every thread gets the total.
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float partial[32];
+    __shared__ float total;
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        const int nwarps = blockDim.x >> 5;
+        float w = lane < nwarps ? partial[lane] : 0.0f;
+        w = warp_sum(w);
+        if (lane == 0) total = w;
+    }
+    __syncthreads();
+    return total;
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) {
+    return (((unsigned long long)p) & 15ull) == 0ull;
+}
+
+#define NEG_INF __int_as_float(0xff800000)

@@ -1,0 +1,16 @@
+// GeGLU: out[r, c] = gelu_tanh(gate[r * gate_stride + c]) * up[r * up_stride + c], c < n.
+// gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's "gelu_pytorch_tanh").
+// Row strides let gate and up be the two halves of one fused projection output, or a slice of a
+// wider tensor (the per-layer-embedding input). out: f32 [rows, n]. Grid-stride over rows * n.
+extern "C" __global__ void geglu_f32(const float* __restrict__ gate, const float* __restrict__ up,
+                                     float* __restrict__ out, int rows, int n, long long gate_stride,
+                                     long long up_stride) {
+    const size_t total = (size_t)rows * n;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / n, c = i % n;
+        const float g = gate[r * gate_stride + c];
+        const float u = up[r * up_stride + c];
+        const float inner = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+        out[i] = 0.5f * g * (1.0f + tanhf(inner)) * u;
+    }
+}

@@ -1,0 +1,264 @@
+//! The GPU context: device, stream, cuBLAS handle, the compiled kernels, and device memory helpers.
+
+use crate::error::{shape, DriverContext, KernelError, Result};
+use crate::sources::{self, CompiledModule, SOURCES};
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
+    ValidAsZeroBits,
+};
+use cudarc::nvrtc::Ptx;
+use half::bf16;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One CUDA device with one stream, a cuBLAS handle on that stream, and every kernel module of
+/// [`SOURCES`] compiled once (NVRTC, for the device's own architecture) and loaded.
+///
+/// All work is issued on [`Gpu::stream`] in order; ops return once the work is queued. Results are
+/// visible after [`Gpu::synchronize`] or a [`Gpu::download`] (which synchronizes).
+///
+/// Single-stream contract: the context's cross-stream event tracking is switched off (it costs two
+/// events per buffer per launch), so buffers from this `Gpu` must only be used on its stream.
+pub struct Gpu {
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    pub(crate) blas: CudaBlas,
+    functions: HashMap<&'static str, CudaFunction>,
+    name: String,
+    cc: (i32, i32),
+    arch: String,
+    sms: u32,
+    compile_seconds: f64,
+    pub(crate) scratch_bf16: Mutex<Option<CudaSlice<bf16>>>,
+    pub(crate) scratch_argmax: Mutex<Option<CudaSlice<u64>>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("name", &self.name)
+            .field("arch", &self.arch)
+            .field("multiprocessors", &self.sms)
+            .finish()
+    }
+}
+
+/// Whether the CUDA driver library can be loaded at all (cheap; no device is touched).
+pub fn cuda_libraries_present() -> std::result::Result<(), String> {
+    // SAFETY: probing for shared libraries has no preconditions.
+    unsafe {
+        if !cudarc::driver::sys::is_culib_present() {
+            return Err("the CUDA driver library (libcuda) was not found".into());
+        }
+        if !cudarc::nvrtc::sys::is_culib_present() {
+            return Err("the NVRTC library (libnvrtc) was not found".into());
+        }
+        if !cudarc::cublas::sys::is_culib_present() {
+            return Err("the cuBLAS library (libcublas) was not found".into());
+        }
+    }
+    Ok(())
+}
+
+impl Gpu {
+    /// Opens device 0. See [`Gpu::with_device`].
+    pub fn new() -> Result<Self> {
+        Self::with_device(0)
+    }
+
+    /// Opens device `ordinal`: creates the context and a stream, compiles every module with NVRTC
+    /// (`--gpu-architecture=sm_XY` from the device's compute capability X.Y), loads them, and opens
+    /// a cuBLAS handle on the stream. Fails with [`KernelError::Unavailable`] where there is no
+    /// CUDA library or device.
+    pub fn with_device(ordinal: usize) -> Result<Self> {
+        cuda_libraries_present().map_err(KernelError::Unavailable)?;
+        let count = CudaContext::device_count().ctx(|| "counting CUDA devices".into())?;
+        if count <= ordinal as i32 {
+            return Err(KernelError::Unavailable(format!(
+                "device {ordinal} requested, {count} CUDA device(s) present"
+            )));
+        }
+        let ctx =
+            CudaContext::new(ordinal).ctx(|| format!("creating a context on device {ordinal}"))?;
+        // SAFETY: this crate issues all work on one stream (see the single-stream contract above).
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().ctx(|| "creating a stream".into())?;
+        let name = ctx.name().ctx(|| "reading the device name".into())?;
+        let cc = ctx
+            .compute_capability()
+            .ctx(|| "reading the compute capability".into())?;
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .ctx(|| "reading the multiprocessor count".into())? as u32;
+        let arch = format!("sm_{}{}", cc.0, cc.1);
+
+        let started = Instant::now();
+        let mut functions = HashMap::new();
+        for source in SOURCES {
+            let module = match sources::compile(source, &arch)? {
+                CompiledModule::Cubin(bytes) => Ptx::from_binary(bytes),
+                CompiledModule::Ptx(text) => Ptx::from_src(text),
+            };
+            let module = ctx
+                .load_module(module)
+                .ctx(|| format!("loading module {}", source.name))?;
+            for f in source.functions {
+                let func = module
+                    .load_function(f)
+                    .ctx(|| format!("finding kernel {f} in module {}", source.name))?;
+                functions.insert(*f, func);
+            }
+        }
+        let compile_seconds = started.elapsed().as_secs_f64();
+
+        let blas = CudaBlas::new(stream.clone()).map_err(|source| KernelError::Cublas {
+            context: "creating the cuBLAS handle".into(),
+            source,
+        })?;
+        Ok(Self {
+            ctx,
+            stream,
+            blas,
+            functions,
+            name,
+            cc,
+            arch,
+            sms,
+            compile_seconds,
+            scratch_bf16: Mutex::new(None),
+            scratch_argmax: Mutex::new(None),
+        })
+    }
+
+    /// The device's name, e.g. "NVIDIA H200".
+    pub fn device_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Compute capability (major, minor).
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.cc
+    }
+
+    /// The NVRTC target the kernels were compiled for, e.g. "sm_90".
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// Number of streaming multiprocessors.
+    pub fn multiprocessors(&self) -> u32 {
+        self.sms
+    }
+
+    /// Wall time spent compiling and loading every module in [`Gpu::with_device`].
+    pub fn compile_seconds(&self) -> f64 {
+        self.compile_seconds
+    }
+
+    /// The one stream all work goes to.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The CUDA context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// Waits for all queued work; reports any asynchronous error from earlier launches.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .ctx(|| "synchronizing the stream (an earlier launch may have failed)".into())
+    }
+
+    pub(crate) fn function(&self, name: &'static str) -> &CudaFunction {
+        self.functions
+            .get(name)
+            .unwrap_or_else(|| panic!("kernel {name} is declared in SOURCES"))
+    }
+
+    /// A zero-filled device buffer of `len` elements.
+    pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
+        self.stream.alloc_zeros::<T>(len).ctx(|| {
+            format!(
+                "allocating {len} elements ({} bytes)",
+                len * std::mem::size_of::<T>()
+            )
+        })
+    }
+
+    /// Copies a host slice to a new device buffer.
+    pub fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
+        self.stream.clone_htod(host).ctx(|| {
+            format!(
+                "uploading {} elements ({} bytes)",
+                host.len(),
+                std::mem::size_of_val(host)
+            )
+        })
+    }
+
+    /// Copies a host slice into an existing device buffer (which must be at least as long).
+    pub fn upload_into<T: DeviceRepr>(
+        &self,
+        host: &[T],
+        dst: &mut impl DevicePtrMut<T>,
+    ) -> Result<()> {
+        if dst.len() < host.len() {
+            return Err(shape(
+                "upload_into",
+                format!("{} elements into a buffer of {}", host.len(), dst.len()),
+            ));
+        }
+        self.stream
+            .memcpy_htod(host, dst)
+            .ctx(|| format!("uploading {} elements", host.len()))
+    }
+
+    /// Uploads raw little-endian bf16 bytes (e.g. a safetensors tensor's data) as a bf16 buffer.
+    pub fn upload_bf16_bytes(&self, bytes: &[u8]) -> Result<CudaSlice<bf16>> {
+        if bytes.len() % 2 != 0 {
+            return Err(shape(
+                "upload_bf16_bytes",
+                format!("{} bytes is not a whole number of bf16 values", bytes.len()),
+            ));
+        }
+        let n = bytes.len() / 2;
+        let mut dst = self.alloc::<bf16>(n)?;
+        {
+            // SAFETY: a u8 view of exactly the buffer's bytes.
+            let mut view =
+                unsafe { dst.transmute_mut::<u8>(bytes.len()) }.expect("byte view fits the buffer");
+            self.stream
+                .memcpy_htod(bytes, &mut view)
+                .ctx(|| format!("uploading {} bf16 bytes", bytes.len()))?;
+        }
+        Ok(dst)
+    }
+
+    /// Copies a device buffer (or view) to a new host vector; synchronizes the stream.
+    pub fn download<T: DeviceRepr>(&self, src: &impl DevicePtr<T>) -> Result<Vec<T>> {
+        let v = self
+            .stream
+            .clone_dtoh(src)
+            .ctx(|| format!("downloading {} elements", src.len()))?;
+        self.synchronize()?;
+        Ok(v)
+    }
+
+    /// Device-to-device copy of `src` into the front of `dst`.
+    pub fn copy<T>(&self, src: &impl DevicePtr<T>, dst: &mut impl DevicePtrMut<T>) -> Result<()> {
+        if dst.len() < src.len() {
+            return Err(shape(
+                "copy",
+                format!("{} elements into a buffer of {}", src.len(), dst.len()),
+            ));
+        }
+        self.stream
+            .memcpy_dtod(src, dst)
+            .ctx(|| format!("copying {} elements device to device", src.len()))
+    }
+}

@@ -1,0 +1,213 @@
+//! The CUDA sources this crate compiles, their digest, and the NVRTC step.
+//!
+//! Every module is `common.cuh` followed by one `.cu` file (one concern per file). The digest
+//! [`kernels_sha256`] covers exactly those texts, in this order, so a recorded digest names the
+//! code that ran.
+
+use crate::error::{KernelError, Result};
+use sha2::{Digest, Sha256};
+use std::ffi::{CStr, CString};
+
+/// Helpers prepended to every module.
+pub const COMMON: &str = include_str!("../cuda/common.cuh");
+
+/// One `.cu` file and the kernels it defines.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSource {
+    /// Module name (the file stem).
+    pub name: &'static str,
+    /// The file's text.
+    pub source: &'static str,
+    /// The `extern "C"` kernels it defines.
+    pub functions: &'static [&'static str],
+}
+
+macro_rules! cu {
+    ($name:literal, [$($f:literal),* $(,)?]) => {
+        KernelSource {
+            name: $name,
+            source: include_str!(concat!("../cuda/", $name, ".cu")),
+            functions: &[$($f),*],
+        }
+    };
+}
+
+/// Every module, in compile (and digest) order.
+pub const SOURCES: &[KernelSource] = &[
+    cu!("embedding", ["embed_gather_bf16"]),
+    cu!("rms_norm", ["rms_norm_f32"]),
+    cu!("rope", ["rope_inplace_f32"]),
+    cu!("kv_cache", ["kv_append_bf16"]),
+    cu!(
+        "attention",
+        [
+            "attention_epl1",
+            "attention_epl2",
+            "attention_epl4",
+            "attention_epl8",
+            "attention_epl16"
+        ]
+    ),
+    cu!("geglu", ["geglu_f32"]),
+    cu!("residual", ["add_f32", "scale_f32"]),
+    cu!("softcap", ["softcap_f32"]),
+    cu!("argmax", ["argmax_partial", "argmax_final"]),
+    cu!("cast", ["cast_f32_to_bf16", "cast_bf16_to_f32"]),
+];
+
+impl KernelSource {
+    /// The exact text handed to NVRTC.
+    pub fn full_text(&self) -> String {
+        format!(
+            "// ---- common.cuh ----\n{COMMON}\n// ---- {}.cu ----\n{}",
+            self.name, self.source
+        )
+    }
+}
+
+/// SHA-256 (lower-case hex) over every module's exact compiled text, in [`SOURCES`] order, each
+/// preceded by its name and separated by NUL bytes.
+pub fn kernels_sha256() -> String {
+    let mut h = Sha256::new();
+    for s in SOURCES {
+        h.update(s.name.as_bytes());
+        h.update([0u8]);
+        h.update(s.full_text().as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compiled code for one module: a cubin for a real architecture (`sm_XX`), PTX otherwise.
+#[derive(Debug, Clone)]
+pub enum CompiledModule {
+    Cubin(Vec<u8>),
+    Ptx(String),
+}
+
+/// The NVRTC options used for `arch` (e.g. `sm_90`).
+pub fn nvrtc_options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "--std=c++17".to_string(),
+        // Precise division and square root: the checks compare with f64 references.
+        "--prec-div=true".to_string(),
+        "--prec-sqrt=true".to_string(),
+        "--fmad=true".to_string(),
+    ]
+}
+
+/// Compiles one module with NVRTC for `arch`. Needs only the NVRTC library, not a GPU.
+pub fn compile(source: &KernelSource, arch: &str) -> Result<CompiledModule> {
+    use cudarc::nvrtc::{result as nv, sys};
+    // SAFETY: probing for the shared library has no preconditions.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(KernelError::Unavailable(
+            "the NVRTC library (libnvrtc) was not found".into(),
+        ));
+    }
+    let text = CString::new(source.full_text()).map_err(|_| KernelError::Compile {
+        module: source.name.into(),
+        message: "source contains a NUL byte".into(),
+        log: String::new(),
+    })?;
+    let name = CString::new(format!("{}.cu", source.name)).expect("module names have no NUL");
+    let fail = |message: String, log: String| KernelError::Compile {
+        module: source.name.into(),
+        message,
+        log,
+    };
+    let prog = nv::create_program(&text, Some(&name))
+        .map_err(|e| fail(format!("creating the program: {e}"), String::new()))?;
+    struct Guard(sys::nvrtcProgram);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            // SAFETY: the program came from create_program and is destroyed once.
+            let _ = unsafe { cudarc::nvrtc::result::destroy_program(self.0) };
+        }
+    }
+    let guard = Guard(prog);
+    let options = nvrtc_options(arch);
+    // SAFETY: `prog` is live (owned by `guard`).
+    let compiled = unsafe { nv::compile_program(guard.0, &options) };
+    let log = unsafe { nv::get_program_log(guard.0) }
+        .map(|raw| {
+            let bytes: Vec<u8> = raw
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+        .unwrap_or_default();
+    if let Err(e) = compiled {
+        return Err(fail(format!("{e}; options {options:?}"), log));
+    }
+    if arch.starts_with("sm_") {
+        let mut size = 0usize;
+        // SAFETY: `prog` compiled successfully; the buffer is sized by nvrtcGetCUBINSize.
+        unsafe { sys::nvrtcGetCUBINSize(guard.0, &mut size) }
+            .result()
+            .map_err(|e| fail(format!("reading the cubin size: {e}"), log.clone()))?;
+        let mut cubin = vec![0u8; size];
+        unsafe { sys::nvrtcGetCUBIN(guard.0, cubin.as_mut_ptr().cast()) }
+            .result()
+            .map_err(|e| fail(format!("reading the cubin: {e}"), log.clone()))?;
+        Ok(CompiledModule::Cubin(cubin))
+    } else {
+        let raw = unsafe { nv::get_ptx(guard.0) }
+            .map_err(|e| fail(format!("reading the PTX: {e}"), log.clone()))?;
+        // SAFETY: NVRTC returns a NUL-terminated string.
+        let ptx = unsafe { CStr::from_ptr(raw.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        Ok(CompiledModule::Ptx(ptx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_kernel_is_defined_in_its_file() {
+        for s in SOURCES {
+            for f in s.functions {
+                let needle = format!("void {f}(");
+                let defined = s.source.contains(&needle)
+                    || (s.source.contains("ATTENTION_ENTRY(") && f.starts_with("attention_epl"));
+                assert!(defined, "{f} not found in {}.cu", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn digest_is_stable_hex_and_depends_on_the_sources() {
+        let d = kernels_sha256();
+        assert_eq!(d.len(), 64);
+        assert!(d.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(d, kernels_sha256());
+        let mut h = Sha256::new();
+        h.update(b"other");
+        let other: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(d, other);
+    }
+
+    /// Compiles every module for sm_90 where the NVRTC library is present (no GPU needed).
+    #[test]
+    fn every_module_compiles_for_sm_90() {
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("SKIP: no NVRTC library: every_module_compiles_for_sm_90");
+            return;
+        }
+        for s in SOURCES {
+            match compile(s, "sm_90") {
+                Ok(CompiledModule::Cubin(c)) => {
+                    assert!(!c.is_empty(), "{} gave an empty cubin", s.name)
+                }
+                Ok(CompiledModule::Ptx(_)) => panic!("sm_90 should give a cubin"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
