@@ -1,4 +1,6 @@
 //! vkae-evidence: the evidence store (work in progress; see issue 2).
+pub mod content;
+pub mod error;
 
 pub mod cli {
     /// Entry point of the `vkae` binary (placeholder until the CLI lands).
