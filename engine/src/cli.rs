@@ -1,0 +1,264 @@
+//! The `vkae-engine` command line: `inspect` and `generate`, as typed settings over the library.
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{Family, TextConfig};
+use crate::error::{EngineError, Result};
+use crate::stats::model_stats;
+use crate::{Backend, Engine, GenerateRequest, ModelSource};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vkae-engine",
+    about = "Gemma 4 text decoder: CPU reference and generic CUDA path"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Config summary, parameter counts, bytes streamed per decoded token, KV bytes per token.
+    Inspect {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Greedy generation with timing (prefill and the first token excluded from tokens/s).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A Hugging Face checkpoint folder (config.json + safetensors).
+    pub model: Option<PathBuf>,
+    /// Random weights at a family's shape instead of a checkpoint: e2b, e4b, 12b, 26b-a4b, 31b.
+    #[arg(long, conflicts_with = "model")]
+    pub synthetic: Option<String>,
+    /// Seed of the synthetic weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl ModelArgs {
+    pub fn source(&self) -> Result<ModelSource> {
+        match (&self.model, &self.synthetic) {
+            (Some(d), None) => Ok(ModelSource::Dir(d.clone())),
+            (None, Some(f)) => Ok(ModelSource::Synthetic {
+                family: Family::parse(f)?,
+                seed: self.seed,
+            }),
+            _ => Err(EngineError::Input(
+                "give a MODEL folder or --synthetic FAMILY".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Text prompt (needs tokenizer.json beside the checkpoint).
+    #[arg(long, conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// Prompt token ids, comma-separated (e.g. 2,818,1234).
+    #[arg(long)]
+    pub prompt_ids: Option<String>,
+    /// Tokens to generate per sequence.
+    #[arg(long, default_value_t = 32)]
+    pub max_new: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Sequences decoded together (each gets the same prompt).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Untimed warm-up generations before the timed one (module load, first launches).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Stop a sequence at EOS (off by default so every sequence decodes max_new tokens).
+    #[arg(long)]
+    pub stop_at_eos: bool,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
+    s.split(',')
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<u32>()
+                .map_err(|_| EngineError::Input(format!("--prompt-ids: {p:?} is not a token id")))
+        })
+        .collect()
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vkae-engine: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect { model, json } => inspect(&model, json),
+        Command::Generate(args) => generate(&args),
+    }
+}
+
+fn config_of(src: &ModelSource) -> Result<TextConfig> {
+    match src {
+        ModelSource::Dir(d) => TextConfig::from_path(d),
+        ModelSource::Synthetic { family, .. } => Ok(family.config()),
+    }
+}
+
+fn inspect(args: &ModelArgs, as_json: bool) -> Result<()> {
+    let src = args.source()?;
+    let cfg = config_of(&src)?;
+    if let ModelSource::Dir(d) = &src {
+        // Loading checks every tensor's presence, shape and dtype (memory-mapped, so cheap).
+        crate::Model::load(d)?;
+    }
+    let s = model_stats(&cfg);
+    let layers = cfg.layers();
+    let sliding = layers
+        .iter()
+        .filter(|l| l.kind == crate::LayerKind::Sliding)
+        .count();
+    let shared = layers.iter().filter(|l| l.kv_source.is_some()).count();
+    if as_json {
+        let v = json!({"config": cfg.to_json(), "stats": s, "sliding_layers": sliding,
+                       "full_layers": layers.len() - sliding, "kv_shared_layers": shared});
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "model            {}",
+        match &src {
+            ModelSource::Dir(d) => d.display().to_string(),
+            ModelSource::Synthetic { family, seed } =>
+                format!("synthetic {} seed {seed}", family.name()),
+        }
+    );
+    println!(
+        "layers           {} ({} sliding, window {}; {} full; {} KV-shared)",
+        layers.len(),
+        sliding,
+        cfg.sliding_window,
+        layers.len() - sliding,
+        shared
+    );
+    println!(
+        "hidden           {} (MLP {}{})",
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        if cfg.use_double_wide_mlp {
+            ", x2 on KV-shared layers"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "heads            {} query; KV {} sliding / {} full; head dim {} / {}",
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.num_global_key_value_heads,
+        cfg.head_dim,
+        cfg.global_head_dim
+    );
+    println!("k = v (full)     {}", cfg.attention_k_eq_v);
+    println!("per-layer input  {}", cfg.hidden_size_per_layer_input);
+    if cfg.enable_moe_block {
+        println!(
+            "MoE              {} experts, top {}, width {}",
+            cfg.num_experts, cfg.top_k_experts, cfg.moe_intermediate_size
+        );
+    }
+    println!(
+        "vocab            {} (softcap {:?})",
+        cfg.vocab_size, cfg.final_logit_softcapping
+    );
+    println!(
+        "parameters       {} ({} in the PLE table, {} in experts)",
+        s.parameters, s.ple_table_parameters, s.expert_parameters
+    );
+    println!(
+        "streamed/token   {} bytes (BF16, batch 1)",
+        s.bytes_streamed_per_token
+    );
+    println!("KV/token         {} bytes ({} on full layers; sliding layers cap at {} bytes per sequence)", s.kv_bytes_per_token, s.kv_bytes_per_token_full_layers, s.kv_bytes_sliding_cap);
+    Ok(())
+}
+
+fn generate(args: &GenerateArgs) -> Result<()> {
+    let src = args.model.source()?;
+    let backend = Backend::parse(&args.device)?;
+    if args.batch == 0 || args.max_new == 0 {
+        return Err(EngineError::Input(
+            "--batch and --max-new must be positive".into(),
+        ));
+    }
+    let prompt = match (&args.prompt, &args.prompt_ids) {
+        (_, Some(ids)) => parse_ids(ids)?,
+        (Some(text), None) => match &src {
+            ModelSource::Dir(d) => crate::tokenizer::Tokenizer::from_dir(d)?.encode(text)?,
+            ModelSource::Synthetic { .. } => {
+                return Err(EngineError::Input(
+                    "synthetic models have no tokenizer: use --prompt-ids".into(),
+                ))
+            }
+        },
+        (None, None) => {
+            return Err(EngineError::Input(
+                "give --prompt TEXT or --prompt-ids IDS".into(),
+            ))
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let model = src.load()?;
+    let mut engine = Engine::new(model, backend)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let req = GenerateRequest {
+        prompts: vec![prompt.clone(); args.batch],
+        max_new: args.max_new,
+        stop_at_eos: args.stop_at_eos,
+    };
+    for _ in 0..args.warmup {
+        engine.generate(&GenerateRequest {
+            max_new: args.max_new.min(4),
+            ..req.clone()
+        })?;
+    }
+    let out = engine.generate(&req)?;
+    if args.json {
+        let v = json!({
+            "tokens": out.tokens, "tokens_per_s": out.tokens_per_s, "prefill_s": out.prefill_s,
+            "decode_s": out.decode_s, "decode_steps": out.decode_steps, "batch": args.batch,
+            "device": args.device, "prompt_len": prompt.len(), "load_s": load_s,
+        });
+        println!("{v}");
+    } else {
+        for (i, t) in out.tokens.iter().enumerate() {
+            println!("sequence {i}: {t:?}");
+        }
+        println!(
+            "{:.2} tokens/s ({} decode steps x batch {} in {:.3} s; prefill {:.3} s; load {:.1} s)",
+            out.tokens_per_s, out.decode_steps, args.batch, out.decode_s, out.prefill_s, load_s
+        );
+    }
+    Ok(())
+}
