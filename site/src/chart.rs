@@ -1,0 +1,170 @@
+//! The full-family speed view, drawn with plotters as SVG. The server draws it for the first paint and the
+//! dashboard island draws it again in the browser when a filter changes: one function, both sides.
+
+use crate::model::{fmt_tps, SpeedKind, SpeedPoint};
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Which points the visitor wants to see. `None` means "all".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpeedFilter {
+    pub gpu: Option<String>,
+    pub family: Option<String>,
+    pub batch: Option<u32>,
+    pub kind: Option<SpeedKind>,
+}
+
+impl SpeedFilter {
+    pub fn keeps(&self, point: &SpeedPoint) -> bool {
+        self.gpu.as_ref().is_none_or(|g| *g == point.gpu)
+            && self.family.as_ref().is_none_or(|f| *f == point.family)
+            && self.batch.is_none_or(|b| b == point.batch)
+            && self.kind.is_none_or(|k| k == point.kind)
+    }
+
+    pub fn apply<'a>(&self, points: &'a [SpeedPoint]) -> Vec<&'a SpeedPoint> {
+        points.iter().filter(|p| self.keeps(p)).collect()
+    }
+}
+
+/// Colours with at least 4.5:1 contrast on white, and a fill for planning bars that is visibly not a measurement.
+const MEASURED: RGBColor = RGBColor(0x0b, 0x5d, 0x57);
+const PLANNING_EDGE: RGBColor = RGBColor(0x6b, 0x4e, 0x16);
+const PLANNING_FILL: RGBColor = RGBColor(0xf3, 0xe3, 0xbf);
+const INK: RGBColor = RGBColor(0x1c, 0x24, 0x2b);
+
+pub const CHART_WIDTH: u32 = 720;
+const ROW_HEIGHT: u32 = 30;
+
+/// Draws the bars for `points` as an SVG document. An empty selection draws nothing: the caller says so in words.
+pub fn speed_svg(points: &[&SpeedPoint]) -> String {
+    if points.is_empty() {
+        return String::new();
+    }
+    let height = 70 + ROW_HEIGHT * points.len() as u32;
+    let mut svg = String::new();
+    if let Err(error) = draw(points, height, &mut svg) {
+        return format!("<p class=\"state\">The chart could not be drawn: {error}</p>");
+    }
+    // plotters writes a fixed size; let CSS scale it to the column while keeping the aspect.
+    svg.replacen(
+        &format!("width=\"{CHART_WIDTH}\" height=\"{height}\""),
+        &format!(
+            "viewBox=\"0 0 {CHART_WIDTH} {height}\" role=\"img\" aria-labelledby=\"speed-chart-title\" preserveAspectRatio=\"xMinYMin meet\""
+        ),
+        1,
+    )
+}
+
+fn draw(
+    points: &[&SpeedPoint],
+    height: u32,
+    out: &mut String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let max = points
+        .iter()
+        .map(|p| p.value)
+        .fold(0.0_f64, f64::max)
+        .max(1.0)
+        * 1.22;
+    let labels: Vec<String> = points
+        .iter()
+        .map(|p| format!("{} · {} · b{}", p.family, p.gpu, p.batch))
+        .collect();
+    let root = SVGBackend::with_string(out, (CHART_WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(170)
+        .build_cartesian_2d(0.0..max, (0..points.len()).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(RGBColor(0xe6, 0xe8, 0xeb))
+        .axis_style(INK)
+        .label_style(("sans-serif", 13).into_font().color(&INK))
+        .x_desc("tokens/s (measured) · planning index (roofline tokens/s)")
+        .y_label_formatter(&|value| match value {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .y_labels(points.len())
+        .draw()?;
+
+    let bar = |i: usize| (SegmentValue::Exact(i), SegmentValue::Exact(i + 1));
+    for (i, point) in points.iter().enumerate() {
+        let (low, high) = bar(i);
+        let rect = |style: ShapeStyle| {
+            Rectangle::new([(0.0, low.clone()), (point.value, high.clone())], style)
+        };
+        match point.kind {
+            SpeedKind::Measured => chart.draw_series([rect(MEASURED.filled())])?,
+            SpeedKind::Planning => {
+                chart.draw_series([rect(PLANNING_FILL.filled())])?;
+                chart.draw_series([rect(PLANNING_EDGE.stroke_width(2))])?
+            }
+        };
+        let text = match point.kind {
+            SpeedKind::Measured => format!("{} tok/s measured", fmt_tps(point.value)),
+            SpeedKind::Planning => format!("{} planning", fmt_tps(point.value)),
+        };
+        chart.draw_series([Text::new(
+            text,
+            (point.value + max * 0.01, SegmentValue::CenterOf(i)),
+            ("sans-serif", 12).into_font().color(&INK),
+        )])?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(family: &str, gpu: &str, kind: SpeedKind, value: f64) -> SpeedPoint {
+        SpeedPoint {
+            family: family.into(),
+            gpu: gpu.into(),
+            batch: 1,
+            kind,
+            value,
+            run_id: None,
+        }
+    }
+
+    #[test]
+    fn filter_keeps_only_matching_points() {
+        let points = [
+            point("E4B", "L40S", SpeedKind::Measured, 100.0),
+            point("E4B", "H100", SpeedKind::Planning, 200.0),
+            point("31B", "H100", SpeedKind::Planning, 30.0),
+        ];
+        let filter = SpeedFilter {
+            gpu: Some("H100".into()),
+            ..Default::default()
+        };
+        assert_eq!(filter.apply(&points).len(), 2);
+        let filter = SpeedFilter {
+            kind: Some(SpeedKind::Measured),
+            ..Default::default()
+        };
+        assert_eq!(filter.apply(&points)[0].gpu, "L40S");
+    }
+
+    #[test]
+    fn svg_draws_one_bar_per_point_and_marks_planning() {
+        let points = [
+            point("E4B", "L40S", SpeedKind::Measured, 123.4),
+            point("31B", "H100", SpeedKind::Planning, 45.0),
+        ];
+        let svg = speed_svg(&points.iter().collect::<Vec<_>>());
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.contains("viewBox"));
+        assert!(svg.contains("123 tok/s measured"));
+        assert!(svg.contains("45.0 planning"));
+        assert!(svg.contains("E4B · L40S · b1"));
+        assert!(speed_svg(&[]).is_empty());
+    }
+}

@@ -1,0 +1,1 @@
+//! The `Backend` over the evidence store's library, in-process (lands with `vkae_evidence`).

@@ -1,0 +1,275 @@
+//! What the pages show, as plain data. These types are the site's own view of the evidence store: the server
+//! fills them from `vkae_evidence` (see `source.rs`) and islands receive them serialized. Every number a page
+//! prints comes from one of these fields; no page holds a number of its own.
+
+use serde::{Deserialize, Serialize};
+
+/// A claim level, in the order the evidence page lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ClaimLevel {
+    DeclaredBaseline,
+    VkaePath,
+    OptimizedShowcase,
+    PreviewSmoke,
+}
+
+impl ClaimLevel {
+    pub const ALL: [ClaimLevel; 4] = [
+        ClaimLevel::DeclaredBaseline,
+        ClaimLevel::VkaePath,
+        ClaimLevel::OptimizedShowcase,
+        ClaimLevel::PreviewSmoke,
+    ];
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            ClaimLevel::DeclaredBaseline => "declared-baseline",
+            ClaimLevel::VkaePath => "vkae-path",
+            ClaimLevel::OptimizedShowcase => "optimized-showcase",
+            ClaimLevel::PreviewSmoke => "preview-smoke",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClaimLevel::DeclaredBaseline => "Declared baseline",
+            ClaimLevel::VkaePath => "VKAE path",
+            ClaimLevel::OptimizedShowcase => "Optimized showcase",
+            ClaimLevel::PreviewSmoke => "Preview / smoke",
+        }
+    }
+
+    /// Parses a slug as the evidence API writes it.
+    pub fn parse(slug: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|level| level.slug() == slug)
+            .ok_or_else(|| format!("unknown claim level `{slug}` (expected one of declared-baseline, vkae-path, optimized-showcase, preview-smoke)"))
+    }
+}
+
+/// A promoted claim: one run an operator promoted, with the figures derived from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    pub run_id: String,
+    pub family: String,
+    pub repo: String,
+    pub level: ClaimLevel,
+    pub gpu: String,
+    pub gpu_count: u32,
+    pub precision: String,
+    pub batch: u32,
+    pub prompt_tokens: u32,
+    pub output_tokens: u32,
+    pub baseline_tokens_per_s: f64,
+    pub vkae_tokens_per_s: f64,
+    /// Derived: VKAE / baseline.
+    pub lift: f64,
+    /// Derived: VKAE - baseline.
+    pub additional_tokens_per_s: f64,
+    /// Derived: 1 - baseline / VKAE, at the same GPU rate.
+    pub cost_reduction: f64,
+    pub quality: Quality,
+    pub engine_commit: String,
+    /// RFC 3339 date of the run.
+    pub measured_at: String,
+    pub promoted_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    pub reference_ppl: f64,
+    pub vkae_ppl: f64,
+    pub top1_agreement: f64,
+    pub mean_kl: f64,
+}
+
+/// One of the five serving families, with its repos and what the product may say about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Family {
+    pub name: String,
+    pub description: String,
+    pub repos: Vec<String>,
+    /// True when the family's profile is claim-ready (E4B at launch); otherwise it is a porting track and its
+    /// numbers stay blocked.
+    pub claim_ready: bool,
+    pub params: String,
+    pub layers: u32,
+    pub context_tokens: u64,
+    pub weights_gb: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub families: Vec<Family>,
+    /// The adjacent lane (DiffusionGemma), named with its repo.
+    pub adjacent: Vec<Adjacent>,
+    /// Packagings out of the benchmark scope, each with the reason.
+    pub excluded: Vec<Excluded>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Adjacent {
+    pub name: String,
+    pub repo: String,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Excluded {
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gpu {
+    pub name: String,
+    pub memory_gb: f64,
+    pub bandwidth_gb_s: f64,
+    pub bf16_tflops: f64,
+    pub source: String,
+}
+
+/// The memory arithmetic for one family at the stated context and batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SizingRow {
+    pub family: String,
+    pub weights_gb: f64,
+    pub kv_cache_gb: f64,
+    pub headroom_gb: f64,
+    pub total_gb: f64,
+    pub context_tokens: u64,
+    pub batch: u32,
+    pub minimum_gpu: Option<String>,
+    pub recommended_gpu: Option<String>,
+}
+
+/// Whether a speed point was measured (a promoted claim) or is the planning index from the roofline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpeedKind {
+    Measured,
+    Planning,
+}
+
+/// One bar of the full-family speed view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpeedPoint {
+    pub family: String,
+    pub gpu: String,
+    pub batch: u32,
+    pub kind: SpeedKind,
+    /// Tokens/s for a measured point; the planning index (roofline tokens/s) otherwise.
+    pub value: f64,
+    /// The run behind a measured point.
+    pub run_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sizing {
+    pub rows: Vec<SizingRow>,
+    pub speed: Vec<SpeedPoint>,
+    /// How the numbers were computed, as the evidence API states it.
+    pub method: String,
+}
+
+/// The service paths a visitor can ask for, as (slug, label).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServicePath {
+    pub slug: String,
+    pub label: String,
+    pub description: String,
+}
+
+/// Everything the public pages read, loaded in one go.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublicData {
+    pub claims: Vec<Claim>,
+    pub catalog: Catalog,
+    pub gpus: Vec<Gpu>,
+    pub sizing: Sizing,
+    pub service_paths: Vec<ServicePath>,
+}
+
+impl PublicData {
+    /// The claim the home page's card shows for a family: the best showcase-level claim, else the most recent
+    /// VKAE-path claim. Declared baselines and smoke runs do not make a performance card.
+    pub fn headline_claim(&self, family: &str) -> Option<&Claim> {
+        let of_family = || self.claims.iter().filter(move |c| c.family == family);
+        of_family()
+            .filter(|c| c.level == ClaimLevel::OptimizedShowcase)
+            .max_by(|a, b| a.lift.total_cmp(&b.lift))
+            .or_else(|| {
+                of_family()
+                    .filter(|c| c.level == ClaimLevel::VkaePath)
+                    .max_by(|a, b| a.measured_at.cmp(&b.measured_at))
+            })
+    }
+
+    pub fn family(&self, name: &str) -> Option<&Family> {
+        self.catalog.families.iter().find(|f| f.name == name)
+    }
+}
+
+/// A lane's verdict on an ingested run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LaneVerdict {
+    pub lane: String,
+    pub passed: bool,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub family: String,
+    pub gpu: String,
+    pub batch: u32,
+    pub ingested_at: String,
+    pub lanes: Vec<LaneVerdict>,
+    /// "ingested", "promoted" or "retracted".
+    pub status: String,
+    pub level: Option<ClaimLevel>,
+    pub baseline_tokens_per_s: Option<f64>,
+    pub vkae_tokens_per_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: String,
+    pub operator: String,
+    pub action: String,
+    pub run_id: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreviewRequest {
+    pub id: i64,
+    pub received_at: String,
+    pub name: String,
+    pub email: String,
+    pub company: String,
+    pub service_path: String,
+    pub model_family: String,
+    pub gpu: String,
+    pub message: String,
+}
+
+/// What an operator sees on /internal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InternalData {
+    pub operator: String,
+    pub csrf_token: String,
+    pub runs: Vec<RunSummary>,
+    pub audit: Vec<AuditEntry>,
+    pub inbox: Vec<PreviewRequest>,
+}
+
+/// Formats a tokens/s figure for display.
+pub fn fmt_tps(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}

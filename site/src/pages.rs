@@ -1,0 +1,649 @@
+//! The pages. Each page loads its data through a server function and hands it to a pure view (`*View`), which
+//! is what the render tests drive. All of this runs on the server only (islands mode): the browser receives
+//! HTML, plus WebAssembly for the islands a page contains.
+
+use crate::api::{load_internal, load_public};
+use crate::chart::{speed_svg, SpeedFilter};
+use crate::islands::{LoginForm, LogoutButton, PreviewForm, RunActions, SpeedDashboard};
+use crate::model::{fmt_tps, Claim, ClaimLevel, InternalData, PublicData, SpeedKind};
+use leptos::prelude::*;
+use leptos_meta::{Meta, Title};
+
+use crate::copy::copy;
+
+/// The page's `<title>` and description.
+#[component]
+fn PageMeta(title: String, description: String) -> impl IntoView {
+    view! {
+        <Title text=title />
+        <Meta name="description" content=description />
+    }
+}
+
+/// Loads the public data and shows `view` with it, or a clear state when the store cannot answer.
+#[component]
+fn WithPublic<V, F>(view: F) -> impl IntoView
+where
+    F: Fn(PublicData) -> V + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    let view = std::sync::Arc::new(view);
+    view! {
+        <Await future=load_public() let:data>
+            {match data {
+                Ok(data) => view(data.clone()).into_any(),
+                Err(error) => view! { <StoreDown error=error.to_string() /> }.into_any(),
+            }}
+        </Await>
+    }
+}
+
+#[component]
+fn StoreDown(error: String) -> impl IntoView {
+    view! {
+        <section class="state state-error" role="alert">
+            <h2>"Data unavailable"</h2>
+            <p>"The evidence store did not answer, so this page shows no figures. " {error}</p>
+        </section>
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+fn date(rfc3339: &str) -> String {
+    rfc3339.get(..10).unwrap_or(rfc3339).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------- home
+
+#[component]
+pub fn HomePage() -> impl IntoView {
+    view! { <WithPublic view=|data| view! { <HomeView data /> } /> }
+}
+
+/// The launch lane whose card the home page shows.
+pub const LAUNCH_FAMILY: &str = "E4B";
+
+#[component]
+pub fn HomeView(data: PublicData) -> impl IntoView {
+    let c = &copy().home;
+    let (title, description, heading, lead, launch, card_heading, card_intro, no_claim, pillars) = (
+        c.title.clone(),
+        c.description.clone(),
+        c.heading.clone(),
+        c.lead.clone(),
+        c.launch.clone(),
+        c.card_heading.clone(),
+        c.card_intro.clone(),
+        c.no_claim.clone(),
+        c.pillars
+            .iter()
+            .map(|p| (p.name.clone(), p.text.clone()))
+            .collect::<Vec<_>>(),
+    );
+
+    let claim = data.headline_claim(LAUNCH_FAMILY).cloned();
+    let family_count = data.catalog.families.len();
+    let repo_count: usize = data.catalog.families.iter().map(|f| f.repos.len()).sum();
+    view! {
+        <PageMeta title description />
+        <section class="hero">
+            <h1>{heading}</h1>
+            <p class="lead">{lead}</p>
+            <p>{launch}</p>
+            <p class="cta">
+                <a class="button" href="/preview">"Request private preview"</a>
+                <a class="button secondary" href="/evidence">"See the evidence"</a>
+            </p>
+        </section>
+        <ul class="pillars">
+            {pillars.into_iter().map(|(name, text)| view! { <li><h2>{name}</h2><p>{text}</p></li> }).collect_view()}
+        </ul>
+        <section class="card" aria-labelledby="card-heading" id="performance-card">
+            <h2 id="card-heading">{card_heading} " — Gemma 4 " {LAUNCH_FAMILY}</h2>
+            <p>{card_intro}</p>
+            {match claim {
+                Some(claim) => view! { <ClaimFigures claim /> }.into_any(),
+                None => view! { <p class="state" id="no-claim">{no_claim}</p> }.into_any(),
+            }}
+        </section>
+        <section class="catalog-summary">
+            <p>
+                <strong>{repo_count}</strong> " official Google BF16 serving repositories in "
+                <strong>{family_count}</strong> " families, plus "
+                <strong>{data.catalog.adjacent.len()}</strong> " adjacent lane. "
+                <a href="/models">"The catalog"</a> " · " <a href="/sizing">"GPU sizing"</a>
+            </p>
+        </section>
+    }
+}
+
+/// The figures of one promoted claim, each from the claim record; derived ones labelled.
+#[component]
+fn ClaimFigures(claim: Claim) -> impl IntoView {
+    view! {
+        <dl class="figures">
+            <div><dt>"Baseline"</dt><dd><span class="num">{fmt_tps(claim.baseline_tokens_per_s)}</span> " tok/s"</dd></div>
+            <div><dt>"VKAE"</dt><dd><span class="num">{fmt_tps(claim.vkae_tokens_per_s)}</span> " tok/s"</dd></div>
+            <div><dt>"Relative lift " <small>"(derived)"</small></dt><dd><span class="num">{format!("{:.2}×", claim.lift)}</span></dd></div>
+            <div><dt>"Additional tokens/s " <small>"(derived)"</small></dt><dd><span class="num">{format!("+{}", fmt_tps(claim.additional_tokens_per_s))}</span></dd></div>
+            <div>
+                <dt>"Approx. token-cost reduction at the same GPU rate " <small>"(derived)"</small></dt>
+                <dd><span class="num">{pct(claim.cost_reduction)}</span></dd>
+            </div>
+        </dl>
+        <p class="provenance">
+            "Claim level: " <strong>{claim.level.label()}</strong> " · "
+            {format!("{}× {}", claim.gpu_count, claim.gpu)} " · "
+            {format!("{}, batch {}, {} prompt + {} output tokens", claim.precision, claim.batch, claim.prompt_tokens, claim.output_tokens)} " · measured "
+            <time datetime=claim.measured_at.clone()>{date(&claim.measured_at)}</time> " · run "
+            <code>{claim.run_id.clone()}</code>
+        </p>
+    }
+}
+
+// ---------------------------------------------------------------------------------------------- models
+
+#[component]
+pub fn ModelsPage() -> impl IntoView {
+    view! { <WithPublic view=|data| view! { <ModelsView data /> } /> }
+}
+
+#[component]
+pub fn ModelsView(data: PublicData) -> impl IntoView {
+    let c = &copy().models;
+    let (
+        title,
+        description,
+        heading,
+        lead,
+        ready,
+        porting,
+        porting_note,
+        excluded_heading,
+        adjacent_heading,
+    ) = (
+        c.title.clone(),
+        c.description.clone(),
+        c.heading.clone(),
+        c.lead.clone(),
+        c.claim_ready.clone(),
+        c.porting.clone(),
+        c.porting_note.clone(),
+        c.excluded_heading.clone(),
+        c.adjacent_heading.clone(),
+    );
+
+    let repo_count: usize = data.catalog.families.iter().map(|f| f.repos.len()).sum();
+    let families = data.catalog.families.clone();
+    view! {
+        <PageMeta title description />
+        <h1>{heading}</h1>
+        <p class="lead">{lead}</p>
+        <p class="stats">
+            <span><strong class="num">{repo_count}</strong> " official BF16 serving repos"</span>
+            <span><strong class="num">{families.len()}</strong> " primary serving families"</span>
+            <span><strong class="num">{data.catalog.adjacent.len()}</strong> " adjacent lane"</span>
+        </p>
+        <p>{porting_note}</p>
+        <div class="families">
+            {families
+                .into_iter()
+                .map(|family| {
+                    let status = if family.claim_ready { ready.clone() } else { porting.clone() };
+                    let class = if family.claim_ready { "badge ready" } else { "badge porting" };
+                    view! {
+                        <article class="family" id=format!("family-{}", family.name)>
+                            <h2>{family.name.clone()} " " <span class=class>{status}</span></h2>
+                            <p>{family.description.clone()}</p>
+                            <dl class="facts">
+                                <div><dt>"Parameters"</dt><dd>{family.params.clone()}</dd></div>
+                                <div><dt>"Layers"</dt><dd>{family.layers}</dd></div>
+                                <div><dt>"Context"</dt><dd>{format!("{} tokens", family.context_tokens)}</dd></div>
+                                <div><dt>"BF16 weights"</dt><dd>{format!("{:.1} GB", family.weights_gb)}</dd></div>
+                            </dl>
+                            <ul class="repos">
+                                {family.repos.iter().map(|r| view! { <li><code>{r.clone()}</code></li> }).collect_view()}
+                            </ul>
+                        </article>
+                    }
+                })
+                .collect_view()}
+        </div>
+        <h2>{adjacent_heading}</h2>
+        <ul>
+            {data.catalog.adjacent.iter().map(|a| view! { <li><strong>{a.name.clone()}</strong> " (" <code>{a.repo.clone()}</code> "): " {a.note.clone()}</li> }).collect_view()}
+        </ul>
+        <h2>{excluded_heading}</h2>
+        <ul>
+            {data.catalog.excluded.iter().map(|e| view! { <li><strong>{e.name.clone()}</strong> ": " {e.reason.clone()}</li> }).collect_view()}
+        </ul>
+    }
+}
+
+// ---------------------------------------------------------------------------------------------- sizing
+
+#[component]
+pub fn SizingPage() -> impl IntoView {
+    view! { <WithPublic view=|data| view! { <SizingView data /> } /> }
+}
+
+#[component]
+pub fn SizingView(data: PublicData) -> impl IntoView {
+    let c = &copy().sizing;
+    let (title, description, heading, lead, chart_heading, chart_lead) = (
+        c.title.clone(),
+        c.description.clone(),
+        c.heading.clone(),
+        c.lead.clone(),
+        c.chart_heading.clone(),
+        c.chart_lead.clone(),
+    );
+
+    let gpus: Vec<String> = data.gpus.iter().map(|g| g.name.clone()).collect();
+    let families: Vec<String> = data
+        .catalog
+        .families
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let mut batches: Vec<u32> = data.sizing.speed.iter().map(|p| p.batch).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    let measured = data
+        .sizing
+        .speed
+        .iter()
+        .filter(|p| p.kind == SpeedKind::Measured)
+        .count();
+    view! {
+        <PageMeta title description />
+        <h1>{heading}</h1>
+        <p class="lead">{lead}</p>
+        <p class="method">{data.sizing.method.clone()}</p>
+        <div class="table-wrap">
+            <table id="sizing-table">
+                <caption>"BF16 serving lanes per family"</caption>
+                <thead>
+                    <tr>
+                        <th scope="col">"Family"</th>
+                        <th scope="col">"Weights"</th>
+                        <th scope="col">"KV cache"</th>
+                        <th scope="col">"Headroom"</th>
+                        <th scope="col">"Total"</th>
+                        <th scope="col">"Minimum GPU"</th>
+                        <th scope="col">"Recommended GPU"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {data
+                        .sizing
+                        .rows
+                        .iter()
+                        .map(|row| {
+                            let none = || "none listed fits".to_string();
+                            view! {
+                                <tr>
+                                    <th scope="row">{row.family.clone()}</th>
+                                    <td class="num">{format!("{:.1} GB", row.weights_gb)}</td>
+                                    <td class="num">
+                                        {format!("{:.1} GB", row.kv_cache_gb)}
+                                        <small>{format!(" ({} tokens × batch {})", row.context_tokens, row.batch)}</small>
+                                    </td>
+                                    <td class="num">{format!("{:.1} GB", row.headroom_gb)}</td>
+                                    <td class="num">{format!("{:.1} GB", row.total_gb)}</td>
+                                    <td>{row.minimum_gpu.clone().unwrap_or_else(none)}</td>
+                                    <td>{row.recommended_gpu.clone().unwrap_or_else(none)}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
+        <section aria-labelledby="speed-chart-title" class="dashboard">
+            <h2 id="speed-chart-title">{chart_heading}</h2>
+            <p>{chart_lead}</p>
+            <p class="legend">
+                <span class="key measured"></span> "Measured tokens/s (promoted claim) "
+                <span class="key planning"></span> "Planning speed index (roofline, not a measurement)"
+            </p>
+            {(measured == 0).then(|| view! { <p class="state" id="no-measured">"No promoted claim yet: every bar below is a planning index, none is a measurement."</p> })}
+            <SpeedDashboard points=data.sizing.speed.clone() gpus families batches />
+        </section>
+    }
+}
+
+/// The chart as the server draws it for the first paint with the default filter (used by the render tests).
+pub fn first_paint_svg(data: &PublicData) -> String {
+    let batch = data.sizing.speed.iter().map(|p| p.batch).min();
+    let filter = SpeedFilter {
+        batch,
+        ..Default::default()
+    };
+    speed_svg(&filter.apply(&data.sizing.speed))
+}
+
+// ---------------------------------------------------------------------------------------------- evidence
+
+#[component]
+pub fn EvidencePage() -> impl IntoView {
+    view! { <WithPublic view=|data| view! { <EvidenceView data /> } /> }
+}
+
+#[component]
+pub fn EvidenceView(data: PublicData) -> impl IntoView {
+    let c = &copy().evidence;
+    let (title, description, heading, lead, empty_level, blocked_heading, blocked_note) = (
+        c.title.clone(),
+        c.description.clone(),
+        c.heading.clone(),
+        c.lead.clone(),
+        c.empty_level.clone(),
+        c.blocked_heading.clone(),
+        c.blocked_note.clone(),
+    );
+
+    let porting: Vec<String> = data
+        .catalog
+        .families
+        .iter()
+        .filter(|f| !f.claim_ready)
+        .map(|f| f.name.clone())
+        .collect();
+    view! {
+        <PageMeta title description />
+        <h1>{heading}</h1>
+        <p class="lead">{lead}</p>
+        {ClaimLevel::ALL
+            .into_iter()
+            .map(|level| {
+                let claims: Vec<Claim> = data
+                    .claims
+                    .iter()
+                    .filter(|c| c.level == level && !porting.contains(&c.family))
+                    .cloned()
+                    .collect();
+                let empty = empty_level.clone();
+                view! {
+                    <section class="level" id=format!("level-{}", level.slug())>
+                        <h2>{level.label()}</h2>
+                        {if claims.is_empty() {
+                            view! { <p class="state">{empty}</p> }.into_any()
+                        } else {
+                            view! {
+                                <div class="table-wrap">
+                                    <table>
+                                        <thead>
+                                            <tr>
+                                                <th scope="col">"Model"</th>
+                                                <th scope="col">"Hardware"</th>
+                                                <th scope="col">"Recipe"</th>
+                                                <th scope="col">"Baseline → VKAE"</th>
+                                                <th scope="col">"Quality"</th>
+                                                <th scope="col">"Provenance"</th>
+                                            </tr>
+                                        </thead>
+                                        <tbody>
+                                            {claims.into_iter().map(|c| view! { <ClaimRow claim=c /> }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                            }
+                            .into_any()
+                        }}
+                    </section>
+                }
+            })
+            .collect_view()}
+        <section class="level blocked" id="porting-tracks">
+            <h2>{blocked_heading}</h2>
+            <ul>
+                {porting
+                    .iter()
+                    .map(|family| {
+                        view! {
+                            <li class="blocked-row">
+                                <strong>{family.clone()}</strong> " — " <span class="blocked-value">"blocked"</span> ": " {blocked_note.clone()}
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        </section>
+    }
+}
+
+#[component]
+fn ClaimRow(claim: Claim) -> impl IntoView {
+    let q = &claim.quality;
+    view! {
+        <tr id=format!("claim-{}", claim.run_id)>
+            <th scope="row">{claim.family.clone()} <br /> <small><code>{claim.repo.clone()}</code></small></th>
+            <td>{format!("{}× {}", claim.gpu_count, claim.gpu)}</td>
+            <td>{format!("{}, batch {}, {}+{} tokens", claim.precision, claim.batch, claim.prompt_tokens, claim.output_tokens)}</td>
+            <td class="num">
+                {format!("{} → {} tok/s", fmt_tps(claim.baseline_tokens_per_s), fmt_tps(claim.vkae_tokens_per_s))}
+                <br />
+                <small>{format!("{:.2}× (derived)", claim.lift)}</small>
+            </td>
+            <td>
+                {format!("PPL {:.3} vs reference {:.3}", q.vkae_ppl, q.reference_ppl)}
+                <br />
+                <small>{format!("top-1 agreement {:.1}%, mean KL {:.4}", q.top1_agreement * 100.0, q.mean_kl)}</small>
+            </td>
+            <td>
+                "engine " <code>{claim.engine_commit.chars().take(12).collect::<String>()}</code>
+                <br />
+                <small>"run " <code>{claim.run_id.clone()}</code> ", " <time datetime=claim.measured_at.clone()>{date(&claim.measured_at)}</time></small>
+            </td>
+        </tr>
+    }
+}
+
+// ---------------------------------------------------------------------------------------------- engine
+
+#[component]
+pub fn EnginePage() -> impl IntoView {
+    let c = &copy().engine;
+    let (title, description, heading, lead, layers) = (
+        c.title.clone(),
+        c.description.clone(),
+        c.heading.clone(),
+        c.lead.clone(),
+        c.layers
+            .iter()
+            .map(|l| (l.name.clone(), l.text.clone()))
+            .collect::<Vec<_>>(),
+    );
+    view! {
+        <PageMeta title description />
+        <h1>{heading}</h1>
+        <p class="lead">{lead}</p>
+        <ol class="stack">
+            {layers.into_iter().map(|(name, text)| view! { <li><h2>{name}</h2><p>{text}</p></li> }).collect_view()}
+        </ol>
+    }
+}
+
+// ---------------------------------------------------------------------------------------------- preview
+
+#[component]
+pub fn PreviewPage() -> impl IntoView {
+    view! { <WithPublic view=|data| view! { <PreviewView data /> } /> }
+}
+
+#[component]
+pub fn PreviewView(data: PublicData) -> impl IntoView {
+    let c = &copy().preview;
+    let (title, description, heading, lead, confirmation) = (
+        c.title.clone(),
+        c.description.clone(),
+        c.heading.clone(),
+        c.lead.clone(),
+        c.confirmation.clone(),
+    );
+    let families = data
+        .catalog
+        .families
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let gpus = data.gpus.iter().map(|g| g.name.clone()).collect();
+    let paths: Vec<(String, String)> = data
+        .service_paths
+        .iter()
+        .map(|p| (p.slug.clone(), p.label.clone()))
+        .collect();
+    view! {
+        <PageMeta title description />
+        <h1>{heading}</h1>
+        <p class="lead">{lead}</p>
+        <dl class="paths">
+            {data.service_paths.iter().map(|p| view! { <div><dt>{p.label.clone()}</dt><dd>{p.description.clone()}</dd></div> }).collect_view()}
+        </dl>
+        <PreviewForm families gpus paths confirmation />
+    }
+}
+
+// ---------------------------------------------------------------------------------------------- internal
+
+#[component]
+pub fn InternalPage() -> impl IntoView {
+    let (title, description) = (
+        copy().internal.title.clone(),
+        copy().internal.description.clone(),
+    );
+    view! {
+        <PageMeta title description />
+        <Meta name="robots" content="noindex" />
+        <Await future=load_internal() let:data>
+            {match data.clone() {
+                Ok(Some(data)) => view! { <InternalView data /> }.into_any(),
+                Ok(None) => {
+                    view! {
+                        <h1>"Operator login"</h1>
+                        <p>"The evidence-promotion console is for named operators."</p>
+                        <LoginForm />
+                    }
+                        .into_any()
+                }
+                Err(error) => view! { <StoreDown error=error.to_string() /> }.into_any(),
+            }}
+        </Await>
+    }
+}
+
+#[component]
+pub fn InternalView(data: InternalData) -> impl IntoView {
+    let csrf = data.csrf_token.clone();
+    view! {
+        <div class="internal-head">
+            <h1>"Evidence promotion"</h1>
+            <p>"Logged in as " <strong id="operator-name">{data.operator.clone()}</strong> " " <LogoutButton csrf=csrf.clone() /></p>
+        </div>
+        <section aria-labelledby="runs-heading">
+            <h2 id="runs-heading">"Ingested runs"</h2>
+            {if data.runs.is_empty() {
+                view! { <p class="state">"No run has been ingested yet."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="runs">
+                        {data
+                            .runs
+                            .into_iter()
+                            .map(|run| {
+                                let promoted = run.status == "promoted";
+                                view! {
+                                    <article class="run" id=format!("run-{}", run.run_id)>
+                                        <h3>
+                                            <code>{run.run_id.clone()}</code> " "
+                                            <span class=format!("badge status-{}", run.status)>{run.status.clone()}</span>
+                                            {run.level.map(|l| view! { " " <span class="badge">{l.label()}</span> })}
+                                        </h3>
+                                        <p>
+                                            {format!("{} on {}, batch {}, ingested {}", run.family, run.gpu, run.batch, date(&run.ingested_at))}
+                                            {run.baseline_tokens_per_s.zip(run.vkae_tokens_per_s).map(|(b, v)| format!(" · raw: baseline {} → VKAE {} tok/s (not public)", fmt_tps(b), fmt_tps(v)))}
+                                        </p>
+                                        <ul class="lanes">
+                                            {run
+                                                .lanes
+                                                .iter()
+                                                .map(|lane| {
+                                                    view! {
+                                                        <li class=if lane.passed { "lane pass" } else { "lane fail" }>
+                                                            <strong>{lane.lane.clone()}</strong> ": " {if lane.passed { "pass" } else { "fail" }}
+                                                            {(!lane.reasons.is_empty()).then(|| format!(" — {}", lane.reasons.join("; ")))}
+                                                        </li>
+                                                    }
+                                                })
+                                                .collect_view()}
+                                        </ul>
+                                        <RunActions run_id=run.run_id.clone() csrf=csrf.clone() promoted />
+                                    </article>
+                                }
+                            })
+                            .collect_view()}
+                    </div>
+                }
+                    .into_any()
+            }}
+        </section>
+        <section aria-labelledby="audit-heading">
+            <h2 id="audit-heading">"Audit log"</h2>
+            {if data.audit.is_empty() {
+                view! { <p class="state">"No decision recorded yet."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table id="audit-log">
+                            <thead><tr><th scope="col">"When"</th><th scope="col">"Operator"</th><th scope="col">"Action"</th><th scope="col">"Run"</th><th scope="col">"Detail"</th></tr></thead>
+                            <tbody>
+                                {data.audit.into_iter().map(|e| view! {
+                                    <tr><td><time datetime=e.at.clone()>{e.at.clone()}</time></td><td>{e.operator}</td><td>{e.action}</td><td><code>{e.run_id}</code></td><td>{e.detail}</td></tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }
+                    .into_any()
+            }}
+        </section>
+        <section aria-labelledby="inbox-heading">
+            <h2 id="inbox-heading">"Preview inbox"</h2>
+            <p><a href="/internal/preview-requests.csv" download="preview-requests.csv" id="inbox-csv">"Export CSV"</a></p>
+            {if data.inbox.is_empty() {
+                view! { <p class="state">"No preview request yet."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table id="inbox">
+                            <thead><tr><th scope="col">"Received"</th><th scope="col">"Name"</th><th scope="col">"Email"</th><th scope="col">"Company"</th><th scope="col">"Path"</th><th scope="col">"Family"</th><th scope="col">"GPU"</th><th scope="col">"Message"</th></tr></thead>
+                            <tbody>
+                                {data.inbox.into_iter().map(|r| view! {
+                                    <tr><td>{date(&r.received_at)}</td><td>{r.name}</td><td>{r.email}</td><td>{r.company}</td><td>{r.service_path}</td><td>{r.model_family}</td><td>{r.gpu}</td><td>{r.message}</td></tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }
+                    .into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <PageMeta title="Not found — VKAE".to_string() description="This page does not exist.".to_string() />
+        <h1>"Page not found"</h1>
+        <p><a href="/">"Back to the home page"</a></p>
+    }
+}
