@@ -201,6 +201,28 @@ impl Gpu {
         })
     }
 
+    /// A device buffer of `n` elements filled by repeating `chunk` (element `i` is
+    /// `chunk[i % chunk.len()]`), built with device-to-device copies: large random test data or
+    /// synthetic weights without a host array of the full size.
+    pub fn upload_tiled<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        chunk: &[T],
+        n: usize,
+    ) -> Result<CudaSlice<T>> {
+        if chunk.is_empty() {
+            return Err(shape("upload_tiled", "the chunk is empty".into()));
+        }
+        let src = self.upload(chunk)?;
+        let mut dst = self.alloc::<T>(n.max(1))?;
+        let mut off = 0;
+        while off < n {
+            let len = chunk.len().min(n - off);
+            self.copy(&src.slice(0..len), &mut dst.slice_mut(off..off + len))?;
+            off += len;
+        }
+        Ok(dst)
+    }
+
     /// Copies a host slice into an existing device buffer (which must be at least as long).
     pub fn upload_into<T: DeviceRepr>(
         &self,

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs vkae-kernels' GPU tests and micro-benchmark on the H200 device machine in one call.
+#   here:   kernels/bench/build-device.sh            (release binaries into .device/kernels/)
+#   device: run tool, carry [".device/kernels"], command "bash kernels/bench/run-h200.sh"
+# Logs go to $OUT (the device tool brings them back). Extra arguments go to kernel-bench.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+bin=${KERNELS_BIN:-.device/kernels}
+out=${OUT:-/tmp/kernels-out}
+mkdir -p "$out"
+
+# The CUDA 13 user-space libraries (NVRTC, cuBLAS) may live outside the loader's default path.
+for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
+  if ! ldconfig -p | grep -q "$lib"; then
+    dir=$(find /usr/local /opt /usr/lib -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)
+    [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+done
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv
+  echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+} 2>&1 | tee "$out/env.txt"
+
+status=0
+echo "== unit tests (incl. NVRTC compile of every module for sm_90)"
+start=$(date +%s.%N)
+"$bin/kernels-unit-tests" --test-threads=1 2>&1 | tee "$out/unit-tests.log" || status=1
+echo "== GPU reference-check tests"
+"$bin/kernels-gpu-tests" --test-threads=1 --nocapture 2>&1 | tee "$out/gpu-tests.log" || status=1
+end=$(date +%s.%N)
+echo "tests wall time: $(echo "$end - $start" | bc) s" | tee -a "$out/env.txt"
+echo "== micro-benchmark"
+"$bin/kernel-bench" "$@" 2>&1 | tee "$out/bench.log" || status=1
+echo "== exit status $status"
+exit $status

@@ -1,0 +1,328 @@
+//! GPU reference checks: every kernel on fresh random inputs against the f64 CPU reference.
+//! Without a CUDA device each test prints "SKIP: no CUDA device: ..." and passes; on the H200
+//! (kernels/bench/run-h200.sh) they run for real.
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use vkae_kernels::check::{AttentionCase, CheckReport, Checker};
+use vkae_kernels::rng::Rng;
+use vkae_kernels::tolerance::{passes, relative_error, F32_OP};
+use vkae_kernels::{Gpu, KernelError, KvLayout, Rope};
+
+/// One Gpu for the whole test binary (module compile happens once); tests take turns.
+fn gpu() -> Option<MutexGuard<'static, Gpu>> {
+    static GPU: OnceLock<Result<Mutex<Gpu>, String>> = OnceLock::new();
+    match GPU.get_or_init(|| Gpu::new().map(Mutex::new).map_err(|e| e.to_string())) {
+        Ok(m) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
+        Err(e) => {
+            // Written to the process's stderr directly so the test harness does not swallow it.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIP: no CUDA device: {e}");
+            None
+        }
+    }
+}
+
+fn assert_all(reports: &[CheckReport]) {
+    for r in reports {
+        eprintln!("{r}");
+    }
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.to_string())
+        .collect();
+    assert!(failed.is_empty(), "checks failed:\n{}", failed.join("\n"));
+}
+
+macro_rules! gpu_or_skip {
+    () => {
+        match gpu() {
+            Some(g) => g,
+            None => return,
+        }
+    };
+}
+
+fn checker(g: &Gpu) -> Checker<'_> {
+    Checker::new(g, Rng::fresh_seed())
+}
+
+#[test]
+fn embed_matches_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&[
+        c.embed(7, 2560, 1000).unwrap(),
+        c.embed(5, 100, 50).unwrap(),
+        c.embed(3, 10752, 64).unwrap(),
+    ]);
+}
+
+#[test]
+fn embed_out_of_range_id_gives_a_nan_row() {
+    let g = gpu_or_skip!();
+    let table = g
+        .upload(&vec![vkae_kernels::half::bf16::ONE; 4 * 16])
+        .unwrap();
+    let ids = g.upload(&[1u32, 4]).unwrap();
+    let mut out = g.alloc::<f32>(32).unwrap();
+    g.embed(&table, &ids, 2, 16, 2.0, &mut out).unwrap();
+    let h = g.download(&out).unwrap();
+    assert!(h[..16].iter().all(|&v| v == 2.0));
+    assert!(h[16..].iter().all(|v| v.is_nan()));
+}
+
+#[test]
+fn rms_norm_matches_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&[
+        c.rms_norm(9, 2560, true, false).unwrap(),
+        c.rms_norm(9, 2560, false, false).unwrap(),
+        c.rms_norm(33, 256, true, true).unwrap(),
+        c.rms_norm(64, 512, false, true).unwrap(),
+        c.rms_norm(4, 100, true, false).unwrap(),
+    ]);
+}
+
+#[test]
+fn rope_matches_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&[
+        c.rope(
+            5,
+            8,
+            Rope::Default {
+                theta: 1e4,
+                head_dim: 256,
+            },
+            131072,
+        )
+        .unwrap(),
+        c.rope(
+            5,
+            2,
+            Rope::Proportional {
+                theta: 1e6,
+                partial_rotary_factor: 0.25,
+                head_dim: 512,
+            },
+            131072,
+        )
+        .unwrap(),
+        c.rope(
+            3,
+            4,
+            Rope::Default {
+                theta: 1e4,
+                head_dim: 64,
+            },
+            4096,
+        )
+        .unwrap(),
+    ]);
+}
+
+#[test]
+fn kv_append_writes_exactly_its_slots() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&[
+        c.kv_append(3, 5, 2, 256).unwrap(),
+        c.kv_append(2, 4, 2, 512).unwrap(),
+        c.kv_append(2, 4, 1, 48).unwrap(),
+    ]);
+}
+
+#[test]
+fn attention_matches_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    let base = AttentionCase {
+        num_seqs: 3,
+        context: 40,
+        new_tokens: 1,
+        heads: 8,
+        kv_heads: 2,
+        head_dim: 256,
+        window: None,
+        capacity: 64,
+    };
+    let cases = [
+        base,
+        AttentionCase {
+            head_dim: 512,
+            ..base
+        },
+        AttentionCase {
+            context: 0,
+            new_tokens: 17,
+            ..base
+        },
+        AttentionCase {
+            context: 20,
+            new_tokens: 9,
+            window: Some(8),
+            ..base
+        },
+        AttentionCase {
+            context: 700,
+            window: Some(512),
+            capacity: 1024,
+            ..base
+        },
+        AttentionCase {
+            context: 300,
+            window: Some(16),
+            capacity: 16,
+            ..base
+        },
+        AttentionCase {
+            context: 100,
+            new_tokens: 4,
+            window: Some(32),
+            capacity: 35,
+            ..base
+        },
+        AttentionCase {
+            heads: 4,
+            kv_heads: 1,
+            head_dim: 40,
+            context: 10,
+            new_tokens: 3,
+            ..base
+        },
+        AttentionCase {
+            num_seqs: 2,
+            heads: 8,
+            kv_heads: 8,
+            head_dim: 512,
+            context: 64,
+            new_tokens: 64,
+            capacity: 128,
+            ..base
+        },
+    ];
+    let reports: Vec<_> = cases.into_iter().map(|k| c.attention(k).unwrap()).collect();
+    assert_all(&reports);
+}
+
+#[test]
+fn geglu_matches_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&[
+        c.geglu(5, 10240, false).unwrap(),
+        c.geglu(3, 1000, true).unwrap(),
+    ]);
+}
+
+#[test]
+fn residual_and_scale_match_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&c.residual(100_003).unwrap());
+}
+
+#[test]
+fn softcap_matches_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&[c.softcap(100_003).unwrap()]);
+}
+
+#[test]
+fn argmax_matches_reference_with_ties() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&[
+        c.argmax(4, 262_144).unwrap(),
+        c.argmax(3, 1000).unwrap(),
+        c.argmax(32, 262_144).unwrap(),
+    ]);
+}
+
+#[test]
+fn casts_match_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&c.casts(100_003).unwrap());
+}
+
+#[test]
+fn linear_matches_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    assert_all(&[
+        c.linear(3, 512, 2560, None).unwrap(),
+        c.linear(8, 2048, 2560, None).unwrap(),
+        c.linear(1, 1000, 100, None).unwrap(),
+        c.linear(32, 262_144, 2560, Some(64)).unwrap(),
+    ]);
+}
+
+/// The poison works: a launch that leaves rows unwritten must fail the comparison.
+#[test]
+fn unwritten_output_fails_the_check() {
+    let g = gpu_or_skip!();
+    let (rows, cols) = (4, 256);
+    let x = Rng::new(1).normal_vec(rows * cols, 1.0);
+    let dx = g.upload(&x).unwrap();
+    let mut out = g.upload(&vec![f32::NAN; rows * cols]).unwrap();
+    g.rms_norm(&dx, None, 1e-6, rows - 1, cols, &mut out)
+        .unwrap();
+    let got = g.download(&out).unwrap();
+    let want = vkae_kernels::reference::rms_norm(&x, None, 1e-6, rows, cols);
+    assert!(!passes(relative_error(&got, &want), F32_OP));
+    let want3 = vkae_kernels::reference::rms_norm(&x, None, 1e-6, rows - 1, cols);
+    assert!(passes(
+        relative_error(&got[..(rows - 1) * cols], &want3),
+        F32_OP
+    ));
+}
+
+#[test]
+fn shape_errors_name_the_op_and_the_buffer() {
+    let g = gpu_or_skip!();
+    let x = g.alloc::<f32>(10).unwrap();
+    let mut out = g.alloc::<f32>(10).unwrap();
+    match g.rms_norm(&x, None, 1e-6, 2, 8, &mut out) {
+        Err(KernelError::Shape { op, message }) => {
+            assert_eq!(op, "rms_norm");
+            assert!(message.contains("x holds 10"), "{message}");
+        }
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    let layout = KvLayout {
+        num_seqs: 1,
+        capacity: 4,
+        kv_heads: 2,
+        head_dim: 1024,
+    };
+    let kc = g
+        .alloc::<vkae_kernels::half::bf16>(layout.elements())
+        .unwrap();
+    let pos = g.alloc::<i32>(1).unwrap();
+    let q = g.alloc::<f32>(4 * 1024).unwrap();
+    let mut o = g.alloc::<f32>(4 * 1024).unwrap();
+    let err = g
+        .attention(&q, &kc, &kc, &pos, &pos, 1, 4, layout, None, 1.0, &mut o)
+        .unwrap_err();
+    assert!(err.to_string().contains("head_dim 1024"), "{err}");
+}
+
+#[test]
+fn device_reports_its_architecture() {
+    let g = gpu_or_skip!();
+    let (major, minor) = g.compute_capability();
+    assert_eq!(g.arch(), format!("sm_{major}{minor}"));
+    eprintln!(
+        "device {} ({}), {} SMs, modules compiled and loaded in {:.2} s, kernels sha256 {}",
+        g.device_name(),
+        g.arch(),
+        g.multiprocessors(),
+        g.compile_seconds(),
+        vkae_kernels::kernels_sha256()
+    );
+}
