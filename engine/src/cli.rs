@@ -32,6 +32,45 @@ pub enum Command {
     },
     /// Greedy generation with timing (prefill and the first token excluded from tokens/s).
     Generate(GenerateArgs),
+    /// Decode tokens/s at several batch sizes (median, min, max over repetitions; warm-up excluded).
+    Bench(BenchArgs),
+    /// Write the model (e.g. synthetic weights) as a Hugging Face checkpoint transformers can load.
+    WriteCheckpoint {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output folder (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Largest shard, bytes.
+        #[arg(long, default_value_t = 4_000_000_000)]
+        shard_bytes: usize,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    #[arg(long, default_value_t = 128)]
+    pub prompt_len: usize,
+    /// Tokens per sequence (the first from prefill; the rest timed).
+    #[arg(long, default_value_t = 129)]
+    pub max_new: usize,
+    /// Comma-separated batch sizes.
+    #[arg(long, default_value = "1,8,32")]
+    pub batches: String,
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Seed of the prompt ids.
+    #[arg(long, default_value_t = 1)]
+    pub prompt_seed: u64,
+    /// Write the JSON report here as well as to stdout.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -116,6 +155,23 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Generate(args) => generate(&args),
+        Command::Bench(args) => bench(&args),
+        Command::WriteCheckpoint {
+            model,
+            out,
+            shard_bytes,
+        } => {
+            let t0 = std::time::Instant::now();
+            let m = model.source()?.load()?;
+            m.write_checkpoint(&out, shard_bytes)?;
+            eprintln!(
+                "wrote {} to {} in {:.1} s",
+                m.source,
+                out.display(),
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -260,5 +316,45 @@ fn generate(args: &GenerateArgs) -> Result<()> {
             out.tokens_per_s, out.decode_steps, args.batch, out.decode_s, out.prefill_s, load_s
         );
     }
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    let src = args.model.source()?;
+    let backend = Backend::parse(&args.device)?;
+    let batches = parse_ids(&args.batches)?
+        .into_iter()
+        .map(|b| b as usize)
+        .collect::<Vec<_>>();
+    if batches.is_empty() || batches.contains(&0) || args.reps == 0 || args.max_new < 2 {
+        return Err(EngineError::Input(
+            "--batches must be positive, --reps >= 1, --max-new >= 2".into(),
+        ));
+    }
+    let t0 = std::time::Instant::now();
+    let model = src.load()?;
+    let name = model.source.clone();
+    let mut engine = Engine::new(model, backend)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let device = match &engine {
+        Engine::Cpu(_) => "cpu".to_string(),
+        Engine::Cuda(g) => g.device_name().to_string(),
+    };
+    let settings = crate::bench::BenchSettings {
+        prompt_len: args.prompt_len,
+        max_new: args.max_new,
+        batches,
+        reps: args.reps,
+        warmup: args.warmup,
+        seed: args.prompt_seed,
+    };
+    let report = crate::bench::run_bench(&mut engine, &name, &device, &settings)?;
+    let mut v = serde_json::to_value(&report).expect("report serializes");
+    v["load_s"] = json!(load_s);
+    let text = v.to_string();
+    if let Some(p) = &args.report {
+        std::fs::write(p, &text)?;
+    }
+    println!("{text}");
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! - [`generate`] / [`logprobs`]: greedy generation and teacher-forced log-probabilities on either backend.
 //! - [`stats`]: parameter counts, bytes streamed per decoded token, KV bytes per token.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod cpu;

@@ -1,0 +1,90 @@
+//! The `vkae-engine` binary: inspect and generate on a fixture, JSON output, clear failures.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn engine() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vkae-engine"))
+}
+
+#[test]
+fn generate_json_gives_transformers_tokens() {
+    let r = reference("dense_style");
+    let ids: Vec<String> = r.prompt.iter().map(|t| t.to_string()).collect();
+    let out = engine()
+        .args([
+            "generate",
+            fixture_dir("dense_style").to_str().unwrap(),
+            "--prompt-ids",
+            &ids.join(","),
+            "--max-new",
+            "32",
+            "--device",
+            "cpu",
+            "--batch",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    let toks: Vec<Vec<u32>> = serde_json::from_value(v["tokens"].clone()).unwrap();
+    assert_eq!(toks.len(), 2);
+    assert_eq!(toks[0], r.greedy);
+    assert_eq!(toks[1], r.greedy);
+    assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn inspect_reports_counts() {
+    let out = engine()
+        .args(["inspect", "--synthetic", "e4b", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["parameters"], 7_463_013_418u64);
+    assert_eq!(v["kv_shared_layers"], 18);
+    let out = engine()
+        .args(["inspect", fixture_dir("e_style").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 KV-shared"));
+}
+
+#[test]
+fn bad_input_fails_with_a_message() {
+    let dir = fixture_dir("e_style");
+    for (args, needle) in [
+        (
+            vec!["generate", dir.to_str().unwrap(), "--prompt-ids", "2,99999"],
+            "outside the vocabulary",
+        ),
+        (
+            vec!["generate", dir.to_str().unwrap(), "--prompt-ids", "2,x"],
+            "not a token id",
+        ),
+        (
+            vec!["generate", dir.to_str().unwrap(), "--prompt", "hello"],
+            "tokenizer.json",
+        ),
+        (
+            vec!["generate", "/nonexistent/model", "--prompt-ids", "2"],
+            "/nonexistent/model",
+        ),
+        (vec!["inspect", "--synthetic", "e9b"], "unknown family"),
+    ] {
+        let out = engine().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
