@@ -1,0 +1,214 @@
+//! The library surface the site calls in-process (Leptos server functions and pages), and that the HTTP
+//! handlers call too: one implementation per operation.
+//!
+//! - Public reads (no authentication; only promoted claims and catalog data can come out):
+//!   [`public_claims`], [`public_models`], [`public_gpus`], [`public_sizing`], [`submit_preview_request`].
+//! - Sessions: [`login`], [`logout`], [`session_from_cookie_header`], [`check_csrf`], [`authenticate_operator`].
+//! - Internal (take an [`Operator`], which only authentication produces): [`internal_runs`], [`internal_run`],
+//!   [`promote`], [`retract`], [`audit_log`], [`preview_requests`], [`preview_requests_csv`].
+//! - Ingest: [`ingest`].
+//!
+//! A Leptos server function that changes state must call [`check_csrf`] (or [`authenticate_operator`] with the
+//! request's headers) before acting: the session cookie alone is not enough.
+
+use crate::app::AppState;
+use crate::auth::{self, Need, NewSession, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::preview::{self, PreviewInput, PreviewRequest, Submitted};
+use crate::public::{self, ClaimFilter};
+use crate::store::{self, Actor, AuditEntry, Decision, IngestOutcome, RunSummary};
+use axum::http::{HeaderMap, Method};
+use serde_json::Value;
+
+pub use crate::auth::{Operator, Session, CSRF_HEADER, SESSION_COOKIE};
+
+/// `GET /api/v1/claims`: promoted claims only, with derived figures labelled derived.
+pub async fn public_claims(state: &AppState, filter: &ClaimFilter) -> ApiResult<Value> {
+    public::claims_document(&state.db.reader, &state.content, filter).await
+}
+
+/// `GET /api/v1/models`: the catalog with profiles, the adjacent lane, exclusions and service paths.
+pub fn public_models(state: &AppState) -> Value {
+    public::models_document(&state.content)
+}
+
+/// `GET /api/v1/gpus`: GPU specs with their datasheet sources.
+pub fn public_gpus(state: &AppState) -> Value {
+    public::gpus_document(&state.content)
+}
+
+/// `GET /api/v1/sizing`: min/recommended lanes, memory arithmetic, planning index, measured where promoted.
+pub async fn public_sizing(state: &AppState, family: Option<&str>) -> ApiResult<Value> {
+    public::sizing_document(&state.db.reader, &state.content, family).await
+}
+
+/// `POST /api/v1/preview-requests`: rate limit per `client_key` (429 with `retry_after`), honeypot, validation.
+pub async fn submit_preview_request(
+    state: &AppState,
+    client_key: &str,
+    input: &PreviewInput,
+) -> ApiResult<Submitted> {
+    preview::submit(
+        &state.db,
+        &state.content,
+        &state.preview_limiter,
+        client_key,
+        input,
+    )
+    .await
+}
+
+/// A successful login: the session and the `Set-Cookie` header value to send.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub session: NewSession,
+    pub set_cookie: String,
+}
+
+/// Logs an operator in. A present `Origin` must be the public origin. Any session the browser presented is
+/// dropped and a fresh one is created (new cookie and CSRF token on every login).
+pub async fn login(
+    state: &AppState,
+    name: &str,
+    password: &str,
+    origin: Option<&str>,
+    cookie_header: Option<&str>,
+) -> ApiResult<Login> {
+    auth::check_origin(&state.settings.public_origin, origin, false)?;
+    let session = auth::login(&state.db.writer, name, password, cookie_header).await?;
+    let set_cookie =
+        auth::session_cookie(&session.session_token, state.settings.session_idle_seconds);
+    Ok(Login {
+        session,
+        set_cookie,
+    })
+}
+
+/// Ends the session in `cookie_header`; send [`auth::clear_session_cookie`] as `Set-Cookie`.
+pub async fn logout(state: &AppState, cookie_header: Option<&str>) -> ApiResult<()> {
+    auth::logout(&state.db.writer, cookie_header).await
+}
+
+/// The live session for a `Cookie` header (renews the idle timer), or None.
+pub async fn session_from_cookie_header(
+    state: &AppState,
+    cookie_header: Option<&str>,
+) -> ApiResult<Option<Session>> {
+    auth::session_from_cookie_header(
+        &state.db.writer,
+        cookie_header,
+        state.settings.session_idle_seconds,
+    )
+    .await
+}
+
+/// Checks a state-changing browser request: Origin equals the public origin and the CSRF token matches.
+pub fn check_csrf(
+    state: &AppState,
+    session: &Session,
+    origin: Option<&str>,
+    csrf_token: Option<&str>,
+) -> ApiResult<()> {
+    auth::check_csrf(session, &state.settings.public_origin, origin, csrf_token)
+}
+
+/// Authenticates an operator from request headers: `Authorization: Bearer <operator token>`, or the session
+/// cookie (with the CSRF check for methods other than GET/HEAD/OPTIONS; `form_csrf` is a `csrf_token` field).
+pub async fn authenticate_operator(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    form_csrf: Option<&str>,
+) -> ApiResult<Operator> {
+    let s = &state.settings;
+    match auth::authenticate(
+        &state.db.writer,
+        headers,
+        method,
+        Need::Operator,
+        &s.public_origin,
+        s.session_idle_seconds,
+        form_csrf,
+    )
+    .await?
+    {
+        Principal::Operator(op) => Ok(op),
+        Principal::Ingest { .. } => Err(ApiError::forbidden(
+            "wrong_credential",
+            "an ingest token may only ingest runs",
+        )),
+    }
+}
+
+/// Every run with lane verdicts, reasons and claim state, newest first.
+pub async fn internal_runs(state: &AppState, _operator: &Operator) -> ApiResult<Vec<RunSummary>> {
+    store::list_runs(&state.db, &state.content, None).await
+}
+
+/// One run by `run_id` (404 when unknown).
+pub async fn internal_run(
+    state: &AppState,
+    _operator: &Operator,
+    run_id: &str,
+) -> ApiResult<RunSummary> {
+    store::list_runs(&state.db, &state.content, Some(run_id))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("no run with run_id {run_id:?}")))
+}
+
+/// Promotes a run (`level`: declared-baseline | vkae-path | optimized-showcase | preview-smoke).
+pub async fn promote(
+    state: &AppState,
+    operator: &Operator,
+    run_id: &str,
+    level: &str,
+    reason: &str,
+) -> ApiResult<Decision> {
+    store::promote(&state.db, &state.content, operator, run_id, level, reason).await
+}
+
+/// Withdraws a public claim.
+pub async fn retract(
+    state: &AppState,
+    operator: &Operator,
+    run_id: &str,
+    reason: &str,
+) -> ApiResult<Decision> {
+    store::retract(&state.db, operator, run_id, reason).await
+}
+
+/// The audit log, newest first.
+pub async fn audit_log(
+    state: &AppState,
+    _operator: &Operator,
+    before: Option<i64>,
+    limit: u32,
+) -> ApiResult<Vec<AuditEntry>> {
+    store::audit_log(&state.db, before, limit).await
+}
+
+/// Stored preview requests, newest first.
+pub async fn preview_requests(
+    state: &AppState,
+    _operator: &Operator,
+) -> ApiResult<Vec<PreviewRequest>> {
+    preview::list(&state.db).await
+}
+
+/// Stored preview requests as RFC 4180 CSV.
+pub async fn preview_requests_csv(state: &AppState, _operator: &Operator) -> ApiResult<String> {
+    Ok(preview::to_csv(&preview::list(&state.db).await?))
+}
+
+/// Ingests a signed run record (the bytes as received).
+pub async fn ingest(state: &AppState, actor: &Actor, record: &[u8]) -> ApiResult<IngestOutcome> {
+    store::ingest(
+        &state.db,
+        &state.content,
+        actor,
+        record,
+        state.settings.max_record_bytes,
+    )
+    .await
+}
