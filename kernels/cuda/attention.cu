@@ -4,22 +4,53 @@
 // seq_ids, positions: i32 [tokens]. Query t (sequence seq_ids[t], position positions[t]) attends to
 // key positions max(0, pos - window + 1) ..= pos (window <= 0: no window), all of which must already
 // be in the cache. GQA: head h reads kv head h / (heads / kv_heads). Scores are scale * q.k, softmax
-// in f32 with an online max. One block per (token, head); each warp walks every nwarps-th key, each
-// lane owns EPL consecutive dims (head_dim <= 32 * EPL); the warps' partial results merge at the end.
+// in f32 with an online max.
+//
+// Grid (tokens, heads, splits): block z takes the z-th of `splits` equal parts of the query's key
+// range (split-KV, so a decode step with few tokens still fills the GPU). Within a block each warp
+// walks every nwarps-th key of the part and each lane owns EPL consecutive dims (head_dim <= 32*EPL);
+// the warps merge in shared memory. With one split the block writes the normalised output; with
+// more it writes its unnormalised partial (max, sum, acc) and attention_combine merges the parts.
 #define MAX_WARPS 8
+
+// Loads this lane's EPL dims of one cached row as f32: 16-byte loads when the row is whole lanes
+// of 8 bf16 and aligned (head_dim 256 and 512), else bounds-checked scalar loads.
+template <int EPL>
+__device__ __forceinline__ void load_lane_dims(const bf16_t* __restrict__ row, int d0, int head_dim, bool vec,
+                                               float* v) {
+    if ((EPL % 8) == 0 && vec) {
+        const uint4* p4 = (const uint4*)(row + d0);
+#pragma unroll
+        for (int c = 0; c < EPL / 8; ++c) {
+            const uint4 u = p4[c];
+            const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                v[8 * c + 2 * i] = __uint_as_float(w[i] << 16);
+                v[8 * c + 2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) v[e] = (d0 + e < head_dim) ? bf16_to_f32(row[d0 + e]) : 0.0f;
+    }
+}
 
 template <int EPL>
 __device__ __forceinline__ void attention_impl(const float* __restrict__ q, const bf16_t* __restrict__ k_cache,
                                                const bf16_t* __restrict__ v_cache,
                                                const int* __restrict__ seq_ids, const int* __restrict__ positions,
-                                               float* __restrict__ out, int heads, int kv_heads, int head_dim,
-                                               int capacity, int window, float scale) {
+                                               float* __restrict__ out, float* __restrict__ part_ml,
+                                               float* __restrict__ part_acc, int heads, int kv_heads,
+                                               int head_dim, int capacity, int window, float scale) {
     __shared__ float sh_m[MAX_WARPS];
     __shared__ float sh_l[MAX_WARPS];
     __shared__ float sh_acc[MAX_WARPS][EPL * 32];
 
     const int t = blockIdx.x;
     const int h = blockIdx.y;
+    const int split = blockIdx.z;
+    const int splits = gridDim.z;
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int nwarps = blockDim.x >> 5;
@@ -27,6 +58,9 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
     const int pos = positions[t];
     const int kvh = h / (heads / kv_heads);
     const int lo = window > 0 ? max(0, pos - window + 1) : 0;
+    const int per_split = (pos - lo + 1 + splits - 1) / splits;
+    const int j_begin = lo + split * per_split;
+    const int j_end = min(pos, j_begin + per_split - 1);
     const int d0 = lane * EPL;
 
     float qv[EPL];
@@ -41,24 +75,22 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
 
     const size_t seq_base = (size_t)seq * capacity;
     const size_t row = (size_t)kv_heads * head_dim;
-    for (int j = lo + warp; j <= pos; j += nwarps) {
+    const bool vec = head_dim == 32 * EPL && (head_dim % 8) == 0 && aligned16(k_cache) && aligned16(v_cache);
+    for (int j = j_begin + warp; j <= j_end; j += nwarps) {
         const size_t off = (seq_base + (size_t)(j % capacity)) * row + (size_t)kvh * head_dim;
-        const bf16_t* kp = k_cache + off;
-        const bf16_t* vp = v_cache + off;
+        float kv[EPL], vv[EPL];
+        load_lane_dims<EPL>(k_cache + off, d0, head_dim, vec, kv);
+        load_lane_dims<EPL>(v_cache + off, d0, head_dim, vec, vv);  // issued before the reduction
         float s = 0.0f;
 #pragma unroll
-        for (int e = 0; e < EPL; ++e)
-            if (d0 + e < head_dim) s += qv[e] * bf16_to_f32(kp[d0 + e]);
+        for (int e = 0; e < EPL; ++e) s += qv[e] * kv[e];
         s = warp_sum(s);
         const float m_new = fmaxf(m, s);
         const float corr = expf(m - m_new);
         const float p = expf(s - m_new);
         l = l * corr + p;
 #pragma unroll
-        for (int e = 0; e < EPL; ++e) {
-            const float v = (d0 + e < head_dim) ? bf16_to_f32(vp[d0 + e]) : 0.0f;
-            acc[e] = acc[e] * corr + p * v;
-        }
+        for (int e = 0; e < EPL; ++e) acc[e] = acc[e] * corr + p * vv[e];
         m = m_new;
     }
 
@@ -70,27 +102,43 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
     for (int e = 0; e < EPL; ++e) sh_acc[warp][d0 + e] = acc[e];
     __syncthreads();
 
-    float gm = NEG_INF;
-    for (int w = 0; w < nwarps; ++w) gm = fmaxf(gm, sh_m[w]);
-    float gl = 0.0f;
+    float bm = NEG_INF;
+    for (int w = 0; w < nwarps; ++w) bm = fmaxf(bm, sh_m[w]);
+    float bl = 0.0f;
     for (int w = 0; w < nwarps; ++w)
-        if (sh_l[w] > 0.0f) gl += sh_l[w] * expf(sh_m[w] - gm);
-    float* op = out + ((size_t)t * heads + h) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float o = 0.0f;
-        for (int w = 0; w < nwarps; ++w)
-            if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - gm);
-        op[d] = o / gl;
+        if (sh_l[w] > 0.0f) bl += sh_l[w] * expf(sh_m[w] - bm);
+    const size_t th = (size_t)t * heads + h;
+    if (splits == 1) {
+        float* op = out + th * head_dim;
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+            float o = 0.0f;
+            for (int w = 0; w < nwarps; ++w)
+                if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - bm);
+            op[d] = o / bl;
+        }
+    } else {
+        const size_t part = th * splits + split;
+        if (threadIdx.x == 0) {
+            part_ml[2 * part] = bm;       // NEG_INF with bl == 0 when this split had no keys
+            part_ml[2 * part + 1] = bl;
+        }
+        float* ap = part_acc + part * head_dim;
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+            float o = 0.0f;
+            for (int w = 0; w < nwarps; ++w)
+                if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - bm);
+            ap[d] = o;
+        }
     }
 }
 
 #define ATTENTION_ENTRY(EPL)                                                                              \
     extern "C" __global__ void attention_epl##EPL(const float* q, const bf16_t* k_cache, const bf16_t* v_cache, \
                                                   const int* seq_ids, const int* positions, float* out,  \
-                                                  int heads, int kv_heads, int head_dim, int capacity,  \
-                                                  int window, float scale) {                             \
-        attention_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, heads, kv_heads, head_dim,    \
-                            capacity, window, scale);                                                    \
+                                                  float* part_ml, float* part_acc, int heads, int kv_heads, \
+                                                  int head_dim, int capacity, int window, float scale) { \
+        attention_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, part_ml, part_acc, heads,     \
+                            kv_heads, head_dim, capacity, window, scale);                                \
     }
 
 ATTENTION_ENTRY(1)
@@ -98,3 +146,24 @@ ATTENTION_ENTRY(2)
 ATTENTION_ENTRY(4)
 ATTENTION_ENTRY(8)
 ATTENTION_ENTRY(16)
+
+// Merges the split partials of one (token, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+// Grid (tokens, heads).
+extern "C" __global__ void attention_combine(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
+                                             float* __restrict__ out, int heads, int head_dim, int splits) {
+    const size_t th = (size_t)blockIdx.x * heads + blockIdx.y;
+    const float* ml = part_ml + 2 * th * splits;
+    float gm = NEG_INF;
+    for (int s = 0; s < splits; ++s) gm = fmaxf(gm, ml[2 * s]);
+    float gl = 0.0f;
+    for (int s = 0; s < splits; ++s)
+        if (ml[2 * s + 1] > 0.0f) gl += ml[2 * s + 1] * expf(ml[2 * s] - gm);
+    const float* acc = part_acc + th * splits * head_dim;
+    float* op = out + th * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < splits; ++s)
+            if (ml[2 * s + 1] > 0.0f) o += acc[(size_t)s * head_dim + d] * expf(ml[2 * s] - gm);
+        op[d] = o / gl;
+    }
+}

@@ -31,14 +31,14 @@ pub mod e4b {
     pub const PLE_DIM: usize = 256;
 }
 
-/// Benchmark settings (`kernel-bench --batches 1,8,32 --reps 50 --warmup 5 --context 4096`).
+/// Benchmark settings (`kernel-bench --batches 1,8,32 --reps 50 --warmup 5 --contexts 128,4096`).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub batches: Vec<usize>,
     pub reps: usize,
     pub warmup: usize,
-    /// Tokens already in the cache for the decode-attention timings.
-    pub context: usize,
+    /// Tokens already in the cache for the decode-attention timings (one row per value).
+    pub contexts: Vec<usize>,
     /// Run the reference checks only, no timing.
     pub check_only: bool,
 }
@@ -49,7 +49,7 @@ impl Default for Settings {
             batches: vec![1, 8, 32],
             reps: 50,
             warmup: 5,
-            context: 4096,
+            contexts: vec![128, 4096],
             check_only: false,
         }
     }
@@ -74,10 +74,15 @@ impl Settings {
                 }
                 "--reps" => s.reps = parse_pos("--reps", &value("--reps")?)?,
                 "--warmup" => s.warmup = value("--warmup")?.parse().map_err(|e| format!("--warmup: {e}"))?,
-                "--context" => s.context = parse_pos("--context", &value("--context")?)?,
+                "--contexts" => {
+                    s.contexts = value("--contexts")?
+                        .split(',')
+                        .map(|c| parse_pos("--contexts", c.trim()))
+                        .collect::<std::result::Result<_, _>>()?
+                }
                 "--check-only" => s.check_only = true,
                 "-h" | "--help" => {
-                    return Err("usage: kernel-bench [--batches 1,8,32] [--reps 50] [--warmup 5] [--context 4096] [--check-only]".into())
+                    return Err("usage: kernel-bench [--batches 1,8,32] [--reps 50] [--warmup 5] [--contexts 128,4096] [--check-only]".into())
                 }
                 other => return Err(format!("unknown argument {other:?} (try --help)")),
             }
@@ -274,6 +279,18 @@ pub fn run(settings: &Settings) -> std::result::Result<(), Box<dyn std::error::E
         copy_gbs
     );
 
+    // The timing floor: an event pair around nothing.
+    if !settings.check_only {
+        let floor = b.timer.time(|_| Ok(()))?;
+        b.record(
+            "(event pair around no work: timing floor)",
+            "-".into(),
+            0,
+            None,
+            floor,
+            0.0,
+        );
+    }
     for &batch in &settings.batches {
         bench_batch(&mut b, batch, settings)?;
     }
@@ -452,9 +469,10 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         if check_only {
             b.checks.push(check);
         } else {
+            let max_ctx = s.contexts.iter().copied().max().unwrap_or(0);
             let layout = KvLayout {
                 num_seqs: batch,
-                capacity: s.context + 64,
+                capacity: max_ctx + 64,
                 kv_heads: KV_HEADS,
                 head_dim: HEAD_DIM_GLOBAL,
             };
@@ -464,9 +482,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             let mut vc = gpu.alloc::<bf16>(layout.elements())?;
             let seqs: Vec<i32> = (0..batch as i32).collect();
             let ds = gpu.upload(&seqs)?;
-            let pos: Vec<Vec<i32>> = (0..64)
-                .map(|i| vec![(s.context + i) as i32; batch])
-                .collect();
+            let pos: Vec<Vec<i32>> = (0..64).map(|i| vec![(max_ctx + i) as i32; batch]).collect();
             let dps = pos
                 .iter()
                 .map(|p| gpu.upload(p))
@@ -485,7 +501,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         }
     }
 
-    // ---- decode attention: sliding (hd 256, window 512) and global (hd 512, full), context s.context
+    // ---- decode attention: sliding (hd 256, window 512) and global (hd 512, full), at each context
     for (hd, window) in [(HEAD_DIM_SLIDING, Some(WINDOW)), (HEAD_DIM_GLOBAL, None)] {
         let case = AttentionCase {
             num_seqs: batch,
@@ -502,40 +518,43 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             b.checks.push(check);
             continue;
         }
-        let layout = KvLayout {
-            num_seqs: batch,
-            capacity: s.context + 1,
-            kv_heads: KV_HEADS,
-            head_dim: hd,
-        };
-        let kc = b.bf16s(layout.elements())?;
-        let vc = b.bf16s(layout.elements())?;
-        let q = b.f32s(batch * HEADS * hd)?;
-        let mut out = gpu.alloc::<f32>(batch * HEADS * hd)?;
-        let seqs: Vec<i32> = (0..batch as i32).collect();
-        let (ds, dp) = (
-            gpu.upload(&seqs)?,
-            gpu.upload(&vec![s.context as i32; batch])?,
-        );
-        let st = b.timer.time(|_| {
-            gpu.attention(
-                &q, &kc, &vc, &ds, &dp, batch, HEADS, layout, window, 1.0, &mut out,
-            )
-        })?;
-        let keys = window.map_or(s.context + 1, |w| w.min(s.context + 1));
-        let bytes = batch * keys * KV_HEADS * hd * 2 * 2 + 2 * batch * HEADS * hd * 4;
-        let name = match window {
-            Some(w) => format!("attention decode (window {w})"),
-            None => "attention decode (full)".to_string(),
-        };
-        b.record(
-            &name,
-            format!("ctx {} h {HEADS}/{KV_HEADS} hd {hd}", s.context),
-            batch,
-            Some(check),
-            st,
-            bytes as f64,
-        );
+        for &context in &s.contexts {
+            let layout = KvLayout {
+                num_seqs: batch,
+                capacity: context + 1,
+                kv_heads: KV_HEADS,
+                head_dim: hd,
+            };
+            let kc = b.bf16s(layout.elements())?;
+            let vc = b.bf16s(layout.elements())?;
+            let q = b.f32s(batch * HEADS * hd)?;
+            let mut out = gpu.alloc::<f32>(batch * HEADS * hd)?;
+            let seqs: Vec<i32> = (0..batch as i32).collect();
+            let (ds, dp) = (
+                gpu.upload(&seqs)?,
+                gpu.upload(&vec![context as i32; batch])?,
+            );
+            let st = b.timer.time(|_| {
+                gpu.attention(
+                    &q, &kc, &vc, &ds, &dp, batch, HEADS, layout, window, 1.0, &mut out,
+                )
+            })?;
+            let keys = window.map_or(context + 1, |w| w.min(context + 1));
+            let bytes = batch * keys * KV_HEADS * hd * 2 * 2 + 2 * batch * HEADS * hd * 4;
+            let name = match window {
+                Some(w) => format!("attention decode (window {w})"),
+                None => "attention decode (full)".to_string(),
+            };
+            let splits = gpu.attention_splits(batch, HEADS);
+            b.record(
+                &name,
+                format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
+                batch,
+                Some(check.clone()),
+                st,
+                bytes as f64,
+            );
+        }
     }
 
     // ---- GeGLU (fused gate|up output of the MLP)

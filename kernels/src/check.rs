@@ -657,6 +657,11 @@ impl<'a> Checker<'a> {
                 new_tokens: 3,
                 ..base
             }, // odd small hd
+            AttentionCase {
+                num_seqs: 1,
+                context: 3,
+                ..base
+            }, // more splits than keys
         ] {
             r.push(self.attention(c)?);
         }

@@ -33,6 +33,7 @@ pub struct Gpu {
     compile_seconds: f64,
     pub(crate) scratch_bf16: Mutex<Option<CudaSlice<bf16>>>,
     pub(crate) scratch_argmax: Mutex<Option<CudaSlice<u64>>>,
+    pub(crate) scratch_attention: Mutex<Option<CudaSlice<f32>>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -129,6 +130,7 @@ impl Gpu {
             compile_seconds,
             scratch_bf16: Mutex::new(None),
             scratch_argmax: Mutex::new(None),
+            scratch_attention: Mutex::new(None),
         })
     }
 

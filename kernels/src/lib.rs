@@ -37,7 +37,7 @@
 //! | [`Gpu::rms_norm`], [`Gpu::rms_norm_inplace`] | `x * rsqrt(mean(x²) + eps) * weight` (Gemma 4: weight, not 1 + weight; `None`: scale-free) | x, out f32 `[rows, cols]`, weight bf16 `[cols]` |
 //! | [`Gpu::rope`] | rotate_half RoPE in place, angle `pos * inv_freq[i]` | x f32 `[tokens, heads, head_dim]`, positions i32 `[tokens]`, inv_freq f32 `[head_dim/2]` from [`Rope::inv_freq`] |
 //! | [`Gpu::kv_append`] | write new K/V into a layer's cache | k_new, v_new f32 `[tokens, kv_heads, head_dim]`; caches bf16 `[num_seqs, capacity, kv_heads, head_dim]` ([`KvLayout`]), position p in slot `p % capacity` |
-//! | [`Gpu::attention`] | causal (optionally sliding-window) GQA attention against the cache, `scale * q·k`, f32 softmax | q, out f32 `[tokens, heads, head_dim]`, head_dim ≤ 512 |
+//! | [`Gpu::attention`] | causal (optionally sliding-window) GQA attention against the cache, `scale * q·k`, f32 softmax, split-KV | q, out f32 `[tokens, heads, head_dim]`, head_dim ≤ 512 |
 //! | [`Gpu::geglu`] | `gelu_tanh(gate) * up`, strided rows | gate, up f32 rows with strides, out f32 `[rows, n]` |
 //! | [`Gpu::add`], [`Gpu::add_inplace`] | `a + b` (residual) | f32 `[n]` |
 //! | [`Gpu::scale`], [`Gpu::scale_inplace`] | `x * s` | f32 `[n]` |

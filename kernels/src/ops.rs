@@ -291,6 +291,10 @@ impl Gpu {
     /// attention), which [`Gpu::kv_append`] must have written first. GQA: head `h` uses kv head
     /// `h / (heads / kv_heads)`. Scores are `scale * q.k` (Gemma 4: scale 1.0), softmax in f32.
     /// `head_dim <= 512`.
+    ///
+    /// Split-KV: each query's key range is cut into [`Gpu::attention_splits`] parts processed by
+    /// separate blocks and merged by a second launch (one launch when the batch alone fills the
+    /// GPU); the partials live in a scratch buffer this `Gpu` keeps.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
@@ -352,6 +356,20 @@ impl Gpu {
         let hd_i = int(OP, "head_dim", hd)?;
         let cap = int(OP, "capacity", layout.capacity)?;
         let win = int(OP, "window", window.unwrap_or(0))?;
+        let splits = self.attention_splits(tokens, heads);
+        let mut scratch = self.scratch_attention.lock().expect("scratch lock");
+        let part_len = if splits > 1 {
+            tokens * heads * splits * (hd + 2)
+        } else {
+            1
+        };
+        if scratch.as_ref().is_none_or(|s| s.len() < part_len) {
+            *scratch = Some(self.alloc::<f32>(part_len)?);
+        }
+        let part = scratch.as_mut().expect("allocated above");
+        let (pp, _g0) = part.device_ptr_mut(&self.stream);
+        // Partials: (max, sum) pairs first, then the accumulators.
+        let (part_ml, part_acc) = (pp, pp + (tokens * heads * splits * 2 * 4) as u64);
         let (qp, _g1) = q.device_ptr(&self.stream);
         let (kc, _g2) = k_cache.device_ptr(&self.stream);
         let (vc, _g3) = v_cache.device_ptr(&self.stream);
@@ -359,12 +377,17 @@ impl Gpu {
         let (po, _g5) = positions.device_ptr(&self.stream);
         let (op, _g6) = out.device_ptr_mut(&self.stream);
         let cfg = LaunchConfig {
-            grid_dim: (int(OP, "tokens", tokens)? as u32, heads as u32, 1),
+            grid_dim: (
+                int(OP, "tokens", tokens)? as u32,
+                heads as u32,
+                splits as u32,
+            ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut b = self.stream.launch_builder(self.function(func));
         b.arg(&qp).arg(&kc).arg(&vc).arg(&si).arg(&po).arg(&op);
+        b.arg(&part_ml).arg(&part_acc);
         b.arg(&heads_i)
             .arg(&kvh)
             .arg(&hd_i)
@@ -372,7 +395,31 @@ impl Gpu {
             .arg(&win)
             .arg(&scale);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
+        if splits > 1 {
+            let splits_i = splits as i32;
+            let cfg = LaunchConfig {
+                grid_dim: (tokens as u32, heads as u32, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut b = self
+                .stream
+                .launch_builder(self.function("attention_combine"));
+            b.arg(&part_ml).arg(&part_acc).arg(&op);
+            b.arg(&heads_i).arg(&hd_i).arg(&splits_i);
+            unsafe { b.launch(cfg) }.ctx(launched(OP))?;
+        }
         Ok(())
+    }
+
+    /// How many parts [`Gpu::attention`] splits each query's key range into: enough blocks for
+    /// two waves over the multiprocessors, at most 32, and 1 (no combine pass) once
+    /// `tokens * heads` fills the GPU by itself.
+    pub fn attention_splits(&self, tokens: usize, heads: usize) -> usize {
+        let blocks = (tokens * heads).max(1);
+        (2 * self.multiprocessors() as usize)
+            .div_ceil(blocks)
+            .clamp(1, 32)
     }
 
     /// GeGLU: `out[r, c] = gelu_tanh(gate[r * gate_stride + c]) * up[r * up_stride + c]` for

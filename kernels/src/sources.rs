@@ -45,7 +45,8 @@ pub const SOURCES: &[KernelSource] = &[
             "attention_epl2",
             "attention_epl4",
             "attention_epl8",
-            "attention_epl16"
+            "attention_epl16",
+            "attention_combine"
         ]
     ),
     cu!("geglu", ["geglu_f32"]),
@@ -87,14 +88,19 @@ pub enum CompiledModule {
 
 /// The NVRTC options used for `arch` (e.g. `sm_90`).
 pub fn nvrtc_options(arch: &str) -> Vec<String> {
-    vec![
+    let mut options = vec![
         format!("--gpu-architecture={arch}"),
         "--std=c++17".to_string(),
         // Precise division and square root: the checks compare with f64 references.
         "--prec-div=true".to_string(),
         "--prec-sqrt=true".to_string(),
         "--fmad=true".to_string(),
-    ]
+    ];
+    // Development aid: the resource report (registers, spills) in the compile log; no codegen change.
+    if std::env::var_os("VKAE_KERNELS_PTXAS_VERBOSE").is_some() {
+        options.push("--ptxas-options=-v".to_string());
+    }
+    options
 }
 
 /// Compiles one module with NVRTC for `arch`. Needs only the NVRTC library, not a GPU.
@@ -142,6 +148,9 @@ pub fn compile(source: &KernelSource, arch: &str) -> Result<CompiledModule> {
         .unwrap_or_default();
     if let Err(e) = compiled {
         return Err(fail(format!("{e}; options {options:?}"), log));
+    }
+    if std::env::var_os("VKAE_KERNELS_PTXAS_VERBOSE").is_some() {
+        eprintln!("---- {} ----\n{log}", source.name);
     }
     if arch.starts_with("sm_") {
         let mut size = 0usize;
@@ -198,10 +207,9 @@ mod tests {
     fn every_module_compiles_for_sm_90() {
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
             use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP: no NVRTC library: every_module_compiles_for_sm_90"
-            );
+            let _ = std::io::stderr()
+                .lock()
+                .write_all(b"SKIP: no NVRTC library: every_module_compiles_for_sm_90\n");
             return;
         }
         for s in SOURCES {

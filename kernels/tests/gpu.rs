@@ -16,7 +16,9 @@ fn gpu() -> Option<MutexGuard<'static, Gpu>> {
         Err(e) => {
             // Written to the process's stderr directly so the test harness does not swallow it.
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP: no CUDA device: {e}");
+            let _ = std::io::stderr()
+                .lock()
+                .write_all(format!("SKIP: no CUDA device: {e}\n").as_bytes());
             None
         }
     }
@@ -191,6 +193,20 @@ fn attention_matches_reference() {
             head_dim: 40,
             context: 10,
             new_tokens: 3,
+            ..base
+        },
+        // More splits than keys (empty splits must not count).
+        AttentionCase {
+            num_seqs: 1,
+            context: 3,
+            ..base
+        },
+        // A long decode: 32 splits over 5000 keys.
+        AttentionCase {
+            num_seqs: 1,
+            context: 5000,
+            head_dim: 512,
+            capacity: 5001,
             ..base
         },
         AttentionCase {
