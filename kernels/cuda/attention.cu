@@ -13,27 +13,35 @@
 // more it writes its unnormalised partial (max, sum, acc) and attention_combine merges the parts.
 #define MAX_WARPS 8
 
-// Loads this lane's EPL dims of one cached row as f32: 16-byte loads when the row is whole lanes
-// of 8 bf16 and aligned (head_dim 256 and 512), else bounds-checked scalar loads.
+// Keys in flight per warp on the 16-byte path: independent loads issued before the first use.
+#define KEYS_IN_FLIGHT 4
+
+__device__ __forceinline__ void unpack8(const uint4 u, float* v) {
+    v[0] = __uint_as_float(u.x << 16);
+    v[1] = __uint_as_float(u.x & 0xffff0000u);
+    v[2] = __uint_as_float(u.y << 16);
+    v[3] = __uint_as_float(u.y & 0xffff0000u);
+    v[4] = __uint_as_float(u.z << 16);
+    v[5] = __uint_as_float(u.z & 0xffff0000u);
+    v[6] = __uint_as_float(u.w << 16);
+    v[7] = __uint_as_float(u.w & 0xffff0000u);
+}
+
+// One key's step of the online softmax for this lane's dims.
 template <int EPL>
-__device__ __forceinline__ void load_lane_dims(const bf16_t* __restrict__ row, int d0, int head_dim, bool vec,
-                                               float* v) {
-    if ((EPL % 8) == 0 && vec) {
-        const uint4* p4 = (const uint4*)(row + d0);
+__device__ __forceinline__ void online_step(const float* qv, const float* kv, const float* vv, float& m, float& l,
+                                            float* acc) {
+    float s = 0.0f;
 #pragma unroll
-        for (int c = 0; c < EPL / 8; ++c) {
-            const uint4 u = p4[c];
-            const unsigned w[4] = {u.x, u.y, u.z, u.w};
+    for (int e = 0; e < EPL; ++e) s += qv[e] * kv[e];
+    s = warp_sum(s);
+    const float m_new = fmaxf(m, s);
+    const float corr = expf(m - m_new);
+    const float p = expf(s - m_new);
+    l = l * corr + p;
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                v[8 * c + 2 * i] = __uint_as_float(w[i] << 16);
-                v[8 * c + 2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-            }
-        }
-    } else {
-#pragma unroll
-        for (int e = 0; e < EPL; ++e) v[e] = (d0 + e < head_dim) ? bf16_to_f32(row[d0 + e]) : 0.0f;
-    }
+    for (int e = 0; e < EPL; ++e) acc[e] = acc[e] * corr + p * vv[e];
+    m = m_new;
 }
 
 template <int EPL>
@@ -75,23 +83,53 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
 
     const size_t seq_base = (size_t)seq * capacity;
     const size_t row = (size_t)kv_heads * head_dim;
-    const bool vec = head_dim == 32 * EPL && (head_dim % 8) == 0 && aligned16(k_cache) && aligned16(v_cache);
-    for (int j = j_begin + warp; j <= j_end; j += nwarps) {
-        const size_t off = (seq_base + (size_t)(j % capacity)) * row + (size_t)kvh * head_dim;
-        float kv[EPL], vv[EPL];
-        load_lane_dims<EPL>(k_cache + off, d0, head_dim, vec, kv);
-        load_lane_dims<EPL>(v_cache + off, d0, head_dim, vec, vv);  // issued before the reduction
-        float s = 0.0f;
+    const bool vec = head_dim == 32 * EPL && aligned16(k_cache) && aligned16(v_cache);
+    if constexpr ((EPL % 8) == 0) {
+        if (vec) {
+            // 16-byte loads of KEYS_IN_FLIGHT keys (K and V) before any of them is used.
+            constexpr int C = EPL / 8;
+            for (int j0 = j_begin + warp; j0 <= j_end; j0 += nwarps * KEYS_IN_FLIGHT) {
+                uint4 kr[KEYS_IN_FLIGHT][C], vr[KEYS_IN_FLIGHT][C];
 #pragma unroll
-        for (int e = 0; e < EPL; ++e) s += qv[e] * kv[e];
-        s = warp_sum(s);
-        const float m_new = fmaxf(m, s);
-        const float corr = expf(m - m_new);
-        const float p = expf(s - m_new);
-        l = l * corr + p;
+                for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+                    const int j = j0 + u * nwarps;
+                    if (j <= j_end) {
+                        const size_t off = (seq_base + (size_t)(j % capacity)) * row + (size_t)kvh * head_dim + d0;
+                        const uint4* kp = (const uint4*)(k_cache + off);
+                        const uint4* vp = (const uint4*)(v_cache + off);
 #pragma unroll
-        for (int e = 0; e < EPL; ++e) acc[e] = acc[e] * corr + p * vv[e];
-        m = m_new;
+                        for (int c = 0; c < C; ++c) {
+                            kr[u][c] = kp[c];
+                            vr[u][c] = vp[c];
+                        }
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+                    if (j0 + u * nwarps <= j_end) {  // the same for every lane: warp_sum stays converged
+                        float kv[EPL], vv[EPL];
+#pragma unroll
+                        for (int c = 0; c < C; ++c) {
+                            unpack8(kr[u][c], kv + 8 * c);
+                            unpack8(vr[u][c], vv + 8 * c);
+                        }
+                        online_step<EPL>(qv, kv, vv, m, l, acc);
+                    }
+                }
+            }
+        }
+    }
+    if (!vec || (EPL % 8) != 0) {
+        for (int j = j_begin + warp; j <= j_end; j += nwarps) {
+            const size_t off = (seq_base + (size_t)(j % capacity)) * row + (size_t)kvh * head_dim;
+            float kv[EPL], vv[EPL];
+#pragma unroll
+            for (int e = 0; e < EPL; ++e) {
+                kv[e] = (d0 + e < head_dim) ? bf16_to_f32(k_cache[off + d0 + e]) : 0.0f;
+                vv[e] = (d0 + e < head_dim) ? bf16_to_f32(v_cache[off + d0 + e]) : 0.0f;
+            }
+            online_step<EPL>(qv, kv, vv, m, l, acc);
+        }
     }
 
     if (lane == 0) {
@@ -147,23 +185,31 @@ ATTENTION_ENTRY(4)
 ATTENTION_ENTRY(8)
 ATTENTION_ENTRY(16)
 
-// Merges the split partials of one (token, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
-// Grid (tokens, heads).
+// Merges the split partials of one (token, head): out = sum_s acc_s w_s with
+// w_s = e^(m_s - M) / sum_r l_r e^(m_r - M) (0 for a split that saw no key). The weights are computed
+// once, in parallel, then every thread sums its dims over the splits with the loads unrolled.
+// Grid (tokens, heads); splits <= 32.
 extern "C" __global__ void attention_combine(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
                                              float* __restrict__ out, int heads, int head_dim, int splits) {
+    __shared__ float weight[32];
     const size_t th = (size_t)blockIdx.x * heads + blockIdx.y;
     const float* ml = part_ml + 2 * th * splits;
-    float gm = NEG_INF;
-    for (int s = 0; s < splits; ++s) gm = fmaxf(gm, ml[2 * s]);
-    float gl = 0.0f;
-    for (int s = 0; s < splits; ++s)
-        if (ml[2 * s + 1] > 0.0f) gl += ml[2 * s + 1] * expf(ml[2 * s] - gm);
+    if (threadIdx.x < 32) {
+        const int s = threadIdx.x;
+        const float m = s < splits ? ml[2 * s] : NEG_INF;
+        const float l = s < splits ? ml[2 * s + 1] : 0.0f;
+        const float gm = warp_max(m);
+        const float e = l > 0.0f ? expf(m - gm) : 0.0f;
+        const float gl = warp_sum(l * e);
+        weight[s] = e / gl;
+    }
+    __syncthreads();
     const float* acc = part_acc + th * splits * head_dim;
     float* op = out + th * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float o = 0.0f;
-        for (int s = 0; s < splits; ++s)
-            if (ml[2 * s + 1] > 0.0f) o += acc[(size_t)s * head_dim + d] * expf(ml[2 * s] - gm);
-        op[d] = o / gl;
+#pragma unroll 8
+        for (int s = 0; s < splits; ++s) o += acc[(size_t)s * head_dim + d] * weight[s];
+        op[d] = o;
     }
 }
