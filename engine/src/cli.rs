@@ -34,6 +34,10 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Decode tokens/s at several batch sizes (median, min, max over repetitions; warm-up excluded).
     Bench(BenchArgs),
+    /// Qualification run: baseline, peer and engine paths side by side, the quality guard, signed run records.
+    Qualify(crate::qualify::QualifyArgs),
+    /// Write an Ed25519 lane key pair (secret to --out, public to --out.pub) and print the public key.
+    Keygen(crate::qualify::KeygenArgs),
     /// Write the model (e.g. synthetic weights) as a Hugging Face checkpoint transformers can load.
     WriteCheckpoint {
         #[command(flatten)]
@@ -156,6 +160,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Generate(args) => generate(&args),
         Command::Bench(args) => bench(&args),
+        Command::Qualify(args) => crate::qualify::run_cli(&args),
+        Command::Keygen(args) => crate::qualify::keygen_cli(&args),
         Command::WriteCheckpoint {
             model,
             out,

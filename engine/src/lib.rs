@@ -13,6 +13,7 @@ pub mod config;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod qualify;
 pub mod stats;
 pub mod tensor;
 pub mod tokenizer;

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""The reference side of `vkae-engine qualify`: Hugging Face transformers on the same checkpoint files.
+
+Run by the harness as a child process: `hf_reference.py PLAN.json RESULT.json`. The plan (written by the
+harness) names the checkpoint folder, the device, the prompt ids, the output length, the batches, repetitions
+and warm-ups, and for mode "baseline" the quality stream and where its logits go.
+
+mode "baseline": transformers eager `generate` (greedy, EOS unable to stop it early, so every sequence has
+                 exactly the requested length), timed per batch with warm-up excluded; then the quality stream
+                 teacher-forced in one forward pass, its logits written as raw little-endian f32 rows
+                 ([rows, vocab]); with "f32_logits" set, the same model converted to f32 does it again (how far
+                 an honest BF16 path sits from an f32 computation: the calibration for the thresholds).
+mode "peer":     the same generate with a static KV cache, which transformers compiles with torch.compile.
+                 The result file is rewritten after each batch, so a crash or the harness's time limit leaves
+                 what was measured.
+
+Decode rate = batch x (N - 1) / (time(N new) - time(1 new)), measured by engine/bench/hf_generate.py's
+`timed_generate` (imported, not re-implemented). Tokens generated are counted from the returned tensors.
+Progress lines on stderr: `@progress {"phase": ..., "done": i, "total": n}`.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import Gemma4ForCausalLM  # noqa: E402
+
+from hf_generate import timed_generate  # noqa: E402
+
+
+def progress(phase, done, total):
+    print("@progress " + json.dumps({"phase": phase, "done": done, "total": total}), file=sys.stderr, flush=True)
+
+
+def write_json(path, value):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
+
+
+def timed_static_generate(model, ids, new, device):
+    """As hf_generate.timed_generate, with transformers' static cache (and so its torch.compile of decode)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = model.generate(
+        ids,
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+        cache_implementation="static",
+    )
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
+
+
+def measure_batches(model, plan, result, result_path, peer):
+    device, prompt, new = plan["device"], plan["prompt_ids"], plan["output_tokens"]
+    gen = timed_static_generate if peer else timed_generate
+    label = "peer" if peer else "baseline"
+    for b in plan["batches"]:
+        ids = torch.tensor([prompt] * b, dtype=torch.long, device=device)
+        steps = plan["warmup"] + plan["reps"]
+        progress(f"{label} batch {b}", 0, steps)
+        for w in range(plan["warmup"]):
+            # The peer's warm-up runs the full length: it is where the decode step gets compiled.
+            gen(model, ids, new if peer else min(new, 2), device)
+            progress(f"{label} batch {b}", w + 1, steps)
+        rates, generated, seq0 = [], 0, None
+        for r in range(plan["reps"]):
+            t1, _ = gen(model, ids, 1, device)
+            tn, out = gen(model, ids, new, device)
+            produced = out[:, len(prompt):]
+            generated += produced.numel()
+            rates.append(b * (new - 1) / (tn - t1))
+            seq0 = produced[0].tolist()
+            progress(f"{label} batch {b}", plan["warmup"] + r + 1, steps)
+        result["batches"].append({"batch": b, "tokens_per_s": rates, "tokens_generated": generated, "seq0_tokens": seq0})
+        write_json(result_path, result)
+
+
+def write_logits(model, q_ids, path, device):
+    ids = torch.tensor([q_ids], dtype=torch.long, device=device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        logits = model(input_ids=ids, use_cache=False).logits[0]
+    rows, vocab = logits.shape
+    with open(path + ".tmp", "wb") as f:
+        for i in range(0, rows, 128):
+            f.write(logits[i:i + 128].float().cpu().numpy().astype("<f4").tobytes())
+    os.replace(path + ".tmp", path)
+    del logits
+    return {"rows": int(rows), "vocab": int(vocab), "seconds": time.perf_counter() - t0}
+
+
+def main():
+    plan_path, result_path = sys.argv[1], sys.argv[2]
+    plan = json.load(open(plan_path))
+    device, dtype, attn = plan["device"], getattr(torch, plan["dtype"]), plan["attn"]
+    peer = plan["mode"] == "peer"
+    t0 = time.perf_counter()
+    progress("load", 0, 1)
+    model = Gemma4ForCausalLM.from_pretrained(plan["model_dir"], dtype=dtype, attn_implementation=attn).to(device).eval()
+    progress("load", 1, 1)
+    kind = "static cache + torch.compile" if peer else "eager"
+    result = {
+        "impl": f"transformers {transformers.__version__} {kind} generate ({attn}, {plan['dtype']}), torch {torch.__version__}",
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "load_s": time.perf_counter() - t0,
+        "batches": [],
+        "quality": None,
+    }
+    write_json(result_path, result)
+    with torch.no_grad():
+        measure_batches(model, plan, result, result_path, peer)
+    q = plan.get("quality")
+    if q and not peer:
+        progress("quality logits", 0, 2 if q.get("f32_logits") else 1)
+        result["quality"] = write_logits(model, q["ids"], q["logits"], device)
+        result["quality"]["dtype"] = plan["dtype"]
+        write_json(result_path, result)
+        progress("quality logits", 1, 2 if q.get("f32_logits") else 1)
+        if q.get("f32_logits"):
+            model = model.float()
+            result["quality"]["f32"] = write_logits(model, q["ids"], q["f32_logits"], device)
+            write_json(result_path, result)
+            progress("quality logits", 2, 2)
+    result["finished"] = True
+    write_json(result_path, result)
+
+
+if __name__ == "__main__":
+    main()
