@@ -25,6 +25,9 @@ pub struct Gpu {
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) stream: Arc<CudaStream>,
     pub(crate) blas: CudaBlas,
+    /// cuBLAS's workspace, owned here (declared after `blas`, so freed after the handle) so that no
+    /// GEMM allocates inside a captured CUDA graph.
+    _blas_workspace: CudaSlice<u8>,
     functions: HashMap<&'static str, CudaFunction>,
     name: String,
     cc: (i32, i32),
@@ -44,6 +47,24 @@ impl std::fmt::Debug for Gpu {
             .field("multiprocessors", &self.sms)
             .finish()
     }
+}
+
+/// cuBLAS workspace size (NVIDIA's recommendation for Hopper).
+const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
+
+/// Largest sizes the ops with internal scratch buffers will see; [`Gpu::reserve_scratch`] allocates
+/// for them up front, so that no op allocates later (e.g. inside a captured CUDA graph).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScratchLimits {
+    /// Largest `m * k` passed to [`Gpu::linear`].
+    pub linear_elements: usize,
+    /// Largest `rows` and `cols` passed to [`Gpu::argmax_rows`].
+    pub argmax_rows: usize,
+    pub argmax_cols: usize,
+    /// Largest `tokens`, `heads` and `head_dim` passed to [`Gpu::attention`].
+    pub attention_tokens: usize,
+    pub attention_heads: usize,
+    pub attention_head_dim: usize,
 }
 
 /// Whether the CUDA driver library can be loaded at all (cheap; no device is touched).
@@ -118,10 +139,30 @@ impl Gpu {
             context: "creating the cuBLAS handle".into(),
             source,
         })?;
+        let mut workspace = stream
+            .alloc_zeros::<u8>(CUBLAS_WORKSPACE_BYTES)
+            .ctx(|| "allocating the cuBLAS workspace".into())?;
+        {
+            let (ptr, _g) = workspace.device_ptr_mut(&stream);
+            // SAFETY: a live device buffer of the stated size, kept as long as the handle.
+            unsafe {
+                cudarc::cublas::sys::cublasSetWorkspace_v2(
+                    *blas.handle(),
+                    ptr as *mut std::ffi::c_void,
+                    CUBLAS_WORKSPACE_BYTES,
+                )
+            }
+            .result()
+            .map_err(|source| KernelError::Cublas {
+                context: "setting the cuBLAS workspace".into(),
+                source,
+            })?;
+        }
         Ok(Self {
             ctx,
             stream,
             blas,
+            _blas_workspace: workspace,
             functions,
             name,
             cc,
@@ -180,6 +221,35 @@ impl Gpu {
         self.functions
             .get(name)
             .unwrap_or_else(|| panic!("kernel {name} is declared in SOURCES"))
+    }
+
+    /// Allocates every internal scratch buffer for `limits` now (buffers only grow).
+    pub fn reserve_scratch(&self, limits: ScratchLimits) -> Result<()> {
+        fn grow<T: DeviceRepr + ValidAsZeroBits>(
+            gpu: &Gpu,
+            slot: &Mutex<Option<CudaSlice<T>>>,
+            len: usize,
+        ) -> Result<()> {
+            let mut s = slot.lock().expect("scratch lock");
+            if len > 0 && s.as_ref().is_none_or(|b| b.len() < len) {
+                *s = Some(gpu.alloc::<T>(len)?);
+            }
+            Ok(())
+        }
+        grow(self, &self.scratch_bf16, limits.linear_elements)?;
+        grow(
+            self,
+            &self.scratch_argmax,
+            limits.argmax_rows * limits.argmax_cols.div_ceil(crate::ops::ARGMAX_CHUNK),
+        )?;
+        let (t, h) = (limits.attention_tokens, limits.attention_heads);
+        let splits = self.attention_splits(t, h);
+        let attention = if splits > 1 {
+            t * h * splits * (limits.attention_head_dim + 2)
+        } else {
+            0
+        };
+        grow(self, &self.scratch_attention, attention)
     }
 
     /// A zero-filled device buffer of `len` elements.
@@ -244,7 +314,7 @@ impl Gpu {
 
     /// Uploads raw little-endian bf16 bytes (e.g. a safetensors tensor's data) as a bf16 buffer.
     pub fn upload_bf16_bytes(&self, bytes: &[u8]) -> Result<CudaSlice<bf16>> {
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(shape(
                 "upload_bf16_bytes",
                 format!("{} bytes is not a whole number of bf16 values", bytes.len()),

@@ -49,7 +49,10 @@
 //!
 //! Memory: [`Gpu::alloc`] (zeroed), [`Gpu::upload`], [`Gpu::upload_into`],
 //! [`Gpu::upload_bf16_bytes`] (raw little-endian bf16, e.g. safetensors data), [`Gpu::download`],
-//! [`Gpu::copy`].
+//! [`Gpu::copy`], [`Gpu::upload_tiled`] (a chunk repeated: large random or synthetic data).
+//! [`Gpu::reserve_scratch`] sizes the internal scratch buffers of `linear`, `argmax_rows` and
+//! `attention` up front (nothing then allocates inside a captured CUDA graph); the cuBLAS workspace
+//! is allocated once at start for the same reason.
 //!
 //! ## Checks
 //! [`reference`] holds an f64 CPU reference for each op; [`check`] runs each kernel on fresh random
@@ -71,7 +74,7 @@ pub mod tolerance;
 pub use cudarc;
 pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 pub use error::{KernelError, Result};
-pub use gpu::{cuda_libraries_present, Gpu};
+pub use gpu::{cuda_libraries_present, Gpu, ScratchLimits};
 pub use half;
 pub use ops::{KvLayout, MAX_HEAD_DIM};
 pub use rope::Rope;

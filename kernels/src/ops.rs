@@ -31,6 +31,9 @@ impl KvLayout {
     }
 }
 
+/// Columns each block of the argmax's first pass reduces.
+pub(crate) const ARGMAX_CHUNK: usize = 4096;
+
 /// Largest head_dim the attention kernel supports (32 lanes x 16 dims).
 pub const MAX_HEAD_DIM: usize = 512;
 
@@ -202,7 +205,7 @@ impl Gpu {
         head_dim: usize,
     ) -> Result<()> {
         const OP: &str = "rope";
-        if head_dim % 2 != 0 || head_dim == 0 {
+        if !head_dim.is_multiple_of(2) || head_dim == 0 {
             return Err(shape(
                 OP,
                 format!("head_dim {head_dim} must be even and positive"),
@@ -318,7 +321,7 @@ impl Gpu {
                 format!("head_dim {hd} must be in 1..={MAX_HEAD_DIM}"),
             ));
         }
-        if layout.kv_heads == 0 || heads % layout.kv_heads != 0 {
+        if layout.kv_heads == 0 || !heads.is_multiple_of(layout.kv_heads) {
             return Err(shape(
                 OP,
                 format!(
@@ -582,7 +585,7 @@ impl Gpu {
         out: &mut impl DevicePtrMut<u32>,
     ) -> Result<()> {
         const OP: &str = "argmax_rows";
-        const CHUNK: usize = 4096;
+        const CHUNK: usize = ARGMAX_CHUNK;
         need(OP, "x", x.len(), rows * cols)?;
         need(OP, "out", out.len(), rows)?;
         if cols == 0 {

@@ -44,6 +44,7 @@ pub fn rms_norm(
     out
 }
 
+#[allow(clippy::needless_range_loop)] // index loops mirror the formula
 /// RoPE (rotate_half) on `[tokens, heads, head_dim]`: pair `(i, i + head_dim/2)` turns by
 /// `positions[t] * inv_freq[i]`.
 pub fn rope(
