@@ -1,47 +1,59 @@
-//! Server functions: the site's only way to the evidence store. Each state-changing function checks, itself,
-//! that the request came from our own origin and (for operators) that the session is live and the CSRF token
-//! matches; none relies on the page that called it.
+//! Server functions: the site's only way to the evidence store. Each one that changes state checks, itself,
+//! the request's Origin against the configured public origin and, for operators, the live session and its
+//! CSRF token (through `vkae_evidence::service`); none relies on the page that called it.
 
-use crate::model::{ClaimLevel, InternalData, PublicData};
+use crate::model::{InternalData, PublicData};
 use crate::preview_form::{PreviewInput, PreviewOutcome};
 use leptos::prelude::*;
-use leptos::server_fn::codec::{Json, PostUrl};
-
-/// Server functions live under their own prefix so they never collide with the JSON API's `/api/v1`.
-pub const PREFIX: &str = "/_site";
 
 #[server(prefix = "/_site", endpoint = "public-data")]
 pub async fn load_public() -> Result<PublicData, ServerFnError> {
-    let backend = ssr::backend()?;
-    backend.public_data().await.map_err(ssr::store_error)
+    let state = ssr::state()?;
+    crate::evidence::public_data(&state)
+        .await
+        .map_err(ssr::fail)
 }
 
-#[server(prefix = "/_site", endpoint = "preview-request", input = PostUrl, output = Json)]
+#[server(prefix = "/_site", endpoint = "preview-request")]
 pub async fn submit_preview(input: PreviewInput) -> Result<PreviewOutcome, ServerFnError> {
-    ssr::same_origin()?;
-    let backend = ssr::backend()?;
-    if !input.website.is_empty() {
-        // The honeypot: answer as if accepted, store nothing.
-        return Ok(PreviewOutcome::Accepted {
-            reference: "received".into(),
-        });
-    }
-    let data = backend.public_data().await.map_err(ssr::store_error)?;
+    use crate::preview_form::FieldError;
+    let state = ssr::state()?;
+    ssr::check_origin(&state)?;
+    let data = crate::evidence::public_data(&state)
+        .await
+        .map_err(ssr::fail)?;
     let families: Vec<String> = data
         .catalog
         .families
         .iter()
         .map(|f| f.name.clone())
         .collect();
-    let gpus: Vec<String> = data.gpus.iter().map(|g| g.name.clone()).collect();
-    let errors = input.validate(&families, &gpus);
-    if !errors.is_empty() {
-        return Ok(PreviewOutcome::Invalid { errors });
+    let gpus: Vec<String> = data.gpus.iter().map(|g| g.id.clone()).collect();
+    if input.website.is_empty() {
+        let errors = input.validate(&families, &gpus);
+        if !errors.is_empty() {
+            return Ok(PreviewOutcome::Invalid { errors });
+        }
     }
-    backend
-        .submit_preview(input, ssr::client_id())
-        .await
-        .map_err(ssr::store_error)
+    match crate::evidence::submit_preview(&state, &ssr::client_key(&state), &input).await {
+        Ok(Some(id)) => Ok(PreviewOutcome::Accepted {
+            reference: format!("PR-{id}"),
+        }),
+        // The honeypot: answer as if accepted, store nothing.
+        Ok(None) => Ok(PreviewOutcome::Accepted {
+            reference: "received".into(),
+        }),
+        Err(e) if e.status == 429 => Ok(PreviewOutcome::RateLimited {
+            retry_after_s: e.retry_after.unwrap_or(60),
+        }),
+        Err(e) if e.status == 422 => Ok(PreviewOutcome::Invalid {
+            errors: vec![FieldError {
+                field: e.field.unwrap_or_else(|| "form".into()),
+                message: e.message,
+            }],
+        }),
+        Err(e) => Err(ssr::fail(e)),
+    }
 }
 
 /// What the login form gets back.
@@ -53,55 +65,57 @@ pub enum LoginOutcome {
 
 #[server(prefix = "/_site", endpoint = "login")]
 pub async fn login(name: String, password: String) -> Result<LoginOutcome, ServerFnError> {
-    ssr::same_origin()?;
+    let state = ssr::state()?;
+    ssr::check_origin(&state)?;
     if name.trim().is_empty() || password.is_empty() {
         return Ok(LoginOutcome::Refused(
             "Enter your operator name and password.".into(),
         ));
     }
-    let backend = ssr::backend()?;
-    match backend
-        .login(name.trim().to_string(), password)
-        .await
-        .map_err(ssr::store_error)?
+    let headers = ssr::headers()?;
+    let origin = ssr::header(&headers, "origin");
+    let cookie = ssr::header(&headers, "cookie");
+    match vkae_evidence::service::login(
+        &state,
+        name.trim(),
+        &password,
+        origin.as_deref(),
+        cookie.as_deref(),
+    )
+    .await
     {
-        Some(new) => {
-            ssr::set_cookie(&new.set_cookie)?;
+        Ok(login) => {
+            ssr::set_cookie(&login.set_cookie)?;
             Ok(LoginOutcome::LoggedIn)
         }
-        None => Ok(LoginOutcome::Refused(
+        Err(e) if e.status.as_u16() == 401 => Ok(LoginOutcome::Refused(
             "That name and password do not match an operator.".into(),
         )),
+        Err(e) => Err(ssr::fail(e.into())),
     }
 }
 
 #[server(prefix = "/_site", endpoint = "logout")]
 pub async fn logout(csrf: String) -> Result<(), ServerFnError> {
-    let _session = ssr::operator(&csrf).await?;
-    let backend = ssr::backend()?;
-    let clear = backend
-        .logout(ssr::cookie_header())
+    let (state, _session) = ssr::operator(&csrf).await?;
+    let cookie = ssr::header(&ssr::headers()?, "cookie");
+    vkae_evidence::service::logout(&state, cookie.as_deref())
         .await
-        .map_err(ssr::store_error)?;
-    ssr::set_cookie(&clear)
+        .map_err(|e| ssr::fail(e.into()))?;
+    ssr::set_cookie(&vkae_evidence::auth::clear_session_cookie())
 }
 
 /// The internal page's data, or `None` when the visitor is not logged in.
 #[server(prefix = "/_site", endpoint = "internal-data")]
 pub async fn load_internal() -> Result<Option<InternalData>, ServerFnError> {
-    let backend = ssr::backend()?;
-    let Some(session) = backend
-        .session(ssr::cookie_header())
-        .await
-        .map_err(ssr::store_error)?
-    else {
+    let state = ssr::state()?;
+    let Some(session) = ssr::session(&state).await? else {
         return Ok(None);
     };
-    backend
-        .internal_data(session)
+    crate::evidence::internal_data(&state, &session)
         .await
         .map(Some)
-        .map_err(ssr::store_error)
+        .map_err(ssr::fail)
 }
 
 /// The result of promote or retract: `Err` carries the store's refusal, in words for the operator.
@@ -114,19 +128,11 @@ pub async fn promote(
     reason: String,
     csrf: String,
 ) -> Result<Decision, ServerFnError> {
-    let session = ssr::operator(&csrf).await?;
-    let level = match ClaimLevel::parse(&level) {
-        Ok(level) => level,
-        Err(message) => return Ok(Err(message)),
-    };
-    if reason.trim().is_empty() {
-        return Ok(Err("A promotion needs a reason.".into()));
-    }
-    let backend = ssr::backend()?;
-    backend
-        .promote(session.operator, run_id, level, reason.trim().to_string())
-        .await
-        .map_err(ssr::store_error)
+    let (state, session) = ssr::operator(&csrf).await?;
+    ssr::decision(
+        vkae_evidence::service::promote(&state, &session.operator, &run_id, &level, reason.trim())
+            .await,
+    )
 }
 
 #[server(prefix = "/_site", endpoint = "retract")]
@@ -135,120 +141,124 @@ pub async fn retract(
     reason: String,
     csrf: String,
 ) -> Result<Decision, ServerFnError> {
-    let session = ssr::operator(&csrf).await?;
-    if reason.trim().is_empty() {
-        return Ok(Err("A retraction needs a reason.".into()));
-    }
-    let backend = ssr::backend()?;
-    backend
-        .retract(session.operator, run_id, reason.trim().to_string())
-        .await
-        .map_err(ssr::store_error)
+    let (state, session) = ssr::operator(&csrf).await?;
+    ssr::decision(
+        vkae_evidence::service::retract(&state, &session.operator, &run_id, reason.trim()).await,
+    )
 }
 
 #[cfg(feature = "ssr")]
 pub mod ssr {
-    use crate::backend::{OperatorSession, SharedBackend};
-    use http::header::{COOKIE, HOST, ORIGIN, SET_COOKIE};
+    use crate::evidence::StoreError;
     use http::request::Parts;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue, StatusCode};
     use leptos::prelude::*;
     use leptos_axum::ResponseOptions;
+    use vkae_evidence::service::{self, Session};
+    use vkae_evidence::{ApiError, AppState};
 
-    pub fn backend() -> Result<SharedBackend, ServerFnError> {
-        use_context::<SharedBackend>()
+    pub fn state() -> Result<AppState, ServerFnError> {
+        use_context::<AppState>()
             .ok_or_else(|| ServerFnError::new("the evidence store is not connected"))
     }
 
-    pub fn store_error(error: String) -> ServerFnError {
-        eprintln!("vkae site: evidence store error: {error}");
-        ServerFnError::new("The evidence store could not answer; try again shortly.")
+    pub fn headers() -> Result<HeaderMap, ServerFnError> {
+        use_context::<Parts>()
+            .map(|p| p.headers)
+            .ok_or_else(|| ServerFnError::new("no request"))
     }
 
-    fn parts() -> Result<Parts, ServerFnError> {
-        use_context::<Parts>().ok_or_else(|| ServerFnError::new("no request"))
+    pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 
-    pub fn cookie_header() -> String {
-        parts()
-            .ok()
-            .and_then(|p| {
-                p.headers
-                    .get(COOKIE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
+    fn set_status(status: u16) {
+        if let (Some(response), Ok(status)) = (
+            use_context::<ResponseOptions>(),
+            StatusCode::from_u16(status),
+        ) {
+            response.set_status(status);
+        }
+    }
+
+    /// A store error as a server-function error: the status is kept, 5xx causes are logged and not shown.
+    pub fn fail(e: StoreError) -> ServerFnError {
+        set_status(e.status);
+        if e.status >= 500 {
+            tracing_free_log(&e.message);
+            ServerFnError::new("The evidence store could not answer; try again shortly.")
+        } else {
+            ServerFnError::new(e.message)
+        }
+    }
+
+    fn tracing_free_log(message: &str) {
+        eprintln!("vkae site: evidence store error: {message}");
+    }
+
+    /// A state change must carry this site's Origin (the configured public origin).
+    pub fn check_origin(state: &AppState) -> Result<(), ServerFnError> {
+        let origin = header(&headers()?, "origin");
+        vkae_evidence::auth::check_origin(&state.settings.public_origin, origin.as_deref(), true)
+            .map_err(|e| fail(e.into()))
+    }
+
+    /// The client key for the store's per-client rate limit: the peer address.
+    pub fn client_key(state: &AppState) -> String {
+        let parts = use_context::<Parts>();
+        let forwarded = state
+            .settings
+            .trust_forwarded_for
+            .then(|| {
+                parts
+                    .as_ref()
+                    .and_then(|p| header(&p.headers, "x-forwarded-for"))
+                    .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
             })
-            .unwrap_or_default()
-    }
-
-    /// The client's address as the server saw it (for the store's per-client rate limit).
-    pub fn client_id() -> String {
-        parts()
-            .ok()
-            .and_then(|p| {
-                p.extensions
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map(|c| c.0.ip().to_string())
+            .flatten();
+        forwarded
+            .or_else(|| {
+                parts.and_then(|p| {
+                    p.extensions
+                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                        .map(|c| c.0.ip().to_string())
+                })
             })
             .unwrap_or_else(|| "unknown".into())
     }
 
-    /// A state change must come from a page of ours: the browser's `Origin` must name the host it asked.
-    pub fn same_origin() -> Result<(), ServerFnError> {
-        let parts = parts()?;
-        let origin = parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok());
-        let host = parts.headers.get(HOST).and_then(|v| v.to_str().ok());
-        match (origin, host) {
-            (Some(origin), Some(host))
-                if origin
-                    .strip_prefix("http://")
-                    .or_else(|| origin.strip_prefix("https://"))
-                    == Some(host) =>
-            {
-                Ok(())
-            }
-            _ => {
-                forbid();
-                Err(ServerFnError::new(
-                    "refused: the request did not come from this site (Origin check)",
-                ))
-            }
-        }
-    }
-
-    fn forbid() {
-        if let Some(response) = use_context::<ResponseOptions>() {
-            response.set_status(http::StatusCode::FORBIDDEN);
-        }
-    }
-
-    /// The logged-in operator, after the Origin check and the CSRF token check.
-    pub async fn operator(csrf: &str) -> Result<OperatorSession, ServerFnError> {
-        same_origin()?;
-        let backend = backend()?;
-        let Some(session) = backend
-            .session(cookie_header())
+    pub async fn session(state: &AppState) -> Result<Option<Session>, ServerFnError> {
+        let cookie = header(&headers()?, "cookie");
+        service::session_from_cookie_header(state, cookie.as_deref())
             .await
-            .map_err(store_error)?
-        else {
-            if let Some(response) = use_context::<ResponseOptions>() {
-                response.set_status(http::StatusCode::UNAUTHORIZED);
-            }
+            .map_err(|e| fail(e.into()))
+    }
+
+    /// The logged-in operator, after the store's Origin and CSRF checks.
+    pub async fn operator(csrf: &str) -> Result<(AppState, Session), ServerFnError> {
+        let state = state()?;
+        let Some(session) = session(&state).await? else {
+            set_status(401);
             return Err(ServerFnError::new(
-                "not logged in (or the session expired): log in again",
+                "Not logged in, or the session expired: log in again.",
             ));
         };
-        if !constant_time_eq(session.csrf_token.as_bytes(), csrf.as_bytes()) {
-            forbid();
-            return Err(ServerFnError::new(
-                "refused: the CSRF token does not match this session",
-            ));
-        }
-        Ok(session)
+        let origin = header(&headers()?, "origin");
+        service::check_csrf(&state, &session, origin.as_deref(), Some(csrf))
+            .map_err(|e| fail(e.into()))?;
+        Ok((state, session))
     }
 
-    fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    /// A promote/retract result: refusals (4xx) go back to the operator in words, failures are errors.
+    pub fn decision<T>(result: Result<T, ApiError>) -> Result<Result<(), String>, ServerFnError> {
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(e) if e.status.is_client_error() => Ok(Err(e.message)),
+            Err(e) => Err(fail(e.into())),
+        }
     }
 
     pub fn set_cookie(value: &str) -> Result<(), ServerFnError> {
@@ -256,7 +266,7 @@ pub mod ssr {
             .map_err(|e| ServerFnError::new(format!("bad cookie: {e}")))?;
         let response =
             use_context::<ResponseOptions>().ok_or_else(|| ServerFnError::new("no response"))?;
-        response.append_header(SET_COOKIE, value);
+        response.append_header(http::header::SET_COOKIE, value);
         Ok(())
     }
 }

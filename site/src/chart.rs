@@ -49,9 +49,7 @@ pub fn speed_svg(points: &[&SpeedPoint]) -> String {
     // plotters writes a fixed size; let CSS scale it to the column while keeping the aspect.
     svg.replacen(
         &format!("width=\"{CHART_WIDTH}\" height=\"{height}\""),
-        &format!(
-            "viewBox=\"0 0 {CHART_WIDTH} {height}\" role=\"img\" aria-labelledby=\"speed-chart-title\" preserveAspectRatio=\"xMinYMin meet\""
-        ),
+        "role=\"img\" aria-labelledby=\"speed-chart-title\" preserveAspectRatio=\"xMinYMin meet\"",
         1,
     )
 }
@@ -83,7 +81,7 @@ fn draw(
         .disable_y_mesh()
         .light_line_style(RGBColor(0xe6, 0xe8, 0xeb))
         .axis_style(INK)
-        .label_style(("sans-serif", 13).into_font().color(&INK))
+        .label_style(("sans-serif", 17).into_font().color(&INK))
         .x_desc("tokens/s (measured) · planning index (roofline tokens/s)")
         .y_label_formatter(&|value| match value {
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
@@ -112,7 +110,7 @@ fn draw(
         chart.draw_series([Text::new(
             text,
             (point.value + max * 0.01, SegmentValue::CenterOf(i)),
-            ("sans-serif", 12).into_font().color(&INK),
+            ("sans-serif", 16).into_font().color(&INK),
         )])?;
     }
     root.present()?;
@@ -161,9 +159,13 @@ mod tests {
         ];
         let svg = speed_svg(&points.iter().collect::<Vec<_>>());
         assert!(svg.starts_with("<svg"), "{svg}");
-        assert!(svg.contains("viewBox"));
-        assert!(svg.contains("123 tok/s measured"));
-        assert!(svg.contains("45.0 planning"));
+        assert_eq!(svg.matches("viewBox").count(), 1, "{svg}");
+        assert!(
+            svg.starts_with("<svg role=\"img\""),
+            "scales to its column: {svg}"
+        );
+        assert!(svg.contains("123.4 tok/s measured"));
+        assert!(svg.contains("45.0 planning\n"), "{svg}");
         assert!(svg.contains("E4B · L40S · b1"));
         assert!(speed_svg(&[]).is_empty());
     }

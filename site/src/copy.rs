@@ -123,16 +123,18 @@ fn parse(source: &str) -> Result<Copy, String> {
 }
 
 /// Every string present and non-empty, and no digits: figures belong to the store, not to the copy.
-/// (Model family names such as E4B are the one allowed use of digits.)
+/// (Model family names such as E4B, and BF16, are the allowed uses of digits.)
 fn check_strings(value: &toml::Value, at: &str) -> Result<(), String> {
     match value {
         toml::Value::String(text) => {
             if text.trim().is_empty() {
                 return Err(format!("{PATH}: `{at}` is empty"));
             }
-            let without_names = ["E2B", "E4B", "12B", "26B-A4B", "31B", "gemma-4", "Gemma 4"]
-                .iter()
-                .fold(text.clone(), |t, name| t.replace(name, ""));
+            let without_names = [
+                "E2B", "E4B", "12B", "26B-A4B", "31B", "gemma-4", "Gemma 4", "BF16",
+            ]
+            .iter()
+            .fold(text.clone(), |t, name| t.replace(name, ""));
             if without_names.chars().any(|c| c.is_ascii_digit()) {
                 return Err(format!(
                     "{PATH}: `{at}` contains a figure; numbers must come from the evidence store"

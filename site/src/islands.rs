@@ -110,7 +110,8 @@ pub fn SpeedDashboard(
 #[island]
 pub fn PreviewForm(
     families: Vec<String>,
-    gpus: Vec<String>,
+    /// (id, label) of each GPU lane.
+    gpus: Vec<(String, String)>,
     paths: Vec<(String, String)>,
     confirmation: String,
 ) -> impl IntoView {
@@ -118,8 +119,12 @@ pub fn PreviewForm(
     let errors = RwSignal::new(Vec::<FieldError>::new());
     let failure = RwSignal::new(None::<String>);
     let accepted = RwSignal::new(None::<String>);
+    let family_choices: Vec<(String, String)> =
+        families.iter().map(|f| (f.clone(), f.clone())).collect();
+    let gpu_ids: Vec<String> = gpus.iter().map(|(id, _)| id.clone()).collect();
     let families = StoredValue::new(families);
-    let gpus = StoredValue::new(gpus);
+    let gpu_choices = gpus;
+    let gpus = StoredValue::new(gpu_ids);
     let send = Action::new(|input: &PreviewInput| api::submit_preview(input.clone()));
 
     Effect::new(move |_| {
@@ -209,7 +214,7 @@ pub fn PreviewForm(
         .collect_view();
     let select = move |field: &'static str,
                        label: &'static str,
-                       choices: Vec<String>,
+                       choices: Vec<(String, String)>,
                        none: &'static str| {
         let message = error_for(field);
         view! {
@@ -224,7 +229,7 @@ pub fn PreviewForm(
                     on:change=move |ev| input.update(|i| *field_value_mut(i, field) = event_target_value(&ev))
                 >
                     <option value="">{none}</option>
-                    {choices.into_iter().map(|c| view! { <option value=c.clone()>{c.clone()}</option> }).collect_view()}
+                    {choices.into_iter().map(|(value, label)| view! { <option value=value>{label}</option> }).collect_view()}
                 </select>
                 <p class="field-error" id=format!("pf-{field}-error")>{message}</p>
             </div>
@@ -260,8 +265,8 @@ pub fn PreviewForm(
                     {path_choices.clone()}
                     <p class="field-error" id="pf-service_path-error">{path_error}</p>
                 </fieldset>
-                {select("model_family", "Model family (optional)", families.get_value(), "Not sure yet")}
-                {select("gpu", "GPU lane (optional)", gpus.get_value(), "Not sure yet")}
+                {select("model_family", "Model family (optional)", family_choices.clone(), "Not sure yet")}
+                {select("gpu", "GPU lane (optional)", gpu_choices.clone(), "Not sure yet")}
                 <div class="field">
                     <label for="pf-message">"What do you want to serve? (optional)"</label>
                     <textarea

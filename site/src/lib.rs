@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! vkae-site: the VKAE product site. Leptos in islands mode: pages render on the server, and only the
 //! interactive islands (`islands.rs`) hydrate as WebAssembly in the browser. `server::routes` mounts the pages
 //! next to the evidence API in the `vkae serve` process.
@@ -10,8 +11,6 @@ pub mod model;
 pub mod pages;
 pub mod preview_form;
 
-#[cfg(feature = "ssr")]
-pub mod backend;
 #[cfg(feature = "ssr")]
 pub mod evidence;
 #[cfg(feature = "ssr")]

@@ -4,5 +4,8 @@ fn main() -> std::process::ExitCode {
         eprintln!("vkae: {error}");
         return std::process::ExitCode::FAILURE;
     }
-    vkae_evidence::cli::main(None)
+    let settings = vkae_site::server::SiteSettings::from_env();
+    vkae_evidence::cli::main(Some(Box::new(move |state| {
+        vkae_site::server::routes(state, settings)
+    })))
 }

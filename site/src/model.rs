@@ -61,19 +61,28 @@ pub struct Claim {
     pub batch: u32,
     pub prompt_tokens: u32,
     pub output_tokens: u32,
-    pub baseline_tokens_per_s: f64,
+    /// Median of the baseline path's repetitions, when the run had a baseline path.
+    pub baseline_tokens_per_s: Option<f64>,
+    /// Median of VKAE's path.
     pub vkae_tokens_per_s: f64,
-    /// Derived: VKAE / baseline.
-    pub lift: f64,
-    /// Derived: VKAE - baseline.
-    pub additional_tokens_per_s: f64,
-    /// Derived: 1 - baseline / VKAE, at the same GPU rate.
-    pub cost_reduction: f64,
+    /// Present when the run had both a baseline and a VKAE path.
+    pub derived: Option<Derived>,
     pub quality: Quality,
     pub engine_commit: String,
     /// RFC 3339 date of the run.
     pub measured_at: String,
     pub promoted_at: String,
+}
+
+/// Figures derived from a claim's medians (the evidence store computes them at promotion).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Derived {
+    /// VKAE / baseline.
+    pub lift: f64,
+    /// VKAE - baseline.
+    pub additional_tokens_per_s: f64,
+    /// 1 - baseline / VKAE, at the same GPU rate.
+    pub cost_reduction: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +132,7 @@ pub struct Excluded {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gpu {
+    pub id: String,
     pub name: String,
     pub memory_gb: f64,
     pub bandwidth_gb_s: f64,
@@ -130,18 +140,27 @@ pub struct Gpu {
     pub source: String,
 }
 
-/// The memory arithmetic for one family at the stated context and batch.
+/// The memory arithmetic of one sizing scenario and the first GPU lane that holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lane {
+    pub context_tokens: u64,
+    pub batch: u32,
+    pub weights_gb: f64,
+    pub kv_cache_gb: f64,
+    pub needed_gb: f64,
+    pub headroom_fraction: f64,
+    /// None when no listed GPU count holds it.
+    pub gpu: Option<String>,
+    pub gpu_count: Option<u32>,
+    pub usable_gb: Option<f64>,
+}
+
+/// One family's minimum and recommended BF16 lanes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SizingRow {
     pub family: String,
-    pub weights_gb: f64,
-    pub kv_cache_gb: f64,
-    pub headroom_gb: f64,
-    pub total_gb: f64,
-    pub context_tokens: u64,
-    pub batch: u32,
-    pub minimum_gpu: Option<String>,
-    pub recommended_gpu: Option<String>,
+    pub minimum: Lane,
+    pub recommended: Lane,
 }
 
 /// Whether a speed point was measured (a promoted claim) or is the planning index from the roofline.
@@ -194,20 +213,36 @@ impl PublicData {
     /// The claim the home page's card shows for a family: the best showcase-level claim, else the most recent
     /// VKAE-path claim. Declared baselines and smoke runs do not make a performance card.
     pub fn headline_claim(&self, family: &str) -> Option<&Claim> {
-        let of_family = || self.claims.iter().filter(move |c| c.family == family);
-        of_family()
+        if !self.family_is_claim_ready(family) {
+            return None;
+        }
+        let with_figures: Vec<&Claim> = self
+            .claims
+            .iter()
+            .filter(|c| c.family == family && c.derived.is_some())
+            .collect();
+        let best_showcase = with_figures
+            .iter()
             .filter(|c| c.level == ClaimLevel::OptimizedShowcase)
-            .max_by(|a, b| a.lift.total_cmp(&b.lift))
-            .or_else(|| {
-                of_family()
-                    .filter(|c| c.level == ClaimLevel::VkaePath)
-                    .max_by(|a, b| a.measured_at.cmp(&b.measured_at))
-            })
+            .max_by(|a, b| lift(a).total_cmp(&lift(b)));
+        let newest_path = with_figures
+            .iter()
+            .filter(|c| c.level == ClaimLevel::VkaePath)
+            .max_by(|a, b| a.measured_at.cmp(&b.measured_at));
+        best_showcase.or(newest_path).copied()
+    }
+
+    pub fn family_is_claim_ready(&self, name: &str) -> bool {
+        self.family(name).is_some_and(|f| f.claim_ready)
     }
 
     pub fn family(&self, name: &str) -> Option<&Family> {
         self.catalog.families.iter().find(|f| f.name == name)
     }
+}
+
+fn lift(claim: &Claim) -> f64 {
+    claim.derived.as_ref().map_or(0.0, |d| d.lift)
 }
 
 /// A lane's verdict on an ingested run.
@@ -229,6 +264,8 @@ pub struct RunSummary {
     /// "ingested", "promoted" or "retracted".
     pub status: String,
     pub level: Option<ClaimLevel>,
+    /// Whether the run's family may carry claims (porting-track runs are kept but cannot be promoted).
+    pub claim_ready: bool,
     pub baseline_tokens_per_s: Option<f64>,
     pub vkae_tokens_per_s: Option<f64>,
 }
@@ -267,7 +304,7 @@ pub struct InternalData {
 
 /// Formats a tokens/s figure for display.
 pub fn fmt_tps(value: f64) -> String {
-    if value >= 100.0 {
+    if value >= 1000.0 {
         format!("{value:.0}")
     } else {
         format!("{value:.1}")

@@ -120,19 +120,23 @@ pub fn HomeView(data: PublicData) -> impl IntoView {
     }
 }
 
-/// The figures of one promoted claim, each from the claim record; derived ones labelled.
+/// The figures of one promoted claim, each from the claim record; derived ones labelled. Only called for a
+/// claim with derived figures (see `PublicData::headline_claim`).
 #[component]
 fn ClaimFigures(claim: Claim) -> impl IntoView {
+    let derived = claim.derived.clone();
     view! {
         <dl class="figures">
-            <div><dt>"Baseline"</dt><dd><span class="num">{fmt_tps(claim.baseline_tokens_per_s)}</span> " tok/s"</dd></div>
+            <div><dt>"Baseline"</dt><dd><span class="num">{claim.baseline_tokens_per_s.map(fmt_tps)}</span> " tok/s"</dd></div>
             <div><dt>"VKAE"</dt><dd><span class="num">{fmt_tps(claim.vkae_tokens_per_s)}</span> " tok/s"</dd></div>
-            <div><dt>"Relative lift " <small>"(derived)"</small></dt><dd><span class="num">{format!("{:.2}×", claim.lift)}</span></dd></div>
-            <div><dt>"Additional tokens/s " <small>"(derived)"</small></dt><dd><span class="num">{format!("+{}", fmt_tps(claim.additional_tokens_per_s))}</span></dd></div>
-            <div>
-                <dt>"Approx. token-cost reduction at the same GPU rate " <small>"(derived)"</small></dt>
-                <dd><span class="num">{pct(claim.cost_reduction)}</span></dd>
-            </div>
+            {derived.map(|d| view! {
+                <div><dt>"Relative lift " <small>"(derived)"</small></dt><dd><span class="num">{format!("{:.2}×", d.lift)}</span></dd></div>
+                <div><dt>"Additional tokens/s " <small>"(derived)"</small></dt><dd><span class="num">{format!("+{}", fmt_tps(d.additional_tokens_per_s))}</span></dd></div>
+                <div>
+                    <dt>"Approx. token-cost reduction at the same GPU rate " <small>"(derived)"</small></dt>
+                    <dd><span class="num">{pct(d.cost_reduction)}</span></dd>
+                </div>
+            })}
         </dl>
         <p class="provenance">
             "Claim level: " <strong>{claim.level.label()}</strong> " · "
@@ -242,6 +246,18 @@ pub fn SizingView(data: PublicData) -> impl IntoView {
         c.chart_lead.clone(),
     );
 
+    // A porting-track family's measured numbers stay blocked: only its planning index is drawn.
+    let mut data = data;
+    let ready: Vec<String> = data
+        .catalog
+        .families
+        .iter()
+        .filter(|f| f.claim_ready)
+        .map(|f| f.name.clone())
+        .collect();
+    data.sizing
+        .speed
+        .retain(|p| p.kind == SpeedKind::Planning || ready.contains(&p.family));
     let gpus: Vec<String> = data.gpus.iter().map(|g| g.name.clone()).collect();
     let families: Vec<String> = data
         .catalog
@@ -265,16 +281,15 @@ pub fn SizingView(data: PublicData) -> impl IntoView {
         <p class="method">{data.sizing.method.clone()}</p>
         <div class="table-wrap">
             <table id="sizing-table">
-                <caption>"BF16 serving lanes per family"</caption>
+                <caption>"BF16 serving lanes per family: weights + KV cache = memory needed; a lane fits when that is within the GPUs' memory less headroom"</caption>
                 <thead>
                     <tr>
                         <th scope="col">"Family"</th>
+                        <th scope="col">"Scenario"</th>
                         <th scope="col">"Weights"</th>
                         <th scope="col">"KV cache"</th>
-                        <th scope="col">"Headroom"</th>
-                        <th scope="col">"Total"</th>
-                        <th scope="col">"Minimum GPU"</th>
-                        <th scope="col">"Recommended GPU"</th>
+                        <th scope="col">"Needed"</th>
+                        <th scope="col">"Lane"</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -282,22 +297,31 @@ pub fn SizingView(data: PublicData) -> impl IntoView {
                         .sizing
                         .rows
                         .iter()
-                        .map(|row| {
-                            let none = || "none listed fits".to_string();
-                            view! {
-                                <tr>
-                                    <th scope="row">{row.family.clone()}</th>
-                                    <td class="num">{format!("{:.1} GB", row.weights_gb)}</td>
-                                    <td class="num">
-                                        {format!("{:.1} GB", row.kv_cache_gb)}
-                                        <small>{format!(" ({} tokens × batch {})", row.context_tokens, row.batch)}</small>
-                                    </td>
-                                    <td class="num">{format!("{:.1} GB", row.headroom_gb)}</td>
-                                    <td class="num">{format!("{:.1} GB", row.total_gb)}</td>
-                                    <td>{row.minimum_gpu.clone().unwrap_or_else(none)}</td>
-                                    <td>{row.recommended_gpu.clone().unwrap_or_else(none)}</td>
-                                </tr>
-                            }
+                        .flat_map(|row| {
+                            [("Minimum", row.minimum.clone(), true), ("Recommended", row.recommended.clone(), false)]
+                                .into_iter()
+                                .map(|(what, lane, first)| {
+                                    let family = row.family.clone();
+                                    view! {
+                                        <tr class=if first { "first" } else { "second" }>
+                                            {first.then(|| view! { <th scope="rowgroup" rowspan="2">{family}</th> })}
+                                            <td>{what} <br /> <small>{format!("{} tokens × batch {}", lane.context_tokens, lane.batch)}</small></td>
+                                            <td class="num">{format!("{:.1} GB", lane.weights_gb)}</td>
+                                            <td class="num">{format!("{:.2} GB", lane.kv_cache_gb)}</td>
+                                            <td class="num">{format!("{:.2} GB", lane.needed_gb)}</td>
+                                            <td>
+                                                {match (lane.gpu.clone(), lane.gpu_count, lane.usable_gb) {
+                                                    (Some(gpu), Some(count), Some(usable)) => view! {
+                                                        <strong>{format!("{count}× {gpu}")}</strong> <br />
+                                                        <small>{format!("{usable:.1} GB usable after {:.0}% headroom", lane.headroom_fraction * 100.0)}</small>
+                                                    }.into_any(),
+                                                    _ => view! { <span class="state">"No listed GPU lane holds this"</span> }.into_any(),
+                                                }}
+                                            </td>
+                                        </tr>
+                                    }
+                                })
+                                .collect::<Vec<_>>()
                         })
                         .collect_view()}
                 </tbody>
@@ -425,9 +449,12 @@ fn ClaimRow(claim: Claim) -> impl IntoView {
             <td>{format!("{}× {}", claim.gpu_count, claim.gpu)}</td>
             <td>{format!("{}, batch {}, {}+{} tokens", claim.precision, claim.batch, claim.prompt_tokens, claim.output_tokens)}</td>
             <td class="num">
-                {format!("{} → {} tok/s", fmt_tps(claim.baseline_tokens_per_s), fmt_tps(claim.vkae_tokens_per_s))}
+                {match claim.baseline_tokens_per_s {
+                    Some(b) => format!("{} → {} tok/s", fmt_tps(b), fmt_tps(claim.vkae_tokens_per_s)),
+                    None => format!("{} tok/s (no baseline path)", fmt_tps(claim.vkae_tokens_per_s)),
+                }}
                 <br />
-                <small>{format!("{:.2}× (derived)", claim.lift)}</small>
+                <small>{claim.derived.as_ref().map(|d| format!("{:.2}× (derived)", d.lift))}</small>
             </td>
             <td>
                 {format!("PPL {:.3} vs reference {:.3}", q.vkae_ppl, q.reference_ppl)}
@@ -491,7 +518,11 @@ pub fn PreviewView(data: PublicData) -> impl IntoView {
         .iter()
         .map(|f| f.name.clone())
         .collect();
-    let gpus = data.gpus.iter().map(|g| g.name.clone()).collect();
+    let gpus = data
+        .gpus
+        .iter()
+        .map(|g| (g.id.clone(), g.name.clone()))
+        .collect();
     let paths: Vec<(String, String)> = data
         .service_paths
         .iter()

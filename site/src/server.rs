@@ -1,7 +1,6 @@
 //! The site's half of `vkae serve`: the Leptos pages, their server functions, the CSS and the WebAssembly
 //! bundle, as one axum router that `vkae_evidence::cli` merges next to the JSON API on the same port.
 
-use crate::backend::SharedBackend;
 use crate::{App, PAGES_WITH_ISLANDS};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -12,6 +11,7 @@ use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use leptos_meta::MetaTags;
 use std::path::PathBuf;
+use vkae_evidence::{service, AppState};
 
 /// The stylesheet, compiled into the binary so pages are styled even before the WebAssembly is built.
 const CSS: &str = include_str!("../style/site.css");
@@ -34,12 +34,32 @@ impl SiteSettings {
     }
 }
 
-/// The HTML document around every page. Only pages with islands load the WebAssembly bundle.
+/// The HTML document around every page. Only pages with islands load the WebAssembly bundle; those get a
+/// per-response nonce for the one inline module script that starts it, named in their CSP.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let path = use_context::<http::request::Parts>()
         .map(|p| p.uri.path().to_string())
         .unwrap_or_default();
     let with_islands = PAGES_WITH_ISLANDS.contains(&path.as_str());
+    if with_islands {
+        leptos::nonce::provide_nonce();
+        let csp = use_context::<AppState>()
+            .map(|s| s.settings.csp.clone())
+            .unwrap_or_default();
+        if let (Some(nonce), Some(response)) = (
+            leptos::nonce::use_nonce(),
+            use_context::<leptos_axum::ResponseOptions>(),
+        ) {
+            let csp = csp.replacen(
+                "script-src 'self'",
+                &format!("script-src 'self' 'nonce-{}'", nonce.as_inner()),
+                1,
+            );
+            if let Ok(value) = http::HeaderValue::from_str(&csp) {
+                response.insert_header(header::CONTENT_SECURITY_POLICY, value);
+            }
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -60,7 +80,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 }
 
 /// The site's routes, ready to merge into the API's router.
-pub fn routes(backend: SharedBackend, settings: SiteSettings) -> Router {
+pub fn routes(state: AppState, settings: SiteSettings) -> Router {
     let options = LeptosOptions::builder()
         .output_name("vkae_site")
         .site_root(settings.site_root.to_string_lossy().to_string())
@@ -68,8 +88,8 @@ pub fn routes(backend: SharedBackend, settings: SiteSettings) -> Router {
         .build();
     let pkg = settings.site_root.join("pkg");
     let context = {
-        let backend = backend.clone();
-        move || provide_context(backend.clone())
+        let state = state.clone();
+        move || provide_context(state.clone())
     };
     let app = {
         let options = options.clone();
@@ -80,14 +100,13 @@ pub fn routes(backend: SharedBackend, settings: SiteSettings) -> Router {
         .route(CSS_HREF, get(css))
         .route(
             "/internal/preview-requests.csv",
-            get(inbox_csv).with_state(backend),
+            get(inbox_csv).with_state(state),
         )
         .nest_service(
             "/pkg",
             tower_http::services::ServeDir::new(pkg).precompressed_gzip(),
         )
         .with_state(options)
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
 }
 
 async fn css() -> Response {
@@ -102,20 +121,16 @@ async fn css() -> Response {
 }
 
 /// The preview inbox as CSV, for a logged-in operator only (a GET changes nothing, so no CSRF token).
-async fn inbox_csv(State(backend): State<SharedBackend>, headers: HeaderMap) -> Response {
-    let cookie = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    match backend.session(cookie).await {
-        Ok(Some(_)) => {}
+async fn inbox_csv(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+    let session = match service::session_from_cookie_header(&state, cookie).await {
+        Ok(Some(session)) => session,
         Ok(None) => {
             return (StatusCode::UNAUTHORIZED, "log in at /internal first\n").into_response()
         }
-        Err(error) => return store_unavailable(error),
-    }
-    match backend.inbox_csv().await {
+        Err(error) => return (error.status, format!("{}\n", error.message)).into_response(),
+    };
+    match service::preview_requests_csv(&state, &session.operator).await {
         Ok(csv) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -128,15 +143,6 @@ async fn inbox_csv(State(backend): State<SharedBackend>, headers: HeaderMap) -> 
             csv,
         )
             .into_response(),
-        Err(error) => store_unavailable(error),
+        Err(error) => (error.status, format!("{}\n", error.message)).into_response(),
     }
-}
-
-fn store_unavailable(error: String) -> Response {
-    eprintln!("vkae site: evidence store error: {error}");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the evidence store could not answer\n",
-    )
-        .into_response()
 }

@@ -1,0 +1,330 @@
+//! Server-side rendering of each page's view from given data: the right figures appear, derived ones are
+//! labelled, and the blocked-number rule holds (a porting-track family's numbers never reach the HTML).
+
+use leptos::prelude::*;
+use std::sync::Arc;
+use vkae_site::model::*;
+use vkae_site::pages::*;
+
+fn family(name: &str, claim_ready: bool, weights_gb: f64) -> Family {
+    Family {
+        name: name.into(),
+        description: format!("Gemma 4 {name}"),
+        repos: ["", "-it", "-it-assistant"]
+            .iter()
+            .map(|s| format!("google/gemma-4-{name}{s}"))
+            .collect(),
+        claim_ready,
+        params: "n/a".into(),
+        layers: 42,
+        context_tokens: 131072,
+        weights_gb,
+    }
+}
+
+fn claim(family: &str, level: ClaimLevel, baseline: f64, vkae: f64) -> Claim {
+    Claim {
+        run_id: format!("run-{family}-{}", level.slug()),
+        family: family.into(),
+        repo: format!("google/gemma-4-{family}-it"),
+        level,
+        gpu: "L40S".into(),
+        gpu_count: 1,
+        precision: "bf16".into(),
+        batch: 8,
+        prompt_tokens: 512,
+        output_tokens: 128,
+        baseline_tokens_per_s: Some(baseline),
+        vkae_tokens_per_s: vkae,
+        derived: Some(Derived {
+            lift: vkae / baseline,
+            additional_tokens_per_s: vkae - baseline,
+            cost_reduction: 1.0 - baseline / vkae,
+        }),
+        quality: Quality {
+            reference_ppl: 7.123,
+            vkae_ppl: 7.131,
+            top1_agreement: 0.987,
+            mean_kl: 0.0012,
+        },
+        engine_commit: "0123456789abcdef0123".into(),
+        measured_at: "2026-11-20T10:00:00Z".into(),
+        promoted_at: "2026-11-21T10:00:00Z".into(),
+    }
+}
+
+fn data(claims: Vec<Claim>) -> PublicData {
+    let families = vec![
+        family("E2B", false, 11.4),
+        family("E4B", true, 17.9),
+        family("12B", false, 26.7),
+        family("26B-A4B", false, 57.7),
+        family("31B", false, 69.9),
+    ];
+    let mut speed: Vec<SpeedPoint> = families
+        .iter()
+        .map(|f| SpeedPoint {
+            family: f.name.clone(),
+            gpu: "H100 SXM".into(),
+            batch: 1,
+            kind: SpeedKind::Planning,
+            value: 3350.0 / f.weights_gb,
+            run_id: None,
+        })
+        .collect();
+    for c in &claims {
+        speed.push(SpeedPoint {
+            family: c.family.clone(),
+            gpu: c.gpu.clone(),
+            batch: c.batch,
+            kind: SpeedKind::Measured,
+            value: c.vkae_tokens_per_s,
+            run_id: Some(c.run_id.clone()),
+        });
+    }
+    PublicData {
+        claims,
+        catalog: Catalog {
+            families: families.clone(),
+            adjacent: vec![Adjacent {
+                name: "DiffusionGemma".into(),
+                repo: "google/diffusiongemma-26B-A4B-it".into(),
+                note: "block diffusion".into(),
+            }],
+            excluded: vec![Excluded {
+                name: "GGUF".into(),
+                reason: "not BF16 serving".into(),
+            }],
+        },
+        gpus: vec![Gpu {
+            id: "h100-sxm".into(),
+            name: "H100 SXM".into(),
+            memory_gb: 80.0,
+            bandwidth_gb_s: 3350.0,
+            bf16_tflops: 989.0,
+            source: "datasheet".into(),
+        }],
+        sizing: Sizing {
+            rows: families
+                .iter()
+                .map(|f| {
+                    let lane = |batch: u32, fits: bool| Lane {
+                        context_tokens: 8192,
+                        batch,
+                        weights_gb: f.weights_gb,
+                        kv_cache_gb: 1.25,
+                        needed_gb: f.weights_gb + 1.25,
+                        headroom_fraction: 0.1,
+                        gpu: fits.then(|| "NVIDIA L40S".into()),
+                        gpu_count: fits.then_some(1),
+                        usable_gb: fits.then_some(43.2),
+                    };
+                    SizingRow {
+                        family: f.name.clone(),
+                        minimum: lane(1, true),
+                        recommended: lane(8, f.weights_gb < 60.0),
+                    }
+                })
+                .collect(),
+            speed,
+            method: "weights + KV + headroom".into(),
+        },
+        service_paths: vec![ServicePath {
+            slug: "report".into(),
+            label: "Acceleration report".into(),
+            description: "A report.".into(),
+        }],
+    }
+}
+
+/// Renders a view as the server would, with the contexts the page components expect.
+fn render<V: IntoView + 'static>(view: impl FnOnce() -> V) -> String {
+    let owner = Owner::new_root(Some(Arc::new(
+        hydration_context::SsrSharedContext::new_islands(),
+    )));
+    owner.with(|| {
+        let (meta, _output) = leptos_meta::ServerMetaContext::new();
+        provide_context(meta);
+        leptos_meta::provide_meta_context();
+        view().to_html()
+    })
+}
+
+#[test]
+fn home_without_a_claim_says_so_and_shows_no_zeros() {
+    let html = render(|| view! { <HomeView data=data(vec![]) /> });
+    assert!(html.contains("id=\"no-claim\""), "{html}");
+    assert!(html.contains("No claim has been promoted"));
+    assert!(
+        !html.contains("tok/s"),
+        "a figure appeared without a claim: {html}"
+    );
+    assert!(
+        !html.contains("0.00×") && !html.contains(">0<"),
+        "zeros shown as results: {html}"
+    );
+    // catalog counts come from the data: 15 repos, 5 families
+    assert!(
+        html.contains("<strong>15</strong>") && html.contains("<strong>5</strong>"),
+        "{html}"
+    );
+}
+
+#[test]
+fn home_card_shows_the_promoted_claim_with_derived_figures_labelled() {
+    let html = render(
+        || view! { <HomeView data=data(vec![claim("E4B", ClaimLevel::OptimizedShowcase, 100.0, 532.0)]) /> },
+    );
+    assert!(!html.contains("id=\"no-claim\""));
+    for expected in [
+        "100.0",
+        "532",
+        "5.32×",
+        "+432",
+        "81%",
+        "Optimized showcase",
+        "L40S",
+        "2026-11-20",
+        "run-E4B-optimized-showcase",
+    ] {
+        assert!(html.contains(expected), "missing {expected}: {html}");
+    }
+    assert!(html.matches("(derived)").count() >= 3);
+}
+
+#[test]
+fn evidence_groups_by_level_and_blocks_porting_track_numbers() {
+    let claims = vec![
+        claim("E4B", ClaimLevel::VkaePath, 111.1, 222.2),
+        claim("E4B", ClaimLevel::DeclaredBaseline, 111.1, 111.1),
+        // A porting-track claim must never be shown, even if the store handed one over.
+        claim("31B", ClaimLevel::VkaePath, 987.6, 1234.5),
+    ];
+    let html = render(|| view! { <EvidenceView data=data(claims) /> });
+    assert!(html.contains("id=\"claim-run-E4B-vkae-path\""));
+    assert!(html.contains("111.1 → 222.2 tok/s"), "{html}");
+    assert!(
+        !html.contains("987.6") && !html.contains("1234.5") && !html.contains("1235"),
+        "blocked numbers leaked: {html}"
+    );
+    assert!(html.contains("id=\"porting-tracks\""));
+    assert_eq!(
+        html.matches("class=\"blocked-row\"").count(),
+        4,
+        "E2B, 12B, 26B-A4B and 31B are porting tracks"
+    );
+    // the two empty levels say so
+    assert_eq!(
+        html.matches("No promoted run at this level yet.").count(),
+        2
+    );
+    assert!(html.contains("PPL 7.131 vs reference 7.123"));
+    assert!(html.contains("0123456789ab"));
+}
+
+#[test]
+fn models_lists_fifteen_repos_and_each_family_status() {
+    let html = render(|| view! { <ModelsView data=data(vec![]) /> });
+    assert_eq!(html.matches("<li><code>google/gemma-4-").count(), 15);
+    assert_eq!(html.matches("badge ready").count(), 1);
+    assert_eq!(html.matches("badge porting").count(), 4);
+    assert!(html.contains("google/diffusiongemma-26B-A4B-it"));
+    assert!(html.contains("GGUF"));
+}
+
+#[test]
+fn sizing_draws_the_chart_on_the_server_and_marks_planning() {
+    let d = data(vec![]);
+    let svg = first_paint_svg(&d);
+    let html = render(move || view! { <SizingView data=d /> });
+    assert!(
+        html.contains("<leptos-island"),
+        "the dashboard is an island: {html}"
+    );
+    assert!(html.contains("<svg"), "first paint has the chart: {html}");
+    assert!(
+        svg.contains(" planning\n") && !svg.contains("tok/s measured"),
+        "{svg}"
+    );
+    assert!(html.contains("id=\"no-measured\""));
+    assert_eq!(html.matches("<th scope=\"rowgroup\"").count(), 5);
+    assert!(
+        html.contains("69.9 GB") && html.contains("71.15 GB"),
+        "memory arithmetic shown: {html}"
+    );
+    assert_eq!(
+        html.matches("No listed GPU lane holds this").count(),
+        1,
+        "the 31B recommended lane"
+    );
+}
+
+#[test]
+fn sizing_with_a_claim_draws_it_as_measured() {
+    let d = data(vec![claim(
+        "E4B",
+        ClaimLevel::OptimizedShowcase,
+        100.0,
+        532.0,
+    )]);
+    let html = render(move || view! { <SizingView data=d /> });
+    assert!(!html.contains("id=\"no-measured\""));
+    // the claim's batch (8) is not the default batch filter (1), so the bar is among the island's points
+    assert!(html.contains("532"), "{html}");
+}
+
+#[test]
+fn preview_form_offers_the_service_paths() {
+    let html = render(|| view! { <PreviewView data=data(vec![]) /> });
+    assert!(html.contains("id=\"preview-form\""));
+    assert!(html.contains("id=\"pf-path-report\""));
+    for field in [
+        "pf-name",
+        "pf-email",
+        "pf-company",
+        "pf-model_family",
+        "pf-gpu",
+        "pf-message",
+    ] {
+        assert!(html.contains(&format!("id=\"{field}\"")), "missing {field}");
+    }
+}
+
+#[test]
+fn internal_view_shows_lanes_with_reasons_and_actions() {
+    let d = InternalData {
+        operator: "ada".into(),
+        csrf_token: "tok".into(),
+        runs: vec![RunSummary {
+            run_id: "r1".into(),
+            family: "E4B".into(),
+            gpu: "L40S".into(),
+            batch: 8,
+            ingested_at: "2026-11-20T10:00:00Z".into(),
+            lanes: vec![
+                LaneVerdict {
+                    lane: "artifact".into(),
+                    passed: true,
+                    reasons: vec![],
+                },
+                LaneVerdict {
+                    lane: "quality".into(),
+                    passed: false,
+                    reasons: vec!["ppl ratio 1.09 over 1.02".into()],
+                },
+            ],
+            status: "ingested".into(),
+            level: None,
+            claim_ready: true,
+            baseline_tokens_per_s: Some(10.0),
+            vkae_tokens_per_s: Some(20.0),
+        }],
+        audit: vec![],
+        inbox: vec![],
+    };
+    let html = render(move || view! { <InternalView data=d /> });
+    assert!(html.contains("ppl ratio 1.09 over 1.02"));
+    assert!(html.contains("id=\"promote-r1\""));
+    assert!(html.contains("No decision recorded yet."));
+    assert!(html.contains("/internal/preview-requests.csv"));
+}
