@@ -55,7 +55,7 @@
 //! is allocated once at start for the same reason.
 //!
 //! ## Checks
-//! [`reference`] holds an f64 CPU reference for each op; [`check`] runs each kernel on fresh random
+//! [`reference`](mod@reference) holds an f64 CPU reference for each op; [`check`] runs each kernel on fresh random
 //! inputs with its output poisoned (NaN) first and compares by `||out - ref|| / ||ref||` against the
 //! tolerances in [`tolerance`]. [`kernels_sha256`] is the digest of the exact sources compiled.
 
