@@ -104,9 +104,10 @@ pub struct QualifyArgs {
     /// Time limit of the static-cache + torch.compile peer child, seconds (0: do not try it).
     #[arg(long, default_value_t = 180)]
     pub peer_time_limit: u64,
-    /// Skip the f32 calibration of the reference (how far transformers' own BF16 path is from f32).
-    #[arg(long)]
-    pub no_calibration: bool,
+    /// The quality guard's reference: f32 (transformers computing the same BF16 weights in float32; the BF16
+    /// forward is then scored against it too, as the honest-BF16 calibration) or bf16 (transformers' BF16 forward).
+    #[arg(long, default_value = "f32")]
+    pub quality_reference: String,
     /// Where synthetic weights are written as a checkpoint (reused when already complete).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
@@ -192,7 +193,8 @@ pub struct Settings {
     pub baseline_time_limit: Duration,
     /// None: the peer is not tried.
     pub peer_time_limit: Option<Duration>,
-    pub calibration: bool,
+    /// Score against transformers in f32 (true) or in BF16 (false).
+    pub f32_reference: bool,
     pub checkpoint_dir: Option<PathBuf>,
     pub work_dir: Option<PathBuf>,
     pub lane_key: PathBuf,
@@ -278,7 +280,11 @@ impl Settings {
             baseline_time_limit: Duration::from_secs(a.baseline_time_limit),
             peer_time_limit: (a.peer_time_limit > 0 && baseline == BaselineKind::Transformers)
                 .then(|| Duration::from_secs(a.peer_time_limit)),
-            calibration: !a.no_calibration,
+            f32_reference: match a.quality_reference.as_str() {
+                "f32" => true,
+                "bf16" => false,
+                other => bail!("--quality-reference {other:?}: expected f32 or bf16"),
+            },
             checkpoint_dir: a.checkpoint_dir.clone(),
             work_dir: a.work_dir.clone(),
             lane_key: a.lane_key.clone(),
@@ -330,6 +336,19 @@ pub struct Outcome {
     /// The ingest answers (one per record), when --ingest was given.
     pub ingested: Vec<serde_json::Value>,
     pub report: serde_json::Value,
+}
+
+/// The quality guard's figures: the one the record carries, and the calibration beside it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct QualityFigures {
+    /// Reference vs VKAE: what the record's `quality` says.
+    pub record: Comparison,
+    /// What the reference was.
+    pub reference: String,
+    /// transformers BF16 scored against transformers f32 on the same weights: what an honest BF16 path achieves.
+    pub bf16_vs_f32: Option<Comparison>,
+    /// VKAE scored against transformers BF16 (the declared baseline's own numerics).
+    pub vkae_vs_bf16: Option<Comparison>,
 }
 
 /// A reference-side result for the quality guard.
@@ -460,7 +479,9 @@ fn run_in(
                 quality: Some(child::QualityPlan {
                     ids: q_ids.clone(),
                     logits: work.join("reference-logits.f32"),
-                    f32_logits: s.calibration.then(|| work.join("reference-f32-logits.f32")),
+                    f32_logits: s
+                        .f32_reference
+                        .then(|| work.join("reference-f32-logits.f32")),
                 }),
             };
             let phase = Phase::start("transformers baseline", 1, s.progress_bars);
@@ -664,27 +685,36 @@ fn run_in(
     let phase = Phase::start("quality guard", 2, s.progress_bars);
     let vkae_logits = Logits::Memory(engine.prefill_logits(&q_ids)?);
     phase.inc("engine logits");
-    let (quality, calibration) = match reference {
-        ReferenceLogits::Memory(v) => (
-            quality::compare(&Logits::Memory(v), &vkae_logits, &q_ids, vocab)?,
-            None,
-        ),
+    let figures = match reference {
+        ReferenceLogits::Memory(v) => QualityFigures {
+            record: quality::compare(&Logits::Memory(v), &vkae_logits, &q_ids, vocab)?,
+            reference: reference_impl.clone(),
+            bf16_vs_f32: None,
+            vkae_vs_bf16: None,
+        },
         ReferenceLogits::File { path, f32_path } => {
-            let r = Logits::map_file(&path, q_ids.len(), vocab)?;
-            let q = quality::compare(&r, &vkae_logits, &q_ids, vocab)?;
-            let cal = match f32_path {
+            let bf16 = Logits::map_file(&path, q_ids.len(), vocab)?;
+            let vkae_vs_bf16 = quality::compare(&bf16, &vkae_logits, &q_ids, vocab)?;
+            match f32_path {
                 Some(p) => {
-                    let f = Logits::map_file(&p, q_ids.len(), vocab)?;
-                    Some((
-                        quality::compare(&f, &r, &q_ids, vocab)?,
-                        quality::compare(&f, &vkae_logits, &q_ids, vocab)?,
-                    ))
+                    let f32 = Logits::map_file(&p, q_ids.len(), vocab)?;
+                    QualityFigures {
+                        record: quality::compare(&f32, &vkae_logits, &q_ids, vocab)?,
+                        reference: "transformers float32 forward of the same BF16 weights".into(),
+                        bf16_vs_f32: Some(quality::compare(&f32, &bf16, &q_ids, vocab)?),
+                        vkae_vs_bf16: Some(vkae_vs_bf16),
+                    }
                 }
-                None => None,
-            };
-            (q, cal)
+                None => QualityFigures {
+                    record: vkae_vs_bf16,
+                    reference: "transformers bfloat16 forward".into(),
+                    bf16_vs_f32: None,
+                    vkae_vs_bf16: None,
+                },
+            }
         }
     };
+    let quality = figures.record.clone();
     drop(vkae_logits);
     phase.inc("compared");
     phase.finish(&format!(
@@ -787,8 +817,7 @@ fn run_in(
         table.push_str(&render_table(
             &rec,
             stats.bytes_streamed_per_token,
-            &quality,
-            calibration.as_ref(),
+            &figures,
         ));
         table.push('\n');
         let out = s.out_for(b);
@@ -821,11 +850,7 @@ fn run_in(
         "model": {"repo": repo, "family": family, "weights": weights_id, "checkpoint": model_dir},
         "reference": reference_impl,
         "bytes_streamed_per_token": stats.bytes_streamed_per_token,
-        "quality": quality,
-        "calibration": calibration.as_ref().map(|(f_ref, f_vkae)| json!({
-            "reference_vs_f32": f_ref, "vkae_vs_f32": f_vkae,
-            "note": "KL(f32 || X): how far each BF16 path sits from the same model computed in f32 by transformers",
-        })),
+        "quality": figures,
         "token_mismatches": mismatches,
         "children": child_logs,
         "records": report_batches,
@@ -941,12 +966,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The final table of one record: tokens/s median [min, max] per path, achieved GB/s, tokens, quality.
-pub fn render_table(
-    rec: &RunRecord,
-    bytes_per_token: u64,
-    q: &Comparison,
-    calibration: Option<&(Comparison, Comparison)>,
-) -> String {
+pub fn render_table(rec: &RunRecord, bytes_per_token: u64, figures: &QualityFigures) -> String {
+    let q = &figures.record;
     use std::fmt::Write as _;
     let mut t = String::new();
     let r = &rec.recipe;
@@ -988,13 +1009,17 @@ pub fn render_table(
         let ratio = base.map(|b| format!("{:.2}x", med / b)).unwrap_or_default();
         let _ = writeln!(
             t,
-            "{:<32} {:<8} {:>10.2} {:>10.2} {:>10.2} {:>8.1} {:>8} {:>8}",
+            "{:<32} {:<8} {:>10.2} {:>10.2} {:>10.2} {:>8} {:>8} {:>8}",
             p.name,
             p.role.as_str(),
             med,
             lo,
             hi,
-            gbs,
+            if gbs >= 10.0 {
+                format!("{gbs:.0}")
+            } else {
+                format!("{gbs:.3}")
+            },
             ratio,
             p.tokens_generated
         );
@@ -1019,17 +1044,26 @@ pub fn render_table(
         q.mean_kl,
         q.max_kl
     );
-    if let Some((r32, v32)) = calibration {
-        let _ = writeln!(
-            t,
-            "calibration against transformers f32: reference(bf16) top-1 {:.4}, mean KL {:.3e}, ppl rel {:.4}% | vkae top-1 {:.4}, mean KL {:.3e}, ppl rel {:.4}%",
-            r32.top1_agreement,
-            r32.mean_kl,
-            r32.ppl_relative() * 100.0,
-            v32.top1_agreement,
-            v32.mean_kl,
-            v32.ppl_relative() * 100.0
-        );
+    let _ = writeln!(t, "  (reference: {})", figures.reference);
+    let line = |name: &str, c: &Comparison| {
+        format!(
+            "  {name}: ppl {:.4} vs {:.4} (relative {:.4}%), top-1 {:.4}, mean KL {:.3e} (max {:.3e})\n",
+            c.candidate_ppl,
+            c.reference_ppl,
+            c.ppl_relative() * 100.0,
+            c.top1_agreement,
+            c.mean_kl,
+            c.max_kl
+        )
+    };
+    if let Some(c) = &figures.bf16_vs_f32 {
+        t.push_str(&line(
+            "calibration, transformers bf16 vs f32 (an honest BF16 path)",
+            c,
+        ));
+    }
+    if let Some(c) = &figures.vkae_vs_bf16 {
+        t.push_str(&line("vkae vs transformers bf16", c));
     }
     let _ = writeln!(
         t,
