@@ -7,6 +7,14 @@ use crate::model::{ClaimLevel, SpeedKind, SpeedPoint};
 use crate::preview_form::{FieldError, PreviewInput, PreviewOutcome, MESSAGE_MAX_CHARS};
 use leptos::prelude::*;
 
+/// "true" once the island runs in the browser (effects never run on the server): the end-to-end tests wait
+/// for it before interacting, and it costs nothing else.
+fn hydrated() -> Signal<&'static str> {
+    let ready = RwSignal::new("false");
+    Effect::new(move |_| ready.set("true"));
+    ready.into()
+}
+
 fn option_of(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
@@ -20,11 +28,8 @@ pub fn SpeedDashboard(
     families: Vec<String>,
     batches: Vec<u32>,
 ) -> impl IntoView {
-    let initial_batch = batches.first().copied();
-    let filter = RwSignal::new(SpeedFilter {
-        batch: initial_batch,
-        ..Default::default()
-    });
+    let ready = hydrated();
+    let filter = RwSignal::new(SpeedFilter::default());
     let points = StoredValue::new(points);
     let selected = Memo::new(move |_| {
         points.with_value(|all| {
@@ -47,11 +52,11 @@ pub fn SpeedDashboard(
         .collect_view();
     let batch_options = batches
         .into_iter()
-        .map(|b| view! { <option value=b.to_string() selected=Some(b) == initial_batch>{format!("batch {b}")}</option> })
+        .map(|b| view! { <option value=b.to_string()>{format!("batch {b}")}</option> })
         .collect_view();
 
     view! {
-        <form class="filters" aria-label="Chart filters" on:submit=|ev| ev.prevent_default()>
+        <form class="filters" aria-label="Chart filters" data-hydrated=ready on:submit=|ev| ev.prevent_default()>
             <label>
                 "GPU"
                 <select id="filter-gpu" on:change=move |ev| filter.update(|f| f.gpu = option_of(event_target_value(&ev)))>
@@ -115,6 +120,7 @@ pub fn PreviewForm(
     paths: Vec<(String, String)>,
     confirmation: String,
 ) -> impl IntoView {
+    let ready = hydrated();
     let input = RwSignal::new(PreviewInput::default());
     let errors = RwSignal::new(Vec::<FieldError>::new());
     let failure = RwSignal::new(None::<String>);
@@ -251,7 +257,7 @@ pub fn PreviewForm(
                 }
             }
         >
-            <form class="preview-form" novalidate=true on:submit=on_submit id="preview-form">
+            <form class="preview-form" novalidate=true on:submit=on_submit id="preview-form" data-hydrated=ready>
                 {text_field("name", "Your name", "text", "name")}
                 {text_field("email", "Work email", "email", "email")}
                 {text_field("company", "Company", "text", "organization")}
@@ -331,6 +337,7 @@ fn reload() {
 /// Operator login; on success the page reloads and the server renders the internal view.
 #[island]
 pub fn LoginForm() -> impl IntoView {
+    let ready = hydrated();
     let name = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let message = RwSignal::new(None::<String>);
@@ -345,6 +352,7 @@ pub fn LoginForm() -> impl IntoView {
         <form
             class="login"
             id="login-form"
+            data-hydrated=ready
             on:submit=move |ev| {
                 ev.prevent_default();
                 send.dispatch((name.get_untracked(), password.get_untracked()));
@@ -384,6 +392,7 @@ pub fn LogoutButton(csrf: String) -> impl IntoView {
 /// Promote (with claim level and reason) or retract one run. The server re-checks everything.
 #[island]
 pub fn RunActions(run_id: String, csrf: String, promoted: bool) -> impl IntoView {
+    let ready = hydrated();
     let level = RwSignal::new(ClaimLevel::VkaePath.slug().to_string());
     let reason = RwSignal::new(String::new());
     let message = RwSignal::new(None::<String>);
@@ -417,6 +426,7 @@ pub fn RunActions(run_id: String, csrf: String, promoted: bool) -> impl IntoView
     view! {
         <form
             class="run-actions"
+            data-hydrated=ready
             on:submit=move |ev| {
                 ev.prevent_default();
                 if reason.get_untracked().trim().is_empty() {

@@ -34,30 +34,29 @@ impl SiteSettings {
     }
 }
 
-/// The HTML document around every page. Only pages with islands load the WebAssembly bundle; those get a
-/// per-response nonce for the one inline module script that starts it, named in their CSP.
+/// The HTML document around every page. Only pages with islands load the WebAssembly bundle. Leptos writes a
+/// few small inline scripts (its resource bookkeeping, and the module script that starts the islands): each
+/// response gets a fresh nonce for them, named in its Content-Security-Policy.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let path = use_context::<http::request::Parts>()
         .map(|p| p.uri.path().to_string())
         .unwrap_or_default();
     let with_islands = PAGES_WITH_ISLANDS.contains(&path.as_str());
-    if with_islands {
-        leptos::nonce::provide_nonce();
-        let csp = use_context::<AppState>()
-            .map(|s| s.settings.csp.clone())
-            .unwrap_or_default();
-        if let (Some(nonce), Some(response)) = (
-            leptos::nonce::use_nonce(),
-            use_context::<leptos_axum::ResponseOptions>(),
-        ) {
-            let csp = csp.replacen(
-                "script-src 'self'",
-                &format!("script-src 'self' 'nonce-{}'", nonce.as_inner()),
-                1,
-            );
-            if let Ok(value) = http::HeaderValue::from_str(&csp) {
-                response.insert_header(header::CONTENT_SECURITY_POLICY, value);
-            }
+    leptos::nonce::provide_nonce();
+    let csp = use_context::<AppState>()
+        .map(|s| s.settings.csp.clone())
+        .unwrap_or_default();
+    if let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) {
+        let csp = csp.replacen(
+            "script-src 'self'",
+            &format!("script-src 'self' 'nonce-{}'", nonce.as_inner()),
+            1,
+        );
+        if let Ok(value) = http::HeaderValue::from_str(&csp) {
+            response.insert_header(header::CONTENT_SECURITY_POLICY, value);
         }
     }
     view! {
