@@ -192,3 +192,158 @@ pub fn build_and_sign(
         .map_err(|e| anyhow::anyhow!("the signature does not verify: {e}"))?;
     Ok(parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(name: &str, role: Role, reps: usize, tokens: u64) -> Measured {
+        Measured {
+            name: name.into(),
+            role,
+            tokens_per_s: (0..reps).map(|i| 100.0 + i as f64).collect(),
+            tokens_generated: tokens,
+            detail: None,
+        }
+    }
+
+    fn inputs(paths: Vec<Measured>) -> RecordInputs<'static> {
+        RecordInputs {
+            run_id: run_id("E4B", "NVIDIA H200", 8, "2026-11-28T10:00:00Z"),
+            repo: "google/gemma-4-E4B",
+            family: "E4B",
+            weights: "synthetic:seed=0",
+            hardware: Hardware {
+                gpu: "NVIDIA H200".into(),
+                gpu_count: 1,
+                driver: "580.159.03".into(),
+                cuda: "13.0".into(),
+            },
+            engine_version: "0.1.0",
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            kernels_sha256: Some("ab".repeat(32)),
+            kernels: vec!["rms_norm_f32".into()],
+            precision: "bf16",
+            batch: 8,
+            prompt_tokens: 128,
+            output_tokens: 128,
+            paths,
+            unavailable: vec![UnavailablePath {
+                name: "hf-transformers-static-compile".into(),
+                role: Role::Peer,
+                reason: "killed by signal 11 (segmentation fault)".into(),
+            }],
+            quality: Quality {
+                tokens: 2048,
+                reference_ppl: 100.0,
+                vkae_ppl: 100.5,
+                top1_agreement: 0.9,
+                mean_kl: 0.001,
+            },
+            started_at: "2026-11-28T10:00:00Z".into(),
+            finished_at: "2026-11-28T10:05:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn token_accounting_counts_what_came_back() {
+        assert_eq!(expected_tokens(8, 128, 3), 3072);
+        let full = vec![vec![7u32; 128]; 8];
+        assert_eq!(count_generated(&full), 1024);
+        let mut short = full.clone();
+        short[3].truncate(100); // e.g. an EOS stop
+        assert_eq!(count_generated(&short), 996);
+        let ok = measured("vkae", Role::Vkae, 3, 3 * count_generated(&full));
+        assert_eq!(token_mismatch(&ok, 8, 128), None);
+        let bad = measured(
+            "vkae",
+            Role::Vkae,
+            3,
+            2 * count_generated(&full) + count_generated(&short),
+        );
+        let line = token_mismatch(&bad, 8, 128).expect("a short sequence shows");
+        assert!(
+            line.contains("3044 generated") && line.contains("= 3072"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_built_record_parses_verifies_and_a_change_breaks_the_signature() {
+        let (key, public) = vkae_record::keygen();
+        let rec = build_and_sign(
+            inputs(vec![
+                measured("hf-transformers-eager", Role::Baseline, 3, 3072),
+                measured("vkae", Role::Vkae, 3, 3072),
+            ]),
+            "h200-lab",
+            &key,
+        )
+        .unwrap();
+        assert_eq!(rec.lane_key, "h200-lab");
+        assert_eq!(rec.unavailable_paths.len(), 1);
+        rec.verify(&public).unwrap();
+        let again = RunRecord::parse(&rec.to_json_bytes()).unwrap();
+        assert_eq!(again, rec);
+        let mut tampered = rec.clone();
+        tampered.paths[1].tokens_per_s[0] *= 2.0;
+        let err = tampered.verify(&public).unwrap_err();
+        assert_eq!(err.kind, vkae_record::RecordErrorKind::BadSignature);
+        let (_, other) = vkae_record::keygen();
+        assert!(
+            rec.verify(&other).is_err(),
+            "another lane's key must not verify it"
+        );
+    }
+
+    #[test]
+    fn a_record_the_store_would_refuse_never_leaves_the_harness() {
+        let (key, _) = vkae_record::keygen();
+        let mut bad = inputs(vec![measured("vkae", Role::Vkae, 3, 3072)]);
+        bad.paths[0].tokens_per_s[1] = f64::NAN;
+        let err = build_and_sign(bad, "lab", &key).unwrap_err().to_string();
+        assert!(err.contains("paths[0].tokens_per_s"), "{err}");
+        let mut bad = inputs(vec![measured("vkae", Role::Vkae, 3, 3072)]);
+        bad.quality.reference_ppl = 0.5;
+        let err = build_and_sign(bad, "lab", &key).unwrap_err().to_string();
+        assert!(err.contains("quality.reference_ppl"), "{err}");
+    }
+
+    #[test]
+    fn run_ids_use_the_record_alphabet() {
+        let id = run_id(
+            "26B-A4B",
+            "CPU only (AMD EPYC 7B13, 2 threads)",
+            32,
+            "2026-11-28T10:00:00Z",
+        );
+        assert_eq!(
+            id,
+            "qualify-26b-a4b-cpu-only-amd-epyc-7b13-2-threads-b32-20261128T100000Z"
+        );
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
+        assert!(run_id("E4B", &"x".repeat(300), 1, "2026-11-28T10:00:00Z").len() <= 128);
+    }
+
+    #[test]
+    fn the_weights_digest_covers_config_and_weights_only() {
+        let dir = std::env::temp_dir().join(format!("vkae-digest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(
+            weights_digest(&dir).is_err(),
+            "an empty folder has no weights"
+        );
+        std::fs::write(dir.join("config.json"), b"{}").unwrap();
+        std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
+        let a = weights_digest(&dir).unwrap();
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
+        std::fs::write(dir.join("reference.safetensors"), b"test data, not weights").unwrap();
+        std::fs::write(dir.join("README.md"), b"notes").unwrap();
+        assert_eq!(weights_digest(&dir).unwrap(), a);
+        std::fs::write(dir.join("model.safetensors"), b"weightz").unwrap();
+        assert_ne!(weights_digest(&dir).unwrap(), a);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
