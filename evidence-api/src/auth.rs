@@ -41,19 +41,15 @@ impl TokenKind {
 /// An authenticated operator. Only this module makes one (from a password, a session, an operator token or a
 /// name looked up by the CLI), so a function taking `&Operator` cannot be called unauthenticated by mistake.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Operator {
     pub id: i64,
     pub name: String,
-    _proof: (),
 }
 
 impl Operator {
     fn new(id: i64, name: String) -> Self {
-        Operator {
-            id,
-            name,
-            _proof: (),
-        }
+        Operator { id, name }
     }
 }
 
