@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The E4B qualification on the H200, in one device call: synthetic E4B weights (seed 0) written once as a
+# checkpoint, then `vkae-engine qualify` at batch 1, 8 and 32 (prompt 128, output 128, 3 timed reps, 1 warm-up):
+# transformers eager baseline and the static-cache + torch.compile peer (time-limited) on those files, the
+# engine's generic and VKAE paths, the quality guard (2,048 tokens) and one signed record per batch.
+#   here:   engine/qualify/build-device.sh   (binary + .device/qualify/h200-lab.key, the lane's secret key)
+#   device: run tool, carry [".device/qualify"], command "bash engine/qualify/run-h200.sh"
+# $OUT receives (at most 8 files): qualify-e4b-b{1,8,32}.json, report-e4b.json, qualify.log, children.log, env.txt.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+bin=${QUALIFY_BIN:-.device/qualify}
+out=${OUT:-/tmp/qualify-out}
+work=${WORK:-/tmp/vkae-qualify-work}
+key=${LANE_KEY:-$bin/h200-lab.key}
+batches=${BATCHES:-1,8,32}
+reps=${REPS:-3}
+peer_limit=${PEER_LIMIT:-75}
+mkdir -p "$out" "$work"
+export VKAE_ENGINE_DIR="$PWD/engine" PYTHONUNBUFFERED=1
+
+# CUDA 13 user-space libraries (NVRTC, cuBLAS) may live outside the loader's default path.
+for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
+  if ! ldconfig -p | grep -q "$lib"; then
+    dir=$(find /usr/local /opt /usr/lib -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)
+    [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+done
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
+  nproc; free -g | head -2
+  python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+  echo "engine commit baked in: $(cat "$bin/COMMIT" 2>/dev/null)"
+} 2>&1 | tee "$out/env.txt"
+[ -f "$key" ] || { echo "no lane key at $key (see engine/qualify/build-device.sh)"; exit 2; }
+
+start=$(date +%s)
+"$bin/vkae-engine" qualify --synthetic e4b --seed 0 --batch "$batches" \
+  --prompt-tokens 128 --output-tokens 128 --reps "$reps" --warmup 1 --quality-tokens 2048 \
+  --device cuda --baseline hf --python python3 --baseline-time-limit 420 --peer-time-limit "$peer_limit" \
+  --checkpoint-dir /tmp/vkae-e4b-seed0 --work-dir "$work" --lane-key "$key" \
+  --out "$out/qualify-e4b-b{batch}.json" --report "$out/report-e4b.json" --no-progress 2>&1 | tee "$out/qualify.log"
+status=${PIPESTATUS[0]}
+echo "qualify wall time: $(( $(date +%s) - start )) s, exit status $status" | tee -a "$out/env.txt"
+for f in "$work"/*-child.log; do [ -f "$f" ] && { echo "==== $f"; tail -n 60 "$f"; }; done > "$out/children.log" 2>&1
+exit "$status"
