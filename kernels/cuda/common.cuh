@@ -49,3 +49,34 @@ __device__ __forceinline__ bool aligned16(const void* p) {
 }
 
 #define NEG_INF __int_as_float(0xff800000)
+
+// Greedy argmax words: (order-preserving value key << 32 | ~index), so the largest word is the largest
+// value at the lowest index; NaN counts as above everything (as torch.argmax).
+__device__ __forceinline__ unsigned long long argmax_pack(float v, unsigned idx) {
+    unsigned u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) u = 0xffffffffu;           // NaN: above everything
+    else u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);           // order-preserving key
+    return ((unsigned long long)u << 32) | (unsigned long long)(~idx);
+}
+
+__device__ __forceinline__ unsigned long long block_max_u64(unsigned long long v) {
+    __shared__ unsigned long long partial[32];
+    __shared__ unsigned long long total;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long other = __shfl_xor_sync(0xffffffffu, v, o);
+        v = other > v ? other : v;
+    }
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        unsigned long long w = lane < (int)(blockDim.x >> 5) ? partial[lane] : 0ull;
+        for (int o = 16; o > 0; o >>= 1) {
+            const unsigned long long other = __shfl_xor_sync(0xffffffffu, w, o);
+            w = other > w ? other : w;
+        }
+        if (lane == 0) total = w;
+    }
+    __syncthreads();
+    return total;
+}

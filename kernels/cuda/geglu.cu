@@ -14,3 +14,18 @@ extern "C" __global__ void geglu_f32(const float* __restrict__ gate, const float
         out[i] = 0.5f * g * (1.0f + tanhf(inner)) * u;
     }
 }
+
+// The same GeGLU with a bf16 output (round to nearest even): the next projection's operand, written
+// directly so no separate cast launch is needed. out: bf16 [rows, n].
+extern "C" __global__ void geglu_f32_to_bf16(const float* __restrict__ gate, const float* __restrict__ up,
+                                             bf16_t* __restrict__ out, int rows, int n, long long gate_stride,
+                                             long long up_stride) {
+    const size_t total = (size_t)rows * n;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / n, c = i % n;
+        const float g = gate[r * gate_stride + c];
+        const float u = up[r * up_stride + c];
+        const float inner = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+        out[i] = f32_to_bf16(0.5f * g * (1.0f + tanhf(inner)) * u);
+    }
+}

@@ -13,6 +13,8 @@ use crate::tolerance::{self as tol, relative_error};
 use cudarc::driver::CudaSlice;
 use half::bf16;
 
+mod fused;
+
 /// One check's outcome.
 #[derive(Debug, Clone)]
 pub struct CheckReport {

@@ -47,6 +47,18 @@
 //! | [`Gpu::gemm_bf16`] | `y = x · Wᵀ` (cuBLAS, f32 accumulate) | x bf16 `[m, k]`, W bf16 `[n, k]` (HF Linear layout), y f32 `[m, n]` |
 //! | [`Gpu::linear`] | the same with an f32 `x`, cast to bf16 first | x f32 `[m, k]` |
 //!
+//! Fused and weight-streaming ops of the VKAE decode path (one `.cu` file each):
+//!
+//! | op | what |
+//! |---|---|
+//! | [`Gpu::residual_rms_norm`] | `x = (x + rmsnorm(o)·w_post)·s`, then bf16 `rmsnorm(x)·w_next` and/or bf16 `x` (sandwich norms, layer scalar) |
+//! | [`Gpu::qk_norm_rope_kv`] | from the fused q\|k\|v projection: q/k RMSNorm + RoPE, v scale-free norm, bf16 KV-cache write ([`QkvLayout`]) |
+//! | [`Gpu::ple_combine`] | per-layer inputs: norm of the scaled model projection + the table row, combined |
+//! | [`Gpu::softcap_argmax`] | soft-cap fused into the argmax's first pass (capped logits optionally written back) |
+//! | [`Gpu::geglu_to_bf16`] | GeGLU writing the next projection's bf16 operand |
+//! | [`Gpu::gemv_bf16`] | weight-streaming GEMM for 1..=8 rows: 16-byte loads, 4 rows a warp, split-K inside the block |
+//! | [`Gpu::decode_advance`] | end of a captured decode step: ids to history, positions + 1, step + 1 on the device |
+//!
 //! Memory: [`Gpu::alloc`] (zeroed), [`Gpu::upload`], [`Gpu::upload_into`],
 //! [`Gpu::upload_bf16_bytes`] (raw little-endian bf16, e.g. safetensors data), [`Gpu::download`],
 //! [`Gpu::copy`], [`Gpu::upload_tiled`] (a chunk repeated: large random or synthetic data).
@@ -62,6 +74,7 @@
 pub mod bench;
 pub mod check;
 mod error;
+mod fused;
 mod gemm;
 mod gpu;
 mod ops;
@@ -74,6 +87,7 @@ pub mod tolerance;
 pub use cudarc;
 pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 pub use error::{KernelError, Result};
+pub use fused::{QkvLayout, GEMV_MAX_ROWS};
 pub use gpu::{cuda_libraries_present, Gpu, ScratchLimits};
 pub use half;
 pub use ops::{KvLayout, MAX_HEAD_DIM};

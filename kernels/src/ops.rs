@@ -37,11 +37,11 @@ pub(crate) const ARGMAX_CHUNK: usize = 4096;
 /// Largest head_dim the attention kernel supports (32 lanes x 16 dims).
 pub const MAX_HEAD_DIM: usize = 512;
 
-fn int(op: &'static str, what: &str, v: usize) -> Result<i32> {
+pub(crate) fn int(op: &'static str, what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit in i32")))
 }
 
-fn need(op: &'static str, what: &str, have: usize, want: usize) -> Result<()> {
+pub(crate) fn need(op: &'static str, what: &str, have: usize, want: usize) -> Result<()> {
     if have < want {
         return Err(shape(
             op,
@@ -51,13 +51,13 @@ fn need(op: &'static str, what: &str, have: usize, want: usize) -> Result<()> {
     Ok(())
 }
 
-fn launched(op: &'static str) -> impl FnOnce() -> String {
+pub(crate) fn launched(op: &'static str) -> impl FnOnce() -> String {
     move || format!("launching {op}")
 }
 
 impl Gpu {
     /// Grid for a grid-stride element-wise kernel over `n` elements, 256 threads a block.
-    fn elementwise_cfg(&self, n: usize) -> LaunchConfig {
+    pub(crate) fn elementwise_cfg(&self, n: usize) -> LaunchConfig {
         let blocks = n
             .div_ceil(256)
             .clamp(1, self.multiprocessors() as usize * 16);

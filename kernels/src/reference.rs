@@ -211,6 +211,72 @@ pub fn gemm(x: &[f32], w: &[bf16], m: usize, n: usize, k: usize) -> Vec<f64> {
     y
 }
 
+/// Fused residual add + RMSNorm: `x_new = (x + rmsnorm(o) * w_post) * s` (no `o`: `x * s`); returns
+/// `(x_new, rmsnorm(x_new) * w_next)`.
+#[allow(clippy::too_many_arguments)]
+pub fn residual_rms_norm(
+    x: &[f32],
+    o: Option<&[f32]>,
+    w_post: Option<&[bf16]>,
+    s: f64,
+    w_next: Option<&[bf16]>,
+    rows: usize,
+    cols: usize,
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let normed_o = o.map(|o| rms_norm(o, w_post, eps, rows, cols));
+    let x_new: Vec<f64> = (0..rows * cols)
+        .map(|i| (x[i] as f64 + normed_o.as_ref().map_or(0.0, |n| n[i])) * s)
+        .collect();
+    let mut out = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let row = &x_new[r * cols..(r + 1) * cols];
+        let inv = 1.0 / (row.iter().map(|v| v * v).sum::<f64>() / cols as f64 + eps).sqrt();
+        out.extend(
+            row.iter()
+                .enumerate()
+                .map(|(i, v)| v * inv * w_next.map_or(1.0, |w| w[i].to_f64())),
+        );
+    }
+    (x_new, out)
+}
+
+/// Per-layer inputs: `(rmsnorm(proj * proj_scale) * norm_w + table[id] * table_scale) * combine_scale` for
+/// each (row, layer) slice of `dim`; an id out of range gives NaN.
+#[allow(clippy::too_many_arguments)]
+pub fn ple_combine(
+    proj: &[f32],
+    table: &[bf16],
+    ids: &[u32],
+    norm_w: &[bf16],
+    layers: usize,
+    dim: usize,
+    scales: [f64; 3],
+    eps: f64,
+) -> Vec<f64> {
+    let width = layers * dim;
+    let vocab = table.len() / width;
+    let mut out = Vec::with_capacity(ids.len() * width);
+    for (r, &id) in ids.iter().enumerate() {
+        for l in 0..layers {
+            let p: Vec<f64> = proj[r * width + l * dim..r * width + (l + 1) * dim]
+                .iter()
+                .map(|&v| v as f64 * scales[0])
+                .collect();
+            let inv = 1.0 / (p.iter().map(|v| v * v).sum::<f64>() / dim as f64 + eps).sqrt();
+            for i in 0..dim {
+                out.push(if (id as usize) < vocab {
+                    let t = table[id as usize * width + l * dim + i].to_f64();
+                    (p[i] * inv * norm_w[i].to_f64() + t * scales[1]) * scales[2]
+                } else {
+                    f64::NAN
+                });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

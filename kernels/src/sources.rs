@@ -49,11 +49,30 @@ pub const SOURCES: &[KernelSource] = &[
             "attention_combine"
         ]
     ),
-    cu!("geglu", ["geglu_f32"]),
+    cu!("geglu", ["geglu_f32", "geglu_f32_to_bf16"]),
     cu!("residual", ["add_f32", "scale_f32"]),
     cu!("softcap", ["softcap_f32"]),
     cu!("argmax", ["argmax_partial", "argmax_final"]),
     cu!("cast", ["cast_f32_to_bf16", "cast_bf16_to_f32"]),
+    // The fused and weight-streaming kernels of the VKAE decode path.
+    cu!("residual_norm", ["residual_rms_norm"]),
+    cu!("qk_norm_rope_kv", ["qk_norm_rope_kv"]),
+    cu!("ple_combine", ["ple_combine"]),
+    cu!("softcap_argmax", ["softcap_argmax_partial"]),
+    cu!("decode_step", ["decode_advance"]),
+    cu!(
+        "gemv",
+        [
+            "gemv_bf16_m1",
+            "gemv_bf16_m2",
+            "gemv_bf16_m3",
+            "gemv_bf16_m4",
+            "gemv_bf16_m5",
+            "gemv_bf16_m6",
+            "gemv_bf16_m7",
+            "gemv_bf16_m8"
+        ]
+    ),
 ];
 
 impl KernelSource {
@@ -184,7 +203,8 @@ mod tests {
             for f in s.functions {
                 let needle = format!("void {f}(");
                 let defined = s.source.contains(&needle)
-                    || (s.source.contains("ATTENTION_ENTRY(") && f.starts_with("attention_epl"));
+                    || (s.source.contains("ATTENTION_ENTRY(") && f.starts_with("attention_epl"))
+                    || (s.source.contains("GEMV_ENTRY(") && f.starts_with("gemv_bf16_m"));
                 assert!(defined, "{f} not found in {}.cu", s.name);
             }
         }

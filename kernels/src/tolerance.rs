@@ -8,6 +8,9 @@ pub const BF16_ROUNDING: f64 = 4e-3;
 /// Ops with bf16 operands (the cuBLAS GEMM on bf16-cast activations, attention over a bf16 cache
 /// compared with an f64 reference on the unrounded inputs).
 pub const BF16_OPERANDS: f64 = 1e-2;
+/// A product of bf16 operands against the f64 product of the same (bf16-exact) operands: only f32
+/// accumulation separates them (the weight-streaming GEMV).
+pub const F32_ACCUMULATION: f64 = 1e-4;
 /// Attention over a bf16 cache compared with an f64 reference on the same bf16-rounded K/V: only
 /// f32 arithmetic separates them.
 pub const ATTENTION_SAME_CACHE: f64 = 1e-5;

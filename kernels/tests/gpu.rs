@@ -423,3 +423,25 @@ fn ops_replay_inside_a_cuda_graph() {
     assert!(passes(e_y, F32_OP) && passes(e_att, F32_OP));
     assert_eq!(ids1, ids0);
 }
+
+/// The VKAE path's fused and weight-streaming kernels against their references (residual + norm,
+/// q/k/v norm + rope + KV write in every layer flavour, per-layer inputs, soft-cap + argmax, bf16
+/// GeGLU, the GEMV at decode shapes, the decode-step bookkeeping).
+#[test]
+fn fused_kernels_match_references() {
+    let g = gpu_or_skip!();
+    assert_all(&checker(&g).fused_suite().unwrap());
+}
+
+/// Shapes the GEMV does not take are refused with a shape error, never run.
+#[test]
+fn gemv_refuses_unsupported_shapes() {
+    let g = gpu_or_skip!();
+    let x = g.alloc::<vkae_kernels::half::bf16>(9 * 16).unwrap();
+    let w = g.alloc::<vkae_kernels::half::bf16>(16 * 16).unwrap();
+    let mut y = g.alloc::<f32>(9 * 16).unwrap();
+    for (m, k) in [(9usize, 16usize), (0, 16), (2, 12)] {
+        let e = g.gemv_bf16(&x, &w, m, 16, k, &mut y).unwrap_err();
+        assert!(matches!(e, KernelError::Shape { .. }), "m {m} k {k}: {e}");
+    }
+}

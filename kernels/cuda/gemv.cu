@@ -1,0 +1,112 @@
+// Weight-streaming skinny GEMM for decode batches of 1..8 rows: y[m, n] = x[m, k] . w[n, k]^T with bf16
+// x and w (w: a Hugging Face Linear weight, row-major [out, in]), f32 y, f32 accumulation.
+// The matrix is read once, in 16-byte loads (8 bf16), coalesced along k. Each warp owns GEMV_R
+// consecutive output rows and one of kparts slices of k; per lane GEMV_U x GEMV_R independent 16-byte
+// weight loads are issued before the first is used, and the x chunk (M rows x 8 values) is loaded once
+// and reused for the GEMV_R rows (so x, served from L1/L2, costs M / GEMV_R loads per weight load).
+// A block is 8 warps: groups = 8 / kparts row groups, each split over kparts warps along k (split-K
+// inside the block, merged in shared memory, so narrow outputs still spread over many warps).
+// Requires k % 8 == 0 and 16-byte aligned x and w (the host checks). Grid ceil(n / (GEMV_R * groups)).
+#define GEMV_R 4
+#define GEMV_U 2
+#define GEMV_WARPS 8
+
+__device__ __forceinline__ void gemv_unpack8(const uint4 u, float* v) {
+    v[0] = __uint_as_float(u.x << 16);
+    v[1] = __uint_as_float(u.x & 0xffff0000u);
+    v[2] = __uint_as_float(u.y << 16);
+    v[3] = __uint_as_float(u.y & 0xffff0000u);
+    v[4] = __uint_as_float(u.z << 16);
+    v[5] = __uint_as_float(u.z & 0xffff0000u);
+    v[6] = __uint_as_float(u.w << 16);
+    v[7] = __uint_as_float(u.w & 0xffff0000u);
+}
+
+template <int M>
+__device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w,
+                                          float* __restrict__ y, int n, int k, int kparts) {
+    __shared__ float red[GEMV_WARPS][GEMV_R * M];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int groups = GEMV_WARPS / kparts;
+    const int g = warp % groups;
+    const int part = warp / groups;
+    const int row0 = (blockIdx.x * groups + g) * GEMV_R;
+    const int kv = k >> 3;  // 16-byte chunks per row
+    const int begin = (int)(((long long)kv * part) / kparts);
+    const int end = (int)(((long long)kv * (part + 1)) / kparts);
+    const uint4* w4[GEMV_R];
+#pragma unroll
+    for (int r = 0; r < GEMV_R; ++r) {
+        const int row = min(row0 + r, n - 1);  // rows past n re-read the last row and are not written
+        w4[r] = (const uint4*)(w + (size_t)row * k);
+    }
+    const uint4* x4 = (const uint4*)x;
+
+    float acc[GEMV_R][M];
+#pragma unroll
+    for (int r = 0; r < GEMV_R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+
+    for (int i0 = begin + lane; i0 < end; i0 += 32 * GEMV_U) {
+        uint4 wr[GEMV_U][GEMV_R];
+#pragma unroll
+        for (int u = 0; u < GEMV_U; ++u) {
+            const int i = i0 + u * 32;
+#pragma unroll
+            for (int r = 0; r < GEMV_R; ++r) wr[u][r] = i < end ? w4[r][i] : make_uint4(0u, 0u, 0u, 0u);
+        }
+#pragma unroll
+        for (int u = 0; u < GEMV_U; ++u) {
+            const int i = i0 + u * 32;
+            if (i < end) {
+                float wf[GEMV_R][8];
+#pragma unroll
+                for (int r = 0; r < GEMV_R; ++r) gemv_unpack8(wr[u][r], wf[r]);
+#pragma unroll
+                for (int m = 0; m < M; ++m) {
+                    float xf[8];
+                    gemv_unpack8(x4[(size_t)m * kv + i], xf);
+#pragma unroll
+                    for (int r = 0; r < GEMV_R; ++r)
+#pragma unroll
+                        for (int e = 0; e < 8; ++e) acc[r][m] = fmaf(wf[r][e], xf[e], acc[r][m]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < GEMV_R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+            const float v = warp_sum(acc[r][m]);
+            if (lane == 0) red[warp][r * M + m] = v;
+        }
+    __syncthreads();
+    const int outputs = groups * GEMV_R * M;
+    for (int t = threadIdx.x; t < outputs; t += blockDim.x) {
+        const int gg = t / (GEMV_R * M);
+        const int rm = t % (GEMV_R * M);
+        float s = 0.0f;
+        for (int p = 0; p < kparts; ++p) s += red[p * groups + gg][rm];
+        const int row = (blockIdx.x * groups + gg) * GEMV_R + rm / M;
+        const int m = rm % M;
+        if (row < n) y[(size_t)m * n + row] = s;
+    }
+}
+
+#define GEMV_ENTRY(M)                                                                                   \
+    extern "C" __global__ void __launch_bounds__(256) gemv_bf16_m##M(const bf16_t* x, const bf16_t* w,  \
+                                                                     float* y, int n, int k, int kparts) { \
+        gemv_impl<M>(x, w, y, n, k, kparts);                                                            \
+    }
+
+GEMV_ENTRY(1)
+GEMV_ENTRY(2)
+GEMV_ENTRY(3)
+GEMV_ENTRY(4)
+GEMV_ENTRY(5)
+GEMV_ENTRY(6)
+GEMV_ENTRY(7)
+GEMV_ENTRY(8)

@@ -1,0 +1,488 @@
+//! Launches of the VKAE decode path's fused and weight-streaming kernels (see each `.cu` file for the
+//! exact function). Same conventions as [`crate::ops`]: sizes are checked first, then the work is queued
+//! on the [`Gpu`]'s stream. Optional operands are `Option`s (a null pointer for the kernel).
+
+use crate::error::{shape, DriverContext, Result};
+use crate::gpu::Gpu;
+use crate::ops::{int, launched, need, KvLayout, ARGMAX_CHUNK};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use half::bf16;
+
+/// Largest batch (rows of `x`) the weight-streaming GEMV takes; larger batches go to cuBLAS.
+pub const GEMV_MAX_ROWS: usize = 8;
+
+/// Output rows one GEMV warp computes (`GEMV_R` in gemv.cu).
+const GEMV_ROWS_PER_WARP: usize = 4;
+
+/// Rotation pairs one thread of `qk_norm_rope_kv` holds (`QKV_MAX_PAIRS` in qk_norm_rope_kv.cu).
+const QKV_MAX_PAIRS: usize = 4;
+
+/// Where the heads of a fused q|k|v projection output sit in each row (f32 columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QkvLayout {
+    pub heads: usize,
+    /// Heads written to the cache; 0 for a layer that reads another layer's cache (q only).
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Columns per row of the projection output.
+    pub row_stride: usize,
+    /// First column of the k heads.
+    pub k_col: usize,
+    /// First column of the v heads (equal to `k_col` when values are the raw keys).
+    pub v_col: usize,
+}
+
+fn ptr_or_null<T>(gpu: &Gpu, s: Option<&CudaSlice<T>>) -> u64 {
+    s.map_or(0, |s| s.device_ptr(gpu.stream()).0)
+}
+
+impl Gpu {
+    /// Fused residual add + RMSNorm (residual_norm.cu), `rows` rows of `cols`:
+    /// `x = (x + rmsnorm(o) * w_post) * s` (no `o`: `x *= s`), then `out_norm = bf16(rmsnorm(x) * w_next)`
+    /// and `out_x = bf16(x)` where given. Weights `None` are scale-free norms.
+    #[allow(clippy::too_many_arguments)]
+    pub fn residual_rms_norm(
+        &self,
+        x: &mut CudaSlice<f32>,
+        o: Option<&CudaSlice<f32>>,
+        w_post: Option<&CudaSlice<bf16>>,
+        s: f32,
+        w_next: Option<&CudaSlice<bf16>>,
+        out_norm: Option<&mut CudaSlice<bf16>>,
+        out_x: Option<&mut CudaSlice<bf16>>,
+        rows: usize,
+        cols: usize,
+        eps: f32,
+    ) -> Result<()> {
+        const OP: &str = "residual_rms_norm";
+        if cols == 0 {
+            return Err(shape(OP, "cols must be positive".into()));
+        }
+        let n = rows * cols;
+        need(OP, "x", x.len(), n)?;
+        if let Some(o) = o {
+            need(OP, "o", o.len(), n)?;
+        }
+        for (what, w) in [("w_post", w_post), ("w_next", w_next)] {
+            if let Some(w) = w {
+                need(OP, what, w.len(), cols)?;
+            }
+        }
+        if let Some(b) = &out_norm {
+            need(OP, "out_norm", b.len(), n)?;
+        }
+        if let Some(b) = &out_x {
+            need(OP, "out_x", b.len(), n)?;
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let cols_i = int(OP, "cols", cols)?;
+        let (xp, _gx) = x.device_ptr_mut(&self.stream);
+        let op = ptr_or_null(self, o);
+        let wp = ptr_or_null(self, w_post);
+        let wn = ptr_or_null(self, w_next);
+        let onp = out_norm.map_or(0, |b| b.device_ptr_mut(&self.stream).0);
+        let oxp = out_x.map_or(0, |b| b.device_ptr_mut(&self.stream).0);
+        let threads = (cols / 8).next_power_of_two().clamp(32, 1024) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (int(OP, "rows", rows)? as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self
+            .stream
+            .launch_builder(self.function("residual_rms_norm"));
+        b.arg(&xp)
+            .arg(&op)
+            .arg(&wp)
+            .arg(&s)
+            .arg(&wn)
+            .arg(&onp)
+            .arg(&oxp);
+        b.arg(&cols_i).arg(&eps);
+        unsafe { b.launch(cfg) }.ctx(launched(OP))?;
+        Ok(())
+    }
+
+    /// Fused attention prologue (qk_norm_rope_kv.cu): from the q|k|v projection output `qkv`
+    /// (f32 `[tokens, layout.row_stride]`), writes `q_out` (f32 `[tokens, heads, head_dim]`) =
+    /// rope(rmsnorm(q) * q_norm) and, when `layout.kv_heads > 0`, the cache entries of every token:
+    /// K = rope(rmsnorm(k) * k_norm), V = rmsnorm(v) (no scale), in bf16 at slot `pos % capacity`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn qk_norm_rope_kv(
+        &self,
+        qkv: &CudaSlice<f32>,
+        layout: QkvLayout,
+        q_out: &mut CudaSlice<f32>,
+        q_norm: &CudaSlice<bf16>,
+        k_norm: Option<&CudaSlice<bf16>>,
+        inv_freq: &CudaSlice<f32>,
+        seq_ids: &CudaSlice<i32>,
+        positions: &CudaSlice<i32>,
+        tokens: usize,
+        cache: Option<(KvLayout, &mut CudaSlice<bf16>, &mut CudaSlice<bf16>)>,
+        eps: f32,
+    ) -> Result<()> {
+        const OP: &str = "qk_norm_rope_kv";
+        let (h, kvh, hd) = (layout.heads, layout.kv_heads, layout.head_dim);
+        if hd == 0 || !hd.is_multiple_of(2) {
+            return Err(shape(
+                OP,
+                format!("head_dim {hd} must be even and positive"),
+            ));
+        }
+        let threads = (hd / 2).div_ceil(QKV_MAX_PAIRS).div_ceil(32) * 32;
+        if threads > 1024 {
+            return Err(shape(OP, format!("head_dim {hd} is too large")));
+        }
+        let threads = threads.max((hd / 2).min(256).div_ceil(32) * 32);
+        if layout.row_stride < h * hd
+            || (kvh > 0
+                && (layout.k_col + kvh * hd > layout.row_stride
+                    || layout.v_col + kvh * hd > layout.row_stride))
+        {
+            return Err(shape(OP, format!("{layout:?} does not fit its row stride")));
+        }
+        need(OP, "qkv", qkv.len(), tokens * layout.row_stride)?;
+        need(OP, "q_out", q_out.len(), tokens * h * hd)?;
+        need(OP, "q_norm", q_norm.len(), hd)?;
+        if let Some(k) = k_norm {
+            need(OP, "k_norm", k.len(), hd)?;
+        }
+        need(OP, "inv_freq", inv_freq.len(), hd / 2)?;
+        need(OP, "seq_ids", seq_ids.len(), tokens)?;
+        need(OP, "positions", positions.len(), tokens)?;
+        let (cap, kc, vc, _gk, _gv) = match cache {
+            Some((kv, k, v)) if kvh > 0 => {
+                if kv.kv_heads != kvh || kv.head_dim != hd || kv.capacity == 0 {
+                    return Err(shape(OP, format!("cache {kv:?} does not match {layout:?}")));
+                }
+                need(OP, "k_cache", k.len(), kv.elements())?;
+                need(OP, "v_cache", v.len(), kv.elements())?;
+                let (kp, gk) = k.device_ptr_mut(&self.stream);
+                let (vp, gv) = v.device_ptr_mut(&self.stream);
+                (kv.capacity, kp, vp, Some(gk), Some(gv))
+            }
+            None if kvh == 0 => (1, 0, 0, None, None),
+            _ => {
+                return Err(shape(
+                    OP,
+                    "a cache is needed exactly when kv_heads > 0".into(),
+                ))
+            }
+        };
+        if tokens == 0 {
+            return Ok(());
+        }
+        let (qp, _g1) = qkv.device_ptr(&self.stream);
+        let (qo, _g2) = q_out.device_ptr_mut(&self.stream);
+        let qn = q_norm.device_ptr(&self.stream).0;
+        let kn = ptr_or_null(self, k_norm);
+        let (fp, _g3) = inv_freq.device_ptr(&self.stream);
+        let (sp, _g4) = seq_ids.device_ptr(&self.stream);
+        let (pp, _g5) = positions.device_ptr(&self.stream);
+        let args = [
+            int(OP, "row_stride", layout.row_stride)?,
+            int(OP, "k_col", layout.k_col)?,
+            int(OP, "v_col", layout.v_col)?,
+            int(OP, "heads", h)?,
+            int(OP, "kv_heads", kvh)?,
+            int(OP, "head_dim", hd)?,
+            int(OP, "capacity", cap)?,
+        ];
+        let cfg = LaunchConfig {
+            grid_dim: (int(OP, "tokens", tokens)? as u32, (h + 2 * kvh) as u32, 1),
+            block_dim: (threads as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.stream.launch_builder(self.function("qk_norm_rope_kv"));
+        b.arg(&qp).arg(&args[0]).arg(&args[1]).arg(&args[2]);
+        b.arg(&qo)
+            .arg(&qn)
+            .arg(&kn)
+            .arg(&fp)
+            .arg(&sp)
+            .arg(&pp)
+            .arg(&kc)
+            .arg(&vc);
+        b.arg(&args[3])
+            .arg(&args[4])
+            .arg(&args[5])
+            .arg(&args[6])
+            .arg(&eps);
+        unsafe { b.launch(cfg) }.ctx(launched(OP))?;
+        Ok(())
+    }
+
+    /// Gemma 4's per-layer inputs after the model projection (ple_combine.cu):
+    /// `out[r, l, :] = (rmsnorm(proj[r, l, :] * proj_scale) * norm_w + table[ids[r], l, :] * table_scale)
+    /// * combine_scale`. `proj`, `out`: f32 `[rows, layers * dim]`; `table`: bf16 `[vocab, layers * dim]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ple_combine(
+        &self,
+        proj: &CudaSlice<f32>,
+        table: &CudaSlice<bf16>,
+        ids: &CudaSlice<u32>,
+        norm_w: &CudaSlice<bf16>,
+        rows: usize,
+        layers: usize,
+        dim: usize,
+        scales: [f32; 3],
+        eps: f32,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        const OP: &str = "ple_combine";
+        let width = layers * dim;
+        if width == 0 || !table.len().is_multiple_of(width) {
+            return Err(shape(
+                OP,
+                format!("table of {} elements is not [vocab, {width}]", table.len()),
+            ));
+        }
+        let vocab = u32::try_from(table.len() / width)
+            .map_err(|_| shape(OP, "vocab does not fit in u32".into()))?;
+        need(OP, "proj", proj.len(), rows * width)?;
+        need(OP, "ids", ids.len(), rows)?;
+        need(OP, "norm_w", norm_w.len(), dim)?;
+        need(OP, "out", out.len(), rows * width)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let (layers_i, dim_i) = (int(OP, "layers", layers)?, int(OP, "dim", dim)?);
+        let (pp, _g1) = proj.device_ptr(&self.stream);
+        let (tp, _g2) = table.device_ptr(&self.stream);
+        let (ip, _g3) = ids.device_ptr(&self.stream);
+        let (np, _g4) = norm_w.device_ptr(&self.stream);
+        let (op, _g5) = out.device_ptr_mut(&self.stream);
+        let cfg = LaunchConfig {
+            grid_dim: (int(OP, "rows * layers", rows * layers)? as u32, 1, 1),
+            block_dim: (dim.div_ceil(32).clamp(1, 8) as u32 * 32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.stream.launch_builder(self.function("ple_combine"));
+        b.arg(&pp).arg(&tp).arg(&ip).arg(&np).arg(&op);
+        b.arg(&layers_i).arg(&dim_i).arg(&vocab);
+        b.arg(&scales[0]).arg(&scales[1]).arg(&scales[2]).arg(&eps);
+        unsafe { b.launch(cfg) }.ctx(launched(OP))?;
+        Ok(())
+    }
+
+    /// Soft-cap then greedy argmax in two launches (softcap_argmax.cu + argmax_final): `ids[r]` = the
+    /// first index of the largest `tanh(x / cap) * cap` of row `r`; with `write_back` the capped
+    /// values replace `x` (the logits a caller may still want), otherwise `x` is only read.
+    pub fn softcap_argmax(
+        &self,
+        x: &mut CudaSlice<f32>,
+        rows: usize,
+        cols: usize,
+        cap: f32,
+        write_back: bool,
+        ids: &mut CudaSlice<u32>,
+    ) -> Result<()> {
+        const OP: &str = "softcap_argmax";
+        need(OP, "x", x.len(), rows * cols)?;
+        need(OP, "ids", ids.len(), rows)?;
+        if cols == 0 {
+            return Err(shape(OP, "cols must be positive".into()));
+        }
+        if cap.is_nan() || cap <= 0.0 {
+            return Err(shape(OP, format!("cap must be positive, got {cap}")));
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let cols_i = int(OP, "cols", cols)?;
+        let chunks = cols.div_ceil(ARGMAX_CHUNK);
+        let (chunks_i, chunk_i) = (chunks as i32, ARGMAX_CHUNK as i32);
+        let mut scratch = self.scratch_argmax.lock().expect("scratch lock");
+        if scratch.as_ref().is_none_or(|s| s.len() < rows * chunks) {
+            *scratch = Some(self.alloc::<u64>(rows * chunks)?);
+        }
+        let partial = scratch.as_mut().expect("allocated above");
+        let (xp, _g1) = x.device_ptr_mut(&self.stream);
+        let out = if write_back { xp } else { 0u64 };
+        let (pp, _g2) = partial.device_ptr_mut(&self.stream);
+        let (ip, _g3) = ids.device_ptr_mut(&self.stream);
+        let cfg = LaunchConfig {
+            grid_dim: (chunks as u32, int(OP, "rows", rows)? as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = self
+            .stream
+            .launch_builder(self.function("softcap_argmax_partial"));
+        l.arg(&xp)
+            .arg(&out)
+            .arg(&pp)
+            .arg(&cols_i)
+            .arg(&chunk_i)
+            .arg(&cap);
+        unsafe { l.launch(cfg) }.ctx(launched(OP))?;
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = self.stream.launch_builder(self.function("argmax_final"));
+        l.arg(&pp).arg(&ip).arg(&chunks_i);
+        unsafe { l.launch(cfg) }.ctx(launched(OP))?;
+        Ok(())
+    }
+
+    /// The end of a captured greedy decode step (decode_step.cu): `history[*step, :] = ids`, every
+    /// position + 1, `*step += 1`, all on the device. `history`: u32 `[capacity_steps, batch]`.
+    pub fn decode_advance(
+        &self,
+        ids: &CudaSlice<u32>,
+        history: &mut CudaSlice<u32>,
+        step: &mut CudaSlice<i32>,
+        positions: &mut CudaSlice<i32>,
+        batch: usize,
+    ) -> Result<()> {
+        const OP: &str = "decode_advance";
+        need(OP, "ids", ids.len(), batch)?;
+        need(OP, "positions", positions.len(), batch)?;
+        need(OP, "step", step.len(), 1)?;
+        if batch == 0 {
+            return Ok(());
+        }
+        let cap_steps = int(OP, "capacity steps", history.len() / batch)?;
+        let batch_i = int(OP, "batch", batch)?;
+        let (ip, _g1) = ids.device_ptr(&self.stream);
+        let (hp, _g2) = history.device_ptr_mut(&self.stream);
+        let (sp, _g3) = step.device_ptr_mut(&self.stream);
+        let (pp, _g4) = positions.device_ptr_mut(&self.stream);
+        let cfg = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (batch.div_ceil(32).clamp(1, 32) as u32 * 32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = self.stream.launch_builder(self.function("decode_advance"));
+        l.arg(&ip)
+            .arg(&hp)
+            .arg(&cap_steps)
+            .arg(&sp)
+            .arg(&pp)
+            .arg(&batch_i);
+        unsafe { l.launch(cfg) }.ctx(launched(OP))?;
+        Ok(())
+    }
+
+    /// GeGLU with a bf16 output (geglu.cu `geglu_f32_to_bf16`); arguments as [`Gpu::geglu`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn geglu_to_bf16(
+        &self,
+        gate: &impl DevicePtr<f32>,
+        gate_stride: usize,
+        up: &impl DevicePtr<f32>,
+        up_stride: usize,
+        rows: usize,
+        n: usize,
+        out: &mut impl DevicePtrMut<bf16>,
+    ) -> Result<()> {
+        const OP: &str = "geglu_to_bf16";
+        if gate_stride < n || up_stride < n {
+            return Err(shape(
+                OP,
+                format!("strides {gate_stride}, {up_stride} must be >= n = {n}"),
+            ));
+        }
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        need(OP, "gate", gate.len(), (rows - 1) * gate_stride + n)?;
+        need(OP, "up", up.len(), (rows - 1) * up_stride + n)?;
+        need(OP, "out", out.len(), rows * n)?;
+        let rows_i = int(OP, "rows", rows)?;
+        let n_i = int(OP, "n", n)?;
+        let (gs, us) = (gate_stride as i64, up_stride as i64);
+        let (gp, _g1) = gate.device_ptr(&self.stream);
+        let (upp, _g2) = up.device_ptr(&self.stream);
+        let (op, _g3) = out.device_ptr_mut(&self.stream);
+        let mut b = self
+            .stream
+            .launch_builder(self.function("geglu_f32_to_bf16"));
+        b.arg(&gp)
+            .arg(&upp)
+            .arg(&op)
+            .arg(&rows_i)
+            .arg(&n_i)
+            .arg(&gs)
+            .arg(&us);
+        unsafe { b.launch(self.elementwise_cfg(rows * n)) }.ctx(launched(OP))?;
+        Ok(())
+    }
+
+    /// Whether [`Gpu::gemv_bf16`] takes this shape: `1 <= m <= 8` and `k` a multiple of 8.
+    pub fn gemv_supports(m: usize, k: usize) -> bool {
+        (1..=GEMV_MAX_ROWS).contains(&m) && k.is_multiple_of(8) && k > 0
+    }
+
+    /// Weight-streaming skinny GEMM (gemv.cu): `y[m, n] = x[m, k] · w[n, k]ᵀ`, bf16 operands, f32
+    /// accumulation and output, for `m <= 8`. `x` and `w` must start 16-byte aligned.
+    pub fn gemv_bf16(
+        &self,
+        x: &impl DevicePtr<bf16>,
+        w: &impl DevicePtr<bf16>,
+        m: usize,
+        n: usize,
+        k: usize,
+        y: &mut impl DevicePtrMut<f32>,
+    ) -> Result<()> {
+        const OP: &str = "gemv_bf16";
+        if !Self::gemv_supports(m, k) {
+            return Err(shape(
+                OP,
+                format!("m = {m} must be 1..={GEMV_MAX_ROWS} and k = {k} a positive multiple of 8"),
+            ));
+        }
+        need(OP, "x", x.len(), m * k)?;
+        need(OP, "w", w.len(), n * k)?;
+        need(OP, "y", y.len(), m * n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (xp, _g1) = x.device_ptr(&self.stream);
+        let (wp, _g2) = w.device_ptr(&self.stream);
+        if xp % 16 != 0 || wp % 16 != 0 {
+            return Err(shape(OP, "x and w must be 16-byte aligned".into()));
+        }
+        let (yp, _g3) = y.device_ptr_mut(&self.stream);
+        let kparts = Self::gemv_kparts(self.multiprocessors() as usize, n);
+        let groups = 8 / kparts;
+        let blocks = n.div_ceil(GEMV_ROWS_PER_WARP * groups);
+        let (n_i, k_i, kp_i) = (int(OP, "n", n)?, int(OP, "k", k)?, kparts as i32);
+        let name = [
+            "gemv_bf16_m1",
+            "gemv_bf16_m2",
+            "gemv_bf16_m3",
+            "gemv_bf16_m4",
+            "gemv_bf16_m5",
+            "gemv_bf16_m6",
+            "gemv_bf16_m7",
+            "gemv_bf16_m8",
+        ][m - 1];
+        let cfg = LaunchConfig {
+            grid_dim: (int(OP, "blocks", blocks)? as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.stream.launch_builder(self.function(name));
+        b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
+        unsafe { b.launch(cfg) }.ctx(launched(OP))?;
+        Ok(())
+    }
+
+    /// Split of k across the 8 warps of a GEMV block: the fewest parts (1, 2, 4 or 8) that still give
+    /// at least four blocks per multiprocessor, so narrow outputs keep every SM streaming.
+    fn gemv_kparts(sms: usize, n: usize) -> usize {
+        for kparts in [1usize, 2, 4] {
+            let blocks = n.div_ceil(GEMV_ROWS_PER_WARP * (8 / kparts));
+            if blocks >= 4 * sms {
+                return kparts;
+            }
+        }
+        8
+    }
+}
