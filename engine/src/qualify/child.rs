@@ -178,6 +178,11 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Leftover workers of the child (its process group) would hold its output pipes open: end them too.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
     for r in readers {
         let _ = r.join();
     }
