@@ -9,7 +9,7 @@ root=$PWD
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 t0=$SECONDS
 
-cargo test -p vkae-site --lib --test render
+cargo test -p vkae-site
 scripts/build-site
 cargo build -p vkae-site --bin vkae --example e2e_seed
 echo "   site: cargo tests and builds took $((SECONDS - t0)) s"

@@ -33,7 +33,7 @@ const PLANNING_EDGE: RGBColor = RGBColor(0x6b, 0x4e, 0x16);
 const PLANNING_FILL: RGBColor = RGBColor(0xf3, 0xe3, 0xbf);
 const INK: RGBColor = RGBColor(0x1c, 0x24, 0x2b);
 
-pub const CHART_WIDTH: u32 = 720;
+pub const CHART_WIDTH: u32 = 820;
 const ROW_HEIGHT: u32 = 30;
 
 /// Draws the bars for `points` as an SVG document. An empty selection draws nothing: the caller says so in words.
@@ -65,21 +65,24 @@ fn draw(
         .fold(0.0_f64, f64::max)
         .max(1.0)
         * 1.22;
-    let labels: Vec<String> = points
-        .iter()
-        .map(|p| format!("{} · {} · b{}", p.family, p.gpu, p.batch))
+    // Plotters counts rows bottom-up; draw the first point at the top.
+    let row = |i: usize| points.len() - 1 - i;
+    let labels: Vec<String> = (0..points.len())
+        .map(|r| bar_label(points[row(r)]))
         .collect();
     let root = SVGBackend::with_string(out, (CHART_WIDTH, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .margin(12)
-        .x_label_area_size(34)
-        .y_label_area_size(170)
+        .x_label_area_size(52)
+        .y_label_area_size(250)
         .build_cartesian_2d(0.0..max, (0..points.len()).into_segmented())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .light_line_style(RGBColor(0xe6, 0xe8, 0xeb))
+        .x_max_light_lines(1)
+        .bold_line_style(RGBColor(0xe6, 0xe8, 0xeb))
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .axis_style(INK)
         .label_style(("sans-serif", 17).into_font().color(&INK))
         .x_desc("tokens/s (measured) · planning index (roofline tokens/s)")
@@ -92,6 +95,7 @@ fn draw(
 
     let bar = |i: usize| (SegmentValue::Exact(i), SegmentValue::Exact(i + 1));
     for (i, point) in points.iter().enumerate() {
+        let i = row(i);
         let (low, high) = bar(i);
         let rect = |style: ShapeStyle| {
             Rectangle::new([(0.0, low.clone()), (point.value, high.clone())], style)
@@ -115,6 +119,16 @@ fn draw(
     }
     root.present()?;
     Ok(())
+}
+
+/// "E4B · H200", with the batch where it is not the batch-1 planning case.
+fn bar_label(point: &SpeedPoint) -> String {
+    let gpu = point.gpu.strip_prefix("NVIDIA ").unwrap_or(&point.gpu);
+    if point.batch == 1 {
+        format!("{} · {gpu}", point.family)
+    } else {
+        format!("{} · {gpu} · batch {}", point.family, point.batch)
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +165,15 @@ mod tests {
         assert_eq!(filter.apply(&points)[0].gpu, "L40S");
     }
 
+    /// The `y` of the `<text>` element whose content starts with `label`.
+    fn y_of(svg: &str, label: &str) -> f64 {
+        let at = svg
+            .find(&format!(">\n{label}"))
+            .unwrap_or_else(|| panic!("no label {label}"));
+        let start = svg[..at].rfind(" y=\"").unwrap() + 4;
+        svg[start..].split('"').next().unwrap().parse().unwrap()
+    }
+
     #[test]
     fn svg_draws_one_bar_per_point_and_marks_planning() {
         let points = [
@@ -166,7 +189,9 @@ mod tests {
         );
         assert!(svg.contains("123.4 tok/s measured"));
         assert!(svg.contains("45.0 planning\n"), "{svg}");
-        assert!(svg.contains("E4B · L40S · b1"));
+        assert!(svg.contains("E4B · L40S"));
+        // the first point is drawn on top
+        assert!(y_of(&svg, "E4B · L40S") < y_of(&svg, "31B · H100"), "{svg}");
         assert!(speed_svg(&[]).is_empty());
     }
 }

@@ -302,11 +302,48 @@ pub struct InternalData {
     pub inbox: Vec<PreviewRequest>,
 }
 
+/// Formats a count with thousands separators: 131072 -> "131,072".
+pub fn fmt_int(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Formats a tokens/s figure for display.
 pub fn fmt_tps(value: f64) -> String {
     if value >= 1000.0 {
         format!("{value:.0}")
     } else {
         format!("{value:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_counts_and_rates() {
+        assert_eq!(fmt_int(131072), "131,072");
+        assert_eq!(fmt_int(512), "512");
+        assert_eq!(fmt_int(1000), "1,000");
+        assert_eq!(fmt_tps(9.76), "9.8");
+        assert_eq!(fmt_tps(1043.4), "1043");
+    }
+
+    #[test]
+    fn claim_levels_round_trip_their_slugs() {
+        for level in ClaimLevel::ALL {
+            assert_eq!(ClaimLevel::parse(level.slug()), Ok(level));
+        }
+        assert!(ClaimLevel::parse("best-ever")
+            .unwrap_err()
+            .contains("best-ever"));
     }
 }

@@ -5,7 +5,7 @@
 use crate::api::{load_internal, load_public};
 use crate::chart::{speed_svg, SpeedFilter};
 use crate::islands::{LoginForm, LogoutButton, PreviewForm, RunActions, SpeedDashboard};
-use crate::model::{fmt_tps, Claim, ClaimLevel, InternalData, PublicData, SpeedKind};
+use crate::model::{fmt_int, fmt_tps, Claim, ClaimLevel, InternalData, PublicData, SpeedKind};
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 
@@ -205,7 +205,7 @@ pub fn ModelsView(data: PublicData) -> impl IntoView {
                             <dl class="facts">
                                 <div><dt>"Parameters"</dt><dd>{family.params.clone()}</dd></div>
                                 <div><dt>"Layers"</dt><dd>{family.layers}</dd></div>
-                                <div><dt>"Context"</dt><dd>{format!("{} tokens", family.context_tokens)}</dd></div>
+                                <div><dt>"Context"</dt><dd>{format!("{} tokens", fmt_int(family.context_tokens))}</dd></div>
                                 <div><dt>"BF16 weights"</dt><dd>{format!("{:.1} GB", family.weights_gb)}</dd></div>
                             </dl>
                             <ul class="repos">
@@ -305,7 +305,7 @@ pub fn SizingView(data: PublicData) -> impl IntoView {
                                     view! {
                                         <tr class=if first { "first" } else { "second" }>
                                             {first.then(|| view! { <th scope="rowgroup" rowspan="2">{family}</th> })}
-                                            <td>{what} <br /> <small>{format!("{} tokens × batch {}", lane.context_tokens, lane.batch)}</small></td>
+                                            <td>{what} <br /> <small>{format!("{} tokens × batch {}", fmt_int(lane.context_tokens), lane.batch)}</small></td>
                                             <td class="num">{format!("{:.1} GB", lane.weights_gb)}</td>
                                             <td class="num">{format!("{:.2} GB", lane.kv_cache_gb)}</td>
                                             <td class="num">{format!("{:.2} GB", lane.needed_gb)}</td>

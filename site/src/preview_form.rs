@@ -18,8 +18,10 @@ pub const SERVICE_PATHS: [(&str, &str); 5] = [
     ("custom-build", "Custom engine build"),
 ];
 
-/// What a visitor typed, exactly as typed (so it can be shown again after an error).
+/// What a visitor typed, exactly as typed (so it can be shown again after an error). A field left out of a
+/// request reads as empty, so validation (not parsing) names it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PreviewInput {
     pub name: String,
     pub email: String,

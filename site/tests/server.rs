@@ -1,0 +1,190 @@
+//! The whole `vkae serve` router (evidence API + site) driven in-process over a fresh SQLite file: every page
+//! renders from the real store, the blocked-number rule holds, and server functions refuse what they must.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use tower::ServiceExt;
+use vkae_evidence::{AppState, Settings};
+
+struct Site {
+    router: axum::Router,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn site() -> Site {
+    let dir = std::env::temp_dir().join(format!(
+        "vkae-site-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = Settings::for_test(dir.join("vkae.db").to_string_lossy().to_string());
+    let state = AppState::open(settings).await.unwrap();
+    let site_settings = vkae_site::server::SiteSettings::from_env();
+    let routes: vkae_evidence::SiteRoutes =
+        Box::new(move |state| vkae_site::server::routes(state, site_settings));
+    Site {
+        router: vkae_evidence::http::router(state, Some(routes)),
+        _dir: TempDir(dir),
+    }
+}
+
+async fn get(site: &Site, path: &str) -> (StatusCode, String, axum::http::HeaderMap) {
+    let response = site
+        .router
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 4 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap(), headers)
+}
+
+#[tokio::test]
+async fn every_page_renders_from_the_store() {
+    let site = site().await;
+    for (path, title) in [
+        ("/", "VKAE — a model-specialised engine for Gemma 4"),
+        ("/models", "Gemma 4 model catalog — VKAE"),
+        ("/sizing", "GPU sizing and family speed — VKAE"),
+        ("/evidence", "Measured benchmark evidence — VKAE"),
+        ("/engine", "The VKAE engine stack"),
+        ("/preview", "Request private preview — VKAE"),
+        ("/internal", "Evidence promotion — VKAE internal"),
+    ] {
+        let (status, html, headers) = get(&site, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {html}");
+        assert!(
+            html.contains(&format!("<title>{title}</title>")),
+            "{path}: {html}"
+        );
+        assert!(html.contains("<meta name=\"description\""), "{path}");
+        // The CSP names the nonce Leptos puts on its inline scripts.
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .expect("nonce in CSP");
+        for script in html
+            .match_indices("<script")
+            .map(|(i, _)| &html[i..i + 80.min(html.len() - i)])
+        {
+            assert!(
+                script.contains(&format!("nonce=\"{nonce}\"")),
+                "{path}: script without the nonce: {script}"
+            );
+        }
+        // Only pages with islands load the bundle.
+        let loads_wasm = html.contains("vkae_site.js");
+        assert_eq!(
+            loads_wasm,
+            vkae_site::PAGES_WITH_ISLANDS.contains(&path),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fresh_store_shows_no_claim_and_blocks_porting_tracks() {
+    let site = site().await;
+    let (_, home, _) = get(&site, "/").await;
+    assert!(home.contains("id=\"no-claim\""), "{home}");
+    assert!(!home.contains("tok/s"));
+    // Catalog counts come from content/: 15 repos in 5 families.
+    assert!(home.contains("<strong>15</strong>") && home.contains("<strong>5</strong>"));
+    let (_, evidence, _) = get(&site, "/evidence").await;
+    assert_eq!(
+        evidence.matches("class=\"blocked-row\"").count(),
+        4,
+        "{evidence}"
+    );
+    assert_eq!(
+        evidence
+            .matches("No promoted run at this level yet.")
+            .count(),
+        4
+    );
+    let (_, models, _) = get(&site, "/models").await;
+    assert_eq!(models.matches("<li><code>google/gemma-4-").count(), 15);
+    assert_eq!(models.matches("badge ready").count(), 1);
+    let (_, sizing, _) = get(&site, "/sizing").await;
+    assert!(sizing.contains("id=\"no-measured\""));
+    assert!(
+        sizing.contains("planning\n"),
+        "the server draws the chart for the first paint"
+    );
+    assert!(!sizing.contains("tok/s measured"));
+}
+
+#[tokio::test]
+async fn internal_needs_a_login_and_the_csv_export_is_refused_without_one() {
+    let site = site().await;
+    let (_, internal, _) = get(&site, "/internal").await;
+    assert!(internal.contains("id=\"login-form\""));
+    assert!(!internal.contains("Ingested runs"));
+    let (status, _, _) = get(&site, "/internal/preview-requests.csv").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn server_functions_refuse_other_origins_and_missing_sessions() {
+    let site = site().await;
+    let post = |path: &str, origin: Option<&str>, body: &str| {
+        let mut request =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        site.router
+            .clone()
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+    };
+    let login = post(
+        "/_site/login",
+        Some("https://evil.example"),
+        "name=a&password=b",
+    )
+    .await
+    .unwrap();
+    assert_eq!(login.status(), StatusCode::FORBIDDEN);
+    let login = post("/_site/login", None, "name=a&password=b")
+        .await
+        .unwrap();
+    assert_eq!(
+        login.status(),
+        StatusCode::FORBIDDEN,
+        "a login without Origin is refused"
+    );
+    let promote = post(
+        "/_site/promote",
+        Some("http://127.0.0.1:8080"),
+        "run_id=x&level=vkae-path&reason=r&csrf=t",
+    )
+    .await
+    .unwrap();
+    assert_eq!(promote.status(), StatusCode::UNAUTHORIZED);
+    let preview = post(
+        "/_site/preview-request",
+        Some("https://evil.example"),
+        "input[name]=a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(preview.status(), StatusCode::FORBIDDEN);
+}
