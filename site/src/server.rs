@@ -94,8 +94,11 @@ pub fn routes(state: AppState, settings: SiteSettings) -> Router {
         let options = options.clone();
         move || shell(options.clone())
     };
+    // Any other path renders the site's "not found" page with status 404.
+    let not_found = leptos_axum::render_app_to_stream_with_context(context.clone(), app.clone());
     Router::new()
         .leptos_routes_with_context(&options, generate_route_list(App), context, app)
+        .fallback(move |request: axum::extract::Request| not_found(request))
         .route(CSS_HREF, get(css))
         .route(
             "/internal/preview-requests.csv",

@@ -101,6 +101,17 @@ async fn every_page_renders_from_the_store() {
 }
 
 #[tokio::test]
+async fn an_unknown_path_is_a_404_page_and_unknown_api_paths_stay_json() {
+    let site = site().await;
+    let (status, html, _) = get(&site, "/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(html.contains("Page not found"), "{html}");
+    let (status, body, _) = get(&site, "/api/v1/no-such-route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.starts_with('{'), "{body}");
+}
+
+#[tokio::test]
 async fn fresh_store_shows_no_claim_and_blocks_porting_tracks() {
     let site = site().await;
     let (_, home, _) = get(&site, "/").await;
