@@ -60,6 +60,9 @@ pub struct BatchResult {
     pub tokens_per_s: Vec<f64>,
     pub tokens_generated: u64,
     pub seq0_tokens: Option<Vec<u32>>,
+    /// Repetitions measured again because time(N new) <= time(1 new).
+    #[serde(default)]
+    pub discarded_repetitions: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -452,7 +452,68 @@ fn run_in(
         Backend::Cpu => "cpu",
     };
 
-    // 2. The baseline (and the peer) on the reference side.
+    // 2. The engine first (a broken engine fails the run in its first minute, before the long baseline):
+    // generic path and VKAE path on the same weights and prompt, then its quality-stream logits.
+    let phase = Phase::start("engine load", 1, s.progress_bars);
+    let mut engine = Engine::new(model.clone(), s.backend)?;
+    let (hardware, device_name) = match &engine {
+        Engine::Cuda(g) => (
+            provenance::gpu_hardware(g.device_name()),
+            g.device_name().to_string(),
+        ),
+        Engine::Cpu(_) => (provenance::cpu_hardware(), "cpu".to_string()),
+    };
+    phase.finish(&device_name);
+    let phase = Phase::start(
+        "engine paths",
+        (s.batches.len() * 2 * (s.warmup + s.reps)) as u64,
+        s.progress_bars,
+    );
+    let mut engine_paths: Vec<(usize, Measured, Measured, Option<Vec<u32>>)> = vec![];
+    let path_note = match s.backend {
+        Backend::Cuda => "BF16 weights, one kernel per op (vkae-kernels) and cuBLAS projections",
+        Backend::Cpu => "the engine's f32 CPU code (--device cpu)",
+    };
+    for &b in &s.batches {
+        let (generic, _) = measure_engine(
+            &mut engine,
+            ENGINE_GENERIC,
+            Role::Peer,
+            &prompt,
+            b,
+            s,
+            &phase,
+        )?;
+        let (vkae, seq0) = measure_engine(&mut engine, VKAE, Role::Vkae, &prompt, b, s, &phase)?;
+        engine_paths.push((
+            b,
+            Measured { detail: Some(format!("generic path: {path_note}")), ..generic },
+            Measured {
+                detail: Some(format!(
+                    "VKAE path = the generic path until the kernel path lands (engine.kernels lists what ran): {path_note}"
+                )),
+                ..vkae
+            },
+            seq0,
+        ));
+    }
+    phase.finish("measured");
+
+    let phase = Phase::start("engine quality logits", 1, s.progress_bars);
+    let vkae_logits = engine.prefill_logits(&q_ids)?;
+    if let Some(i) = vkae_logits.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "the engine's quality-stream logits hold a non-finite value at row {}",
+            i / vocab
+        );
+    }
+    let vkae_logits = Logits::Memory(vkae_logits);
+    // The reference side gets the GPU to itself.
+    drop(engine);
+    phase.inc("done");
+    phase.finish(&format!("{} rows", q_ids.len()));
+
+    // 3. The baseline (and the peer) on the reference side, on the same files.
     let mut baseline: Vec<(usize, Measured, Option<Vec<u32>>)> = vec![];
     let mut peer: Vec<(usize, Measured)> = vec![];
     let mut unavailable: Vec<(Option<usize>, UnavailablePath)> = vec![];
@@ -509,7 +570,15 @@ fn run_in(
                         role: Role::Baseline,
                         tokens_per_s: b.tokens_per_s.clone(),
                         tokens_generated: b.tokens_generated,
-                        detail: Some(format!("{reference_impl}; same checkpoint files and prompt ids; greedy, EOS cannot stop early")),
+                        detail: Some(format!(
+                            "{reference_impl}; same checkpoint files and prompt ids; greedy, EOS cannot stop early; \
+                             rate = batch x (N - 1) / (time(N new) - time(1 new)){}",
+                            if b.discarded_repetitions > 0 {
+                                format!("; {} repetition(s) measured again (time(N) <= time(1))", b.discarded_repetitions)
+                            } else {
+                                String::new()
+                            }
+                        )),
                     },
                     b.seq0_tokens.clone(),
                 ));
@@ -635,56 +704,8 @@ fn run_in(
         }
     }
 
-    // 3. The engine: generic path and VKAE path on the same weights and prompt.
-    let phase = Phase::start("engine load", 1, s.progress_bars);
-    let mut engine = Engine::new(model, s.backend)?;
-    let (hardware, device_name) = match &engine {
-        Engine::Cuda(g) => (
-            provenance::gpu_hardware(g.device_name()),
-            g.device_name().to_string(),
-        ),
-        Engine::Cpu(_) => (provenance::cpu_hardware(), "cpu".to_string()),
-    };
-    phase.finish(&device_name);
-    let phase = Phase::start(
-        "engine paths",
-        (s.batches.len() * 2 * (s.warmup + s.reps)) as u64,
-        s.progress_bars,
-    );
-    let mut engine_paths: Vec<(usize, Measured, Measured, Option<Vec<u32>>)> = vec![];
-    let path_note = match s.backend {
-        Backend::Cuda => "BF16 weights, one kernel per op (vkae-kernels) and cuBLAS projections",
-        Backend::Cpu => "the engine's f32 CPU code (--device cpu)",
-    };
-    for &b in &s.batches {
-        let (generic, _) = measure_engine(
-            &mut engine,
-            ENGINE_GENERIC,
-            Role::Peer,
-            &prompt,
-            b,
-            s,
-            &phase,
-        )?;
-        let (vkae, seq0) = measure_engine(&mut engine, VKAE, Role::Vkae, &prompt, b, s, &phase)?;
-        engine_paths.push((
-            b,
-            Measured { detail: Some(format!("generic path: {path_note}")), ..generic },
-            Measured {
-                detail: Some(format!(
-                    "VKAE path = the generic path until the kernel path lands (engine.kernels lists what ran): {path_note}"
-                )),
-                ..vkae
-            },
-            seq0,
-        ));
-    }
-    phase.finish("measured");
-
     // 4. The quality guard.
-    let phase = Phase::start("quality guard", 2, s.progress_bars);
-    let vkae_logits = Logits::Memory(engine.prefill_logits(&q_ids)?);
-    phase.inc("engine logits");
+    let phase = Phase::start("quality guard", 1, s.progress_bars);
     let figures = match reference {
         ReferenceLogits::Memory(v) => QualityFigures {
             record: quality::compare(&Logits::Memory(v), &vkae_logits, &q_ids, vocab)?,
