@@ -40,6 +40,7 @@ if [ -z "${SKIP_TESTS:-}" ]; then
   echo "tests wall time: $(( $(date +%s) - start )) s" | tee -a "$out/env.txt"
 fi
 
+if [ -n "${SKIP_BENCH:-}" ]; then echo "== exit status $status"; exit $status; fi
 echo "== vkae-engine bench ($family synthetic seed $seed, batches $batches, $reps reps)"
 "$bin/vkae-engine" bench --synthetic "$family" --seed "$seed" --device cuda --batches "$batches" --reps "$reps" \
   --report "$out/engine-bench.json" >/dev/null || status=1

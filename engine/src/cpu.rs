@@ -7,6 +7,28 @@ use rayon::prelude::*;
 use crate::config::{LayerKind, TextConfig};
 use crate::weights::{LayerWeights, Model};
 
+thread_local! {
+    static EMULATE_BF16: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the CPU rounding what the GPU path stores in BF16 (projection inputs and the KV cache), on
+/// this thread only: it tells BF16 rounding apart from a bug when the GPU and the f32 reference disagree.
+pub fn emulating_bf16<R>(f: impl FnOnce() -> R) -> R {
+    let before = EMULATE_BF16.with(|e| e.replace(true));
+    let r = f();
+    EMULATE_BF16.with(|e| e.set(before));
+    r
+}
+
+fn emulate_bf16() -> bool {
+    EMULATE_BF16.with(|e| e.get())
+}
+
+#[inline]
+fn round_bf16(v: f32) -> f32 {
+    crate::tensor::bf16_to_f32(crate::tensor::f32_to_bf16(v))
+}
+
 /// `y[t][o] = sum_i x[t][i] * w[o][i]` for `x: [tokens, in]`, `w: [out, in]` (a 2-D view of `w`).
 pub fn matmul(
     x: &[f32],
@@ -28,6 +50,13 @@ pub fn matmul_rows(
     in_cols: usize,
 ) -> Vec<f32> {
     debug_assert_eq!(x.len(), tokens * in_cols);
+    let rounded: Vec<f32>;
+    let x = if emulate_bf16() {
+        rounded = x.iter().map(|&v| round_bf16(v)).collect();
+        &rounded[..]
+    } else {
+        x
+    };
     const CHUNK: usize = 32;
     let mut yt = vec![0f32; out_rows * tokens]; // [out][tokens]
     yt.par_chunks_mut(CHUNK * tokens)
@@ -329,6 +358,11 @@ impl<'m> CpuSession<'m> {
                 );
             }
             rms_norm(&mut v, hd, None, eps);
+            if emulate_bf16() {
+                k.iter_mut()
+                    .chain(v.iter_mut())
+                    .for_each(|x| *x = round_bf16(*x));
+            }
             let cache = &mut self.caches[li];
             cache.k.extend_from_slice(&k);
             cache.v.extend_from_slice(&v);
