@@ -4,6 +4,7 @@
 //! - [`weights`]: the parameter list, the memory-mapped safetensors loader, synthetic weights, checkpoint writer.
 //! - [`cpu`]: the f32 CPU reference forward pass (prefill, KV cache, decode).
 //! - [`gpu`]: the generic CUDA path (BF16 weights, cuBLAS projections, `vkae-kernels` for the rest).
+//! - [`vkae`]: the VKAE kernel path (fused weights and kernels, weight-streaming GEMV, one CUDA graph per decode step).
 //! - [`generate`] / [`logprobs`]: greedy generation and teacher-forced log-probabilities on either backend.
 //! - [`stats`]: parameter counts, bytes streamed per decoded token, KV bytes per token.
 
@@ -17,6 +18,7 @@ pub mod qualify;
 pub mod stats;
 pub mod tensor;
 pub mod tokenizer;
+pub mod vkae;
 pub mod weights;
 
 use std::path::Path;

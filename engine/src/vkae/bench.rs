@@ -1,0 +1,295 @@
+//! The VKAE-vs-generic decode benchmark: one process, one set of weights, one prompt; the generic path and
+//! each VKAE variant decode the same greedy request at each batch size. Warm-up runs (module load, graph
+//! capture, projection timing) are excluded; each repetition's tokens/s counts the decode steps after the
+//! first token; median with min/max over the repetitions. Achieved bandwidth = bytes a step must stream x
+//! steps per second, where the bytes are the weights read once per step (everything but the PLE table,
+//! plus the batch's PLE rows) and the KV cache the step's attention reads (each cached entry once).
+
+use serde::Serialize;
+
+use super::{ProjectionMode, VkaeModel, VkaeOptions};
+use crate::bench::bench_prompt;
+use crate::config::TextConfig;
+use crate::error::Result;
+use crate::stats::model_stats;
+use crate::{gpu::GpuModel, GenerateRequest, Model};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct VkaeBenchSettings {
+    pub prompt_len: usize,
+    /// Tokens generated per sequence (the first from prefill; `max_new - 1` decode steps are timed).
+    pub max_new: usize,
+    pub batches: Vec<usize>,
+    pub reps: usize,
+    pub warmup: usize,
+    pub prompt_seed: u64,
+    /// Also time the generic path (the comparison the report is for).
+    pub generic: bool,
+    /// VKAE variants, each `(label, options)`.
+    pub variants: Vec<(String, VkaeOptions)>,
+}
+
+impl Default for VkaeBenchSettings {
+    fn default() -> Self {
+        Self {
+            prompt_len: 128,
+            max_new: 65,
+            batches: vec![1, 8, 32],
+            reps: 3,
+            warmup: 1,
+            prompt_seed: 1,
+            generic: true,
+            variants: Self::all_variants(),
+        }
+    }
+}
+
+impl VkaeBenchSettings {
+    /// Each step of the path on its own, so the report attributes the gain: the fused launches issued
+    /// eagerly with cuBLAS, then captured as a graph, then the measured GEMV/cuBLAS choice (the default).
+    pub fn all_variants() -> Vec<(String, VkaeOptions)> {
+        vec![
+            (
+                "vkae fused, eager, cuBLAS".into(),
+                VkaeOptions {
+                    graphs: false,
+                    projections: ProjectionMode::Cublas,
+                },
+            ),
+            (
+                "vkae fused, graph, cuBLAS".into(),
+                VkaeOptions {
+                    graphs: true,
+                    projections: ProjectionMode::Cublas,
+                },
+            ),
+            (
+                "vkae (default: graph, measured GEMV/cuBLAS)".into(),
+                VkaeOptions::default(),
+            ),
+        ]
+    }
+}
+
+/// One path at one batch size.
+#[derive(Clone, Debug, Serialize)]
+pub struct PathResult {
+    pub path: String,
+    pub batch: usize,
+    /// Tokens per second (all sequences), one per repetition.
+    pub tokens_per_s: Vec<f64>,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub ms_per_step: f64,
+    /// Bytes one step streams (weights + PLE rows + KV read at the mean decode depth), GB.
+    pub gb_per_step: f64,
+    /// `gb_per_step` x steps per second (median), GB/s.
+    pub achieved_gb_per_s: f64,
+    /// Whether every sequence's greedy tokens equal the generic path's (None: generic not run).
+    pub tokens_equal_generic: Option<bool>,
+    /// First sequence's tokens (last repetition).
+    pub seq0_tokens: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VkaeBenchReport {
+    pub model: String,
+    pub device: String,
+    pub prompt_len: usize,
+    pub max_new: usize,
+    pub reps: usize,
+    pub weight_bytes_per_step: u64,
+    pub kv_bytes_per_token: u64,
+    pub results: Vec<PathResult>,
+    /// The measured projection choice per shape of the default variant: (rows, out, in, gemv us, cuBLAS us).
+    pub projection_timings: Vec<(usize, usize, usize, f64, f64)>,
+    pub kernels_sha256: String,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Bytes a decode step of `batch` sequences streams: the weights once, each sequence's PLE row, and the KV
+/// entries attention reads at the mean depth of the timed steps (sliding layers capped at the window).
+pub fn bytes_per_step(cfg: &TextConfig, batch: usize, prompt_len: usize, max_new: usize) -> f64 {
+    let st = model_stats(cfg);
+    let ple_row = 2 * (cfg.num_hidden_layers * cfg.hidden_size_per_layer_input) as u64;
+    let weights = (st.bytes_streamed_per_token - ple_row) as f64;
+    let depth = prompt_len as f64 + max_new as f64 / 2.0;
+    let mut kv = 0.0;
+    for l in cfg.layers().iter().filter(|l| l.kv_source.is_none()) {
+        let per_token = (2 * l.kv_heads * l.head_dim * 2) as f64;
+        let seen = match l.kind {
+            crate::LayerKind::Sliding => depth.min(cfg.sliding_window as f64),
+            crate::LayerKind::Full => depth,
+        };
+        kv += per_token * seen;
+    }
+    weights + batch as f64 * (ple_row as f64 + kv)
+}
+
+fn time_path(
+    label: &str,
+    run: &mut dyn FnMut(&GenerateRequest) -> Result<crate::GenerateOutput>,
+    req: &GenerateRequest,
+    s: &VkaeBenchSettings,
+    gb_per_step: f64,
+) -> Result<(PathResult, Vec<Vec<u32>>)> {
+    for _ in 0..s.warmup {
+        run(req)?;
+    }
+    let (mut rates, mut last) = (vec![], vec![]);
+    for _ in 0..s.reps {
+        let out = run(req)?;
+        rates.push(out.tokens_per_s);
+        last = out.tokens;
+    }
+    let b = req.prompts.len();
+    let med = median(&rates);
+    let steps_per_s = med / b as f64;
+    eprintln!(
+        "{label:<46} batch {b:>2}: {med:>9.1} tok/s (min {:.1}, max {:.1}), {:.3} ms/step, {:.0} GB/s",
+        rates.iter().cloned().fold(f64::INFINITY, f64::min),
+        rates.iter().cloned().fold(0.0, f64::max),
+        1000.0 / steps_per_s,
+        gb_per_step * steps_per_s
+    );
+    Ok((
+        PathResult {
+            path: label.to_string(),
+            batch: b,
+            median: med,
+            min: rates.iter().cloned().fold(f64::INFINITY, f64::min),
+            max: rates.iter().cloned().fold(0.0, f64::max),
+            ms_per_step: 1000.0 / steps_per_s,
+            gb_per_step: gb_per_step / 1e9,
+            achieved_gb_per_s: gb_per_step * steps_per_s / 1e9,
+            tokens_equal_generic: None,
+            seq0_tokens: last.first().cloned().unwrap_or_default(),
+            tokens_per_s: rates,
+        },
+        last,
+    ))
+}
+
+/// Runs the generic path and every VKAE variant on `model` (see the module docs).
+pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchReport> {
+    let cfg = model.config.clone();
+    let prompt = bench_prompt(cfg.vocab_size, s.prompt_len, s.prompt_seed);
+    let mut results = vec![];
+    let mut generic_tokens: Vec<Vec<Vec<u32>>> = vec![];
+    let mut device = String::new();
+    if s.generic {
+        let mut g = GpuModel::new(model)?;
+        device = g.device_name().to_string();
+        for &b in &s.batches {
+            let req = GenerateRequest {
+                prompts: vec![prompt.clone(); b],
+                max_new: s.max_new,
+                stop_at_eos: false,
+            };
+            let gb = bytes_per_step(&cfg, b, s.prompt_len, s.max_new);
+            let (r, toks) = time_path(
+                "generic (one launch per op, cuBLAS)",
+                &mut |q| g.generate(q),
+                &req,
+                s,
+                gb,
+            )?;
+            results.push(r);
+            generic_tokens.push(toks);
+        }
+    }
+    let mut projection_timings = vec![];
+    if !s.variants.is_empty() {
+        let mut v = VkaeModel::new(model, s.variants[0].1)?;
+        device = v.device_name().to_string();
+        for (label, options) in &s.variants {
+            v.set_options(*options)?;
+            for (bi, &b) in s.batches.iter().enumerate() {
+                let req = GenerateRequest {
+                    prompts: vec![prompt.clone(); b],
+                    max_new: s.max_new,
+                    stop_at_eos: false,
+                };
+                let gb = bytes_per_step(&cfg, b, s.prompt_len, s.max_new);
+                let (mut r, toks) = time_path(label, &mut |q| v.generate(q), &req, s, gb)?;
+                r.tokens_equal_generic = generic_tokens.get(bi).map(|g| *g == toks);
+                results.push(r);
+            }
+            if *options == VkaeOptions::default() {
+                projection_timings = v.projection_choices().to_vec();
+            }
+        }
+    }
+    let st = model_stats(&cfg);
+    Ok(VkaeBenchReport {
+        model: model.source.clone(),
+        device,
+        prompt_len: s.prompt_len,
+        max_new: s.max_new,
+        reps: s.reps,
+        weight_bytes_per_step: st.bytes_streamed_per_token,
+        kv_bytes_per_token: st.kv_bytes_per_token,
+        results,
+        projection_timings,
+        kernels_sha256: vkae_kernels::kernels_sha256(),
+    })
+}
+
+/// The report as a Markdown table (path x batch), generic first.
+pub fn markdown(r: &VkaeBenchReport) -> String {
+    let mut out = format!(
+        "model {}, device {}, prompt {}, {} new tokens ({} timed steps), {} reps, kernels sha256 {}\n\n\
+         | path | batch | tok/s median | min | max | ms/step | GB/step | achieved GB/s | tokens = generic |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        r.model,
+        r.device,
+        r.prompt_len,
+        r.max_new,
+        r.max_new.saturating_sub(1),
+        r.reps,
+        r.kernels_sha256
+    );
+    for p in &r.results {
+        out.push_str(&format!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.2} | {:.0} | {} |\n",
+            p.path,
+            p.batch,
+            p.median,
+            p.min,
+            p.max,
+            p.ms_per_step,
+            p.gb_per_step,
+            p.achieved_gb_per_s,
+            match p.tokens_equal_generic {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            }
+        ));
+    }
+    if !r.projection_timings.is_empty() {
+        out.push_str(
+            "\nProjection choice (per shape, mean us per matrix over the model's weights of that shape):\n\n\
+             | rows | out | in | GEMV us | cuBLAS us | chosen |\n|---|---|---|---|---|---|\n",
+        );
+        for (m, n, k, a, b) in &r.projection_timings {
+            out.push_str(&format!(
+                "| {m} | {n} | {k} | {a:.2} | {b:.2} | {} |\n",
+                if a < b { "GEMV" } else { "cuBLAS" }
+            ));
+        }
+    }
+    out
+}
