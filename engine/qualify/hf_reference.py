@@ -32,6 +32,9 @@ from transformers import Gemma4ForCausalLM  # noqa: E402
 
 from hf_generate import timed_generate  # noqa: E402
 
+# Progress bars of weight loading would bury the lines that explain a failure.
+transformers.utils.logging.disable_progress_bar()
+
 
 def progress(phase, done, total):
     print("@progress " + json.dumps({"phase": phase, "done": done, "total": total}), file=sys.stderr, flush=True)

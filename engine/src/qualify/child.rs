@@ -116,6 +116,7 @@ pub fn run(
         .arg(&result_path)
         .env("PYTHONUNBUFFERED", "1")
         .env("TOKENIZERS_PARALLELISM", "false")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -224,7 +225,8 @@ pub fn run(
         let last: Vec<&str> = t
             .iter()
             .rev()
-            .filter(|l| !l.trim().is_empty())
+            // Blank lines and progress bars explain nothing.
+            .filter(|l| !l.trim().is_empty() && !l.contains("it/s]") && !l.contains('\r'))
             .take(2)
             .map(|s| s.trim())
             .collect();
