@@ -15,6 +15,13 @@ key=${LANE_KEY:-$bin/h200-lab.key}
 batches=${BATCHES:-1,8,32}
 reps=${REPS:-3}
 peer_limit=${PEER_LIMIT:-75}
+# Overridable for a local dry run on the CPU, e.g. MODEL_ARGS="--model engine/fixtures/e_style --family E4B"
+# DEVICE=cpu PYTHON=/path/to/python-with-torch OUT=/tmp/out bash engine/qualify/run-h200.sh
+model_args=${MODEL_ARGS:---synthetic e4b --seed 0 --checkpoint-dir /tmp/vkae-e4b-seed0}
+device=${DEVICE:-cuda}
+python=${PYTHON:-python3}
+prompt=${PROMPT_TOKENS:-128}
+output=${OUTPUT_TOKENS:-128}
 mkdir -p "$out" "$work"
 export VKAE_ENGINE_DIR="$PWD/engine" PYTHONUNBUFFERED=1
 
@@ -29,16 +36,17 @@ done
   date -u
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
   nproc; free -g | head -2
-  python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+  "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
   echo "engine commit baked in: $(cat "$bin/COMMIT" 2>/dev/null)"
 } 2>&1 | tee "$out/env.txt"
 [ -f "$key" ] || { echo "no lane key at $key (see engine/qualify/build-device.sh)"; exit 2; }
 
 start=$(date +%s)
-"$bin/vkae-engine" qualify --synthetic e4b --seed 0 --batch "$batches" \
-  --prompt-tokens 128 --output-tokens 128 --reps "$reps" --warmup 1 --quality-tokens 2048 \
-  --device cuda --baseline hf --python python3 --baseline-time-limit 420 --peer-time-limit "$peer_limit" \
-  --checkpoint-dir /tmp/vkae-e4b-seed0 --work-dir "$work" --lane-key "$key" \
+# shellcheck disable=SC2086
+"$bin/vkae-engine" qualify $model_args --batch "$batches" \
+  --prompt-tokens "$prompt" --output-tokens "$output" --reps "$reps" --warmup 1 --quality-tokens 2048 \
+  --device "$device" --baseline hf --python "$python" --baseline-time-limit 420 --peer-time-limit "$peer_limit" \
+  --work-dir "$work" --lane-key "$key" \
   --out "$out/qualify-e4b-b{batch}.json" --report "$out/report-e4b.json" --no-progress 2>&1 | tee "$out/qualify.log"
 status=${PIPESTATUS[0]}
 echo "qualify wall time: $(( $(date +%s) - start )) s, exit status $status" | tee -a "$out/env.txt"
