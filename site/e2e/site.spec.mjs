@@ -96,6 +96,10 @@ test('a filter redraws the speed chart in the browser', async ({ page }) => {
   expect(after).not.toEqual(before);
   expect(after).toContain('E4B');
   expect(after).not.toContain('E2B ·');
+  // The table beside the chart follows the same filter.
+  const families = await page.locator('#speed-table tbody tr td:first-child').allTextContents();
+  expect(families.length).toBeGreaterThan(0);
+  expect(new Set(families)).toEqual(new Set(['E4B']));
   await page.selectOption('#filter-gpu', { index: 1 });
   await expect(page.locator('#speed-chart-count')).toHaveText(/^1 bars shown|^\d+ bars shown/);
   await page.selectOption('#filter-kind', 'measured');

@@ -42,6 +42,31 @@ pub fn SpeedDashboard(
             (speed_svg(&kept), kept.len(), measured)
         })
     });
+    // The same points as a table, for screen readers and for reading exact values.
+    let rows = move || {
+        points.with_value(|all| {
+            filter
+                .get()
+                .apply(all)
+                .into_iter()
+                .map(|p| {
+                    let kind = match p.kind {
+                        SpeedKind::Measured => "measured tokens/s",
+                        SpeedKind::Planning => "planning index",
+                    };
+                    view! {
+                        <tr>
+                            <td>{p.family.clone()}</td>
+                            <td>{p.gpu.clone()}</td>
+                            <td>{p.batch}</td>
+                            <td>{kind}</td>
+                            <td class="num">{crate::model::fmt_tps(p.value)}</td>
+                        </tr>
+                    }
+                })
+                .collect_view()
+        })
+    };
     let gpu_options = gpus
         .into_iter()
         .map(|g| view! { <option value=g.clone()>{g.clone()}</option> })
@@ -107,6 +132,23 @@ pub fn SpeedDashboard(
         <Show when=move || selected.get().1 == 0>
             <p class="state" id="speed-chart-empty">"No speed point matches these filters."</p>
         </Show>
+        <details class="chart-data">
+            <summary>"The chart's values as a table"</summary>
+            <div class="table-wrap">
+                <table id="speed-table">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Family"</th>
+                            <th scope="col">"GPU"</th>
+                            <th scope="col">"Batch"</th>
+                            <th scope="col">"Kind"</th>
+                            <th scope="col">"Value"</th>
+                        </tr>
+                    </thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </div>
+        </details>
     }
 }
 

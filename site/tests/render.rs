@@ -243,6 +243,15 @@ fn sizing_draws_the_chart_on_the_server_and_marks_planning() {
     );
     assert!(html.contains("<svg"), "first paint has the chart: {html}");
     assert!(
+        html.contains("id=\"speed-table\""),
+        "the chart's values as a table: {html}"
+    );
+    assert_eq!(
+        html.matches("planning index</td>").count(),
+        5,
+        "one table row per planning point"
+    );
+    assert!(
         svg.contains(" planning\n") && !svg.contains("tok/s measured"),
         "{svg}"
     );
