@@ -535,6 +535,9 @@ pub fn PreviewView(data: PublicData) -> impl IntoView {
         <dl class="paths">
             {data.service_paths.iter().map(|p| view! { <div><dt>{p.label.clone()}</dt><dd>{p.description.clone()}</dd></div> }).collect_view()}
         </dl>
+        <noscript>
+            <p class="state">"This form checks your entries as you go and needs JavaScript; please enable it to send a request."</p>
+        </noscript>
         <PreviewForm families gpus paths confirmation />
     }
 }

@@ -8,6 +8,7 @@ use vkae_evidence::{AppState, Settings};
 
 struct Site {
     router: axum::Router,
+    state: AppState,
     _dir: TempDir,
 }
 
@@ -35,7 +36,8 @@ async fn site() -> Site {
     let routes: vkae_evidence::SiteRoutes =
         Box::new(move |state| vkae_site::server::routes(state, site_settings));
     Site {
-        router: vkae_evidence::http::router(state, Some(routes)),
+        router: vkae_evidence::http::router(state.clone(), Some(routes)),
+        state,
         _dir: TempDir(dir),
     }
 }
@@ -109,6 +111,21 @@ async fn an_unknown_path_is_a_404_page_and_unknown_api_paths_stay_json() {
     let (status, body, _) = get(&site, "/api/v1/no-such-route").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.starts_with('{'), "{body}");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_answer_shows_a_clear_state_not_a_panic() {
+    let site = site().await;
+    site.state.db.close().await;
+    for path in ["/", "/evidence", "/sizing"] {
+        let (status, html, _) = get(&site, path).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        assert!(html.contains("Data unavailable"), "{path}: {html}");
+        assert!(!html.contains("tok/s"), "{path}");
+    }
+    // A page that needs no data still renders.
+    let (status, _, _) = get(&site, "/engine").await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
