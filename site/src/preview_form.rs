@@ -85,13 +85,13 @@ impl PreviewInput {
                 "Choose one of the five service paths.".to_string(),
             );
         }
-        if !self.model_family.is_empty() && !families.iter().any(|f| *f == self.model_family) {
+        if !self.model_family.is_empty() && !families.contains(&self.model_family) {
             fail(
                 "model_family",
                 format!("`{}` is not a Gemma 4 family we list.", self.model_family),
             );
         }
-        if !self.gpu.is_empty() && !gpus.iter().any(|g| *g == self.gpu) {
+        if !self.gpu.is_empty() && !gpus.contains(&self.gpu) {
             fail("gpu", format!("`{}` is not a GPU lane we list.", self.gpu));
         }
         let chars = self.message.chars().count();
