@@ -904,11 +904,10 @@ fn measure_engine(
         max_new: s.output_tokens,
         stop_at_eos: false,
     };
+    // A warm-up is a whole timed repetition, discarded: a shorter one leaves first-use costs (KV-cache
+    // growth, allocator, clocks ramping) in the first timed repetition, as the first H200 run showed.
     for _ in 0..s.warmup {
-        engine.generate(&GenerateRequest {
-            max_new: s.output_tokens.min(8),
-            ..req.clone()
-        })?;
+        engine.generate(&req)?;
         phase.inc(&format!("{name} batch {batch} warm-up"));
     }
     let (mut rates, mut generated, mut seq0) = (vec![], 0u64, None);
