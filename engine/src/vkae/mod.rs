@@ -349,21 +349,28 @@ impl VkaeModel {
         &self.timings
     }
 
-    /// Reserves the kernels' internal scratch for `rows` decode rows; growing it drops every captured
+    /// Reserves the kernels' internal scratch for `rows` rows of argmax (decode rows, or prefill rows whose
+    /// logits are wanted) and for every attention call the model can make; growing it drops every captured
     /// graph (they point at the old buffers).
     fn ensure_scratch(&mut self, rows: usize) -> Result<()> {
         if rows <= self.scratch_rows {
             return Ok(());
         }
         let c = &self.config;
-        self.gpu.reserve_scratch(ScratchLimits {
-            linear_elements: 0,
-            argmax_rows: rows,
-            argmax_cols: c.vocab_size,
-            attention_tokens: rows,
-            attention_heads: c.num_attention_heads,
-            attention_head_dim: c.head_dim.max(c.global_head_dim),
-        })?;
+        let heads = c.num_attention_heads.max(1);
+        // Attention keeps split partials only while tokens * heads is under two waves of blocks; reserving
+        // each such token count once covers every later call, so attention never grows its scratch.
+        let split_tokens = (2 * self.gpu.multiprocessors() as usize).div_ceil(heads) + 1;
+        for t in 1..=split_tokens.max(rows) {
+            self.gpu.reserve_scratch(ScratchLimits {
+                linear_elements: 0,
+                argmax_rows: rows,
+                argmax_cols: c.vocab_size,
+                attention_tokens: t,
+                attention_heads: heads,
+                attention_head_dim: c.head_dim.max(c.global_head_dim),
+            })?;
+        }
         for b in self.buckets.values_mut() {
             b.graph = None;
         }
@@ -834,6 +841,7 @@ impl VkaeModel {
             }
             last.push(ids.len() - 1);
         }
+        self.ensure_scratch(b)?;
         let mut pw = self.prefill_work(ids.len(), b)?;
         let g = &self.gpu;
         g.upload_into(&ids, &mut pw.ids)?;
@@ -987,6 +995,7 @@ impl VkaeModel {
     /// Soft-capped logits of every position of one sequence (`[len, vocab]`), from one eager prefill.
     pub fn prefill_logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
         let n = ids.len();
+        self.ensure_scratch(n)?;
         let mut pw = self.prefill_work(n, n)?;
         let mut kv = self.new_kv(1, n)?;
         let g = &self.gpu;

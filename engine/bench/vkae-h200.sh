@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The VKAE path's H200 run, in one device call: every kernel check (the fused kernels included), the VKAE
+# path's tests against the CPU reference / transformers / the generic path, the VKAE-vs-generic E4B decode
+# benchmark (synthetic BF16 weights, prompt 128, batches 1/8/32, generic path in the same process), then the
+# kernel micro-benchmark (GEMV vs cuBLAS per projection shape, fused kernels).
+#   here:   engine/bench/build-vkae-device.sh
+#   device: run tool, carry [".device/vkae"], command "bash engine/bench/vkae-h200.sh"
+# Each stage runs under its own time limit, so one failure or hang leaves the others' results.
+# Everything lands in $OUT: env.txt, kernels-*.log, vkae-tests.log, vkae-bench.{log,md,json}, kernel-bench.log.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+bin=${VKAE_BIN:-.device/vkae}
+out=${OUT:-/tmp/vkae-out}
+mkdir -p "$out"
+export VKAE_ENGINE_DIR="$PWD/engine"
+
+# CUDA 13 user-space libraries (NVRTC, cuBLAS) may live outside the loader's default path.
+for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
+  if ! ldconfig -p | grep -q "$lib"; then
+    dir=$(find /usr/local /opt /usr/lib -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)
+    [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+done
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv
+  nproc
+} 2>&1 | tee "$out/env.txt"
+
+status=0
+stage() { # name, limit seconds, command...
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  echo "== $name"
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1 || { echo "!! $name failed (exit $?)"; status=1; }
+  echo "   $name: $(( $(date +%s) - t0 )) s" | tee -a "$out/env.txt"
+}
+# Ordered by what the run is for; limits keep the whole call near 4 minutes.
+stage kernels-gpu-tests 60 "$bin/kernels-gpu-tests" --test-threads=1 --nocapture
+export VKAE_BENCH_OUT="$out" VKAE_BENCH_BATCHES=${BATCHES:-1,8,32} VKAE_BENCH_REPS=${REPS:-3}
+stage vkae-bench 150 "$bin/engine-vkae-bench" --ignored --nocapture
+stage vkae-tests 90 "$bin/engine-vkae-tests" --test-threads=1 --nocapture
+stage kernel-bench 60 "$bin/kernel-bench" --batches ${KB_BATCHES:-1,8} --reps 10
+[ -n "${UNIT:-}" ] && stage kernels-unit-tests 30 "$bin/kernels-unit-tests" --test-threads=1
+grep -hE "^test |test result|FAIL|panicked|SKIP" "$out"/kernels-gpu-tests.log "$out"/vkae-tests.log | grep -v " ok$" | head -40
+grep -E "rel err|projection" "$out/vkae-tests.log" | head -20
+grep -E "^\| (gemv_bf16|gemm_bf16|residual|qk_norm|ple_combine|softcap_argmax|geglu_to)" "$out/kernel-bench.log" | head -60
+tail -n 40 "$out/vkae-bench.log"
+echo "== exit status $status"
+exit $status
