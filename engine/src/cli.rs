@@ -35,7 +35,7 @@ pub enum Command {
     /// Decode tokens/s at several batch sizes (median, min, max over repetitions; warm-up excluded).
     Bench(BenchArgs),
     /// Qualification run: baseline, peer and engine paths side by side, the quality guard, signed run records.
-    Qualify(crate::qualify::QualifyArgs),
+    Qualify(Box<crate::qualify::QualifyArgs>),
     /// Write an Ed25519 lane key pair (secret to --out, public to --out.pub) and print the public key.
     Keygen(crate::qualify::KeygenArgs),
     /// Write the model (e.g. synthetic weights) as a Hugging Face checkpoint transformers can load.

@@ -15,8 +15,11 @@ fn evidence_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../content/evidence")
 }
 
-/// (file, bytes, record) for every `*.json` record, and (name, public key) for every `*.pub` key.
-fn committed() -> (Vec<(PathBuf, Vec<u8>, RunRecord)>, Vec<(String, String)>) {
+/// (file, bytes, record) of a committed record.
+type Committed = (PathBuf, Vec<u8>, RunRecord);
+
+/// Every `qualify-*.json` record, and (name, public key) for every `*.pub` key.
+fn committed() -> (Vec<Committed>, Vec<(String, String)>) {
     let mut records = vec![];
     let mut keys = vec![];
     for e in std::fs::read_dir(evidence_dir()).expect("content/evidence exists") {

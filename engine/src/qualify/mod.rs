@@ -127,7 +127,7 @@ pub struct QualifyArgs {
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// POST each record to this evidence store (e.g. http://127.0.0.1:8080; plain HTTP).
-    #[arg(long, requires = "token")]
+    #[arg(long)]
     pub ingest: Option<String>,
     /// Ingest token (or the VKAE_INGEST_TOKEN environment variable).
     #[arg(long)]
@@ -1179,4 +1179,105 @@ pub fn keygen_cli(args: &KeygenArgs) -> crate::Result<()> {
     eprintln!("register it with: vkae lane-key add {name} {encoded}");
     println!("{encoded}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn settings(extra: &[&str]) -> Result<Settings> {
+        let mut argv = vec![
+            "vkae-engine",
+            "qualify",
+            "--synthetic",
+            "e4b",
+            "--lane-key",
+            "lab.key",
+        ];
+        if !extra.contains(&"--out") {
+            argv.extend_from_slice(&["--out", "r.json"]);
+        }
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv)
+            .map_err(|e| anyhow!("{e}"))?
+            .command
+        {
+            crate::cli::Command::Qualify(a) => Settings::from_args(&a),
+            _ => unreachable!("parsed as qualify"),
+        }
+    }
+
+    #[test]
+    fn settings_name_what_is_wrong() {
+        let ok = settings(&[]).unwrap();
+        assert_eq!(
+            (
+                ok.batches.clone(),
+                ok.lane_key_name.as_str(),
+                ok.f32_reference
+            ),
+            (vec![1], "lab", true)
+        );
+        assert_eq!(ok.baseline, BaselineKind::Transformers);
+        for (args, needle) in [
+            (&["--batch", "1,x"][..], "--batch: \"x\""),
+            (&["--batch", "0"][..], "positive batch sizes"),
+            (&["--batch", "1,8"][..], "{batch}"),
+            (&["--reps", "0"][..], "--reps"),
+            (&["--output-tokens", "1"][..], "--output-tokens"),
+            (&["--baseline", "vllm"][..], "--baseline \"vllm\""),
+            (&["--quality-reference", "fp8"][..], "--quality-reference"),
+            (&["--device", "tpu"][..], "unknown device"),
+        ] {
+            let err = settings(args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        if std::env::var_os("VKAE_INGEST_TOKEN").is_none() {
+            let err = settings(&["--ingest", "http://127.0.0.1:1"])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--token"), "{err}");
+        }
+        let several = settings(&["--batch", "1,8,32", "--out", "run-b{batch}.json"]).unwrap();
+        assert_eq!(several.out_for(32), PathBuf::from("run-b32.json"));
+        // The CPU stand-in never tries the transformers peer.
+        assert!(settings(&["--baseline", "cpu-reference"])
+            .unwrap()
+            .peer_time_limit
+            .is_none());
+    }
+
+    #[test]
+    fn the_table_shows_every_path_the_unavailable_ones_and_the_quality() {
+        let (key, _) = vkae_record::keygen();
+        let mut rec = RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap();
+        rec.sign("lab", &key).unwrap();
+        let c = Comparison {
+            tokens: 2048,
+            reference_ppl: 100.0,
+            candidate_ppl: 101.0,
+            top1_agreement: 0.5,
+            mean_kl: 0.25,
+            max_kl: 1.0,
+        };
+        let figures = QualityFigures {
+            record: c.clone(),
+            reference: "f32".into(),
+            bf16_vs_f32: Some(c),
+            vkae_vs_bf16: None,
+        };
+        let t = render_table(&rec, 9_289_000_000, &figures);
+        // Sample: baseline median 9.76, VKAE median 301.2 at batch 1: 30.86x, 9.289 GB x 301.2 / s = 2798 GB/s.
+        assert!(t.contains("30.86x"), "{t}");
+        assert!(t.contains("2798"), "{t}");
+        assert!(
+            t.contains("torch-compile") && t.contains("unavailable"),
+            "{t}"
+        );
+        assert!(
+            t.contains("relative 1.0000%") && t.contains("honest BF16"),
+            "{t}"
+        );
+    }
 }
