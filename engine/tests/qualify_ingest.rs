@@ -207,10 +207,22 @@ async fn qualify_on_cpu_ingests_into_a_real_store_and_a_tampered_copy_is_refused
     assert_eq!(answer["run_id"], record.run_id.as_str());
     let artifact = lane(&answer, "artifact");
     assert_eq!(artifact["passed"], false, "{answer}");
+    // The commit comes from git where the checkout has one (CI's clone does); a tarball has none, and says so.
+    let head = Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert_eq!(record.engine.commit, head);
+    let mut expected = vec!["engine.kernels_sha256 is missing"];
+    if head.is_none() {
+        expected.insert(0, "engine.commit is missing");
+    }
     assert_eq!(
         reasons(artifact),
-        ["engine.kernels_sha256 is missing"],
-        "the only artifact failure is the absent GPU kernel digest"
+        expected,
+        "the only artifact failures: the absent GPU kernel digest (and a commit where there is no git)"
     );
     // Token accounting adds up; on a shared 2-core machine only the timing spread may fail this lane.
     let bench = lane(&answer, "benchmark");
