@@ -74,13 +74,14 @@ fn a_crash_is_reported_with_its_signal_and_last_words() {
     let out = run_script(
         &dir.0,
         &format!(
-            "{HEADER}\nprint('@progress {{\"phase\": \"peer batch 1\", \"done\": 0, \"total\": 4}}', file=sys.stderr)\nprint('compiling the decode step', file=sys.stderr, flush=True)\nos.kill(os.getpid(), signal.SIGSEGV)\n"
+            "{HEADER}\nprint('@progress {{\"phase\": \"peer batch 1\", \"done\": 0, \"total\": 4}}', file=sys.stderr)\nprint('compiling the decode step', file=sys.stderr, flush=True)\nprint('/x/compile_fx.py:322: UserWarning: TensorFloat32 tensor cores', file=sys.stderr)\nprint('  warnings.warn(', file=sys.stderr, flush=True)\nos.kill(os.getpid(), signal.SIGSEGV)\n"
         ),
         Duration::from_secs(60),
     );
     let f = out.failure.expect("a crash is a failure");
     assert!(f.contains("signal 11 (segmentation fault)"), "{f}");
     assert!(f.contains("compiling the decode step"), "{f}");
+    assert!(f.contains("during peer batch 1 (0/4 done)"), "{f}");
     assert!(
         !f.contains("@progress"),
         "progress lines are not output: {f}"

@@ -133,8 +133,11 @@ pub fn run(
     let stdout = child.stdout.take().expect("piped");
     let log = std::fs::File::create(&log_path)?;
     let tail = std::sync::Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
+    // The child's last progress report: where it was when it failed.
+    let last_step = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let readers = {
         let (tail, log2, phase) = (tail.clone(), log.try_clone()?, phase.clone());
+        let last_step = last_step.clone();
         let out_log = log;
         let t_err = std::thread::spawn(move || {
             use std::io::Write as _;
@@ -142,6 +145,12 @@ pub fn run(
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
                 if let Some(p) = line.strip_prefix("@progress ") {
                     if let Ok(v) = serde_json::from_str::<serde_json::Value>(p) {
+                        *last_step.lock().expect("step lock") = format!(
+                            "{} ({}/{} done)",
+                            v["phase"].as_str().unwrap_or(""),
+                            v["done"],
+                            v["total"]
+                        );
                         phase.child_progress(
                             v["phase"].as_str().unwrap_or(""),
                             v["done"].as_u64().unwrap_or(0),
@@ -221,12 +230,25 @@ pub fn run(
         None
     };
     let failure = failure.map(|f| {
+        let step = last_step.lock().expect("step lock").clone();
+        let f = if step.is_empty() {
+            f
+        } else {
+            format!("{f} during {step}")
+        };
         let t = tail.lock().expect("tail lock");
         let last: Vec<&str> = t
             .iter()
             .rev()
-            // Blank lines and progress bars explain nothing.
-            .filter(|l| !l.trim().is_empty() && !l.contains("it/s]") && !l.contains('\r'))
+            // Blank lines, progress bars and Python warnings explain nothing.
+            .filter(|l| {
+                let l = l.trim();
+                !l.is_empty()
+                    && !l.contains("it/s]")
+                    && !l.contains('\r')
+                    && !l.contains("Warning:")
+                    && l != "warnings.warn("
+            })
             .take(2)
             .map(|s| s.trim())
             .collect();
