@@ -165,38 +165,115 @@ fn vkae_batched_generation_equals_one_by_one() {
     assert!(batched.tokens_per_s > 0.0 && batched.decode_steps == 23);
 }
 
+/// Decode logits of the graph (teacher-forced on `forced`) against a prefill over the same tokens, on the
+/// VKAE path itself and on the generic path: `(decode vs own prefill, decode vs generic prefill, own prefill vs
+/// generic prefill)`, worst row of the steps. Forcing the tokens keeps greedy near-ties out of the comparison.
+fn decode_vs_prefill(
+    model: &Model,
+    prompt: &[u32],
+    forced: &[u32],
+    label: &str,
+) -> (f64, f64, f64) {
+    let vocab = model.config.vocab_size;
+    let mut full = prompt.to_vec();
+    full.extend_from_slice(forced);
+    let rows = |logits: Vec<f32>| logits[(prompt.len() - 1) * vocab..].to_vec();
+    let mut vk = VkaeModel::new(model, VkaeOptions::default()).unwrap();
+    let dec = vk.decode_forced(prompt, forced).unwrap().concat();
+    let own = rows(vk.prefill_logits(&full).unwrap());
+    drop(vk);
+    let gen = rows(
+        Engine::new(model.clone(), Backend::Cuda)
+            .unwrap()
+            .prefill_logits(&full)
+            .unwrap(),
+    );
+    let e = (
+        max_rel_err(&dec, &own, vocab),
+        max_rel_err(&dec, &gen, vocab),
+        max_rel_err(&own, &gen, vocab),
+    );
+    eprintln!(
+        "{label}: teacher-forced decode (graph) vs VKAE prefill {:.2e}, vs generic prefill {:.2e}; \
+         VKAE prefill vs generic prefill {:.2e} ({} steps)",
+        e.0,
+        e.1,
+        e.2,
+        forced.len()
+    );
+    e
+}
+
 #[test]
-fn vkae_graph_equals_eager_and_gemv_equals_cublas_in_tokens() {
-    if !gpu_or_skip("vkae_graph_equals_eager_and_gemv_equals_cublas_in_tokens") {
+fn vkae_decode_matches_prefill_teacher_forced_on_the_fixtures() {
+    if !gpu_or_skip("vkae_decode_matches_prefill_teacher_forced_on_the_fixtures") {
+        return;
+    }
+    for name in ["e_style", "dense_style"] {
+        let model = Model::load(&fixture_dir(name)).unwrap();
+        let r = reference(name);
+        let (dec_own, dec_gen, own_gen) =
+            decode_vs_prefill(&model, &r.prompt, &r.greedy[..r.greedy.len() - 1], name);
+        assert!(
+            dec_own <= BF16_BAND,
+            "{name}: decode vs prefill {dec_own:e}"
+        );
+        assert!(
+            dec_gen <= BF16_BAND,
+            "{name}: decode vs generic {dec_gen:e}"
+        );
+        assert!(
+            own_gen <= BF16_BAND,
+            "{name}: prefill vs generic {own_gen:e}"
+        );
+    }
+}
+
+#[test]
+fn vkae_graph_equals_eager_and_gemv_stays_in_band() {
+    if !gpu_or_skip("vkae_graph_equals_eager_and_gemv_stays_in_band") {
         return;
     }
     let model = Model::load(&fixture_dir("dense_style")).unwrap();
+    let vocab = model.config.vocab_size;
     let r = reference("dense_style");
-    let req = GenerateRequest {
-        prompts: vec![r.prompt.clone(), r.prompt[3..].to_vec()],
-        max_new: 16,
-        stop_at_eos: false,
-    };
+    let forced = &r.greedy[..r.greedy.len() - 1];
     let mut vk = VkaeModel::new(&model, VkaeOptions::default()).unwrap();
-    let mut runs = vec![];
-    for (graphs, projections) in [
-        (true, ProjectionMode::Measured),
-        (false, ProjectionMode::Cublas),
-        (true, ProjectionMode::Gemv),
-        (false, ProjectionMode::Gemv),
-    ] {
+    let mut run = |graphs: bool, projections: ProjectionMode| {
         vk.set_options(VkaeOptions {
             graphs,
             projections,
         })
         .unwrap();
-        runs.push(((graphs, projections), vk.generate(&req).unwrap().tokens));
-    }
-    for (opt, toks) in &runs[1..] {
-        assert_eq!(toks, &runs[0].1, "{opt:?} differs from the default");
-    }
+        vk.decode_forced(&r.prompt, forced).unwrap().concat()
+    };
+    let (gc, ec) = (
+        run(true, ProjectionMode::Cublas),
+        run(false, ProjectionMode::Cublas),
+    );
+    let (gg, eg) = (
+        run(true, ProjectionMode::Gemv),
+        run(false, ProjectionMode::Gemv),
+    );
+    let (e_c, e_g, e_x) = (
+        max_rel_err(&gc, &ec, vocab),
+        max_rel_err(&gg, &eg, vocab),
+        max_rel_err(&gg, &gc, vocab),
+    );
+    eprintln!(
+        "dense_style forced decode: graph vs eager (cuBLAS) {e_c:.2e}, (GEMV) {e_g:.2e}; GEMV vs cuBLAS {e_x:.2e}"
+    );
+    // The graph replays the eager launches: the same kernels on the same data.
+    assert!(
+        e_c <= 1e-6 && e_g <= 1e-6,
+        "graph differs from eager: {e_c:e} {e_g:e}"
+    );
+    assert!(e_x <= BF16_BAND, "GEMV vs cuBLAS {e_x:e}");
 }
 
+/// Synthetic E4B: teacher-forced decode against prefill (VKAE and generic) is the check; greedy tokens
+/// against the generic path and the BF16-rounding CPU are printed (random weights leave near-tied logits, so
+/// later tokens may legitimately differ between correct implementations), the first token must agree.
 #[test]
 fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
     if !gpu_or_skip("vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps") {
@@ -212,23 +289,21 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
     let mut generic = Engine::new(model.clone(), Backend::Cuda).unwrap();
     let (gen_toks, gen_steps) = generic.generate_with_logits(&prompt, 4).unwrap();
     drop(generic);
+    let (dec_own, dec_gen, own_gen) =
+        decode_vs_prefill(&model, &prompt, &gen_toks[..3], "synthetic E4B");
     let mut cpu = Engine::new(model, Backend::Cpu).unwrap();
     let (cpu_toks, cpu_steps) =
         cpu::emulating_bf16(|| cpu.generate_with_logits(&prompt, 4).unwrap());
-    let err_cpu = max_rel_err(&vk_steps.concat(), &cpu_steps.concat(), vocab);
-    let err_gen = max_rel_err(&vk_steps.concat(), &gen_steps.concat(), vocab);
     eprintln!(
-        "synthetic E4B: VKAE vs BF16-rounding CPU logits rel err {err_cpu:.2e}, vs generic {err_gen:.2e} over 4 steps; \
-         tokens {vk_toks:?} / generic {gen_toks:?} / CPU {cpu_toks:?}; projection timings (rows, out, in, gemv us, cublas us) {timings:?}"
+        "synthetic E4B greedy: first-step logits vs BF16-rounding CPU {:.2e}, vs generic {:.2e}; tokens {vk_toks:?} / \
+         generic {gen_toks:?} / CPU {cpu_toks:?}; projection timings (rows, out, in, gemv us, cublas us) {timings:?}",
+        max_rel_err(&vk_steps[0], &cpu_steps[0], vocab),
+        max_rel_err(&vk_steps[0], &gen_steps[0], vocab),
     );
-    assert!(
-        err_cpu <= BF16_BAND,
-        "E4B logits vs CPU rel err {err_cpu:e}"
-    );
-    assert!(
-        err_gen <= BF16_BAND,
-        "E4B logits vs generic rel err {err_gen:e}"
-    );
-    assert_eq!(vk_toks, cpu_toks);
-    assert_eq!(vk_toks, gen_toks);
+    assert!(dec_own <= BF16_BAND, "E4B decode vs prefill {dec_own:e}");
+    assert!(dec_gen <= BF16_BAND, "E4B decode vs generic {dec_gen:e}");
+    assert!(own_gen <= BF16_BAND, "E4B prefill vs generic {own_gen:e}");
+    assert!(max_rel_err(&vk_steps[0], &gen_steps[0], vocab) <= BF16_BAND);
+    assert_eq!(vk_toks[0], gen_toks[0]);
+    assert_eq!(vk_toks[0], cpu_toks[0]);
 }

@@ -89,6 +89,9 @@ pub struct PathResult {
     pub achieved_gb_per_s: f64,
     /// Whether every sequence's greedy tokens equal the generic path's (None: generic not run).
     pub tokens_equal_generic: Option<bool>,
+    /// The first generated-token index where sequence 0 differs from the generic path's (None: equal or not
+    /// run). On random weights near-tied logits make a late divergence expected; an early one is a bug sign.
+    pub first_divergence: Option<usize>,
     /// First sequence's tokens (last repetition).
     pub seq0_tokens: Vec<u32>,
 }
@@ -162,7 +165,7 @@ fn time_path(
         rates.iter().cloned().fold(f64::INFINITY, f64::min),
         rates.iter().cloned().fold(0.0, f64::max),
         1000.0 / steps_per_s,
-        gb_per_step * steps_per_s
+        gb_per_step * steps_per_s / 1e9
     );
     Ok((
         PathResult {
@@ -175,6 +178,7 @@ fn time_path(
             gb_per_step: gb_per_step / 1e9,
             achieved_gb_per_s: gb_per_step * steps_per_s / 1e9,
             tokens_equal_generic: None,
+            first_divergence: None,
             seq0_tokens: last.first().cloned().unwrap_or_default(),
             tokens_per_s: rates,
         },
@@ -225,6 +229,9 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
                 let gb = bytes_per_step(&cfg, b, s.prompt_len, s.max_new);
                 let (mut r, toks) = time_path(label, &mut |q| v.generate(q), &req, s, gb)?;
                 r.tokens_equal_generic = generic_tokens.get(bi).map(|g| *g == toks);
+                r.first_divergence = generic_tokens
+                    .get(bi)
+                    .and_then(|g| g[0].iter().zip(&toks[0]).position(|(a, b)| a != b));
                 results.push(r);
             }
             if *options == VkaeOptions::default() {
@@ -251,7 +258,7 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
 pub fn markdown(r: &VkaeBenchReport) -> String {
     let mut out = format!(
         "model {}, device {}, prompt {}, {} new tokens ({} timed steps), {} reps, kernels sha256 {}\n\n\
-         | path | batch | tok/s median | min | max | ms/step | GB/step | achieved GB/s | tokens = generic |\n\
+         | path | batch | tok/s median | min | max | ms/step | GB/step | achieved GB/s | tokens = generic (seq 0 first differs at) |\n\
          |---|---|---|---|---|---|---|---|---|\n",
         r.model,
         r.device,
@@ -272,10 +279,11 @@ pub fn markdown(r: &VkaeBenchReport) -> String {
             p.ms_per_step,
             p.gb_per_step,
             p.achieved_gb_per_s,
-            match p.tokens_equal_generic {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "-",
+            match (p.tokens_equal_generic, p.first_divergence) {
+                (Some(true), _) => "yes".to_string(),
+                (Some(false), Some(i)) => format!("no ({i})"),
+                (Some(false), None) => "no (other seqs)".to_string(),
+                (None, _) => "-".to_string(),
             }
         ));
     }

@@ -992,6 +992,32 @@ impl VkaeModel {
         r
     }
 
+    /// Teacher-forced decode through the same decode step (graph or eager, as the options say), for checks:
+    /// prefills `prompt`, then feeds each of `forced` as the next input token (written into the step's id
+    /// buffer before the step runs) and returns the soft-capped logits of the prefill and of every step, so a
+    /// decode step can be compared with a prefill over the same tokens without greedy ties steering it.
+    pub fn decode_forced(&mut self, prompt: &[u32], forced: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let vsz = self.config.vocab_size;
+        if let Some(&bad) = forced.iter().find(|&&t| t as usize >= vsz) {
+            return Err(EngineError::Input(format!(
+                "forced token {bad} is outside the vocabulary (size {vsz})"
+            )));
+        }
+        let mut bk = self.take_bucket(1, prompt.len() + forced.len() + 1)?;
+        let r = (|| {
+            self.prefill_into(&mut bk, &[prompt.to_vec()])?;
+            let mut all = vec![self.gpu.download(&bk.work.logits.slice(..vsz))?];
+            for &t in forced {
+                self.gpu.upload_into(&[t], &mut bk.work.ids)?;
+                self.decode_step(&mut bk, 1)?;
+                all.push(self.gpu.download(&bk.work.logits.slice(..vsz))?);
+            }
+            Ok(all)
+        })();
+        self.buckets.insert(1, bk);
+        r
+    }
+
     /// Soft-capped logits of every position of one sequence (`[len, vocab]`), from one eager prefill.
     pub fn prefill_logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
         let n = ids.len();
