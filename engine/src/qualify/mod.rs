@@ -36,7 +36,7 @@ use vkae_record::{Role, RunRecord, Timestamp, UnavailablePath};
 use crate::bench::bench_prompt;
 use crate::config::Family;
 use crate::stats::model_stats;
-use crate::{Backend, Engine, GenerateRequest, Model};
+use crate::{Backend, Engine, GenerateOutput, GenerateRequest, Model};
 use progress::Phase;
 use quality::{Comparison, Logits};
 use record::Measured;
@@ -108,6 +108,10 @@ pub struct QualifyArgs {
     /// forward is then scored against it too, as the honest-BF16 calibration) or bf16 (transformers' BF16 forward).
     #[arg(long, default_value = "f32")]
     pub quality_reference: String,
+    /// The VKAE path: kernels (the kernel path: fused kernels, CUDA graphs; CUDA only, no MoE) or generic
+    /// (measure the generic path in its place, said so in the record).
+    #[arg(long, default_value = "kernels")]
+    pub vkae_path: String,
     /// Where synthetic weights are written as a checkpoint (reused when already complete).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
@@ -196,6 +200,8 @@ pub struct Settings {
     /// Score against transformers in f32 (true) or in BF16 (false).
     pub f32_reference: bool,
     pub checkpoint_dir: Option<PathBuf>,
+    /// Measure the kernel path as the VKAE path (where it applies) rather than the generic path.
+    pub vkae_kernel_path: bool,
     pub work_dir: Option<PathBuf>,
     pub lane_key: PathBuf,
     pub lane_key_name: String,
@@ -286,6 +292,11 @@ impl Settings {
                 other => bail!("--quality-reference {other:?}: expected f32 or bf16"),
             },
             checkpoint_dir: a.checkpoint_dir.clone(),
+            vkae_kernel_path: match a.vkae_path.as_str() {
+                "kernels" => true,
+                "generic" => false,
+                other => bail!("--vkae-path {other:?}: expected kernels or generic"),
+            },
             work_dir: a.work_dir.clone(),
             lane_key: a.lane_key.clone(),
             lane_key_name,
@@ -454,7 +465,11 @@ fn run_in(
 
     // 2. The engine first (a broken engine fails the run in its first minute, before the long baseline):
     // generic path and VKAE path on the same weights and prompt, then its quality-stream logits.
-    let phase = Phase::start("engine load", 1, s.progress_bars);
+    let phase = Phase::start(
+        "generic path",
+        1 + (s.batches.len() * (s.warmup + s.reps)) as u64,
+        s.progress_bars,
+    );
     let mut engine = Engine::new(model.clone(), s.backend)?;
     let (hardware, device_name) = match &engine {
         Engine::Cuda(g) => (
@@ -463,20 +478,15 @@ fn run_in(
         ),
         Engine::Cpu(_) => (provenance::cpu_hardware(), "cpu".to_string()),
     };
-    phase.finish(&device_name);
-    let phase = Phase::start(
-        "engine paths",
-        (s.batches.len() * 2 * (s.warmup + s.reps)) as u64,
-        s.progress_bars,
-    );
-    let mut engine_paths: Vec<(usize, Measured, Measured, Option<Vec<u32>>)> = vec![];
-    let path_note = match s.backend {
+    phase.inc("loaded");
+    let generic_note = match s.backend {
         Backend::Cuda => "BF16 weights, one kernel per op (vkae-kernels) and cuBLAS projections",
         Backend::Cpu => "the engine's f32 CPU code (--device cpu)",
     };
+    let mut generic_paths: Vec<(usize, Measured)> = vec![];
     for &b in &s.batches {
-        let (generic, _) = measure_engine(
-            &mut engine,
+        let (m, _) = measure_engine(
+            &mut |r| engine.generate(r),
             ENGINE_GENERIC,
             Role::Peer,
             &prompt,
@@ -484,33 +494,108 @@ fn run_in(
             s,
             &phase,
         )?;
-        let (vkae, seq0) = measure_engine(&mut engine, VKAE, Role::Vkae, &prompt, b, s, &phase)?;
-        engine_paths.push((
+        generic_paths.push((
             b,
-            Measured { detail: Some(format!("generic path: {path_note}")), ..generic },
             Measured {
-                detail: Some(format!(
-                    "VKAE path = the generic path until the kernel path lands (engine.kernels lists what ran): {path_note}"
-                )),
-                ..vkae
+                detail: Some(format!("generic path: {generic_note}")),
+                ..m
             },
-            seq0,
         ));
     }
-    phase.finish("measured");
+    phase.finish(&device_name);
 
-    let phase = Phase::start("engine quality logits", 1, s.progress_bars);
-    let vkae_logits = engine.prefill_logits(&q_ids)?;
+    // The VKAE path: the kernel path where it covers the model, else (saying so) the generic path. Its
+    // quality-stream logits are what the guard scores.
+    let kernel_path = match (s.backend, s.vkae_kernel_path, cfg.enable_moe_block) {
+        (Backend::Cuda, true, false) => Ok(()),
+        (Backend::Cpu, ..) => Err("no kernel path on the CPU"),
+        (_, false, _) => Err("--vkae-path generic"),
+        (_, _, true) => Err("the kernel path does not cover MoE layers yet"),
+    };
+    let phase = Phase::start(
+        "vkae path",
+        2 + (s.batches.len() * (s.warmup + s.reps)) as u64,
+        s.progress_bars,
+    );
+    let mut vkae_paths: Vec<(usize, Measured, Option<Vec<u32>>)> = vec![];
+    let (vkae_logits, vkae_note, kernel_path_on) = match kernel_path {
+        Ok(()) => {
+            // One copy of the weights on the GPU at a time.
+            drop(engine);
+            let options = crate::vkae::VkaeOptions::default();
+            let mut vm = crate::vkae::VkaeModel::new(&model, options)?;
+            phase.inc("loaded");
+            for &b in &s.batches {
+                let (m, seq0) = measure_engine(
+                    &mut |r| vm.generate(r),
+                    VKAE,
+                    Role::Vkae,
+                    &prompt,
+                    b,
+                    s,
+                    &phase,
+                )?;
+                vkae_paths.push((b, m, seq0));
+            }
+            let choices = vm.projection_choices();
+            let gemv = choices.iter().filter(|c| c.3 < c.4).count();
+            let note = format!(
+                "VKAE kernel path: fused kernels, q|k|v and gate|up concatenated, one CUDA graph per decode \
+                 step (graphs {}), projections of <= 8 rows on the weight-streaming GEMV or cuBLAS as measured \
+                 ({gemv} of {} shapes on the GEMV)",
+                options.graphs,
+                choices.len()
+            );
+            let logits = vm.prefill_logits(&q_ids)?;
+            (logits, note, true)
+        }
+        Err(why) => {
+            phase.inc("loaded");
+            for &b in &s.batches {
+                let (m, seq0) = measure_engine(
+                    &mut |r| engine.generate(r),
+                    VKAE,
+                    Role::Vkae,
+                    &prompt,
+                    b,
+                    s,
+                    &phase,
+                )?;
+                vkae_paths.push((b, m, seq0));
+            }
+            let logits = engine.prefill_logits(&q_ids)?;
+            drop(engine);
+            (
+                logits,
+                format!("VKAE path = the generic path ({why}): {generic_note}"),
+                false,
+            )
+        }
+    };
     if let Some(i) = vkae_logits.iter().position(|v| !v.is_finite()) {
         bail!(
-            "the engine's quality-stream logits hold a non-finite value at row {}",
+            "the VKAE path's quality-stream logits hold a non-finite value at row {}",
             i / vocab
         );
     }
+    // The reference side gets the GPU to itself (both engine copies are dropped by now).
     let vkae_logits = Logits::Memory(vkae_logits);
-    // The reference side gets the GPU to itself.
-    drop(engine);
-    phase.inc("done");
+    phase.inc("quality logits");
+    let engine_paths: Vec<(usize, Measured, Measured, Option<Vec<u32>>)> = generic_paths
+        .into_iter()
+        .zip(vkae_paths)
+        .map(|((b, generic), (_, vkae, seq0))| {
+            (
+                b,
+                generic,
+                Measured {
+                    detail: Some(vkae_note.clone()),
+                    ..vkae
+                },
+                seq0,
+            )
+        })
+        .collect();
     phase.finish(&format!("{} rows", q_ids.len()));
 
     // 3. The baseline (and the peer) on the reference side, on the same files.
@@ -677,7 +762,7 @@ fn run_in(
             );
             for &b in &s.batches {
                 let (m, seq0) = measure_engine(
-                    &mut cpu,
+                    &mut |r| cpu.generate(r),
                     CPU_REFERENCE,
                     Role::Baseline,
                     &prompt,
@@ -754,6 +839,10 @@ fn run_in(
                 .flat_map(|src| src.functions.iter().map(|f| f.to_string()))
                 .collect();
             k.push("cublas_gemm_bf16".into());
+            if kernel_path_on {
+                k.push("cuda_graph_decode_step".into());
+                k.push("projections=measured(gemv|cublas)".into());
+            }
             (Some(vkae_kernels::kernels_sha256()), k, "bf16")
         }
         // No GPU kernel ran: the record says so (and the artifact lane fails it).
@@ -891,7 +980,7 @@ fn run_in(
 /// Warm-up, then `reps` timed greedy generations of `batch` copies of `prompt`; the tokens counted from what
 /// came back. Returns the measurement and sequence 0 of the last repetition.
 fn measure_engine(
-    engine: &mut Engine,
+    generate: &mut dyn FnMut(&GenerateRequest) -> crate::Result<GenerateOutput>,
     name: &str,
     role: Role,
     prompt: &[u32],
@@ -907,12 +996,12 @@ fn measure_engine(
     // A warm-up is a whole timed repetition, discarded: a shorter one leaves first-use costs (KV-cache
     // growth, allocator, clocks ramping) in the first timed repetition, as the first H200 run showed.
     for _ in 0..s.warmup {
-        engine.generate(&req)?;
+        generate(&req)?;
         phase.inc(&format!("{name} batch {batch} warm-up"));
     }
     let (mut rates, mut generated, mut seq0) = (vec![], 0u64, None);
     for _ in 0..s.reps {
-        let out = engine.generate(&req)?;
+        let out = generate(&req)?;
         if !(out.tokens_per_s.is_finite() && out.tokens_per_s > 0.0) {
             bail!(
                 "{name} batch {batch}: the decode rate came back as {} (decode took {} s)",
