@@ -25,6 +25,10 @@ pub enum ParamKind {
     Matrix,
     /// A norm weight, a router scale, a per-expert scale or a layer scalar: near 1.
     Scale,
+    /// A q_norm / k_norm weight over `head_dim`: near `head_dim^-1/4`, so that with attention scaling 1.0
+    /// the scores have unit spread (scales near 1 give scores with std sqrt(head_dim): hard, chaotic
+    /// attention that random-weight comparisons cannot survive; trained models learn small scales here).
+    QkNorm(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -78,14 +82,14 @@ pub fn param_specs(cfg: &TextConfig) -> Vec<ParamSpec> {
         let hd = spec.head_dim;
         let nq = cfg.num_attention_heads * hd;
         push(p("self_attn.q_proj.weight"), vec![nq, h], ParamKind::Matrix);
-        push(p("self_attn.q_norm.weight"), vec![hd], ParamKind::Scale);
+        push(p("self_attn.q_norm.weight"), vec![hd], ParamKind::QkNorm(hd));
         if spec.kv_source.is_none() {
             push(
                 p("self_attn.k_proj.weight"),
                 vec![spec.kv_heads * hd, h],
                 ParamKind::Matrix,
             );
-            push(p("self_attn.k_norm.weight"), vec![hd], ParamKind::Scale);
+            push(p("self_attn.k_norm.weight"), vec![hd], ParamKind::QkNorm(hd));
             if spec.has_v_proj {
                 push(
                     p("self_attn.v_proj.weight"),
@@ -528,7 +532,8 @@ impl Model {
     }
 
     /// Random BF16 weights at `config`'s shape, a pure function of `seed`: matrices uniform with std 0.02,
-    /// scales (norm weights, router scales, layer scalars) uniform in [0.8, 1.2] so that a dropped multiply shows.
+    /// scales (norm weights, router scales, layer scalars) uniform in [0.8, 1.2] so that a dropped multiply
+    /// shows, q/k norm scales times `head_dim^-1/4` (see [`ParamKind::QkNorm`]).
     pub fn synthetic(config: TextConfig, seed: u64, source: String) -> Result<Self> {
         config.validate()?;
         let mut tensors = HashMap::new();
@@ -694,6 +699,7 @@ fn random_bf16(n: usize, stream: u64, kind: ParamKind) -> Vec<u16> {
                 let x = match kind {
                     ParamKind::Matrix => u * half_width,
                     ParamKind::Scale => 1.0 + 0.2 * u,
+                    ParamKind::QkNorm(hd) => (1.0 + 0.2 * u) * (hd as f32).powf(-0.25),
                 };
                 *o = f32_to_bf16(x);
             }
