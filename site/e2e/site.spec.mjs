@@ -105,10 +105,23 @@ test('a filter redraws the speed chart in the browser', async ({ page }) => {
   await page.selectOption('#filter-kind', 'measured');
   await expect(page.locator('#speed-chart-empty')).toBeVisible();
   await shot(page, 'sizing-filtered');
-  // Keyboard: the filters are reachable and operable without a mouse.
-  await page.focus('#filter-kind');
-  await page.keyboard.press('ArrowUp');
   expect(errors).toEqual([]);
+});
+
+test('the site works from the keyboard: skip link, and a filter changed with arrow keys', async ({ page }) => {
+  await page.goto('/sizing');
+  await hydrated(page, 'form.filters');
+  await page.keyboard.press('Tab');
+  await expect(page.locator('a.skip')).toBeFocused();
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#main')).toBeFocused();
+  const countBefore = await page.locator('#speed-chart-count').textContent();
+  await page.focus('#filter-family');
+  await page.keyboard.press('ArrowDown');
+  await expect(page.locator('#filter-family')).toHaveValue('E2B');
+  await expect(page.locator('#speed-chart-count')).not.toHaveText(countBefore);
+  const families = await page.locator('#speed-table tbody tr td:first-child').allTextContents();
+  expect(new Set(families)).toEqual(new Set(['E2B']));
 });
 
 test('the preview form validates per field, keeps input, and confirms', async ({ page }) => {
