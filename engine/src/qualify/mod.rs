@@ -517,40 +517,32 @@ fn run_in(
         2 + (s.batches.len() * (s.warmup + s.reps)) as u64,
         s.progress_bars,
     );
-    let mut vkae_paths: Vec<(usize, Measured, Option<Vec<u32>>)> = vec![];
-    let (vkae_logits, vkae_note, kernel_path_on) = match kernel_path {
-        Ok(()) => {
-            // One copy of the weights on the GPU at a time.
-            drop(engine);
-            let options = crate::vkae::VkaeOptions::default();
-            let mut vm = crate::vkae::VkaeModel::new(&model, options)?;
-            phase.inc("loaded");
-            for &b in &s.batches {
-                let (m, seq0) = measure_engine(
-                    &mut |r| vm.generate(r),
-                    VKAE,
-                    Role::Vkae,
-                    &prompt,
-                    b,
-                    s,
-                    &phase,
-                )?;
-                vkae_paths.push((b, m, seq0));
-            }
-            let choices = vm.projection_choices();
-            let gemv = choices.iter().filter(|c| c.3 < c.4).count();
-            let note = format!(
-                "VKAE kernel path: fused kernels, q|k|v and gate|up concatenated, one CUDA graph per decode \
-                 step (graphs {}), projections of <= 8 rows on the weight-streaming GEMV or cuBLAS as measured \
-                 ({gemv} of {} shapes on the GEMV)",
-                options.graphs,
-                choices.len()
-            );
-            let logits = vm.prefill_logits(&q_ids)?;
-            (logits, note, true)
-        }
-        Err(why) => {
-            phase.inc("loaded");
+    let mut unavailable: Vec<(Option<usize>, UnavailablePath)> = vec![];
+    let kernel_outcome = match kernel_path {
+        Ok(()) => Some(measure_kernel_path(&model, s, &prompt, &q_ids, &phase)),
+        Err(_) => None,
+    };
+    let (vkae_paths, vkae_logits, vkae_note, kernel_path_on) = match kernel_outcome {
+        Some(Ok((paths, logits, note))) => (paths, logits, note, true),
+        other => {
+            let why = match other {
+                Some(Err(e)) => {
+                    // Said in the record, never hidden: the kernel path failed and the generic path stands in.
+                    let mut reason = format!("{e:#}");
+                    reason.truncate(1000);
+                    unavailable.push((
+                        None,
+                        UnavailablePath {
+                            name: "vkae-kernel-path".into(),
+                            role: Role::Vkae,
+                            reason: reason.clone(),
+                        },
+                    ));
+                    format!("the kernel path failed, see unavailable_paths: {reason}")
+                }
+                _ => kernel_path.err().unwrap_or_default().to_string(),
+            };
+            let mut paths = vec![];
             for &b in &s.batches {
                 let (m, seq0) = measure_engine(
                     &mut |r| engine.generate(r),
@@ -561,17 +553,18 @@ fn run_in(
                     s,
                     &phase,
                 )?;
-                vkae_paths.push((b, m, seq0));
+                paths.push((b, m, seq0));
             }
             let logits = engine.prefill_logits(&q_ids)?;
-            drop(engine);
             (
+                paths,
                 logits,
                 format!("VKAE path = the generic path ({why}): {generic_note}"),
                 false,
             )
         }
     };
+    drop(engine);
     if let Some(i) = vkae_logits.iter().position(|v| !v.is_finite()) {
         bail!(
             "the VKAE path's quality-stream logits hold a non-finite value at row {}",
@@ -601,7 +594,6 @@ fn run_in(
     // 3. The baseline (and the peer) on the reference side, on the same files.
     let mut baseline: Vec<(usize, Measured, Option<Vec<u32>>)> = vec![];
     let mut peer: Vec<(usize, Measured)> = vec![];
-    let mut unavailable: Vec<(Option<usize>, UnavailablePath)> = vec![];
     let mut child_logs = vec![];
     let reference: ReferenceLogits;
     let reference_impl: String;
@@ -975,6 +967,45 @@ fn run_in(
         ingested,
         report,
     })
+}
+
+/// The VKAE kernel path on every batch, then its quality-stream logits. The generic path's copy of the
+/// weights stays on the GPU meanwhile (the H200 holds both), so a failure here can fall back to it.
+#[allow(clippy::type_complexity)]
+fn measure_kernel_path(
+    model: &Model,
+    s: &Settings,
+    prompt: &[u32],
+    q_ids: &[u32],
+    phase: &Phase,
+) -> Result<(Vec<(usize, Measured, Option<Vec<u32>>)>, Vec<f32>, String)> {
+    let options = crate::vkae::VkaeOptions::default();
+    let mut vm = crate::vkae::VkaeModel::new(model, options)?;
+    phase.inc("kernel path loaded");
+    let mut paths = vec![];
+    for &b in &s.batches {
+        let (m, seq0) = measure_engine(
+            &mut |r| vm.generate(r),
+            VKAE,
+            Role::Vkae,
+            prompt,
+            b,
+            s,
+            phase,
+        )?;
+        paths.push((b, m, seq0));
+    }
+    let choices = vm.projection_choices();
+    let gemv = choices.iter().filter(|c| c.3 < c.4).count();
+    let note = format!(
+        "VKAE kernel path: fused kernels, q|k|v and gate|up concatenated, one CUDA graph per decode step \
+         (graphs {}), projections of <= 8 rows on the weight-streaming GEMV or cuBLAS as measured ({gemv} of {} \
+         shapes on the GEMV)",
+        options.graphs,
+        choices.len()
+    );
+    let logits = vm.prefill_logits(q_ids)?;
+    Ok((paths, logits, note))
 }
 
 /// Warm-up, then `reps` timed greedy generations of `batch` copies of `prompt`; the tokens counted from what
