@@ -511,6 +511,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             kv_heads: KV_HEADS,
             head_dim: hd,
             window,
+            max_keys: None,
             capacity: 1024 + 1,
         };
         let check = Checker::new(gpu, seed ^ (hd as u64) << 8).attention(case)?;
@@ -548,10 +549,36 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             let splits = gpu.attention_splits(batch, HEADS);
             // The check is listed once; every context row shows it.
             b.rows.push(Row {
-                kernel: name,
+                kernel: name.clone(),
                 shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
                 batch,
                 check: Some(check.clone()),
+                stats: st,
+                bytes: bytes as f64,
+            });
+            // The same with the split count bounded by the keys (the VKAE path knows its context).
+            let st = b.timer.time(|_| {
+                gpu.attention_with_max_keys(
+                    &q,
+                    &kc,
+                    &vc,
+                    &ds,
+                    &dp,
+                    batch,
+                    HEADS,
+                    layout,
+                    window,
+                    1.0,
+                    Some(keys),
+                    &mut out,
+                )
+            })?;
+            let splits = splits.min(keys.div_ceil(crate::ops::ATTENTION_KEYS_PER_SPLIT));
+            b.rows.push(Row {
+                kernel: format!("{name}, splits from context"),
+                shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
+                batch,
+                check: None,
                 stats: st,
                 bytes: bytes as f64,
             });

@@ -71,6 +71,8 @@ pub struct AttentionCase {
     pub window: Option<usize>,
     /// Cache slots per sequence; smaller than `context + new_tokens` makes the cache a ring.
     pub capacity: usize,
+    /// The key bound given to [`Gpu::attention_with_max_keys`] (None: plain [`Gpu::attention`]).
+    pub max_keys: Option<usize>,
 }
 
 /// Runs checks on one [`Gpu`] with one random stream.
@@ -342,8 +344,8 @@ impl<'a> Checker<'a> {
         let positions: Vec<i32> = new.iter().map(|&(_, p)| p as i32).collect();
         let (dq, ds, dp) = (g.upload(&q)?, g.upload(&seq_ids)?, g.upload(&positions)?);
         let mut out = poison_f32(g, tokens * c.heads * hd)?;
-        g.attention(
-            &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, &mut out,
+        g.attention_with_max_keys(
+            &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys, &mut out,
         )?;
         let got = g.download(&out)?;
         let shape = AttentionShape {
@@ -620,6 +622,7 @@ impl<'a> Checker<'a> {
             head_dim: 256,
             window: None,
             capacity: 64,
+            max_keys: None,
         };
         for c in [
             base, // decode, full
@@ -664,6 +667,20 @@ impl<'a> Checker<'a> {
                 context: 3,
                 ..base
             }, // more splits than keys
+            AttentionCase {
+                num_seqs: 1,
+                context: 150,
+                capacity: 160,
+                max_keys: Some(151),
+                ..base
+            }, // splits from the context: 3
+            AttentionCase {
+                context: 100,
+                window: Some(32),
+                capacity: 35,
+                max_keys: Some(32),
+                ..base
+            }, // one split (no combine), ring
         ] {
             r.push(self.attention(c)?);
         }

@@ -430,7 +430,27 @@ impl Gpu {
         k: usize,
         y: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
+        let kparts = Self::gemv_kparts(self.multiprocessors() as usize, n);
+        self.gemv_bf16_split(x, w, m, n, k, kparts, y)
+    }
+
+    /// [`Gpu::gemv_bf16`] with the split of k across a block's 8 warps given (1, 2, 4 or 8; more parts mean
+    /// more, shorter blocks): for callers that time the choices on their own shapes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemv_bf16_split(
+        &self,
+        x: &impl DevicePtr<bf16>,
+        w: &impl DevicePtr<bf16>,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: usize,
+        y: &mut impl DevicePtrMut<f32>,
+    ) -> Result<()> {
         const OP: &str = "gemv_bf16";
+        if ![1, 2, 4, 8].contains(&kparts) {
+            return Err(shape(OP, format!("kparts = {kparts} must be 1, 2, 4 or 8")));
+        }
         if !Self::gemv_supports(m, k) {
             return Err(shape(
                 OP,
@@ -449,7 +469,6 @@ impl Gpu {
             return Err(shape(OP, "x and w must be 16-byte aligned".into()));
         }
         let (yp, _g3) = y.device_ptr_mut(&self.stream);
-        let kparts = Self::gemv_kparts(self.multiprocessors() as usize, n);
         let groups = 8 / kparts;
         let blocks = n.div_ceil(GEMV_ROWS_PER_WARP * groups);
         let (n_i, k_i, kp_i) = (int(OP, "n", n)?, int(OP, "k", k)?, kparts as i32);

@@ -34,6 +34,9 @@ impl KvLayout {
 /// Columns each block of the argmax's first pass reduces.
 pub(crate) const ARGMAX_CHUNK: usize = 4096;
 
+/// Keys per split [`Gpu::attention_with_max_keys`] aims for (8 warps x 4 keys in flight x 2 rounds).
+pub const ATTENTION_KEYS_PER_SPLIT: usize = 64;
+
 /// Largest head_dim the attention kernel supports (32 lanes x 16 dims).
 pub const MAX_HEAD_DIM: usize = 512;
 
@@ -313,6 +316,33 @@ impl Gpu {
         scale: f32,
         out: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
+        self.attention_with_max_keys(
+            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale, None,
+            out,
+        )
+    }
+
+    /// [`Gpu::attention`] with a bound on the keys any query sees (the caller knows the context length):
+    /// the split count is then also capped at `ceil(max_keys / ATTENTION_KEYS_PER_SPLIT)`, so a short context
+    /// runs few splits (or one, with no combine launch). Never more splits than [`Gpu::attention_splits`],
+    /// so the scratch reserved by [`Gpu::reserve_scratch`] always suffices. Correct for any bound: it only
+    /// sets the parallelism.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_with_max_keys(
+        &self,
+        q: &impl DevicePtr<f32>,
+        k_cache: &impl DevicePtr<bf16>,
+        v_cache: &impl DevicePtr<bf16>,
+        seq_ids: &impl DevicePtr<i32>,
+        positions: &impl DevicePtr<i32>,
+        tokens: usize,
+        heads: usize,
+        layout: KvLayout,
+        window: Option<usize>,
+        scale: f32,
+        max_keys: Option<usize>,
+        out: &mut impl DevicePtrMut<f32>,
+    ) -> Result<()> {
         const OP: &str = "attention";
         let hd = layout.head_dim;
         if hd == 0 || hd > MAX_HEAD_DIM {
@@ -359,7 +389,12 @@ impl Gpu {
         let hd_i = int(OP, "head_dim", hd)?;
         let cap = int(OP, "capacity", layout.capacity)?;
         let win = int(OP, "window", window.unwrap_or(0))?;
-        let splits = self.attention_splits(tokens, heads);
+        let splits = match max_keys {
+            Some(k) => self
+                .attention_splits(tokens, heads)
+                .min(k.div_ceil(ATTENTION_KEYS_PER_SPLIT).max(1)),
+            None => self.attention_splits(tokens, heads),
+        };
         let mut scratch = self.scratch_attention.lock().expect("scratch lock");
         let part_len = if splits > 1 {
             tokens * heads * splits * (hd + 2)

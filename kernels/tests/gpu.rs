@@ -147,6 +147,7 @@ fn attention_matches_reference() {
         kv_heads: 2,
         head_dim: 256,
         window: None,
+        max_keys: None,
         capacity: 64,
     };
     let cases = [

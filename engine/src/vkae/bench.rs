@@ -106,8 +106,8 @@ pub struct VkaeBenchReport {
     pub weight_bytes_per_step: u64,
     pub kv_bytes_per_token: u64,
     pub results: Vec<PathResult>,
-    /// The measured projection choice per shape of the default variant: (rows, out, in, gemv us, cuBLAS us).
-    pub projection_timings: Vec<(usize, usize, usize, f64, f64)>,
+    /// The measured projection choice per shape of the default variant.
+    pub projection_timings: Vec<super::ProjectionTiming>,
     pub kernels_sha256: String,
 }
 
@@ -235,7 +235,7 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
                 results.push(r);
             }
             if *options == VkaeOptions::default() {
-                projection_timings = v.projection_choices().to_vec();
+                projection_timings = v.projection_timings().to_vec();
             }
         }
     }
@@ -290,12 +290,18 @@ pub fn markdown(r: &VkaeBenchReport) -> String {
     if !r.projection_timings.is_empty() {
         out.push_str(
             "\nProjection choice (per shape, mean us per matrix over the model's weights of that shape):\n\n\
-             | rows | out | in | GEMV us | cuBLAS us | chosen |\n|---|---|---|---|---|---|\n",
+             | rows | out | in | GEMV us (best k split) | cuBLAS us | chosen |\n|---|---|---|---|---|---|\n",
         );
-        for (m, n, k, a, b) in &r.projection_timings {
+        for t in &r.projection_timings {
             out.push_str(&format!(
-                "| {m} | {n} | {k} | {a:.2} | {b:.2} | {} |\n",
-                if a < b { "GEMV" } else { "cuBLAS" }
+                "| {} | {} | {} | {:.2} ({}) | {:.2} | {} |\n",
+                t.rows,
+                t.out,
+                t.inner,
+                t.gemv_us,
+                t.gemv_kparts,
+                t.cublas_us,
+                if t.gemv_wins() { "GEMV" } else { "cuBLAS" }
             ));
         }
     }

@@ -9,9 +9,11 @@
 //!   launch, writing the next projection's BF16 operand directly (no cast launches); q/k/v norms + RoPE +
 //!   KV-cache write in one launch; GeGLU writing BF16; the per-layer-input combine in one launch; soft-cap
 //!   fused into the argmax.
-//! - Projections with at most 8 rows go to the weight-streaming GEMV or to cuBLAS, whichever measured
-//!   faster for that (rows, out, in) shape when the batch size was first seen (timed on the model's own
-//!   weights with CUDA events; [`VkaeModel::projection_choices`] lists the outcome).
+//! - Projections with at most 8 rows go to the weight-streaming GEMV (at its best k split) or to cuBLAS,
+//!   whichever measured faster for that (rows, out, in) shape when the batch size was first seen (timed on
+//!   the model's own weights with CUDA events; [`VkaeModel::projection_choices`] lists the outcome).
+//! - Decode attention splits the keys by the context the cache was sized for (about 64 keys a split),
+//!   not only by the batch's parallelism, so a short context runs few splits.
 //! - The decode step (embedding, every layer, LM head, soft-cap + argmax, then `decode_advance`, which
 //!   records the ids and advances the positions on the device) is one CUDA graph per batch size. Token ids,
 //!   positions and sequence ids live in fixed device buffers; replaying the graph needs no host work, no
@@ -79,6 +81,25 @@ impl ProjectionMode {
                 "unknown projection mode {other:?} (expected measured, cublas or gemv)"
             ))),
         }
+    }
+}
+
+/// One projection shape's measurement: mean microseconds per matrix over a pass through every weight of that
+/// shape in the model (best of 3 passes, CUDA events), for the GEMV at its best k split and for cuBLAS.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct ProjectionTiming {
+    pub rows: usize,
+    pub out: usize,
+    pub inner: usize,
+    pub gemv_us: f64,
+    /// The GEMV's k split across a block's warps that gave `gemv_us`.
+    pub gemv_kparts: usize,
+    pub cublas_us: f64,
+}
+
+impl ProjectionTiming {
+    pub fn gemv_wins(&self) -> bool {
+        self.gemv_us < self.cublas_us
     }
 }
 
@@ -175,10 +196,10 @@ pub struct VkaeModel {
     /// Batch rows the kernels' internal scratch buffers were reserved for (growing them frees the old
     /// buffers, which invalidates every captured graph).
     scratch_rows: usize,
-    /// `(rows, out, in)` -> use the GEMV (true) or cuBLAS (false), measured per shape.
-    choices: HashMap<(usize, usize, usize), bool>,
-    /// What the measurement saw: `(rows, out, in, gemv us, cublas us)` per shape.
-    timings: Vec<(usize, usize, usize, f64, f64)>,
+    /// `(rows, out, in)` -> the GEMV with this k split (Some) or cuBLAS (None), measured per shape.
+    choices: HashMap<(usize, usize, usize), Option<usize>>,
+    /// What the measurement saw per shape (see [`VkaeModel::projection_choices`]).
+    timings: Vec<ProjectionTiming>,
 }
 
 fn bf16_bytes(v: &[u16]) -> &[u8] {
@@ -343,9 +364,17 @@ impl VkaeModel {
         Ok(())
     }
 
-    /// The measured projection choices so far: `(rows, out, in, gemv us, cublas us)` per shape (a pass
-    /// over every weight of that shape in the model), in the order measured.
-    pub fn projection_choices(&self) -> &[(usize, usize, usize, f64, f64)] {
+    /// The measured projection choices so far as `(rows, out, in, gemv us, cublas us)` per shape (a pass over
+    /// every weight of that shape in the model), in the order measured; the GEMV runs where `gemv < cublas`.
+    pub fn projection_choices(&self) -> Vec<(usize, usize, usize, f64, f64)> {
+        self.timings
+            .iter()
+            .map(|t| (t.rows, t.out, t.inner, t.gemv_us, t.cublas_us))
+            .collect()
+    }
+
+    /// The same measurements with the GEMV's best k split.
+    pub fn projection_timings(&self) -> &[ProjectionTiming] {
         &self.timings
     }
 
@@ -509,15 +538,18 @@ impl VkaeModel {
                 if !Gpu::gemv_supports(rows, *k) {
                     continue;
                 }
-                let mut best = [f64::INFINITY; 2];
+                // Variants: the GEMV at each k split, then cuBLAS.
+                const VARIANTS: [Option<usize>; 5] = [Some(1), Some(2), Some(4), Some(8), None];
+                let mut best = [f64::INFINITY; 5];
                 for round in 0..4 {
-                    for (variant, slot) in best.iter_mut().enumerate() {
+                    for (variant, slot) in VARIANTS.iter().zip(best.iter_mut()) {
                         start.record(g.stream()).map_err(gpu_err)?;
                         for &w in ws {
-                            if variant == 0 {
-                                g.gemv_bf16(&x, w, rows, *n, *k, &mut y)?;
-                            } else {
-                                g.gemm_bf16(&x, w, rows, *n, *k, &mut y)?;
+                            match variant {
+                                Some(kparts) => {
+                                    g.gemv_bf16_split(&x, w, rows, *n, *k, *kparts, &mut y)?
+                                }
+                                None => g.gemm_bf16(&x, w, rows, *n, *k, &mut y)?,
                             }
                         }
                         end.record(g.stream()).map_err(gpu_err)?;
@@ -525,17 +557,35 @@ impl VkaeModel {
                         let us =
                             start.elapsed_ms(&end).map_err(gpu_err)? as f64 * 1e3 / ws.len() as f64;
                         if round > 0 {
-                            // round 0 warms both kernels up
+                            // round 0 warms every variant up
                             *slot = slot.min(us);
                         }
                     }
                 }
-                results.push((rows, *n, *k, best[0], best[1]));
+                let (gi, gemv_us) =
+                    best[..4]
+                        .iter()
+                        .enumerate()
+                        .fold(
+                            (0, f64::INFINITY),
+                            |a, (i, &t)| if t < a.1 { (i, t) } else { a },
+                        );
+                results.push(ProjectionTiming {
+                    rows,
+                    out: *n,
+                    inner: *k,
+                    gemv_us,
+                    gemv_kparts: VARIANTS[gi].expect("a GEMV variant"),
+                    cublas_us: best[4],
+                });
             }
             results
         };
         for r in results {
-            self.choices.insert((r.0, r.1, r.2), r.3 < r.4);
+            self.choices.insert(
+                (r.rows, r.out, r.inner),
+                r.gemv_wins().then_some(r.gemv_kparts),
+            );
             self.timings.push(r);
         }
         Ok(())
@@ -552,16 +602,16 @@ impl VkaeModel {
         k: usize,
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let gemv = Gpu::gemv_supports(m, k)
-            && match self.options.projections {
-                ProjectionMode::Gemv => true,
-                ProjectionMode::Cublas => false,
-                ProjectionMode::Measured => self.choices.get(&(m, n, k)).copied().unwrap_or(false),
-            };
-        if gemv {
-            self.gpu.gemv_bf16(x, w, m, n, k, y)?;
-        } else {
-            self.gpu.gemm_bf16(x, w, m, n, k, y)?;
+        if !Gpu::gemv_supports(m, k) {
+            return Ok(self.gpu.gemm_bf16(x, w, m, n, k, y)?);
+        }
+        match self.options.projections {
+            ProjectionMode::Gemv => self.gpu.gemv_bf16(x, w, m, n, k, y)?,
+            ProjectionMode::Cublas => self.gpu.gemm_bf16(x, w, m, n, k, y)?,
+            ProjectionMode::Measured => match self.choices.get(&(m, n, k)).copied().flatten() {
+                Some(kparts) => self.gpu.gemv_bf16_split(x, w, m, n, k, kparts, y)?,
+                None => self.gpu.gemm_bf16(x, w, m, n, k, y)?,
+            },
         }
         Ok(())
     }
@@ -662,7 +712,10 @@ impl VkaeModel {
                 .as_ref()
                 .expect("owner has a cache");
             let window = (s.kind == LayerKind::Sliding).then_some(s.window);
-            g.attention(
+            // No query sees more keys than the cache holds (or the window): the split count follows the
+            // context the cache was sized for instead of only the batch's parallelism.
+            let max_keys = window.map_or(cache.layout.capacity, |w| w.min(cache.layout.capacity));
+            g.attention_with_max_keys(
                 &w.q,
                 &cache.k,
                 &cache.v,
@@ -673,6 +726,7 @@ impl VkaeModel {
                 cache.layout,
                 window,
                 1.0,
+                Some(max_keys),
                 &mut w.att,
             )?;
             g.cast_f32_to_bf16(&w.att, n * nh * hd, &mut w.att_b)?;
@@ -802,7 +856,7 @@ impl VkaeModel {
     /// back with `self.buckets.insert`).
     fn take_bucket(&mut self, b: usize, capacity: usize) -> Result<Bucket> {
         self.ensure_scratch(b)?;
-        if !self.timings.iter().any(|t| t.0 == b) {
+        if !self.timings.iter().any(|t| t.rows == b) {
             self.measure_projections(b)?;
         }
         match self.buckets.remove(&b) {

@@ -379,6 +379,18 @@ impl Checker<'_> {
         k: usize,
         sample_rows: Option<usize>,
     ) -> Result<CheckReport> {
+        self.gemv_split(m, n, k, None, sample_rows)
+    }
+
+    /// [`Checker::gemv`] with the k split across a block's warps given (`None`: the default choice).
+    pub fn gemv_split(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: Option<usize>,
+        sample_rows: Option<usize>,
+    ) -> Result<CheckReport> {
         let g = self.gpu;
         let x = bf16_round(&self.rng.normal_vec(m * k, 1.0));
         let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -386,7 +398,10 @@ impl Checker<'_> {
         let chunk = self.rng.normal_bf16(chunk_len, 0.02);
         let (dx, dw) = (g.upload(&xb)?, g.upload_tiled(&chunk, n * k)?);
         let mut y = poison_f32(g, m * n)?;
-        g.gemv_bf16(&dx, &dw, m, n, k, &mut y)?;
+        match kparts {
+            Some(p) => g.gemv_bf16_split(&dx, &dw, m, n, k, p, &mut y)?,
+            None => g.gemv_bf16(&dx, &dw, m, n, k, &mut y)?,
+        }
         let got = g.download(&y)?;
         let cols: Vec<usize> = match sample_rows {
             Some(s) if s < n => {
@@ -410,7 +425,7 @@ impl Checker<'_> {
         Ok(CheckReport::new(
             "gemv_bf16 (weight streaming)",
             format!(
-                "m {m} n {n} k {k}{}",
+                "m {m} n {n} k {k} kparts {kparts:?}{}",
                 if cols.len() < n {
                     format!(" ({} cols checked)", cols.len())
                 } else {
@@ -495,6 +510,10 @@ impl Checker<'_> {
             r.push(self.gemv(m, n, k, None)?);
         }
         r.push(self.gemv(1, 262_144, 2560, Some(64))?);
+        for kparts in [1, 2, 4, 8] {
+            r.push(self.gemv_split(1, 2560, 10240, Some(kparts), None)?);
+            r.push(self.gemv_split(7, 300, 2048, Some(kparts), None)?);
+        }
         r.push(self.decode_advance(5)?);
         Ok(r)
     }
