@@ -22,6 +22,7 @@ device=${DEVICE:-cuda}
 python=${PYTHON:-python3}
 prompt=${PROMPT_TOKENS:-128}
 output=${OUTPUT_TOKENS:-128}
+warmup=${WARMUP:-1}
 mkdir -p "$out" "$work"
 export VKAE_ENGINE_DIR="$PWD/engine" PYTHONUNBUFFERED=1
 
@@ -44,7 +45,7 @@ done
 start=$(date +%s)
 # shellcheck disable=SC2086
 "$bin/vkae-engine" qualify $model_args --batch "$batches" \
-  --prompt-tokens "$prompt" --output-tokens "$output" --reps "$reps" --warmup 1 --quality-tokens 2048 \
+  --prompt-tokens "$prompt" --output-tokens "$output" --reps "$reps" --warmup "$warmup" --quality-tokens 2048 \
   --device "$device" --baseline hf --python "$python" --baseline-time-limit 420 --peer-time-limit "$peer_limit" \
   --work-dir "$work" --lane-key "$key" \
   --out "$out/qualify-e4b-b{batch}.json" --report "$out/report-e4b.json" --no-progress 2>&1 | tee "$out/qualify.log"
