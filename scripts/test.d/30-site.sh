@@ -44,11 +44,14 @@ done
 # Bytes per page (gzip, as served) and the home page's time to first byte (median of 20, warm).
 wasm_gz=$(stat -c %s site/pkg/vkae_site_bg.wasm.gz)
 js_gz=$(stat -c %s site/pkg/vkae_site.js.gz)
-css_gz=$(curl -s -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "$origin$(curl -s "$origin/" | grep -o '/assets/site-[^"]*\.css' | head -n1)")
+home=$(curl -s "$origin/")
+css_path=$(grep -o '/assets/site-[^"]*\.css' <<<"$home")
+css_gz=$(curl -s -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "$origin${css_path%%$'\n'*}")
 echo "   site: bytes per page, gzip: HTML + CSS ($css_gz) + JS glue + WebAssembly"
 for page in / /models /sizing /evidence /engine /preview /internal; do
   html=$(curl -s -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "$origin$page")
-  if curl -s "$origin$page" | grep -q 'vkae_site.js'; then js=$js_gz wasm=$wasm_gz; else js=0 wasm=0; fi
+  body=$(curl -s "$origin$page")
+  if [[ "$body" == *vkae_site.js* ]]; then js=$js_gz wasm=$wasm_gz; else js=0 wasm=0; fi
   printf '     %-10s html %6d  js %6d  wasm %7d  total %7d\n' "$page" "$html" "$js" "$wasm" $((html + css_gz + js + wasm))
 done
 ttfb=$(for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_starttransfer}\n' "$origin/"; done | sort -n | sed -n '10p')
