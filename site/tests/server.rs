@@ -163,7 +163,8 @@ async fn fresh_store_shows_no_claim_and_blocks_porting_tracks() {
 #[tokio::test]
 async fn internal_needs_a_login_and_the_csv_export_is_refused_without_one() {
     let site = site().await;
-    let (_, internal, _) = get(&site, "/internal").await;
+    let (_, internal, headers) = get(&site, "/internal").await;
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert!(internal.contains("id=\"login-form\""));
     assert!(!internal.contains("Ingested runs"));
     let (status, _, _) = get(&site, "/internal/preview-requests.csv").await;
