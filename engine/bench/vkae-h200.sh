@@ -40,7 +40,7 @@ stage kernels-gpu-tests 60 "$bin/kernels-gpu-tests" --test-threads=1 --nocapture
 export VKAE_BENCH_OUT="$out" VKAE_BENCH_BATCHES=${BATCHES:-1,8,32} VKAE_BENCH_REPS=${REPS:-3}
 stage vkae-bench 150 "$bin/engine-vkae-bench" --ignored --nocapture
 stage vkae-tests 90 "$bin/engine-vkae-tests" --test-threads=1 --nocapture
-stage kernel-bench 60 "$bin/kernel-bench" --batches ${KB_BATCHES:-1,8} --reps 10
+stage kernel-bench 60 "$bin/kernel-bench" --batches ${KB_BATCHES:-1,8,32} --reps 10
 [ -n "${UNIT:-}" ] && stage kernels-unit-tests 30 "$bin/kernels-unit-tests" --test-threads=1
 grep -hE "^test |test result|FAIL|panicked|SKIP" "$out"/kernels-gpu-tests.log "$out"/vkae-tests.log | grep -v " ok$" | head -40
 grep -E "rel err|projection" "$out/vkae-tests.log" | head -20
