@@ -243,6 +243,7 @@ fn vkae_graph_equals_eager_and_gemv_stays_in_band() {
         vk.set_options(VkaeOptions {
             graphs,
             projections,
+            ..VkaeOptions::default()
         })
         .unwrap();
         vk.decode_forced(&r.prompt, forced).unwrap().concat()

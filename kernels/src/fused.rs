@@ -493,6 +493,11 @@ impl Gpu {
         Ok(())
     }
 
+    /// The k split [`Gpu::gemv_bf16`] uses for `n` outputs on this device.
+    pub fn gemv_default_kparts(&self, n: usize) -> usize {
+        Self::gemv_kparts(self.multiprocessors() as usize, n)
+    }
+
     /// Split of k across the 8 warps of a GEMV block: the fewest parts (1, 2, 4 or 8) that still give
     /// at least four blocks per multiprocessor, so narrow outputs keep every SM streaming.
     fn gemv_kparts(sms: usize, n: usize) -> usize {

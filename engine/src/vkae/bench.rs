@@ -55,6 +55,7 @@ impl VkaeBenchSettings {
                 VkaeOptions {
                     graphs: false,
                     projections: ProjectionMode::Cublas,
+                    ..VkaeOptions::default()
                 },
             ),
             (
@@ -62,11 +63,20 @@ impl VkaeBenchSettings {
                 VkaeOptions {
                     graphs: true,
                     projections: ProjectionMode::Cublas,
+                    ..VkaeOptions::default()
                 },
             ),
             (
                 "vkae (default: graph, measured GEMV/cuBLAS)".into(),
                 VkaeOptions::default(),
+            ),
+            (
+                "vkae + context splits + GEMV split search (options, unverified)".into(),
+                VkaeOptions {
+                    context_splits: true,
+                    gemv_split_search: true,
+                    ..VkaeOptions::default()
+                },
             ),
         ]
     }

@@ -9,11 +9,12 @@
 //!   launch, writing the next projection's BF16 operand directly (no cast launches); q/k/v norms + RoPE +
 //!   KV-cache write in one launch; GeGLU writing BF16; the per-layer-input combine in one launch; soft-cap
 //!   fused into the argmax.
-//! - Projections with at most 8 rows go to the weight-streaming GEMV (at its best k split) or to cuBLAS,
+//! - Projections with at most 8 rows go to the weight-streaming GEMV or to cuBLAS,
 //!   whichever measured faster for that (rows, out, in) shape when the batch size was first seen (timed on
 //!   the model's own weights with CUDA events; [`VkaeModel::projection_choices`] lists the outcome).
-//! - Decode attention splits the keys by the context the cache was sized for (about 64 keys a split),
-//!   not only by the batch's parallelism, so a short context runs few splits.
+//! - Behind options, not yet run on the H200 and so off by default: decode attention split by the cache's
+//!   context ([`VkaeOptions::context_splits`]) and a search over the GEMV's k split
+//!   ([`VkaeOptions::gemv_split_search`]).
 //! - The decode step (embedding, every layer, LM head, soft-cap + argmax, then `decode_advance`, which
 //!   records the ids and advances the positions on the device) is one CUDA graph per batch size. Token ids,
 //!   positions and sequence ids live in fixed device buffers; replaying the graph needs no host work, no
@@ -49,13 +50,22 @@ pub struct VkaeOptions {
     pub graphs: bool,
     /// Projection kernel choice for batches of at most 8 rows.
     pub projections: ProjectionMode,
+    /// Decode attention splits the keys by the context the cache was sized for (~64 keys a split) instead of
+    /// by the batch's parallelism alone. Off by default: not yet run on the H200.
+    pub context_splits: bool,
+    /// With [`ProjectionMode::Measured`], also time the GEMV at every k split (1, 2, 4, 8 of a block's warps)
+    /// rather than only the default split. Off by default: not yet run on the H200.
+    pub gemv_split_search: bool,
 }
 
 impl Default for VkaeOptions {
+    /// The settings verified on the H200 (docs/benchmarks/vkae-path.md).
     fn default() -> Self {
         Self {
             graphs: true,
             projections: ProjectionMode::Measured,
+            context_splits: false,
+            gemv_split_search: false,
         }
     }
 }
@@ -516,6 +526,7 @@ impl VkaeModel {
         if !Gpu::gemv_supports(rows, 8) || self.options.projections != ProjectionMode::Measured {
             return Ok(());
         }
+        let split_search = self.options.gemv_split_search;
         let gpu_err = |e: vkae_kernels::cudarc::driver::DriverError| {
             EngineError::Gpu(format!("timing projections: {e}"))
         };
@@ -538,11 +549,16 @@ impl VkaeModel {
                 if !Gpu::gemv_supports(rows, *k) {
                     continue;
                 }
-                // Variants: the GEMV at each k split, then cuBLAS.
-                const VARIANTS: [Option<usize>; 5] = [Some(1), Some(2), Some(4), Some(8), None];
-                let mut best = [f64::INFINITY; 5];
+                // Variants: the GEMV at each k split searched (or its default split), cuBLAS last.
+                let variants: Vec<Option<usize>> = if split_search {
+                    vec![Some(1), Some(2), Some(4), Some(8), None]
+                } else {
+                    vec![Some(g.gemv_default_kparts(*n)), None]
+                };
+                let mut best = vec![f64::INFINITY; variants.len()];
+                let gemvs = variants.len() - 1;
                 for round in 0..4 {
-                    for (variant, slot) in VARIANTS.iter().zip(best.iter_mut()) {
+                    for (variant, slot) in variants.iter().zip(best.iter_mut()) {
                         start.record(g.stream()).map_err(gpu_err)?;
                         for &w in ws {
                             match variant {
@@ -563,7 +579,7 @@ impl VkaeModel {
                     }
                 }
                 let (gi, gemv_us) =
-                    best[..4]
+                    best[..gemvs]
                         .iter()
                         .enumerate()
                         .fold(
@@ -575,8 +591,8 @@ impl VkaeModel {
                     out: *n,
                     inner: *k,
                     gemv_us,
-                    gemv_kparts: VARIANTS[gi].expect("a GEMV variant"),
-                    cublas_us: best[4],
+                    gemv_kparts: variants[gi].expect("a GEMV variant"),
+                    cublas_us: best[gemvs],
                 });
             }
             results
@@ -714,7 +730,10 @@ impl VkaeModel {
             let window = (s.kind == LayerKind::Sliding).then_some(s.window);
             // No query sees more keys than the cache holds (or the window): the split count follows the
             // context the cache was sized for instead of only the batch's parallelism.
-            let max_keys = window.map_or(cache.layout.capacity, |w| w.min(cache.layout.capacity));
+            let max_keys = self
+                .options
+                .context_splits
+                .then(|| window.map_or(cache.layout.capacity, |w| w.min(cache.layout.capacity)));
             g.attention_with_max_keys(
                 &w.q,
                 &cache.k,
@@ -726,7 +745,7 @@ impl VkaeModel {
                 cache.layout,
                 window,
                 1.0,
-                Some(max_keys),
+                max_keys,
                 &mut w.att,
             )?;
             g.cast_f32_to_bf16(&w.att, n * nh * hd, &mut w.att_b)?;
