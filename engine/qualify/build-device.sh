@@ -16,7 +16,9 @@ if [ ! -d "$src" ]; then
   mkdir -p "$src.tmp" && git archive "$commit" | tar -x -C "$src.tmp" && mv "$src.tmp" "$src"
 fi
 (cd "$src" && VKAE_ENGINE_COMMIT=$commit cargo build --release -p vkae-engine --bin vkae-engine)
-cp "${CARGO_TARGET_DIR:-$src/target}/release/vkae-engine" "$dest/vkae-engine"
-strip "$dest/vkae-engine"
+# Copy then rename: a binary still running from a previous build stays intact ("Text file busy" otherwise).
+cp "${CARGO_TARGET_DIR:-$src/target}/release/vkae-engine" "$dest/.vkae-engine.new"
+strip "$dest/.vkae-engine.new"
+mv "$dest/.vkae-engine.new" "$dest/vkae-engine"
 echo "$commit" > "$dest/COMMIT"
 ls -la "$dest"
