@@ -17,6 +17,12 @@
 //!   reason; it never gets a number.
 //! - `--baseline cpu-reference` replaces transformers by the engine's f32 CPU reference (no Python); the record
 //!   names that path `cpu-reference` so it cannot pass for the declared baseline.
+//! - The VKAE path is the kernel path ([`crate::vkae::VkaeModel`]) where it covers the model on CUDA; elsewhere
+//!   (CPU, MoE, `--vkae-path generic`, or a kernel-path failure, which is also listed under `unavailable_paths`)
+//!   the generic path is measured in its place and the path's `detail` says why. The quality guard scores the
+//!   VKAE path's logits.
+//! - Warm-ups are whole repetitions, discarded; the engine runs first (fail fast), then the reference side gets
+//!   the GPU to itself.
 //! - Every record is checked by `vkae-record`'s parser and its signature verified before it is written.
 
 pub mod child;
