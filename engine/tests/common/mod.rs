@@ -67,3 +67,51 @@ pub fn max_rel_err(got: &[f32], want: &[f32], width: usize) -> f64 {
     }
     worst
 }
+
+/// `||got - want|| / ||want||` over all elements (the project's relative error, performance-anchors.md);
+/// NaN anywhere gives infinity.
+pub fn l2_rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (g, w) in got.iter().zip(want) {
+        let d = *g as f64 - *w as f64;
+        num += d * d;
+        den += (*w as f64) * (*w as f64);
+    }
+    let r = (num / den.max(1e-300)).sqrt();
+    if r.is_nan() {
+        f64::INFINITY
+    } else {
+        r
+    }
+}
+
+/// Greedy agreement with a reference run: tokens must be equal until the first step where they differ, and
+/// there the reference must have had a near-tie (the reference logit of the other side's token within
+/// `rel_tol x max|logit|` of the reference maximum). After a tie-flip the two runs see different inputs, so
+/// the count returned is the number of steps whose logits are comparable (all of them when no token differs).
+pub fn greedy_agreement(
+    got: &[u32],
+    want: &[u32],
+    want_logits: &[Vec<f32>],
+    rel_tol: f32,
+) -> Result<usize, String> {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if g == w {
+            continue;
+        }
+        let row = &want_logits[i];
+        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let scale = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let gap = max - row[*g as usize];
+        if gap > rel_tol * scale {
+            return Err(format!(
+                "step {i}: token {g} vs {w}, and the reference gap {gap:.4} is no near-tie (tolerance {:.4})",
+                rel_tol * scale
+            ));
+        }
+        return Ok(i + 1);
+    }
+    Ok(got.len())
+}
