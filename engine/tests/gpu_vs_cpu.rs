@@ -183,11 +183,20 @@ fn gpu_synthetic_e4b_matches_cpu_for_a_few_steps() {
     let err = l2_rel_err(&gpu_steps[..agreed].concat(), &cpu_steps[..agreed].concat());
     let first_f32 = cpu.generate_with_logits(&prompt, 1).unwrap().1.concat();
     let f32_err = l2_rel_err(&gpu_steps[0], &first_f32);
+    // Over 42 layers BF16 rounding alone moves the reference by about the band's top (1.06e-2 measured on the
+    // CPU for this model and prompt), and the GPU's rounding noise is independent of the emulation's, so the
+    // bound is calibrated on the spot: no further from the reference than 1.5x rounding alone moves it.
+    let rounding_alone = l2_rel_err(&cpu_steps[0], &first_f32);
+    let bound = BF16_BAND.max(1.5 * rounding_alone);
     eprintln!(
         "synthetic E4B: GPU vs BF16-rounding CPU per step {per_step:?}; first step vs f32 CPU {f32_err:.2e}; \
-         tokens {gpu_toks:?} vs {cpu_toks:?}"
+         BF16 rounding alone {rounding_alone:.2e} (bound {bound:.2e}); tokens {gpu_toks:?} vs {cpu_toks:?}"
     );
-    assert!(err <= BF16_BAND, "E4B logits rel err {err:e}");
+    assert!(err <= bound, "E4B logits rel err {err:e} > {bound:e}");
+    assert!(
+        f32_err <= bound,
+        "E4B first-step rel err vs f32 {f32_err:e} > {bound:e}"
+    );
 }
 
 #[test]
