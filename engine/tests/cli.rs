@@ -63,6 +63,7 @@ fn inspect_reports_counts() {
 #[test]
 fn bad_input_fails_with_a_message() {
     let dir = fixture_dir("e_style");
+    let dense = fixture_dir("dense_style"); // has no tokenizer.json
     for (args, needle) in [
         (
             vec!["generate", dir.to_str().unwrap(), "--prompt-ids", "2,99999"],
@@ -73,7 +74,7 @@ fn bad_input_fails_with_a_message() {
             "not a token id",
         ),
         (
-            vec!["generate", dir.to_str().unwrap(), "--prompt", "hello"],
+            vec!["generate", dense.to_str().unwrap(), "--prompt", "hello"],
             "tokenizer.json",
         ),
         (
@@ -87,4 +88,36 @@ fn bad_input_fails_with_a_message() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn text_prompts_use_the_checkpoints_tokenizer() {
+    // e_style carries a small BPE tokenizer.json made with the Python tokenizers library, which encodes
+    // "the quick GPU tests" as [2, 79, 120, 89, 104, 27] (BOS first).
+    let dir = fixture_dir("e_style");
+    let tok = vkae_engine::tokenizer::Tokenizer::from_dir(&dir).unwrap();
+    assert_eq!(
+        tok.encode("the quick GPU tests").unwrap(),
+        vec![2, 79, 120, 89, 104, 27]
+    );
+    let out = engine()
+        .args([
+            "generate",
+            dir.to_str().unwrap(),
+            "--prompt",
+            "the quick GPU tests",
+            "--max-new",
+            "5",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["prompt_len"], 6);
+    assert_eq!(v["tokens"][0].as_array().unwrap().len(), 5);
 }
