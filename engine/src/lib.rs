@@ -202,9 +202,11 @@ fn validate_prompts(cfg: &TextConfig, prompts: &[Vec<u32>]) -> Result<()> {
     Ok(())
 }
 
+/// The CPU runs the sequences of a batch one after another; `decode_steps` is the longest sequence's step
+/// count and tokens/s counts every timed token of every sequence over the summed decode time.
 fn cpu_generate(m: &Model, req: &GenerateRequest) -> Result<GenerateOutput> {
     let mut tokens = vec![vec![]; req.prompts.len()];
-    let (mut prefill_s, mut decode_s, mut steps) = (0.0, 0.0, 0usize);
+    let (mut prefill_s, mut decode_s, mut timed_tokens) = (0.0, 0.0, 0usize);
     for (si, prompt) in req.prompts.iter().enumerate() {
         let mut s = cpu::CpuSession::new(m);
         let t0 = Instant::now();
@@ -218,17 +220,18 @@ fn cpu_generate(m: &Model, req: &GenerateRequest) -> Result<GenerateOutput> {
             }
             next = cpu::argmax(&s.forward(&[next], false));
             tokens[si].push(next);
-            steps += 1;
+            timed_tokens += 1;
         }
         decode_s += t1.elapsed().as_secs_f64();
     }
+    let decode_steps = tokens.iter().map(|t| t.len().saturating_sub(1)).max().unwrap_or(0);
     Ok(GenerateOutput {
         tokens,
         prefill_s,
         decode_s,
-        decode_steps: steps,
+        decode_steps,
         tokens_per_s: if decode_s > 0.0 {
-            steps as f64 / decode_s
+            timed_tokens as f64 / decode_s
         } else {
             0.0
         },
