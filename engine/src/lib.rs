@@ -224,7 +224,11 @@ fn cpu_generate(m: &Model, req: &GenerateRequest) -> Result<GenerateOutput> {
         }
         decode_s += t1.elapsed().as_secs_f64();
     }
-    let decode_steps = tokens.iter().map(|t| t.len().saturating_sub(1)).max().unwrap_or(0);
+    let decode_steps = tokens
+        .iter()
+        .map(|t| t.len().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
     Ok(GenerateOutput {
         tokens,
         prefill_s,
