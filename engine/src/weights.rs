@@ -82,14 +82,22 @@ pub fn param_specs(cfg: &TextConfig) -> Vec<ParamSpec> {
         let hd = spec.head_dim;
         let nq = cfg.num_attention_heads * hd;
         push(p("self_attn.q_proj.weight"), vec![nq, h], ParamKind::Matrix);
-        push(p("self_attn.q_norm.weight"), vec![hd], ParamKind::QkNorm(hd));
+        push(
+            p("self_attn.q_norm.weight"),
+            vec![hd],
+            ParamKind::QkNorm(hd),
+        );
         if spec.kv_source.is_none() {
             push(
                 p("self_attn.k_proj.weight"),
                 vec![spec.kv_heads * hd, h],
                 ParamKind::Matrix,
             );
-            push(p("self_attn.k_norm.weight"), vec![hd], ParamKind::QkNorm(hd));
+            push(
+                p("self_attn.k_norm.weight"),
+                vec![hd],
+                ParamKind::QkNorm(hd),
+            );
             if spec.has_v_proj {
                 push(
                     p("self_attn.v_proj.weight"),
