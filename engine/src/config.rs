@@ -394,14 +394,14 @@ impl TextConfig {
             ("num_key_value_heads", self.num_key_value_heads),
             ("global KV heads", self.num_global_key_value_heads),
         ] {
-            if kv == 0 || self.num_attention_heads % kv != 0 {
+            if kv == 0 || !self.num_attention_heads.is_multiple_of(kv) {
                 return bad(format!(
                     "{name} = {kv} must divide num_attention_heads = {}",
                     self.num_attention_heads
                 ));
             }
         }
-        if self.head_dim % 2 != 0 || self.global_head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) || !self.global_head_dim.is_multiple_of(2) {
             return bad("head dims must be even (rotary pairs)".into());
         }
         if self.num_kv_shared_layers >= self.num_hidden_layers && self.num_kv_shared_layers > 0 {

@@ -490,7 +490,7 @@ impl Model {
             let t = match view.dtype() {
                 Dtype::BF16 => Tensor {
                     shape: spec.shape.clone(),
-                    data: Data::Bf16(if off % 2 == 0 {
+                    data: Data::Bf16(if off.is_multiple_of(2) {
                         Buf::Mapped {
                             map: map.clone(),
                             byte_offset: off,
@@ -506,7 +506,7 @@ impl Model {
                 },
                 Dtype::F32 => Tensor {
                     shape: spec.shape.clone(),
-                    data: Data::F32(if off % 4 == 0 {
+                    data: Data::F32(if off.is_multiple_of(4) {
                         Buf::Mapped {
                             map: map.clone(),
                             byte_offset: off,
