@@ -546,14 +546,7 @@ pub fn PreviewView(data: PublicData) -> impl IntoView {
 
 #[component]
 pub fn InternalPage() -> impl IntoView {
-    // Operator data must never sit in a shared or browser cache.
-    #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.insert_header(
-            http::header::CACHE_CONTROL,
-            http::HeaderValue::from_static("no-store"),
-        );
-    }
+    // No caching of operator data: `server::no_store_for_private` sets it for every /internal response.
     let (title, description) = (
         copy().internal.title.clone(),
         copy().internal.description.clone(),

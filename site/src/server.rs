@@ -109,6 +109,26 @@ pub fn routes(state: AppState, settings: SiteSettings) -> Router {
             tower_http::services::ServeDir::new(pkg).precompressed_gzip(),
         )
         .with_state(options)
+        .layer(axum::middleware::from_fn(no_store_for_private))
+}
+
+/// Operator pages and server-function answers must never sit in a shared or browser cache. Decided here by
+/// path, for every response, rather than inside a page's render, so it holds however the page streams.
+async fn no_store_for_private(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let private =
+        path == "/internal" || path.starts_with("/internal/") || path.starts_with("/_site/");
+    let mut response = next.run(request).await;
+    if private {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 async fn css() -> Response {

@@ -167,8 +167,15 @@ async fn internal_needs_a_login_and_the_csv_export_is_refused_without_one() {
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert!(internal.contains("id=\"login-form\""));
     assert!(!internal.contains("Ingested runs"));
-    let (status, _, _) = get(&site, "/internal/preview-requests.csv").await;
+    let (status, _, headers) = get(&site, "/internal/preview-requests.csv").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let (_, _, headers) = get(&site, "/models").await;
+    assert_ne!(
+        headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "public pages stay cacheable"
+    );
 }
 
 #[tokio::test]
