@@ -459,7 +459,7 @@ fn ClaimRow(claim: Claim) -> impl IntoView {
             <td>
                 {format!("PPL {:.3} vs reference {:.3}", q.vkae_ppl, q.reference_ppl)}
                 <br />
-                <small>{format!("top-1 agreement {:.1}%, mean KL {:.4}", q.top1_agreement * 100.0, q.mean_kl)}</small>
+                <small>{format!("top-1 agreement {:.1}%, mean KL {:.2e}", q.top1_agreement * 100.0, q.mean_kl)}</small>
             </td>
             <td>
                 "engine " <code>{claim.engine_commit.chars().take(12).collect::<String>()}</code>
