@@ -335,6 +335,24 @@ async fn operator(
     }
 }
 
+/// An operator authenticated from the request's head (bearer token, or session cookie + Origin + CSRF header),
+/// for routes whose CSRF token cannot come in a form body. Routes that accept a form token (promote, retract)
+/// call `operator` themselves once the body is parsed.
+struct AuthenticatedOperator(auth::Operator);
+
+impl axum::extract::FromRequestParts<AppState> for AuthenticatedOperator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        operator(state, &parts.headers, &parts.method, None)
+            .await
+            .map(AuthenticatedOperator)
+    }
+}
+
 async fn ingest(
     State(state): State<AppState>,
     method: Method,
@@ -356,10 +374,8 @@ async fn ingest(
 
 async fn list_runs(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    AuthenticatedOperator(op): AuthenticatedOperator,
 ) -> ApiResult<Json<Value>> {
-    let op = operator(&state, &headers, &method, None).await?;
     Ok(Json(
         json!({ "runs": service::internal_runs(&state, &op).await? }),
     ))
@@ -367,11 +383,9 @@ async fn list_runs(
 
 async fn get_run(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    AuthenticatedOperator(op): AuthenticatedOperator,
     Path(run_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let op = operator(&state, &headers, &method, None).await?;
     Ok(Json(
         serde_json::to_value(service::internal_run(&state, &op, &run_id).await?)
             .expect("serialises"),
@@ -439,11 +453,9 @@ struct AuditQuery {
 
 async fn audit(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    AuthenticatedOperator(op): AuthenticatedOperator,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let op = operator(&state, &headers, &method, None).await?;
     let q: AuditQuery = parse_query(raw)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -459,10 +471,8 @@ async fn audit(
 
 async fn preview_list(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    AuthenticatedOperator(op): AuthenticatedOperator,
 ) -> ApiResult<Json<Value>> {
-    let op = operator(&state, &headers, &method, None).await?;
     Ok(Json(
         json!({ "requests": service::preview_requests(&state, &op).await? }),
     ))
@@ -470,10 +480,8 @@ async fn preview_list(
 
 async fn preview_csv(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    AuthenticatedOperator(op): AuthenticatedOperator,
 ) -> ApiResult<Response> {
-    let op = operator(&state, &headers, &method, None).await?;
     let csv = service::preview_requests_csv(&state, &op).await?;
     Ok((
         [
@@ -527,10 +535,9 @@ async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
 
 async fn logout(
     State(state): State<AppState>,
-    method: Method,
+    _operator: AuthenticatedOperator,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    operator(&state, &headers, &method, None).await?;
     let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
     service::logout(&state, cookie).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
