@@ -6,6 +6,7 @@
 // grid (chunks, rows); each block reduces columns [chunk * chunk_len, min(cols, (chunk+1) * chunk_len)).
 extern "C" __global__ void argmax_partial(const float* __restrict__ x, unsigned long long* __restrict__ partial,
                                           int cols, int chunk_len) {
+    PDL_ENTRY();
     const int chunk = blockIdx.x, r = blockIdx.y;
     const float* xr = x + (size_t)r * cols;
     const int begin = chunk * chunk_len;
@@ -22,6 +23,7 @@ extern "C" __global__ void argmax_partial(const float* __restrict__ x, unsigned 
 // One block per row.
 extern "C" __global__ void argmax_final(const unsigned long long* __restrict__ partial, unsigned* __restrict__ out,
                                         int chunks) {
+    PDL_ENTRY();
     const int r = blockIdx.x;
     unsigned long long best = 0ull;
     for (int i = threadIdx.x; i < chunks; i += blockDim.x) {

@@ -175,6 +175,7 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
                                                   const int* seq_ids, const int* positions, float* out,  \
                                                   float* part_ml, float* part_acc, int heads, int kv_heads, \
                                                   int head_dim, int capacity, int window, float scale) { \
+        PDL_ENTRY();                                                                                      \
         attention_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, part_ml, part_acc, heads,     \
                             kv_heads, head_dim, capacity, window, scale);                                \
     }
@@ -191,6 +192,7 @@ ATTENTION_ENTRY(16)
 // Grid (tokens, heads); splits <= 32.
 extern "C" __global__ void attention_combine(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
                                              float* __restrict__ out, int heads, int head_dim, int splits) {
+    PDL_ENTRY();
     __shared__ float weight[32];
     const size_t th = (size_t)blockIdx.x * heads + blockIdx.y;
     const float* ml = part_ml + 2 * th * splits;

@@ -80,3 +80,24 @@ __device__ __forceinline__ unsigned long long block_max_u64(unsigned long long v
     __syncthreads();
     return total;
 }
+
+// Programmatic dependent launch (sm_90 and later; see Gpu::set_programmatic_launch). Every kernel starts with
+// PDL_ENTRY(): it lets the next kernel on the stream be scheduled now, then waits until the previous kernel
+// has finished and its writes are visible. Work placed before the wait may only read data no earlier kernel
+// of the step writes (weights). Every kernel must execute the wait, so that the chain of completions stays
+// transitive. Launched without the attribute (or on older devices), both are no-ops.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+#define PDL_ENTRY()              \
+    do {                         \
+        pdl_launch_dependents(); \
+        pdl_wait();              \
+    } while (0)

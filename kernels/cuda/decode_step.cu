@@ -6,6 +6,7 @@
 extern "C" __global__ void decode_advance(const unsigned* __restrict__ ids, unsigned* __restrict__ history,
                                           int capacity_steps, int* __restrict__ step, int* __restrict__ positions,
                                           int batch) {
+    PDL_ENTRY();
     const int s = *step;
     for (int b = threadIdx.x; b < batch; b += blockDim.x) {
         if (s < capacity_steps) history[(size_t)s * batch + b] = ids[b];

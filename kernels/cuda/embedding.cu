@@ -5,6 +5,7 @@ extern "C" __global__ void embed_gather_bf16(const bf16_t* __restrict__ table,
                                              const unsigned* __restrict__ ids,
                                              float* __restrict__ out,
                                              int hidden, unsigned vocab, float scale) {
+    PDL_ENTRY();
     const int r = blockIdx.x;
     const unsigned id = ids[r];
     float* o = out + (size_t)r * hidden;

@@ -5,6 +5,7 @@
 extern "C" __global__ void geglu_f32(const float* __restrict__ gate, const float* __restrict__ up,
                                      float* __restrict__ out, int rows, int n, long long gate_stride,
                                      long long up_stride) {
+    PDL_ENTRY();
     const size_t total = (size_t)rows * n;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const size_t r = i / n, c = i % n;
@@ -20,6 +21,7 @@ extern "C" __global__ void geglu_f32(const float* __restrict__ gate, const float
 extern "C" __global__ void geglu_f32_to_bf16(const float* __restrict__ gate, const float* __restrict__ up,
                                              bf16_t* __restrict__ out, int rows, int n, long long gate_stride,
                                              long long up_stride) {
+    PDL_ENTRY();
     const size_t total = (size_t)rows * n;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const size_t r = i / n, c = i % n;

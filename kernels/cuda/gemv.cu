@@ -7,6 +7,9 @@
 // A block is 8 warps: groups = 8 / kparts row groups, each split over kparts warps along k (split-K
 // inside the block, merged in shared memory, so narrow outputs still spread over many warps).
 // Requires k % 8 == 0 and 16-byte aligned x and w (the host checks). Grid ceil(n / (GEMV_R * groups)).
+// Before waiting on the previous kernel (PDL, common.cuh) a block asks L2 for the first `prefetch_bytes` of
+// its rows of w (bulk prefetch, sm_90): the weights are constant, so their stream can start while the
+// previous kernel drains. 0 turns it off.
 #define GEMV_R 4
 #define GEMV_U 2
 #define GEMV_WARPS 8
@@ -24,8 +27,24 @@ __device__ __forceinline__ void gemv_unpack8(const uint4 u, float* v) {
 
 template <int M>
 __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w,
-                                          float* __restrict__ y, int n, int k, int kparts) {
+                                          float* __restrict__ y, int n, int k, int kparts, int prefetch_bytes) {
     __shared__ float red[GEMV_WARPS][GEMV_R * M];
+    pdl_launch_dependents();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (prefetch_bytes > 0) {
+        // This block's rows are contiguous: [first, first + rows) x k bf16.
+        const int first = blockIdx.x * (GEMV_WARPS / kparts) * GEMV_R;
+        const int rows = min((GEMV_WARPS / kparts) * GEMV_R, n - first);
+        const long long bytes = min((long long)rows * k * 2, (long long)prefetch_bytes) & ~15ll;
+        const char* base = (const char*)(w + (size_t)first * k);
+        const long long piece = 4096;
+        for (long long off = (long long)threadIdx.x * piece; off < bytes; off += (long long)blockDim.x * piece) {
+            const unsigned len = (unsigned)min(piece, bytes - off);
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + off), "r"(len) : "memory");
+        }
+    }
+#endif
+    pdl_wait();
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int groups = GEMV_WARPS / kparts;
@@ -98,8 +117,9 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
 
 #define GEMV_ENTRY(M)                                                                                   \
     extern "C" __global__ void __launch_bounds__(256) gemv_bf16_m##M(const bf16_t* x, const bf16_t* w,  \
-                                                                     float* y, int n, int k, int kparts) { \
-        gemv_impl<M>(x, w, y, n, k, kparts);                                                            \
+                                                                     float* y, int n, int k, int kparts, \
+                                                                     int prefetch_bytes) {               \
+        gemv_impl<M>(x, w, y, n, k, kparts, prefetch_bytes);                                            \
     }
 
 GEMV_ENTRY(1)

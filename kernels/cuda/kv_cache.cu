@@ -7,6 +7,7 @@ extern "C" __global__ void kv_append_bf16(const float* __restrict__ k_new, const
                                           const int* __restrict__ seq_ids, const int* __restrict__ positions,
                                           bf16_t* __restrict__ k_cache, bf16_t* __restrict__ v_cache,
                                           int kv_heads, int head_dim, int capacity) {
+    PDL_ENTRY();
     const int t = blockIdx.x;
     const int width = kv_heads * head_dim;
     const size_t slot = (size_t)seq_ids[t] * capacity + (size_t)(positions[t] % capacity);

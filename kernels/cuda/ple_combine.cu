@@ -8,6 +8,7 @@ extern "C" __global__ void ple_combine(const float* __restrict__ proj, const bf1
                                        const unsigned* __restrict__ ids, const bf16_t* __restrict__ norm_w,
                                        float* __restrict__ out, int layers, int dim, unsigned vocab,
                                        float proj_scale, float table_scale, float combine_scale, float eps) {
+    PDL_ENTRY();
     const int r = blockIdx.x / layers;
     const int l = blockIdx.x % layers;
     const size_t width = (size_t)layers * dim;

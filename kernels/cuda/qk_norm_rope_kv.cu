@@ -17,6 +17,7 @@ extern "C" __global__ void qk_norm_rope_kv(const float* __restrict__ qkv, int ro
                                            const int* __restrict__ seq_ids, const int* __restrict__ positions,
                                            bf16_t* __restrict__ k_cache, bf16_t* __restrict__ v_cache, int heads,
                                            int kv_heads, int hd, int capacity, float eps) {
+    PDL_ENTRY();
     const int t = blockIdx.x;
     const int slot = blockIdx.y;
     const int half = hd / 2;

@@ -11,6 +11,7 @@ extern "C" __global__ void residual_rms_norm(float* __restrict__ x, const float*
                                              const bf16_t* __restrict__ w_post, float s,
                                              const bf16_t* __restrict__ w_next, bf16_t* __restrict__ out_norm,
                                              bf16_t* __restrict__ out_x, int cols, float eps) {
+    PDL_ENTRY();
     const size_t base = (size_t)blockIdx.x * cols;
     float* xr = x + base;
     if (o != nullptr) {

@@ -4,6 +4,7 @@
 // by the same thread).
 extern "C" __global__ void rms_norm_f32(const float* x, const bf16_t* __restrict__ weight, float* out,
                                         int cols, float eps) {
+    PDL_ENTRY();
     const size_t base = (size_t)blockIdx.x * cols;
     const float* xr = x + base;
     float* orow = out + base;

@@ -6,6 +6,7 @@
 // keep full f32 accuracy. One block per token; each thread owns pair indices and loops over heads.
 extern "C" __global__ void rope_inplace_f32(float* __restrict__ x, const int* __restrict__ positions,
                                             const float* __restrict__ inv_freq, int heads, int head_dim) {
+    PDL_ENTRY();
     const int t = blockIdx.x;
     const int half = head_dim / 2;
     const double pos = (double)positions[t];

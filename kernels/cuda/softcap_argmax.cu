@@ -6,6 +6,7 @@
 // x: f32 [rows, cols]; partial: u64 [rows, chunks]; grid (chunks, rows).
 extern "C" __global__ void softcap_argmax_partial(const float* x, float* out, unsigned long long* __restrict__ partial,
                                                   int cols, int chunk_len, float cap) {
+    PDL_ENTRY();
     const int chunk = blockIdx.x, r = blockIdx.y;
     const size_t row = (size_t)r * cols;
     const int begin = chunk * chunk_len;

@@ -5,7 +5,7 @@
 use crate::error::{shape, DriverContext, Result};
 use crate::gpu::Gpu;
 use crate::ops::{int, launched, need, KvLayout, ARGMAX_CHUNK};
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig};
 use half::bf16;
 
 /// Largest batch (rows of `x`) the weight-streaming GEMV takes; larger batches go to cuBLAS.
@@ -90,9 +90,7 @@ impl Gpu {
             block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self
-            .stream
-            .launch_builder(self.function("residual_rms_norm"));
+        let mut b = self.launcher("residual_rms_norm");
         b.arg(&xp)
             .arg(&op)
             .arg(&wp)
@@ -196,7 +194,7 @@ impl Gpu {
             block_dim: (threads as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self.stream.launch_builder(self.function("qk_norm_rope_kv"));
+        let mut b = self.launcher("qk_norm_rope_kv");
         b.arg(&qp).arg(&args[0]).arg(&args[1]).arg(&args[2]);
         b.arg(&qo)
             .arg(&qn)
@@ -260,7 +258,7 @@ impl Gpu {
             block_dim: (dim.div_ceil(32).clamp(1, 8) as u32 * 32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self.stream.launch_builder(self.function("ple_combine"));
+        let mut b = self.launcher("ple_combine");
         b.arg(&pp).arg(&tp).arg(&ip).arg(&np).arg(&op);
         b.arg(&layers_i).arg(&dim_i).arg(&vocab);
         b.arg(&scales[0]).arg(&scales[1]).arg(&scales[2]).arg(&eps);
@@ -309,9 +307,7 @@ impl Gpu {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut l = self
-            .stream
-            .launch_builder(self.function("softcap_argmax_partial"));
+        let mut l = self.launcher("softcap_argmax_partial");
         l.arg(&xp)
             .arg(&out)
             .arg(&pp)
@@ -324,7 +320,7 @@ impl Gpu {
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut l = self.stream.launch_builder(self.function("argmax_final"));
+        let mut l = self.launcher("argmax_final");
         l.arg(&pp).arg(&ip).arg(&chunks_i);
         unsafe { l.launch(cfg) }.ctx(launched(OP))?;
         Ok(())
@@ -358,7 +354,7 @@ impl Gpu {
             block_dim: (batch.div_ceil(32).clamp(1, 32) as u32 * 32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut l = self.stream.launch_builder(self.function("decode_advance"));
+        let mut l = self.launcher("decode_advance");
         l.arg(&ip)
             .arg(&hp)
             .arg(&cap_steps)
@@ -400,9 +396,7 @@ impl Gpu {
         let (gp, _g1) = gate.device_ptr(&self.stream);
         let (upp, _g2) = up.device_ptr(&self.stream);
         let (op, _g3) = out.device_ptr_mut(&self.stream);
-        let mut b = self
-            .stream
-            .launch_builder(self.function("geglu_f32_to_bf16"));
+        let mut b = self.launcher("geglu_f32_to_bf16");
         b.arg(&gp)
             .arg(&upp)
             .arg(&op)
@@ -487,8 +481,10 @@ impl Gpu {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self.stream.launch_builder(self.function(name));
+        let prefetch = self.gemv_prefetch_bytes().min(i32::MAX as u32) as i32;
+        let mut b = self.launcher(name);
         b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
+        b.arg(&prefetch);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
         Ok(())
     }

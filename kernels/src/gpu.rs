@@ -10,6 +10,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 use half::bf16;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -37,6 +38,10 @@ pub struct Gpu {
     pub(crate) scratch_bf16: Mutex<Option<CudaSlice<bf16>>>,
     pub(crate) scratch_argmax: Mutex<Option<CudaSlice<u64>>>,
     pub(crate) scratch_attention: Mutex<Option<CudaSlice<f32>>>,
+    /// Launch kernels with programmatic dependent launch (see [`Gpu::set_programmatic_launch`]).
+    programmatic: AtomicBool,
+    /// Bytes of its weight rows each GEMV block asks L2 for before its PDL wait (0: none).
+    gemv_prefetch: AtomicU32,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -46,6 +51,67 @@ impl std::fmt::Debug for Gpu {
             .field("arch", &self.arch)
             .field("multiprocessors", &self.sms)
             .finish()
+    }
+}
+
+/// A kernel launch being assembled: arguments by reference, in the kernel's parameter order (device
+/// pointers as `u64`, `int` as `i32`, `float` as `f32`), then [`Launch::launch`]. Launches go through
+/// `cuLaunchKernelEx` so that programmatic dependent launch can be asked for per launch.
+pub(crate) struct Launch<'a> {
+    gpu: &'a Gpu,
+    func: &'a CudaFunction,
+    args: Vec<*mut std::ffi::c_void>,
+}
+
+impl<'a> Launch<'a> {
+    pub(crate) fn arg<T: DeviceRepr>(&mut self, value: &'a T) -> &mut Self {
+        self.args.push(value as *const T as *mut std::ffi::c_void);
+        self
+    }
+
+    /// Queues the kernel.
+    ///
+    /// # Safety
+    /// The arguments must match the kernel's parameters in number, order and type, and every pointer must
+    /// point at device memory large enough for what the kernel touches (the callers check sizes first).
+    pub(crate) unsafe fn launch(
+        &mut self,
+        cfg: cudarc::driver::LaunchConfig,
+    ) -> std::result::Result<(), cudarc::driver::DriverError> {
+        self.gpu.ctx.bind_to_thread()?;
+        // SAFETY: an all-zero launch attribute is a valid (empty) value; the union member set is the one
+        // the attribute id names.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let programmatic = self.gpu.programmatic_launch();
+        let config = sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.gpu.stream.cu_stream(),
+            attrs: if programmatic {
+                &mut attr
+            } else {
+                std::ptr::null_mut()
+            },
+            numAttrs: programmatic as u32,
+        };
+        // SAFETY: the config, function and argument pointers are live for the call (the caller
+        // guarantees that the arguments fit the kernel).
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &config,
+                self.func.cu_function(),
+                self.args.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
     }
 }
 
@@ -172,7 +238,51 @@ impl Gpu {
             scratch_bf16: Mutex::new(None),
             scratch_argmax: Mutex::new(None),
             scratch_attention: Mutex::new(None),
+            programmatic: AtomicBool::new(false),
+            gemv_prefetch: AtomicU32::new(0),
         })
+    }
+
+    /// Switches programmatic dependent launch (PDL, compute capability 9.0 and later) on or off for every
+    /// later launch of this crate's kernels. With it on, a kernel may be scheduled while the one before it
+    /// on the stream is still running: every kernel here starts with `pdl_wait()` (common.cuh), which holds
+    /// it until its predecessor has finished and its writes are visible, so results are unchanged; what
+    /// overlaps is the launch itself and the work a kernel does before that wait (the GEMV starts pulling
+    /// its weights, which no kernel writes). cuBLAS kernels are launched by cuBLAS, without it. Refused on
+    /// older devices.
+    pub fn set_programmatic_launch(&self, on: bool) -> Result<()> {
+        if on && self.cc.0 < 9 {
+            return Err(KernelError::Unavailable(format!(
+                "programmatic dependent launch needs compute capability 9.0, {} has {}.{}",
+                self.name, self.cc.0, self.cc.1
+            )));
+        }
+        self.programmatic.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many bytes of its rows of the weight matrix each GEMV block prefetches into L2 before it waits on
+    /// the previous kernel (gemv.cu); useful only with programmatic launch on. 0 (the default) turns it off.
+    pub fn set_gemv_prefetch_bytes(&self, bytes: u32) {
+        self.gemv_prefetch.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn gemv_prefetch_bytes(&self) -> u32 {
+        self.gemv_prefetch.load(Ordering::Relaxed)
+    }
+
+    /// Whether launches use programmatic dependent launch.
+    pub fn programmatic_launch(&self) -> bool {
+        self.programmatic.load(Ordering::Relaxed)
+    }
+
+    /// Starts assembling a launch of kernel `name` (declared in [`SOURCES`]) on this stream.
+    pub(crate) fn launcher(&self, name: &'static str) -> Launch<'_> {
+        Launch {
+            gpu: self,
+            func: self.function(name),
+            args: Vec::with_capacity(16),
+        }
     }
 
     /// The device's name, e.g. "NVIDIA H200".

@@ -8,7 +8,7 @@
 
 use crate::error::{shape, DriverContext, Result};
 use crate::gpu::Gpu;
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig};
 use half::bf16;
 
 /// Geometry of one layer's KV cache: `k` and `v` each bf16 `[num_seqs, capacity, kv_heads, head_dim]`.
@@ -108,9 +108,7 @@ impl Gpu {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self
-            .stream
-            .launch_builder(self.function("embed_gather_bf16"));
+        let mut b = self.launcher("embed_gather_bf16");
         b.arg(&t)
             .arg(&i)
             .arg(&o)
@@ -154,7 +152,7 @@ impl Gpu {
             block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self.stream.launch_builder(self.function("rms_norm_f32"));
+        let mut b = self.launcher("rms_norm_f32");
         b.arg(&x).arg(&w).arg(&out).arg(&cols_i).arg(&eps);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
         Ok(())
@@ -231,9 +229,7 @@ impl Gpu {
             block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self
-            .stream
-            .launch_builder(self.function("rope_inplace_f32"));
+        let mut b = self.launcher("rope_inplace_f32");
         b.arg(&xp).arg(&pp).arg(&fp).arg(&heads_i).arg(&hd_i);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
         Ok(())
@@ -282,7 +278,7 @@ impl Gpu {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self.stream.launch_builder(self.function("kv_append_bf16"));
+        let mut b = self.launcher("kv_append_bf16");
         b.arg(&kn).arg(&vn).arg(&si).arg(&po).arg(&kc).arg(&vc);
         b.arg(&kvh).arg(&hd).arg(&cap);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
@@ -423,7 +419,7 @@ impl Gpu {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self.stream.launch_builder(self.function(func));
+        let mut b = self.launcher(func);
         b.arg(&qp).arg(&kc).arg(&vc).arg(&si).arg(&po).arg(&op);
         b.arg(&part_ml).arg(&part_acc);
         b.arg(&heads_i)
@@ -440,9 +436,7 @@ impl Gpu {
                 block_dim: (128, 1, 1),
                 shared_mem_bytes: 0,
             };
-            let mut b = self
-                .stream
-                .launch_builder(self.function("attention_combine"));
+            let mut b = self.launcher("attention_combine");
             b.arg(&part_ml).arg(&part_acc).arg(&op);
             b.arg(&heads_i).arg(&hd_i).arg(&splits_i);
             unsafe { b.launch(cfg) }.ctx(launched(OP))?;
@@ -493,7 +487,7 @@ impl Gpu {
         let (gp, _g1) = gate.device_ptr(&self.stream);
         let (upp, _g2) = up.device_ptr(&self.stream);
         let (op, _g3) = out.device_ptr_mut(&self.stream);
-        let mut b = self.stream.launch_builder(self.function("geglu_f32"));
+        let mut b = self.launcher("geglu_f32");
         b.arg(&gp)
             .arg(&upp)
             .arg(&op)
@@ -507,7 +501,7 @@ impl Gpu {
 
     fn add_raw(&self, a: u64, b: u64, out: u64, n: usize) -> Result<()> {
         let n_i = n as i64;
-        let mut l = self.stream.launch_builder(self.function("add_f32"));
+        let mut l = self.launcher("add_f32");
         l.arg(&a).arg(&b).arg(&out).arg(&n_i);
         unsafe { l.launch(self.elementwise_cfg(n)) }.ctx(launched("add"))?;
         Ok(())
@@ -552,7 +546,7 @@ impl Gpu {
 
     fn scale_raw(&self, x: u64, out: u64, n: usize, s: f32) -> Result<()> {
         let n_i = n as i64;
-        let mut l = self.stream.launch_builder(self.function("scale_f32"));
+        let mut l = self.launcher("scale_f32");
         l.arg(&x).arg(&out).arg(&n_i).arg(&s);
         unsafe { l.launch(self.elementwise_cfg(n)) }.ctx(launched("scale"))?;
         Ok(())
@@ -604,7 +598,7 @@ impl Gpu {
         }
         let n_i = n as i64;
         let (xp, _g1) = x.device_ptr_mut(&self.stream);
-        let mut l = self.stream.launch_builder(self.function("softcap_f32"));
+        let mut l = self.launcher("softcap_f32");
         l.arg(&xp).arg(&xp).arg(&n_i).arg(&cap);
         unsafe { l.launch(self.elementwise_cfg(n)) }.ctx(launched(OP))?;
         Ok(())
@@ -646,7 +640,7 @@ impl Gpu {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut l = self.stream.launch_builder(self.function("argmax_partial"));
+        let mut l = self.launcher("argmax_partial");
         l.arg(&xp).arg(&pp).arg(&cols_i).arg(&chunk_i);
         unsafe { l.launch(cfg) }.ctx(launched(OP))?;
         let cfg = LaunchConfig {
@@ -654,7 +648,7 @@ impl Gpu {
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut l = self.stream.launch_builder(self.function("argmax_final"));
+        let mut l = self.launcher("argmax_final");
         l.arg(&pp).arg(&op).arg(&chunks_i);
         unsafe { l.launch(cfg) }.ctx(launched(OP))?;
         Ok(())
@@ -675,9 +669,7 @@ impl Gpu {
         let n_i = n as i64;
         let (xp, _g1) = x.device_ptr(&self.stream);
         let (op, _g2) = out.device_ptr_mut(&self.stream);
-        let mut l = self
-            .stream
-            .launch_builder(self.function("cast_f32_to_bf16"));
+        let mut l = self.launcher("cast_f32_to_bf16");
         l.arg(&xp).arg(&op).arg(&n_i);
         unsafe { l.launch(self.elementwise_cfg(n)) }.ctx(launched("cast_f32_to_bf16"))?;
         Ok(())
@@ -698,9 +690,7 @@ impl Gpu {
         let n_i = n as i64;
         let (xp, _g1) = x.device_ptr(&self.stream);
         let (op, _g2) = out.device_ptr_mut(&self.stream);
-        let mut l = self
-            .stream
-            .launch_builder(self.function("cast_bf16_to_f32"));
+        let mut l = self.launcher("cast_bf16_to_f32");
         l.arg(&xp).arg(&op).arg(&n_i);
         unsafe { l.launch(self.elementwise_cfg(n)) }.ctx(launched("cast_bf16_to_f32"))?;
         Ok(())
