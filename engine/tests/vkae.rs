@@ -223,36 +223,60 @@ fn vkae_graph_equals_eager_and_gemv_stays_in_band() {
     let r = reference("dense_style");
     let forced = &r.greedy[..r.greedy.len() - 1];
     let mut vk = VkaeModel::new(&model, VkaeOptions::default()).unwrap();
-    let mut run = |graphs: bool, projections: ProjectionMode| {
-        vk.set_options(VkaeOptions {
-            graphs,
-            projections,
-            ..VkaeOptions::default()
-        })
-        .unwrap();
+    let mut run = |o: VkaeOptions| {
+        vk.set_options(o).unwrap();
         vk.decode_forced(&r.prompt, forced).unwrap().concat()
     };
-    let (gc, ec) = (
-        run(true, ProjectionMode::Cublas),
-        run(false, ProjectionMode::Cublas),
-    );
-    let (gg, eg) = (
-        run(true, ProjectionMode::Gemv),
-        run(false, ProjectionMode::Gemv),
-    );
-    let (e_c, e_g, e_x) = (
-        l2_rel_err(&gc, &ec),
-        l2_rel_err(&gg, &eg),
-        l2_rel_err(&gg, &gc),
-    );
-    eprintln!(
-        "dense_style forced decode: graph vs eager (cuBLAS) {e_c:.2e}, (GEMV) {e_g:.2e}; GEMV vs cuBLAS {e_x:.2e}"
-    );
-    // The graph replays the eager launches: the same kernels on the same data.
-    assert!(
-        e_c <= 1e-6 && e_g <= 1e-6,
-        "graph differs from eager: {e_c:e} {e_g:e}"
-    );
+    // The reference for each projection kernel: eager launches, no programmatic launch, no prefetch.
+    let plain = VkaeOptions {
+        programmatic_launch: false,
+        prefetch_bytes: 0,
+        ..VkaeOptions::default()
+    };
+    let mut eager_by_mode = vec![];
+    for projections in [ProjectionMode::Cublas, ProjectionMode::Gemv] {
+        let eager = run(VkaeOptions {
+            graphs: false,
+            projections,
+            ..plain
+        });
+        // The graph replays the eager launches, and programmatic launch / prefetch only change when a kernel
+        // is scheduled: the same kernels on the same data must give the same numbers.
+        for (label, o) in [
+            ("graph", plain),
+            (
+                "eager + programmatic launch",
+                VkaeOptions {
+                    graphs: false,
+                    programmatic_launch: true,
+                    ..plain
+                },
+            ),
+            (
+                "graph + programmatic launch",
+                VkaeOptions {
+                    programmatic_launch: true,
+                    ..plain
+                },
+            ),
+            (
+                "graph + programmatic launch + 64 KiB prefetch",
+                VkaeOptions {
+                    programmatic_launch: true,
+                    prefetch_bytes: 65536,
+                    ..plain
+                },
+            ),
+        ] {
+            let got = run(VkaeOptions { projections, ..o });
+            let e = l2_rel_err(&got, &eager);
+            eprintln!("dense_style forced decode, {projections:?}: {label} vs eager {e:.2e}");
+            assert!(e <= 1e-6, "{projections:?}: {label} differs from eager: {e:e}");
+        }
+        eager_by_mode.push((projections, eager));
+    }
+    let e_x = l2_rel_err(&eager_by_mode[1].1, &eager_by_mode[0].1);
+    eprintln!("dense_style forced decode: GEMV vs cuBLAS {e_x:.2e}");
     assert!(e_x <= BF16_BAND, "GEMV vs cuBLAS {e_x:e}");
 }
 

@@ -57,6 +57,7 @@
 //! | [`Gpu::softcap_argmax`] | soft-cap fused into the argmax's first pass (capped logits optionally written back) |
 //! | [`Gpu::geglu_to_bf16`] | GeGLU writing the next projection's bf16 operand |
 //! | [`Gpu::gemv_bf16`] | weight-streaming GEMM for 1..=8 rows: 16-byte loads, 4 rows a warp, split-K inside the block |
+//! | [`Gpu::skinny_gemm_bf16`] | tensor-core weight-streaming GEMM for 1..=32 rows (`mma.sync` m16n8k16, bf16 in, f32 accumulate): 16-byte loads, 16 or 32 output rows a warp, split-K inside the block; `k % 32 == 0` |
 //! | [`Gpu::decode_advance`] | end of a captured decode step: ids to history, positions + 1, step + 1 on the device |
 //!
 //! Memory: [`Gpu::alloc`] (zeroed), [`Gpu::upload`], [`Gpu::upload_into`],
@@ -78,6 +79,7 @@ mod fused;
 mod gemm;
 mod gpu;
 mod ops;
+mod skinny;
 pub mod reference;
 pub mod rng;
 pub mod rope;
@@ -92,4 +94,5 @@ pub use gpu::{cuda_libraries_present, Gpu, ScratchLimits};
 pub use half;
 pub use ops::{KvLayout, ATTENTION_KEYS_PER_SPLIT, MAX_HEAD_DIM};
 pub use rope::Rope;
+pub use skinny::SKINNY_MAX_ROWS;
 pub use sources::kernels_sha256;

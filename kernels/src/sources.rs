@@ -73,6 +73,10 @@ pub const SOURCES: &[KernelSource] = &[
             "gemv_bf16_m8"
         ]
     ),
+    cu!(
+        "gemm_skinny",
+        ["skinny_bf16_t1", "skinny_bf16_t2", "skinny_bf16_t4"]
+    ),
 ];
 
 impl KernelSource {

@@ -48,41 +48,46 @@ impl Default for VkaeBenchSettings {
 impl VkaeBenchSettings {
     /// Each step of the path on its own, so the report attributes the gain: the fused launches issued
     /// eagerly with cuBLAS, then captured as a graph, then the measured GEMV/cuBLAS choice (the default).
+    /// The default and the steps that led to it, each one change apart, so one run shows what each bought.
     pub fn all_variants() -> Vec<(String, VkaeOptions)> {
+        let d = VkaeOptions::default();
+        let no_pdl = VkaeOptions {
+            programmatic_launch: false,
+            prefetch_bytes: 0,
+            ..d
+        };
         vec![
             (
-                "vkae fused, eager, cuBLAS".into(),
+                "vkae graph, cuBLAS, no PDL".into(),
                 VkaeOptions {
-                    graphs: false,
                     projections: ProjectionMode::Cublas,
-                    ..VkaeOptions::default()
+                    ..no_pdl
                 },
             ),
             (
-                "vkae fused, graph, cuBLAS".into(),
+                "vkae graph, measured GEMV/cuBLAS, no PDL".into(),
+                no_pdl,
+            ),
+            ("vkae (default)".into(), d),
+            (
+                "vkae default + 64 KiB L2 prefetch".into(),
                 VkaeOptions {
-                    graphs: true,
-                    projections: ProjectionMode::Cublas,
-                    ..VkaeOptions::default()
+                    prefetch_bytes: 65536,
+                    ..d
                 },
             ),
             (
-                "vkae (default: graph, measured GEMV/cuBLAS)".into(),
-                VkaeOptions::default(),
-            ),
-            (
-                "vkae + context splits + GEMV split search (options, unverified)".into(),
+                "vkae default + context splits + split search".into(),
                 VkaeOptions {
                     context_splits: true,
                     gemv_split_search: true,
-                    ..VkaeOptions::default()
+                    ..d
                 },
             ),
         ]
     }
 }
 
-/// One path at one batch size.
 #[derive(Clone, Debug, Serialize)]
 pub struct PathResult {
     pub path: String,

@@ -56,6 +56,11 @@ pub struct VkaeOptions {
     /// With [`ProjectionMode::Measured`], also time the GEMV at every k split (1, 2, 4, 8 of a block's warps)
     /// rather than only the default split. Off by default: not yet run on the H200.
     pub gemv_split_search: bool,
+    /// Programmatic dependent launch (Hopper and later): each of the path's kernels may be scheduled while
+    /// the one before it drains, and waits on it on the device ([`Gpu::set_programmatic_launch`]).
+    pub programmatic_launch: bool,
+    /// Bytes of its weight rows each weight-streaming block asks L2 for before that wait (0: none).
+    pub prefetch_bytes: u32,
 }
 
 impl Default for VkaeOptions {
@@ -66,6 +71,8 @@ impl Default for VkaeOptions {
             projections: ProjectionMode::Measured,
             context_splits: false,
             gemv_split_search: false,
+            programmatic_launch: true,
+            prefetch_bytes: 0,
         }
     }
 }
@@ -241,6 +248,7 @@ impl VkaeModel {
             ));
         }
         let gpu = Gpu::new()?;
+        Self::apply_launch_options(&gpu, options)?;
         let mut layers = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
             let s = &l.spec;
@@ -370,7 +378,21 @@ impl VkaeModel {
         for b in self.buckets.values_mut() {
             b.graph = None;
         }
+        Self::apply_launch_options(&self.gpu, options)?;
         self.options = options;
+        Ok(())
+    }
+
+    /// Programmatic launch where the device has it (compute capability 9.0+); elsewhere the option is
+    /// ignored, since launches without it are the same work in the same order.
+    fn apply_launch_options(gpu: &Gpu, options: VkaeOptions) -> Result<()> {
+        let programmatic = options.programmatic_launch && gpu.compute_capability().0 >= 9;
+        gpu.set_programmatic_launch(programmatic)?;
+        gpu.set_gemv_prefetch_bytes(if programmatic {
+            options.prefetch_bytes
+        } else {
+            0
+        });
         Ok(())
     }
 
