@@ -1,5 +1,6 @@
 // Causal attention of new queries against a bf16 KV cache, for prefill and decode alike.
-// q: f32 [tokens, heads, head_dim]; out: f32 [tokens, heads, head_dim];
+// q: f32 [tokens, heads, head_dim]; out: f32 [tokens, heads, head_dim], or, where out_b is not null, out_b:
+// bf16 [tokens, heads, head_dim] instead (the o projection's operand, rounded to nearest even);
 // k_cache, v_cache: bf16 [num_seqs, capacity, kv_heads, head_dim], position p in slot p % capacity;
 // seq_ids, positions: i32 [tokens]. Query t (sequence seq_ids[t], position positions[t]) attends to
 // key positions max(0, pos - window + 1) ..= pos (window <= 0: no window), all of which must already
@@ -48,7 +49,8 @@ template <int EPL>
 __device__ __forceinline__ void attention_impl(const float* __restrict__ q, const bf16_t* __restrict__ k_cache,
                                                const bf16_t* __restrict__ v_cache,
                                                const int* __restrict__ seq_ids, const int* __restrict__ positions,
-                                               float* __restrict__ out, float* __restrict__ part_ml,
+                                               float* __restrict__ out, bf16_t* __restrict__ out_b,
+                                               float* __restrict__ part_ml,
                                                float* __restrict__ part_acc, int heads, int kv_heads,
                                                int head_dim, int capacity, int window, float scale) {
     __shared__ float sh_m[MAX_WARPS];
@@ -147,12 +149,12 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
         if (sh_l[w] > 0.0f) bl += sh_l[w] * expf(sh_m[w] - bm);
     const size_t th = (size_t)t * heads + h;
     if (splits == 1) {
-        float* op = out + th * head_dim;
         for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
             float o = 0.0f;
             for (int w = 0; w < nwarps; ++w)
                 if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - bm);
-            op[d] = o / bl;
+            if (out_b) out_b[th * head_dim + d] = f32_to_bf16(o / bl);
+            else out[th * head_dim + d] = o / bl;
         }
     } else {
         const size_t part = th * splits + split;
@@ -173,10 +175,11 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
 #define ATTENTION_ENTRY(EPL)                                                                              \
     extern "C" __global__ void attention_epl##EPL(const float* q, const bf16_t* k_cache, const bf16_t* v_cache, \
                                                   const int* seq_ids, const int* positions, float* out,  \
-                                                  float* part_ml, float* part_acc, int heads, int kv_heads, \
+                                                  bf16_t* out_b, float* part_ml,                         \
+                                                  float* part_acc, int heads, int kv_heads, \
                                                   int head_dim, int capacity, int window, float scale) { \
         PDL_ENTRY();                                                                                      \
-        attention_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, part_ml, part_acc, heads,     \
+        attention_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, out_b, part_ml, part_acc, heads, \
                             kv_heads, head_dim, capacity, window, scale);                                \
     }
 
@@ -191,7 +194,8 @@ ATTENTION_ENTRY(16)
 // once, in parallel, then every thread sums its dims over the splits with the loads unrolled.
 // Grid (tokens, heads); splits <= 32.
 extern "C" __global__ void attention_combine(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
-                                             float* __restrict__ out, int heads, int head_dim, int splits) {
+                                             float* __restrict__ out, bf16_t* __restrict__ out_b, int heads,
+                                             int head_dim, int splits) {
     PDL_ENTRY();
     __shared__ float weight[32];
     const size_t th = (size_t)blockIdx.x * heads + blockIdx.y;
@@ -207,11 +211,11 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part_ml, 
     }
     __syncthreads();
     const float* acc = part_acc + th * splits * head_dim;
-    float* op = out + th * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float o = 0.0f;
 #pragma unroll 8
         for (int s = 0; s < splits; ++s) o += acc[(size_t)s * head_dim + d] * weight[s];
-        op[d] = o;
+        if (out_b) out_b[th * head_dim + d] = f32_to_bf16(o);
+        else out[th * head_dim + d] = o;
     }
 }

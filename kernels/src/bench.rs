@@ -513,6 +513,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             window,
             max_keys: None,
             capacity: 1024 + 1,
+            bf16_out: false,
         };
         let check = Checker::new(gpu, seed ^ (hd as u64) << 8).attention(case)?;
         if check_only {

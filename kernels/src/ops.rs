@@ -339,6 +339,58 @@ impl Gpu {
         max_keys: Option<usize>,
         out: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
+        need("attention", "out", out.len(), tokens * heads * layout.head_dim)?;
+        let (op, _g) = out.device_ptr_mut(&self.stream);
+        self.attention_core(
+            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale, max_keys,
+            (op, 0),
+        )
+    }
+
+    /// [`Gpu::attention_with_max_keys`] writing a bf16 output (rounded to nearest even): the o projection's
+    /// operand, without a cast launch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_to_bf16(
+        &self,
+        q: &impl DevicePtr<f32>,
+        k_cache: &impl DevicePtr<bf16>,
+        v_cache: &impl DevicePtr<bf16>,
+        seq_ids: &impl DevicePtr<i32>,
+        positions: &impl DevicePtr<i32>,
+        tokens: usize,
+        heads: usize,
+        layout: KvLayout,
+        window: Option<usize>,
+        scale: f32,
+        max_keys: Option<usize>,
+        out: &mut impl DevicePtrMut<bf16>,
+    ) -> Result<()> {
+        need("attention", "out", out.len(), tokens * heads * layout.head_dim)?;
+        let (op, _g) = out.device_ptr_mut(&self.stream);
+        self.attention_core(
+            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale, max_keys,
+            (0, op),
+        )
+    }
+
+    /// The attention launches; `out` = (f32 output, bf16 output) device pointers, exactly one non-null, already
+    /// checked to hold `tokens * heads * head_dim` elements.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_core(
+        &self,
+        q: &impl DevicePtr<f32>,
+        k_cache: &impl DevicePtr<bf16>,
+        v_cache: &impl DevicePtr<bf16>,
+        seq_ids: &impl DevicePtr<i32>,
+        positions: &impl DevicePtr<i32>,
+        tokens: usize,
+        heads: usize,
+        layout: KvLayout,
+        window: Option<usize>,
+        scale: f32,
+        max_keys: Option<usize>,
+        out: (u64, u64),
+    ) -> Result<()> {
         const OP: &str = "attention";
         let hd = layout.head_dim;
         if hd == 0 || hd > MAX_HEAD_DIM {
@@ -363,7 +415,6 @@ impl Gpu {
             return Err(shape(OP, "a window must be at least 1 token".into()));
         }
         need(OP, "q", q.len(), tokens * heads * hd)?;
-        need(OP, "out", out.len(), tokens * heads * hd)?;
         need(OP, "seq_ids", seq_ids.len(), tokens)?;
         need(OP, "positions", positions.len(), tokens)?;
         need(OP, "k_cache", k_cache.len(), layout.elements())?;
@@ -409,7 +460,7 @@ impl Gpu {
         let (vc, _g3) = v_cache.device_ptr(&self.stream);
         let (si, _g4) = seq_ids.device_ptr(&self.stream);
         let (po, _g5) = positions.device_ptr(&self.stream);
-        let (op, _g6) = out.device_ptr_mut(&self.stream);
+        let (op, obp) = out;
         let cfg = LaunchConfig {
             grid_dim: (
                 int(OP, "tokens", tokens)? as u32,
@@ -420,7 +471,7 @@ impl Gpu {
             shared_mem_bytes: 0,
         };
         let mut b = self.launcher(func);
-        b.arg(&qp).arg(&kc).arg(&vc).arg(&si).arg(&po).arg(&op);
+        b.arg(&qp).arg(&kc).arg(&vc).arg(&si).arg(&po).arg(&op).arg(&obp);
         b.arg(&part_ml).arg(&part_acc);
         b.arg(&heads_i)
             .arg(&kvh)
@@ -437,7 +488,7 @@ impl Gpu {
                 shared_mem_bytes: 0,
             };
             let mut b = self.launcher("attention_combine");
-            b.arg(&part_ml).arg(&part_acc).arg(&op);
+            b.arg(&part_ml).arg(&part_acc).arg(&op).arg(&obp);
             b.arg(&heads_i).arg(&hd_i).arg(&splits_i);
             unsafe { b.launch(cfg) }.ctx(launched(OP))?;
         }

@@ -149,9 +149,26 @@ fn attention_matches_reference() {
         window: None,
         max_keys: None,
         capacity: 64,
+        bf16_out: false,
     };
     let cases = [
         base,
+        // The bf16 output (the VKAE path's o-projection operand), with split partials and without.
+        AttentionCase {
+            bf16_out: true,
+            ..base
+        },
+        AttentionCase {
+            bf16_out: true,
+            num_seqs: 2,
+            heads: 8,
+            kv_heads: 8,
+            head_dim: 512,
+            context: 64,
+            new_tokens: 64,
+            capacity: 128,
+            ..base
+        },
         AttentionCase {
             head_dim: 512,
             ..base

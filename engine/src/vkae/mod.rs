@@ -7,8 +7,12 @@
 //!   so a layer runs 5 projections (qkv, o, gate|up, down, and the PLE gate/projection) instead of 7-9.
 //! - Fused kernels (vkae-kernels): residual add + post-norm + the next pre-norm + layer scalar in one
 //!   launch, writing the next projection's BF16 operand directly (no cast launches); q/k/v norms + RoPE +
-//!   KV-cache write in one launch; GeGLU writing BF16; the per-layer-input combine in one launch; soft-cap
-//!   fused into the argmax.
+//!   KV-cache write in one launch; attention and GeGLU writing the next projection's BF16 operand; the
+//!   per-layer-input combine in one launch; soft-cap fused into the argmax.
+//! - Programmatic dependent launch (Hopper): every kernel of the path may be scheduled while its
+//!   predecessor drains and waits for it on the device ([`VkaeOptions::programmatic_launch`]); the
+//!   weight-streaming kernels can start pulling their (constant) weights into L2 before that wait
+//!   ([`VkaeOptions::prefetch_bytes`]).
 //! - Projections with at most 8 rows go to the weight-streaming GEMV or to cuBLAS,
 //!   whichever measured faster for that (rows, out, in) shape when the batch size was first seen (timed on
 //!   the model's own weights with CUDA events; [`VkaeModel::projection_choices`] lists the outcome).
@@ -161,7 +165,6 @@ struct Work {
     xb: W,
     qkv: CudaSlice<f32>,
     q: CudaSlice<f32>,
-    att: CudaSlice<f32>,
     att_b: W,
     o: CudaSlice<f32>,
     gu: CudaSlice<f32>,
@@ -468,7 +471,6 @@ impl VkaeModel {
             xb: b(rows * h)?,
             qkv: f(rows * qkvw)?,
             q: f(rows * qw)?,
-            att: f(rows * qw)?,
             att_b: b(rows * qw)?,
             o: f(rows * h)?,
             gu: f(rows * 2 * inter)?,
@@ -756,7 +758,8 @@ impl VkaeModel {
                 .options
                 .context_splits
                 .then(|| window.map_or(cache.layout.capacity, |w| w.min(cache.layout.capacity)));
-            g.attention_with_max_keys(
+            // Attention writes the o projection's bf16 operand directly (no cast launch).
+            g.attention_to_bf16(
                 &w.q,
                 &cache.k,
                 &cache.v,
@@ -768,9 +771,8 @@ impl VkaeModel {
                 window,
                 1.0,
                 max_keys,
-                &mut w.att,
+                &mut w.att_b,
             )?;
-            g.cast_f32_to_bf16(&w.att, n * nh * hd, &mut w.att_b)?;
             self.proj(&w.att_b, &l.o_proj, n, h, nh * hd, &mut w.o)?;
             // x += post_attn_norm(o); a = pre_ff_norm(x).
             g.residual_rms_norm(
