@@ -79,10 +79,10 @@ mod fused;
 mod gemm;
 mod gpu;
 mod ops;
-mod skinny;
 pub mod reference;
 pub mod rng;
 pub mod rope;
+mod skinny;
 pub mod sources;
 pub mod tolerance;
 

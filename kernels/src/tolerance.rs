@@ -11,6 +11,9 @@ pub const BF16_OPERANDS: f64 = 1e-2;
 /// A product of bf16 operands against the f64 product of the same (bf16-exact) operands: only f32
 /// accumulation separates them (the weight-streaming GEMV).
 pub const F32_ACCUMULATION: f64 = 1e-4;
+/// The tensor-core skinny GEMM against the f64 product of the same bf16 operands: f32 accumulation,
+/// in an order set by the mma hardware (products added in groups, with k split across warps).
+pub const MMA_F32_ACCUMULATION: f64 = 1e-4;
 /// Attention over a bf16 cache compared with an f64 reference on the same bf16-rounded K/V: only
 /// f32 arithmetic separates them.
 pub const ATTENTION_SAME_CACHE: f64 = 1e-5;

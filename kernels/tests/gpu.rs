@@ -463,3 +463,36 @@ fn gemv_refuses_unsupported_shapes() {
         assert!(matches!(e, KernelError::Shape { .. }), "m {m} k {k}: {e}");
     }
 }
+
+/// The tensor-core skinny GEMM against the f64 product of the same bf16 operands: every batch-tile
+/// edge of 1..=32 rows, ragged widths, k from one chunk to 10240, every k split.
+#[test]
+fn skinny_gemm_matches_reference() {
+    let g = gpu_or_skip!();
+    assert_all(&checker(&g).skinny_suite().unwrap());
+}
+
+/// Shapes the skinny GEMM does not take (rows outside 1..=32, k not a multiple of 32, a bad k split,
+/// a misaligned operand) are refused with a shape error, never run.
+#[test]
+fn skinny_gemm_refuses_unsupported_shapes() {
+    let g = gpu_or_skip!();
+    let x = g.alloc::<vkae_kernels::half::bf16>(33 * 64).unwrap();
+    let w = g.alloc::<vkae_kernels::half::bf16>(16 * 64).unwrap();
+    let mut y = g.alloc::<f32>(33 * 16).unwrap();
+    for (m, k) in [(33usize, 32usize), (0, 32), (2, 48), (2, 0)] {
+        let e = g.skinny_gemm_bf16(&x, &w, m, 16, k, &mut y).unwrap_err();
+        assert!(matches!(e, KernelError::Shape { .. }), "m {m} k {k}: {e}");
+    }
+    let e = g
+        .skinny_gemm_bf16_split(&x, &w, 2, 16, 32, 3, &mut y)
+        .unwrap_err();
+    assert!(matches!(e, KernelError::Shape { .. }), "kparts 3: {e}");
+    let e = g
+        .skinny_gemm_bf16(&x.slice(1..), &w, 2, 16, 32, &mut y)
+        .unwrap_err();
+    assert!(
+        matches!(e, KernelError::Shape { .. }) && e.to_string().contains("aligned"),
+        "misaligned x: {e}"
+    );
+}
