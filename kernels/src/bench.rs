@@ -29,6 +29,7 @@ pub mod e4b {
     pub const VOCAB: usize = 262_144;
     pub const WINDOW: usize = 512;
     pub const PLE_DIM: usize = 256;
+    pub const LAYERS: usize = 42;
 }
 
 /// Benchmark settings (`kernel-bench --batches 1,8,32 --reps 50 --warmup 5 --contexts 128,4096`).
@@ -737,8 +738,14 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
 
     // ---- projections: cuBLAS bf16 GEMM at the E4B shapes (weights rotated), and `linear` (cast + GEMM)
     let q_out = HEADS * HEAD_DIM_SLIDING;
-    let projections: [(&str, usize, usize); 7] = [
+    let qkv_sliding = q_out + 2 * KV_HEADS * HEAD_DIM_SLIDING;
+    let qkv_global = (HEADS + 2 * KV_HEADS) * HEAD_DIM_GLOBAL;
+    let projections: [(&str, usize, usize); 11] = [
         ("q (sliding)", q_out, HIDDEN),
+        ("q|k|v fused (sliding)", qkv_sliding, HIDDEN),
+        ("q|k|v fused (global)", qkv_global, HIDDEN),
+        ("PLE model projection", LAYERS * PLE_DIM, HIDDEN),
+        ("PLE per-layer up", HIDDEN, PLE_DIM),
         ("k or v (sliding)", KV_HEADS * HEAD_DIM_SLIDING, HIDDEN),
         ("o (sliding)", HIDDEN, q_out),
         ("gate+up fused", 2 * INTERMEDIATE, HIDDEN),
@@ -750,8 +757,14 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         let sample = if n > 4096 { Some(256) } else { None };
         let check =
             Checker::new(gpu, seed ^ n as u64 ^ (k as u64) << 20).linear(batch, n, k, sample)?;
+        let skinny_check = if Gpu::skinny_supports(batch, k) {
+            Some(Checker::new(gpu, seed ^ 0x5c1d ^ n as u64).skinny(batch, n, k, sample)?)
+        } else {
+            None
+        };
         if check_only {
             b.checks.push(check);
+            b.checks.extend(skinny_check);
             continue;
         }
         let wbytes = n * k * 2;
@@ -816,6 +829,29 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             let bytes = (wbytes + batch * k * 2 + batch * n * 4) as f64;
             b.record(
                 &format!("gemv_bf16 {label} (weight streaming)"),
+                format!("[{batch}, {k}] x [{n}, {k}]^T"),
+                batch,
+                Some(check),
+                st,
+                bytes,
+            );
+        }
+        if let Some(check) = skinny_check {
+            let kparts = gpu.skinny_default_kparts(batch, n);
+            let st = b.timer.time(|i| {
+                let j = i % sets;
+                gpu.skinny_gemm_bf16(
+                    &x,
+                    &ws.slice(n * k * j..n * k * (j + 1)),
+                    batch,
+                    n,
+                    k,
+                    &mut y,
+                )
+            })?;
+            let bytes = (wbytes + batch * k * 2 + batch * n * 4) as f64;
+            b.record(
+                &format!("skinny_gemm_bf16 {label} (tensor cores, kparts {kparts})"),
                 format!("[{batch}, {k}] x [{n}, {k}]^T"),
                 batch,
                 Some(check),
