@@ -42,6 +42,8 @@ pub struct Settings {
     pub contexts: Vec<usize>,
     /// Run the reference checks only, no timing.
     pub check_only: bool,
+    /// Time the skinny GEMM at every k split (1, 2, 4, 8), not only its default.
+    pub skinny_splits: bool,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             warmup: 5,
             contexts: vec![128, 4096],
             check_only: false,
+            skinny_splits: false,
         }
     }
 }
@@ -82,8 +85,9 @@ impl Settings {
                         .collect::<std::result::Result<_, _>>()?
                 }
                 "--check-only" => s.check_only = true,
+                "--skinny-splits" => s.skinny_splits = true,
                 "-h" | "--help" => {
-                    return Err("usage: kernel-bench [--batches 1,8,32] [--reps 50] [--warmup 5] [--contexts 128,4096] [--check-only]".into())
+                    return Err("usage: kernel-bench [--batches 1,8,32] [--reps 50] [--warmup 5] [--contexts 128,4096] [--check-only] [--skinny-splits]".into())
                 }
                 other => return Err(format!("unknown argument {other:?} (try --help)")),
             }
@@ -837,27 +841,41 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             );
         }
         if let Some(check) = skinny_check {
-            let kparts = gpu.skinny_default_kparts(batch, n);
-            let st = b.timer.time(|i| {
-                let j = i % sets;
-                gpu.skinny_gemm_bf16(
-                    &x,
-                    &ws.slice(n * k * j..n * k * (j + 1)),
+            let default = gpu.skinny_default_kparts(batch, n);
+            let splits = if s.skinny_splits {
+                vec![1, 2, 4, 8]
+            } else {
+                vec![default]
+            };
+            for kparts in splits {
+                let st = b.timer.time(|i| {
+                    let j = i % sets;
+                    gpu.skinny_gemm_bf16_split(
+                        &x,
+                        &ws.slice(n * k * j..n * k * (j + 1)),
+                        batch,
+                        n,
+                        k,
+                        kparts,
+                        &mut y,
+                    )
+                })?;
+                let bytes = (wbytes + batch * k * 2 + batch * n * 4) as f64;
+                // The check ran at the default split; the others are covered by the GPU tests.
+                let (mark, row_check) = if kparts == default {
+                    (", default", Some(check.clone()))
+                } else {
+                    ("", None)
+                };
+                b.record(
+                    &format!("skinny_gemm_bf16 {label} (tensor cores, kparts {kparts}{mark})"),
+                    format!("[{batch}, {k}] x [{n}, {k}]^T"),
                     batch,
-                    n,
-                    k,
-                    &mut y,
-                )
-            })?;
-            let bytes = (wbytes + batch * k * 2 + batch * n * 4) as f64;
-            b.record(
-                &format!("skinny_gemm_bf16 {label} (tensor cores, kparts {kparts})"),
-                format!("[{batch}, {k}] x [{n}, {k}]^T"),
-                batch,
-                Some(check),
-                st,
-                bytes,
-            );
+                    row_check,
+                    st,
+                    bytes,
+                );
+            }
         }
     }
     bench_fused(b, batch, s)
@@ -1050,4 +1068,18 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         (batch * INTERMEDIATE * (8 + 2)) as f64,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skinny_splits_is_off_by_default_and_a_flag_turns_it_on() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!Settings::parse(args(&[])).unwrap().skinny_splits);
+        let s = Settings::parse(args(&["--skinny-splits", "--batches", "1,16"])).unwrap();
+        assert!(s.skinny_splits);
+        assert_eq!(s.batches, vec![1, 16]);
+    }
 }
