@@ -36,9 +36,9 @@ __device__ __forceinline__ void sk_mma(float* c, unsigned a0, unsigned a1, unsig
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// 16-byte loads as volatile asm so that the compiler keeps them where they are written, all of a batch ahead
-// of its first mma (left to itself it sinks each load to its use, leaving ~3 in flight). Weights are read
-// once: no L1 allocation; x is re-read by every warp: cached.
+// 16-byte read-only loads with an explicit L1 policy: weights are read once (no L1 allocation), x is re-read
+// by every warp (cached). Volatile: asm without side effects could be hoisted above pdl_wait(), and x must
+// not be read before it.
 __device__ __forceinline__ uint4 sk_ld_stream(const uint4* p) {
     uint4 v;
     asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
