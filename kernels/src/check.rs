@@ -349,13 +349,15 @@ impl<'a> Checker<'a> {
         let got: Vec<f32> = if c.bf16_out {
             let mut out = g.upload(&vec![bf16::NAN; tokens * c.heads * hd])?;
             g.attention_to_bf16(
-                &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys, &mut out,
+                &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
+                &mut out,
             )?;
             g.download(&out)?.iter().map(|v| v.to_f32()).collect()
         } else {
             let mut out = poison_f32(g, tokens * c.heads * hd)?;
             g.attention_with_max_keys(
-                &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys, &mut out,
+                &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
+                &mut out,
             )?;
             g.download(&out)?
         };

@@ -339,10 +339,25 @@ impl Gpu {
         max_keys: Option<usize>,
         out: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
-        need("attention", "out", out.len(), tokens * heads * layout.head_dim)?;
+        need(
+            "attention",
+            "out",
+            out.len(),
+            tokens * heads * layout.head_dim,
+        )?;
         let (op, _g) = out.device_ptr_mut(&self.stream);
         self.attention_core(
-            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale, max_keys,
+            q,
+            k_cache,
+            v_cache,
+            seq_ids,
+            positions,
+            tokens,
+            heads,
+            layout,
+            window,
+            scale,
+            max_keys,
             (op, 0),
         )
     }
@@ -365,10 +380,25 @@ impl Gpu {
         max_keys: Option<usize>,
         out: &mut impl DevicePtrMut<bf16>,
     ) -> Result<()> {
-        need("attention", "out", out.len(), tokens * heads * layout.head_dim)?;
+        need(
+            "attention",
+            "out",
+            out.len(),
+            tokens * heads * layout.head_dim,
+        )?;
         let (op, _g) = out.device_ptr_mut(&self.stream);
         self.attention_core(
-            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale, max_keys,
+            q,
+            k_cache,
+            v_cache,
+            seq_ids,
+            positions,
+            tokens,
+            heads,
+            layout,
+            window,
+            scale,
+            max_keys,
             (0, op),
         )
     }
@@ -471,7 +501,13 @@ impl Gpu {
             shared_mem_bytes: 0,
         };
         let mut b = self.launcher(func);
-        b.arg(&qp).arg(&kc).arg(&vc).arg(&si).arg(&po).arg(&op).arg(&obp);
+        b.arg(&qp)
+            .arg(&kc)
+            .arg(&vc)
+            .arg(&si)
+            .arg(&po)
+            .arg(&op)
+            .arg(&obp);
         b.arg(&part_ml).arg(&part_acc);
         b.arg(&heads_i)
             .arg(&kvh)

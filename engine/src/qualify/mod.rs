@@ -839,7 +839,8 @@ fn run_in(
             k.push("cublas_gemm_bf16".into());
             if kernel_path_on {
                 k.push("cuda_graph_decode_step".into());
-                k.push("projections=measured(gemv|cublas)".into());
+                k.push("programmatic_dependent_launch".into());
+                k.push("projections=measured(gemv|skinny|cublas)".into());
             }
             (Some(vkae_kernels::kernels_sha256()), k, "bf16")
         }
@@ -1002,12 +1003,17 @@ fn measure_kernel_path(
         paths.push((b, m, seq0));
     }
     let choices = vm.projection_choices();
-    let gemv = choices.iter().filter(|c| c.3 < c.4).count();
+    let count = |name: &str| choices.iter().filter(|c| c.chosen.name() == name).count();
     let note = format!(
         "VKAE kernel path: fused kernels, q|k|v and gate|up concatenated, one CUDA graph per decode step \
-         (graphs {}), projections of <= 8 rows on the weight-streaming GEMV or cuBLAS as measured ({gemv} of {} \
-         shapes on the GEMV)",
+         (graphs {}), programmatic dependent launch {}, decode projections (<= 32 rows) on the weight-streaming \
+         GEMV, the tensor-core skinny GEMM or cuBLAS as measured per shape and batch ({} GEMV, {} skinny, {} \
+         cuBLAS of {} shapes)",
         options.graphs,
+        if options.programmatic_launch { "on" } else { "off" },
+        count("GEMV"),
+        count("skinny"),
+        count("cuBLAS"),
         choices.len()
     );
     let logits = vm.prefill_logits(q_ids)?;

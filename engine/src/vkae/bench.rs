@@ -64,11 +64,22 @@ impl VkaeBenchSettings {
                     ..no_pdl
                 },
             ),
-            (
-                "vkae graph, measured GEMV/cuBLAS, no PDL".into(),
-                no_pdl,
-            ),
+            ("vkae graph, measured kernels, no PDL".into(), no_pdl),
             ("vkae (default)".into(), d),
+            (
+                "vkae default, skinny GEMM wherever it applies".into(),
+                VkaeOptions {
+                    projections: ProjectionMode::Skinny,
+                    ..d
+                },
+            ),
+            (
+                "vkae default + 16 KiB L2 prefetch".into(),
+                VkaeOptions {
+                    prefetch_bytes: 16384,
+                    ..d
+                },
+            ),
             (
                 "vkae default + 64 KiB L2 prefetch".into(),
                 VkaeOptions {
@@ -77,9 +88,8 @@ impl VkaeBenchSettings {
                 },
             ),
             (
-                "vkae default + context splits + split search".into(),
+                "vkae default + k-split search".into(),
                 VkaeOptions {
-                    context_splits: true,
                     gemv_split_search: true,
                     ..d
                 },
@@ -304,19 +314,24 @@ pub fn markdown(r: &VkaeBenchReport) -> String {
     }
     if !r.projection_timings.is_empty() {
         out.push_str(
-            "\nProjection choice (per shape, mean us per matrix over the model's weights of that shape):\n\n\
-             | rows | out | in | GEMV us (best k split) | cuBLAS us | chosen |\n|---|---|---|---|---|---|\n",
+            "\nProjection choice (per shape, mean us per matrix over the model's weights of that shape, best k split in \
+             parentheses; - where the kernel does not take the shape):\n\n\
+             | rows | out | in | GEMV us | skinny us | cuBLAS us | chosen |\n|---|---|---|---|---|---|---|\n",
         );
+        let cell = |us: Option<f64>, kp: Option<usize>| match (us, kp) {
+            (Some(us), Some(kp)) => format!("{us:.2} ({kp})"),
+            _ => "-".to_string(),
+        };
         for t in &r.projection_timings {
             out.push_str(&format!(
-                "| {} | {} | {} | {:.2} ({}) | {:.2} | {} |\n",
+                "| {} | {} | {} | {} | {} | {:.2} | {} |\n",
                 t.rows,
                 t.out,
                 t.inner,
-                t.gemv_us,
-                t.gemv_kparts,
+                cell(t.gemv_us, t.gemv_kparts),
+                cell(t.skinny_us, t.skinny_kparts),
                 t.cublas_us,
-                if t.gemv_wins() { "GEMV" } else { "cuBLAS" }
+                t.chosen.name()
             ));
         }
     }

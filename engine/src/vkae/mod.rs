@@ -13,12 +13,12 @@
 //!   predecessor drains and waits for it on the device ([`VkaeOptions::programmatic_launch`]); the
 //!   weight-streaming kernels can start pulling their (constant) weights into L2 before that wait
 //!   ([`VkaeOptions::prefetch_bytes`]).
-//! - Projections with at most 8 rows go to the weight-streaming GEMV or to cuBLAS,
-//!   whichever measured faster for that (rows, out, in) shape when the batch size was first seen (timed on
-//!   the model's own weights with CUDA events; [`VkaeModel::projection_choices`] lists the outcome).
-//! - Behind options, not yet run on the H200 and so off by default: decode attention split by the cache's
-//!   context ([`VkaeOptions::context_splits`]) and a search over the GEMV's k split
-//!   ([`VkaeOptions::gemv_split_search`]).
+//! - Projections with at most 32 rows go to the weight-streaming GEMV (<= 8 rows), the tensor-core skinny
+//!   GEMM or cuBLAS, whichever measured fastest for that (rows, out, in) shape when the batch size was first
+//!   seen (timed on the model's own weights with CUDA events; [`VkaeModel::projection_choices`] lists the
+//!   outcome).
+//! - Decode attention split by the cache's context ([`VkaeOptions::context_splits`]); behind an option, off by
+//!   default: a search over the weight-streaming kernels' k split ([`VkaeOptions::gemv_split_search`]).
 //! - The decode step (embedding, every layer, LM head, soft-cap + argmax, then `decode_advance`, which
 //!   records the ids and advances the positions on the device) is one CUDA graph per batch size. Token ids,
 //!   positions and sequence ids live in fixed device buffers; replaying the graph needs no host work, no
@@ -55,7 +55,7 @@ pub struct VkaeOptions {
     /// Projection kernel choice for batches of at most 8 rows.
     pub projections: ProjectionMode,
     /// Decode attention splits the keys by the context the cache was sized for (~64 keys a split) instead of
-    /// by the batch's parallelism alone. Off by default: not yet run on the H200.
+    /// by the batch's parallelism alone (fewer splits and no combine launch at short context).
     pub context_splits: bool,
     /// With [`ProjectionMode::Measured`], also time the GEMV at every k split (1, 2, 4, 8 of a block's warps)
     /// rather than only the default split. Off by default: not yet run on the H200.
@@ -73,7 +73,7 @@ impl Default for VkaeOptions {
         Self {
             graphs: true,
             projections: ProjectionMode::Measured,
-            context_splits: false,
+            context_splits: true,
             gemv_split_search: false,
             programmatic_launch: true,
             prefetch_bytes: 0,
@@ -81,15 +81,18 @@ impl Default for VkaeOptions {
     }
 }
 
-/// Which kernel runs a projection of at most 8 rows (larger batches always use cuBLAS).
+/// Which kernel runs a decode projection of at most 32 rows (larger row counts, i.e. prefill, use cuBLAS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProjectionMode {
-    /// Time the GEMV and cuBLAS on each shape when a batch size is first seen; use the faster.
+    /// Time the candidates on each shape when a batch size is first seen (the GEMV for <= 8 rows, the
+    /// tensor-core skinny GEMM for <= 32 rows, cuBLAS); use the fastest.
     Measured,
     /// cuBLAS everywhere.
     Cublas,
-    /// The weight-streaming GEMV wherever it applies.
+    /// The weight-streaming GEMV wherever it applies (<= 8 rows), cuBLAS elsewhere.
     Gemv,
+    /// The tensor-core skinny GEMM wherever it applies (<= 32 rows, k a multiple of 32), cuBLAS elsewhere.
+    Skinny,
 }
 
 impl ProjectionMode {
@@ -98,30 +101,52 @@ impl ProjectionMode {
             "measured" => Ok(Self::Measured),
             "cublas" => Ok(Self::Cublas),
             "gemv" => Ok(Self::Gemv),
+            "skinny" => Ok(Self::Skinny),
             other => Err(EngineError::Input(format!(
-                "unknown projection mode {other:?} (expected measured, cublas or gemv)"
+                "unknown projection mode {other:?} (expected measured, cublas, gemv or skinny)"
             ))),
         }
     }
 }
 
+/// The kernel that runs one projection shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum ProjectionKernel {
+    /// The weight-streaming GEMV (gemv.cu) with k split over this many of a block's warps.
+    Gemv {
+        kparts: usize,
+    },
+    /// The tensor-core skinny GEMM (gemm_skinny.cu) with k split over this many of a block's warps.
+    Skinny {
+        kparts: usize,
+    },
+    Cublas,
+}
+
+impl ProjectionKernel {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Gemv { .. } => "GEMV",
+            Self::Skinny { .. } => "skinny",
+            Self::Cublas => "cuBLAS",
+        }
+    }
+}
+
 /// One projection shape's measurement: mean microseconds per matrix over a pass through every weight of that
-/// shape in the model (best of 3 passes, CUDA events), for the GEMV at its best k split and for cuBLAS.
+/// shape in the model (best of 3 passes, CUDA events, launched as the decode step launches them), for each
+/// candidate kernel at its best k split (`None` where the kernel does not take the shape), and the choice.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct ProjectionTiming {
     pub rows: usize,
     pub out: usize,
     pub inner: usize,
-    pub gemv_us: f64,
-    /// The GEMV's k split across a block's warps that gave `gemv_us`.
-    pub gemv_kparts: usize,
+    pub gemv_us: Option<f64>,
+    pub gemv_kparts: Option<usize>,
+    pub skinny_us: Option<f64>,
+    pub skinny_kparts: Option<usize>,
     pub cublas_us: f64,
-}
-
-impl ProjectionTiming {
-    pub fn gemv_wins(&self) -> bool {
-        self.gemv_us < self.cublas_us
-    }
+    pub chosen: ProjectionKernel,
 }
 
 struct Layer {
@@ -216,8 +241,8 @@ pub struct VkaeModel {
     /// Batch rows the kernels' internal scratch buffers were reserved for (growing them frees the old
     /// buffers, which invalidates every captured graph).
     scratch_rows: usize,
-    /// `(rows, out, in)` -> the GEMV with this k split (Some) or cuBLAS (None), measured per shape.
-    choices: HashMap<(usize, usize, usize), Option<usize>>,
+    /// `(rows, out, in)` -> the kernel measured fastest for that shape.
+    choices: HashMap<(usize, usize, usize), ProjectionKernel>,
     /// What the measurement saw per shape (see [`VkaeModel::projection_choices`]).
     timings: Vec<ProjectionTiming>,
 }
@@ -382,6 +407,18 @@ impl VkaeModel {
             b.graph = None;
         }
         Self::apply_launch_options(&self.gpu, options)?;
+        // The kernel choices were timed under the old launch settings; time them again when those change.
+        let o = self.options;
+        if (o.programmatic_launch, o.prefetch_bytes, o.gemv_split_search)
+            != (
+                options.programmatic_launch,
+                options.prefetch_bytes,
+                options.gemv_split_search,
+            )
+        {
+            self.timings.clear();
+            self.choices.clear();
+        }
         self.options = options;
         Ok(())
     }
@@ -399,16 +436,12 @@ impl VkaeModel {
         Ok(())
     }
 
-    /// The measured projection choices so far as `(rows, out, in, gemv us, cublas us)` per shape (a pass over
-    /// every weight of that shape in the model), in the order measured; the GEMV runs where `gemv < cublas`.
-    pub fn projection_choices(&self) -> Vec<(usize, usize, usize, f64, f64)> {
-        self.timings
-            .iter()
-            .map(|t| (t.rows, t.out, t.inner, t.gemv_us, t.cublas_us))
-            .collect()
+    /// The measured projection choices so far, in the order measured (see [`ProjectionTiming`]).
+    pub fn projection_choices(&self) -> Vec<ProjectionTiming> {
+        self.timings.clone()
     }
 
-    /// The same measurements with the GEMV's best k split.
+    /// The same measurements, borrowed.
     pub fn projection_timings(&self) -> &[ProjectionTiming] {
         &self.timings
     }
@@ -543,11 +576,14 @@ impl VkaeModel {
         by
     }
 
-    /// Times the GEMV and cuBLAS on every projection shape of a `rows`-row step (one pass over all the
-    /// model's weights of that shape, best of 3 after a warm-up pass, CUDA events) and records the faster
-    /// per shape.
+    /// Times the candidate kernels on every projection shape of a `rows`-row step (one pass over all the
+    /// model's weights of that shape, best of 3 after a warm-up pass, CUDA events) and records the fastest per
+    /// shape. The passes launch as the decode step does (programmatic launch as the options say), so a kernel
+    /// that overlaps its predecessor is credited for it.
     fn measure_projections(&mut self, rows: usize) -> Result<()> {
-        if !Gpu::gemv_supports(rows, 8) || self.options.projections != ProjectionMode::Measured {
+        if rows > vkae_kernels::SKINNY_MAX_ROWS
+            || self.options.projections != ProjectionMode::Measured
+        {
             return Ok(());
         }
         let split_search = self.options.gemv_split_search;
@@ -570,63 +606,109 @@ impl VkaeModel {
             let (start, end) = (ev()?, ev()?);
             let mut results = vec![];
             for (n, k, ws) in &shapes {
-                if !Gpu::gemv_supports(rows, *k) {
+                let splits = |default: usize| {
+                    if split_search {
+                        vec![1, 2, 4, 8]
+                    } else {
+                        vec![default]
+                    }
+                };
+                let mut candidates: Vec<ProjectionKernel> = vec![];
+                if Gpu::gemv_supports(rows, *k) {
+                    for kparts in splits(g.gemv_default_kparts(*n)) {
+                        candidates.push(ProjectionKernel::Gemv { kparts });
+                    }
+                }
+                if Gpu::skinny_supports(rows, *k) {
+                    for kparts in splits(g.skinny_default_kparts(rows, *n)) {
+                        candidates.push(ProjectionKernel::Skinny { kparts });
+                    }
+                }
+                if candidates.is_empty() {
                     continue;
                 }
-                // Variants: the GEMV at each k split searched (or its default split), cuBLAS last.
-                let variants: Vec<Option<usize>> = if split_search {
-                    vec![Some(1), Some(2), Some(4), Some(8), None]
-                } else {
-                    vec![Some(g.gemv_default_kparts(*n)), None]
-                };
-                let mut best = vec![f64::INFINITY; variants.len()];
-                let gemvs = variants.len() - 1;
+                candidates.push(ProjectionKernel::Cublas);
+                let mut best = vec![f64::INFINITY; candidates.len()];
                 for round in 0..4 {
-                    for (variant, slot) in variants.iter().zip(best.iter_mut()) {
+                    for (kernel, slot) in candidates.iter().zip(best.iter_mut()) {
                         start.record(g.stream()).map_err(gpu_err)?;
                         for &w in ws {
-                            match variant {
-                                Some(kparts) => {
-                                    g.gemv_bf16_split(&x, w, rows, *n, *k, *kparts, &mut y)?
-                                }
-                                None => g.gemm_bf16(&x, w, rows, *n, *k, &mut y)?,
-                            }
+                            self.run_projection(*kernel, &x, w, rows, *n, *k, &mut y)?;
                         }
                         end.record(g.stream()).map_err(gpu_err)?;
                         g.synchronize()?;
                         let us =
                             start.elapsed_ms(&end).map_err(gpu_err)? as f64 * 1e3 / ws.len() as f64;
                         if round > 0 {
-                            // round 0 warms every variant up
+                            // round 0 warms every candidate up
                             *slot = slot.min(us);
                         }
                     }
                 }
-                let (gi, gemv_us) =
-                    best[..gemvs]
+                let best_of = |pick: fn(&ProjectionKernel) -> Option<usize>| {
+                    candidates
                         .iter()
-                        .enumerate()
-                        .fold(
-                            (0, f64::INFINITY),
-                            |a, (i, &t)| if t < a.1 { (i, t) } else { a },
-                        );
+                        .zip(&best)
+                        .filter_map(|(c, &t)| pick(c).map(|kp| (kp, t)))
+                        .fold(None, |a: Option<(usize, f64)>, (kp, t)| match a {
+                            Some((_, bt)) if bt <= t => a,
+                            _ => Some((kp, t)),
+                        })
+                };
+                let gemv = best_of(|c| match c {
+                    ProjectionKernel::Gemv { kparts } => Some(*kparts),
+                    _ => None,
+                });
+                let skinny = best_of(|c| match c {
+                    ProjectionKernel::Skinny { kparts } => Some(*kparts),
+                    _ => None,
+                });
+                let (ci, _) = best
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f64::INFINITY),
+                        |a, (i, &t)| if t < a.1 { (i, t) } else { a },
+                    );
                 results.push(ProjectionTiming {
                     rows,
                     out: *n,
                     inner: *k,
-                    gemv_us,
-                    gemv_kparts: variants[gi].expect("a GEMV variant"),
-                    cublas_us: best[gemvs],
+                    gemv_us: gemv.map(|g| g.1),
+                    gemv_kparts: gemv.map(|g| g.0),
+                    skinny_us: skinny.map(|s| s.1),
+                    skinny_kparts: skinny.map(|s| s.0),
+                    cublas_us: *best.last().expect("cuBLAS is a candidate"),
+                    chosen: candidates[ci],
                 });
             }
             results
         };
         for r in results {
-            self.choices.insert(
-                (r.rows, r.out, r.inner),
-                r.gemv_wins().then_some(r.gemv_kparts),
-            );
+            self.choices.insert((r.rows, r.out, r.inner), r.chosen);
             self.timings.push(r);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_projection(
+        &self,
+        kernel: ProjectionKernel,
+        x: &W,
+        w: &W,
+        m: usize,
+        n: usize,
+        k: usize,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        match kernel {
+            ProjectionKernel::Gemv { kparts } => g.gemv_bf16_split(x, w, m, n, k, kparts, y)?,
+            ProjectionKernel::Skinny { kparts } => {
+                g.skinny_gemm_bf16_split(x, w, m, n, k, kparts, y)?
+            }
+            ProjectionKernel::Cublas => g.gemm_bf16(x, w, m, n, k, y)?,
         }
         Ok(())
     }
@@ -642,18 +724,22 @@ impl VkaeModel {
         k: usize,
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        if !Gpu::gemv_supports(m, k) {
-            return Ok(self.gpu.gemm_bf16(x, w, m, n, k, y)?);
-        }
-        match self.options.projections {
-            ProjectionMode::Gemv => self.gpu.gemv_bf16(x, w, m, n, k, y)?,
-            ProjectionMode::Cublas => self.gpu.gemm_bf16(x, w, m, n, k, y)?,
-            ProjectionMode::Measured => match self.choices.get(&(m, n, k)).copied().flatten() {
-                Some(kparts) => self.gpu.gemv_bf16_split(x, w, m, n, k, kparts, y)?,
-                None => self.gpu.gemm_bf16(x, w, m, n, k, y)?,
+        let g = &self.gpu;
+        let kernel = match self.options.projections {
+            ProjectionMode::Gemv if Gpu::gemv_supports(m, k) => ProjectionKernel::Gemv {
+                kparts: g.gemv_default_kparts(n),
             },
-        }
-        Ok(())
+            ProjectionMode::Skinny if Gpu::skinny_supports(m, k) => ProjectionKernel::Skinny {
+                kparts: g.skinny_default_kparts(m, n),
+            },
+            ProjectionMode::Measured => self
+                .choices
+                .get(&(m, n, k))
+                .copied()
+                .unwrap_or(ProjectionKernel::Cublas),
+            _ => ProjectionKernel::Cublas,
+        };
+        self.run_projection(kernel, x, w, m, n, k, y)
     }
 
     /// `rows` tokens (ids, positions, sequence ids already in `w`) through the decoder, appending to `kv`;

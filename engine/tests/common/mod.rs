@@ -6,8 +6,12 @@ use std::path::PathBuf;
 
 pub const FIXTURES: [&str; 3] = ["e_style", "moe_style", "dense_style"];
 
+/// `engine/fixtures/<name>`: under `VKAE_ENGINE_DIR` when set (test binaries built on one machine and run
+/// from another checkout, as the device scripts do), else under this crate's source folder.
 pub fn fixture_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("VKAE_ENGINE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("fixtures")
         .join(name)
 }
