@@ -263,6 +263,7 @@ fn graph_equals_eager(name: &str) {
     let plain = VkaeOptions {
         programmatic_launch: false,
         prefetch_bytes: 0,
+        fuse_geglu: false,
         ..VkaeOptions::default()
     };
     let mut eager_by_mode = vec![];
@@ -312,6 +313,19 @@ fn graph_equals_eager(name: &str) {
                 "{projections:?}: {label} differs from eager: {e:e}"
             );
         }
+        // GeGLU in the GEMV's epilogue computes the same f32 values through the same gelu_tanh as the separate
+        // launch; only its bf16 rounding point is shared, so the logits must agree to far inside the band.
+        let fused = run(VkaeOptions {
+            fuse_geglu: true,
+            programmatic_launch: true,
+            ..plain
+        });
+        let e = l2_rel_err(&fused, &eager);
+        eprintln!("{name} forced decode, {projections:?}: GeGLU fused into the GEMV (graph) vs eager {e:.2e}");
+        assert!(
+            e <= 1e-4,
+            "{projections:?}: GeGLU fusion moved the logits by {e:e}"
+        );
         eager_by_mode.push((projections, eager));
     }
     let (e_g, e_s) = (

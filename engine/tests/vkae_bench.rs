@@ -1,10 +1,13 @@
 //! The VKAE-vs-generic decode benchmark at a family's shape (synthetic weights), as an ignored test so it
 //! runs only when asked: `vkae_bench --ignored --nocapture` (engine/bench/vkae-h200.sh does this on the H200).
 //! Settings from the environment: VKAE_BENCH_FAMILY (e4b), VKAE_BENCH_SEED (0), VKAE_BENCH_BATCHES (1,8,32),
-//! VKAE_BENCH_REPS (3), VKAE_BENCH_MAX_NEW (65), VKAE_BENCH_PROMPT (128), VKAE_BENCH_OUT (a folder for
-//! vkae-bench.json and vkae-bench.md). Without a GPU it skips visibly.
+//! VKAE_BENCH_REPS (3), VKAE_BENCH_MAX_NEW (65), VKAE_BENCH_PROMPT (128), VKAE_BENCH_VARIANTS (`all`: the
+//! default and the steps before it; `default`: only the default path), VKAE_BENCH_GENERIC (1: also the generic
+//! path; 0: not), VKAE_BENCH_OUT (a folder for vkae-bench.json and vkae-bench.md). Without a GPU it skips
+//! visibly.
 
 use vkae_engine::vkae::bench::{markdown, run_vkae_bench, VkaeBenchSettings};
+use vkae_engine::vkae::VkaeOptions;
 use vkae_engine::{gpu, Family, Model};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -37,8 +40,15 @@ fn vkae_decode_benchmark() {
                 .expect("VKAE_BENCH_BATCHES: comma-separated batch sizes")
         })
         .collect();
+    let variants = match env_or("VKAE_BENCH_VARIANTS", "all".to_string()).as_str() {
+        "all" => VkaeBenchSettings::all_variants(),
+        "default" => vec![("vkae (default)".to_string(), VkaeOptions::default())],
+        other => panic!("VKAE_BENCH_VARIANTS={other:?}: expected all or default"),
+    };
     let s = VkaeBenchSettings {
         batches,
+        variants,
+        generic: env_or("VKAE_BENCH_GENERIC", 1u8) != 0,
         reps: env_or("VKAE_BENCH_REPS", 3),
         max_new: env_or("VKAE_BENCH_MAX_NEW", 65),
         prompt_len: env_or("VKAE_BENCH_PROMPT", 128),
@@ -56,9 +66,10 @@ fn vkae_decode_benchmark() {
     let md = markdown(&report);
     println!("{md}");
     if let Ok(dir) = std::env::var("VKAE_BENCH_OUT") {
-        std::fs::write(format!("{dir}/vkae-bench.md"), &md).unwrap();
+        let tag = std::env::var("VKAE_BENCH_TAG").unwrap_or_default();
+        std::fs::write(format!("{dir}/vkae-bench{tag}.md"), &md).unwrap();
         std::fs::write(
-            format!("{dir}/vkae-bench.json"),
+            format!("{dir}/vkae-bench{tag}.json"),
             serde_json::to_string_pretty(&report).unwrap(),
         )
         .unwrap();

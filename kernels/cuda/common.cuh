@@ -50,6 +50,13 @@ __device__ __forceinline__ bool aligned16(const void* p) {
 
 #define NEG_INF __int_as_float(0xff800000)
 
+// gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's "gelu_pytorch_tanh"). Every GeGLU
+// (geglu.cu, the GEMV's fused epilogues) calls this one function, so they round identically.
+__device__ __forceinline__ float gelu_tanh(float g) {
+    const float inner = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+    return 0.5f * g * (1.0f + tanhf(inner));
+}
+
 // Greedy argmax words: (order-preserving value key << 32 | ~index), so the largest word is the largest
 // value at the lowest index; NaN counts as above everything (as torch.argmax).
 __device__ __forceinline__ unsigned long long argmax_pack(float v, unsigned idx) {

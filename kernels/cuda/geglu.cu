@@ -1,5 +1,5 @@
 // GeGLU: out[r, c] = gelu_tanh(gate[r * gate_stride + c]) * up[r * up_stride + c], c < n.
-// gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's "gelu_pytorch_tanh").
+// gelu_tanh: common.cuh.
 // Row strides let gate and up be the two halves of one fused projection output, or a slice of a
 // wider tensor (the per-layer-embedding input). out: f32 [rows, n]. Grid-stride over rows * n.
 extern "C" __global__ void geglu_f32(const float* __restrict__ gate, const float* __restrict__ up,
@@ -11,8 +11,7 @@ extern "C" __global__ void geglu_f32(const float* __restrict__ gate, const float
         const size_t r = i / n, c = i % n;
         const float g = gate[r * gate_stride + c];
         const float u = up[r * up_stride + c];
-        const float inner = 0.7978845608028654f * (g + 0.044715f * g * g * g);
-        out[i] = 0.5f * g * (1.0f + tanhf(inner)) * u;
+        out[i] = gelu_tanh(g) * u;
     }
 }
 
@@ -27,7 +26,6 @@ extern "C" __global__ void geglu_f32_to_bf16(const float* __restrict__ gate, con
         const size_t r = i / n, c = i % n;
         const float g = gate[r * gate_stride + c];
         const float u = up[r * up_stride + c];
-        const float inner = 0.7978845608028654f * (g + 0.044715f * g * g * g);
-        out[i] = f32_to_bf16(0.5f * g * (1.0f + tanhf(inner)) * u);
+        out[i] = f32_to_bf16(gelu_tanh(g) * u);
     }
 }

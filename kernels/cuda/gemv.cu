@@ -10,6 +10,16 @@
 // Before waiting on the previous kernel (PDL, common.cuh) a block asks L2 for the first `prefetch_bytes` of
 // its rows of w (bulk prefetch, sm_90): the weights are constant, so their stream can start while the
 // previous kernel drains. 0 turns it off.
+//
+// Epilogues (`epilogue`), so that a GeGLU needs no launch of its own:
+//   GEMV_PLAIN         y[m, row] = s (f32).
+//   GEMV_GEGLU_WITH    out_b[m, row] = bf16(gelu_tanh(s) * z[m * z_stride + row]) (the per-layer-input gate).
+//   GEMV_GEGLU_HALVES  w is a fused [gate; up] matrix of n = 2 * h rows; each warp takes rows j, j + 1 of the
+//                      gate half and the same rows of the up half, and out_b[m, j] = bf16(gelu_tanh(gate_j) *
+//                      up_j) for j < h (the MLP's gate|up projection). Grid ceil(h / (2 * groups)).
+#define GEMV_PLAIN 0
+#define GEMV_GEGLU_WITH 1
+#define GEMV_GEGLU_HALVES 2
 #define GEMV_R 4
 #define GEMV_U 2
 #define GEMV_WARPS 8
@@ -27,11 +37,13 @@ __device__ __forceinline__ void gemv_unpack8(const uint4 u, float* v) {
 
 template <int M>
 __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w,
-                                          float* __restrict__ y, int n, int k, int kparts, int prefetch_bytes) {
+                                          float* __restrict__ y, int n, int k, int kparts, int prefetch_bytes,
+                                          int epilogue, const float* __restrict__ z, long long z_stride,
+                                          bf16_t* __restrict__ out_b) {
     __shared__ float red[GEMV_WARPS][GEMV_R * M];
     pdl_launch_dependents();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (prefetch_bytes > 0) {
+    if (prefetch_bytes > 0 && epilogue != GEMV_GEGLU_HALVES) {
         // This block's rows are contiguous: [first, first + rows) x k bf16.
         const int first = blockIdx.x * (GEMV_WARPS / kparts) * GEMV_R;
         const int rows = min((GEMV_WARPS / kparts) * GEMV_R, n - first);
@@ -53,10 +65,14 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
     const int kv = k >> 3;  // 16-byte chunks per row
     const int begin = (int)(((long long)kv * part) / kparts);
     const int end = (int)(((long long)kv * (part + 1)) / kparts);
+    const int half = n >> 1;
+    const int pair0 = (blockIdx.x * groups + g) * 2;  // GEMV_GEGLU_HALVES: this warp's first gate row
     const uint4* w4[GEMV_R];
 #pragma unroll
     for (int r = 0; r < GEMV_R; ++r) {
-        const int row = min(row0 + r, n - 1);  // rows past n re-read the last row and are not written
+        // Rows past the end re-read the last row and are not written.
+        const int row = epilogue == GEMV_GEGLU_HALVES ? (r >> 1) * half + min(pair0 + (r & 1), half - 1)
+                                                      : min(row0 + r, n - 1);
         w4[r] = (const uint4*)(w + (size_t)row * k);
     }
     const uint4* x4 = (const uint4*)x;
@@ -124,6 +140,22 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
             if (lane == 0) red[warp][r * M + m] = v;
         }
     __syncthreads();
+    if (epilogue == GEMV_GEGLU_HALVES) {
+        const int outputs = groups * 2 * M;
+        for (int t = threadIdx.x; t < outputs; t += blockDim.x) {
+            const int gg = t / (2 * M);
+            const int rm = t % (2 * M);  // (gate row offset 0 or 1) * M + m
+            float gate = 0.0f, up = 0.0f;
+            for (int p = 0; p < kparts; ++p) {
+                gate += red[p * groups + gg][rm];
+                up += red[p * groups + gg][2 * M + rm];
+            }
+            const int j = (blockIdx.x * groups + gg) * 2 + rm / M;
+            const int m = rm % M;
+            if (j < half) out_b[(size_t)m * half + j] = f32_to_bf16(gelu_tanh(gate) * up);
+        }
+        return;
+    }
     const int outputs = groups * GEMV_R * M;
     for (int t = threadIdx.x; t < outputs; t += blockDim.x) {
         const int gg = t / (GEMV_R * M);
@@ -132,15 +164,22 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
         for (int p = 0; p < kparts; ++p) s += red[p * groups + gg][rm];
         const int row = (blockIdx.x * groups + gg) * GEMV_R + rm / M;
         const int m = rm % M;
-        if (row < n) y[(size_t)m * n + row] = s;
+        if (row < n) {
+            if (epilogue == GEMV_GEGLU_WITH)
+                out_b[(size_t)m * n + row] = f32_to_bf16(gelu_tanh(s) * z[(size_t)m * z_stride + row]);
+            else
+                y[(size_t)m * n + row] = s;
+        }
     }
 }
 
 #define GEMV_ENTRY(M)                                                                                   \
     extern "C" __global__ void __launch_bounds__(256) gemv_bf16_m##M(const bf16_t* x, const bf16_t* w,  \
                                                                      float* y, int n, int k, int kparts, \
-                                                                     int prefetch_bytes) {               \
-        gemv_impl<M>(x, w, y, n, k, kparts, prefetch_bytes);                                            \
+                                                                     int prefetch_bytes, int epilogue,   \
+                                                                     const float* z, long long z_stride, \
+                                                                     bf16_t* out_b) {                    \
+        gemv_impl<M>(x, w, y, n, k, kparts, prefetch_bytes, epilogue, z, z_stride, out_b);              \
     }
 
 GEMV_ENTRY(1)

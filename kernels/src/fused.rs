@@ -11,6 +11,14 @@ use half::bf16;
 /// Largest batch (rows of `x`) the weight-streaming GEMV takes; larger batches go to cuBLAS.
 pub const GEMV_MAX_ROWS: usize = 8;
 
+/// Where a GEMV's results go (gemv.cu's epilogues); device pointers, already checked for size.
+#[derive(Clone, Copy)]
+enum GemvEpilogue {
+    Plain { y: u64 },
+    GegluWith { z: u64, z_stride: i64, out: u64 },
+    GegluHalves { out: u64 },
+}
+
 /// Output rows one GEMV warp computes (`GEMV_R` in gemv.cu).
 const GEMV_ROWS_PER_WARP: usize = 4;
 
@@ -441,6 +449,92 @@ impl Gpu {
         kparts: usize,
         y: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
+        need("gemv_bf16", "y", y.len(), m * n)?;
+        let (yp, _g) = y.device_ptr_mut(&self.stream);
+        self.gemv_launch(x, w, m, n, k, kparts, GemvEpilogue::Plain { y: yp })
+    }
+
+    /// The GEMV with GeGLU fused into its epilogue (gemv.cu `GEMV_GEGLU_WITH`): `out[m, j] =
+    /// bf16(gelu_tanh((x · wᵀ)[m, j]) * z[m * z_stride + j])` for `j < n`; `z` f32 (the per-layer input), `out`
+    /// bf16 `[m, n]`. Saves the GeGLU launch after the per-layer-input gate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemv_bf16_geglu_with(
+        &self,
+        x: &impl DevicePtr<bf16>,
+        w: &impl DevicePtr<bf16>,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: usize,
+        z: &impl DevicePtr<f32>,
+        z_stride: usize,
+        out: &mut impl DevicePtrMut<bf16>,
+    ) -> Result<()> {
+        const OP: &str = "gemv_bf16_geglu_with";
+        if z_stride < n {
+            return Err(shape(OP, format!("z_stride {z_stride} must be >= n = {n}")));
+        }
+        if m > 0 && n > 0 {
+            need(OP, "z", z.len(), (m - 1) * z_stride + n)?;
+        }
+        need(OP, "out", out.len(), m * n)?;
+        let (zp, _g1) = z.device_ptr(&self.stream);
+        let (op, _g2) = out.device_ptr_mut(&self.stream);
+        self.gemv_launch(
+            x,
+            w,
+            m,
+            n,
+            k,
+            kparts,
+            GemvEpilogue::GegluWith {
+                z: zp,
+                z_stride: z_stride as i64,
+                out: op,
+            },
+        )
+    }
+
+    /// The GEMV over a fused `[gate; up]` weight of `2 * h` rows with GeGLU in its epilogue (gemv.cu
+    /// `GEMV_GEGLU_HALVES`): `out[m, j] = bf16(gelu_tanh(gate_j) * up_j)` for `j < h`, where gate_j and up_j are
+    /// rows `j` and `h + j` of `x · wᵀ`; `out` bf16 `[m, h]`. The MLP's gate|up projection and its GeGLU in one
+    /// launch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemv_bf16_geglu_halves(
+        &self,
+        x: &impl DevicePtr<bf16>,
+        w: &impl DevicePtr<bf16>,
+        m: usize,
+        h: usize,
+        k: usize,
+        kparts: usize,
+        out: &mut impl DevicePtrMut<bf16>,
+    ) -> Result<()> {
+        need("gemv_bf16_geglu_halves", "out", out.len(), m * h)?;
+        let (op, _g) = out.device_ptr_mut(&self.stream);
+        self.gemv_launch(
+            x,
+            w,
+            m,
+            2 * h,
+            k,
+            kparts,
+            GemvEpilogue::GegluHalves { out: op },
+        )
+    }
+
+    /// Checks and launches one GEMV (`n` = rows of `w`).
+    #[allow(clippy::too_many_arguments)]
+    fn gemv_launch(
+        &self,
+        x: &impl DevicePtr<bf16>,
+        w: &impl DevicePtr<bf16>,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: usize,
+        epilogue: GemvEpilogue,
+    ) -> Result<()> {
         const OP: &str = "gemv_bf16";
         if ![1, 2, 4, 8].contains(&kparts) {
             return Err(shape(OP, format!("kparts = {kparts} must be 1, 2, 4 or 8")));
@@ -453,7 +547,6 @@ impl Gpu {
         }
         need(OP, "x", x.len(), m * k)?;
         need(OP, "w", w.len(), n * k)?;
-        need(OP, "y", y.len(), m * n)?;
         if n == 0 {
             return Ok(());
         }
@@ -462,9 +555,34 @@ impl Gpu {
         if xp % 16 != 0 || wp % 16 != 0 {
             return Err(shape(OP, "x and w must be 16-byte aligned".into()));
         }
-        let (yp, _g3) = y.device_ptr_mut(&self.stream);
         let groups = 8 / kparts;
-        let blocks = n.div_ceil(GEMV_ROWS_PER_WARP * groups);
+        let (mode, yp, zp, z_stride, op, blocks) = match epilogue {
+            GemvEpilogue::Plain { y } => (
+                0i32,
+                y,
+                0u64,
+                0i64,
+                0u64,
+                n.div_ceil(GEMV_ROWS_PER_WARP * groups),
+            ),
+            GemvEpilogue::GegluWith { z, z_stride, out } => (
+                1,
+                0,
+                z,
+                z_stride,
+                out,
+                n.div_ceil(GEMV_ROWS_PER_WARP * groups),
+            ),
+            GemvEpilogue::GegluHalves { out } => {
+                if !n.is_multiple_of(2) {
+                    return Err(shape(
+                        OP,
+                        format!("a [gate; up] matrix has an even row count, not {n}"),
+                    ));
+                }
+                (2, 0, 0, 0, out, (n / 2).div_ceil(2 * groups))
+            }
+        };
         let (n_i, k_i, kp_i) = (int(OP, "n", n)?, int(OP, "k", k)?, kparts as i32);
         let name = [
             "gemv_bf16_m1",
@@ -484,7 +602,7 @@ impl Gpu {
         let prefetch = self.gemv_prefetch_bytes().min(i32::MAX as u32) as i32;
         let mut b = self.launcher(name);
         b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
-        b.arg(&prefetch);
+        b.arg(&prefetch).arg(&mode).arg(&zp).arg(&z_stride).arg(&op);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
         Ok(())
     }

@@ -64,33 +64,26 @@ impl VkaeBenchSettings {
                     ..no_pdl
                 },
             ),
-            ("vkae graph, measured kernels, no PDL".into(), no_pdl),
+            ("vkae default without PDL".into(), no_pdl),
+            (
+                "vkae default without GeGLU fusion".into(),
+                VkaeOptions {
+                    fuse_geglu: false,
+                    ..d
+                },
+            ),
+            (
+                "vkae default without k-split search".into(),
+                VkaeOptions {
+                    gemv_split_search: false,
+                    ..d
+                },
+            ),
             ("vkae (default)".into(), d),
             (
                 "vkae default, skinny GEMM wherever it applies".into(),
                 VkaeOptions {
                     projections: ProjectionMode::Skinny,
-                    ..d
-                },
-            ),
-            (
-                "vkae default + 16 KiB L2 prefetch".into(),
-                VkaeOptions {
-                    prefetch_bytes: 16384,
-                    ..d
-                },
-            ),
-            (
-                "vkae default + 64 KiB L2 prefetch".into(),
-                VkaeOptions {
-                    prefetch_bytes: 65536,
-                    ..d
-                },
-            ),
-            (
-                "vkae default + k-split search".into(),
-                VkaeOptions {
-                    gemv_split_search: true,
                     ..d
                 },
             ),

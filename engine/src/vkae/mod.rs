@@ -7,7 +7,8 @@
 //!   so a layer runs 5 projections (qkv, o, gate|up, down, and the PLE gate/projection) instead of 7-9.
 //! - Fused kernels (vkae-kernels): residual add + post-norm + the next pre-norm + layer scalar in one
 //!   launch, writing the next projection's BF16 operand directly (no cast launches); q/k/v norms + RoPE +
-//!   KV-cache write in one launch; attention and GeGLU writing the next projection's BF16 operand; the
+//!   KV-cache write in one launch; attention and GeGLU writing the next projection's BF16 operand (the GeGLU
+//!   inside the GEMV's epilogue where the GEMV runs the gate|up or per-layer-input gate projection); the
 //!   per-layer-input combine in one launch; soft-cap fused into the argmax.
 //! - Programmatic dependent launch (Hopper): every kernel of the path may be scheduled while its
 //!   predecessor drains and waits for it on the device ([`VkaeOptions::programmatic_launch`]); the
@@ -17,8 +18,8 @@
 //!   GEMM or cuBLAS, whichever measured fastest for that (rows, out, in) shape when the batch size was first
 //!   seen (timed on the model's own weights with CUDA events; [`VkaeModel::projection_choices`] lists the
 //!   outcome).
-//! - Decode attention split by the cache's context ([`VkaeOptions::context_splits`]); behind an option, off by
-//!   default: a search over the weight-streaming kernels' k split ([`VkaeOptions::gemv_split_search`]).
+//! - Decode attention split by the cache's context ([`VkaeOptions::context_splits`]); the weight-streaming
+//!   kernels' k split chosen by the same measurement ([`VkaeOptions::gemv_split_search`]).
 //! - The decode step (embedding, every layer, LM head, soft-cap + argmax, then `decode_advance`, which
 //!   records the ids and advances the positions on the device) is one CUDA graph per batch size. Token ids,
 //!   positions and sequence ids live in fixed device buffers; replaying the graph needs no host work, no
@@ -57,14 +58,17 @@ pub struct VkaeOptions {
     /// Decode attention splits the keys by the context the cache was sized for (~64 keys a split) instead of
     /// by the batch's parallelism alone (fewer splits and no combine launch at short context).
     pub context_splits: bool,
-    /// With [`ProjectionMode::Measured`], also time the GEMV at every k split (1, 2, 4, 8 of a block's warps)
-    /// rather than only the default split. Off by default: not yet run on the H200.
+    /// With [`ProjectionMode::Measured`], time the weight-streaming kernels at every k split (1, 2, 4, 8 of a
+    /// block's warps) rather than only their default split.
     pub gemv_split_search: bool,
     /// Programmatic dependent launch (Hopper and later): each of the path's kernels may be scheduled while
     /// the one before it drains, and waits on it on the device ([`Gpu::set_programmatic_launch`]).
     pub programmatic_launch: bool,
     /// Bytes of its weight rows each weight-streaming block asks L2 for before that wait (0: none).
     pub prefetch_bytes: u32,
+    /// Where the GEMV runs the MLP's gate|up projection or the per-layer-input gate, apply the GeGLU in its
+    /// epilogue instead of a launch of its own.
+    pub fuse_geglu: bool,
 }
 
 impl Default for VkaeOptions {
@@ -74,9 +78,10 @@ impl Default for VkaeOptions {
             graphs: true,
             projections: ProjectionMode::Measured,
             context_splits: true,
-            gemv_split_search: false,
+            gemv_split_search: true,
             programmatic_launch: true,
             prefetch_bytes: 0,
+            fuse_geglu: true,
         }
     }
 }
@@ -713,19 +718,10 @@ impl VkaeModel {
         Ok(())
     }
 
-    /// `y[m, n] = x[m, k] · w[n, k]ᵀ` through the kernel chosen for this shape.
-    #[allow(clippy::too_many_arguments)]
-    fn proj(
-        &self,
-        x: &W,
-        w: &W,
-        m: usize,
-        n: usize,
-        k: usize,
-        y: &mut CudaSlice<f32>,
-    ) -> Result<()> {
+    /// The kernel that runs an `[m, k] x [n, k]ᵀ` projection under the current options.
+    fn kernel_for(&self, m: usize, n: usize, k: usize) -> ProjectionKernel {
         let g = &self.gpu;
-        let kernel = match self.options.projections {
+        match self.options.projections {
             ProjectionMode::Gemv if Gpu::gemv_supports(m, k) => ProjectionKernel::Gemv {
                 kparts: g.gemv_default_kparts(n),
             },
@@ -738,8 +734,75 @@ impl VkaeModel {
                 .copied()
                 .unwrap_or(ProjectionKernel::Cublas),
             _ => ProjectionKernel::Cublas,
-        };
-        self.run_projection(kernel, x, w, m, n, k, y)
+        }
+    }
+
+    /// `y[m, n] = x[m, k] · w[n, k]ᵀ` through the kernel chosen for this shape.
+    #[allow(clippy::too_many_arguments)]
+    fn proj(
+        &self,
+        x: &W,
+        w: &W,
+        m: usize,
+        n: usize,
+        k: usize,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.run_projection(self.kernel_for(m, n, k), x, w, m, n, k, y)
+    }
+
+    /// The MLP's first half: `act = bf16(gelu(x · gateᵀ) * (x · upᵀ))` from the fused `[gate; up]` weight
+    /// (`2 * inter` rows), in the GEMV's epilogue where the GEMV runs this shape, else projection + GeGLU.
+    #[allow(clippy::too_many_arguments)]
+    fn gate_up_geglu(
+        &self,
+        x: &W,
+        gate_up: &W,
+        m: usize,
+        inter: usize,
+        k: usize,
+        gu: &mut CudaSlice<f32>,
+        act: &mut W,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        match self.kernel_for(m, 2 * inter, k) {
+            ProjectionKernel::Gemv { kparts } if self.options.fuse_geglu => {
+                g.gemv_bf16_geglu_halves(x, gate_up, m, inter, k, kparts, act)?
+            }
+            kernel => {
+                self.run_projection(kernel, x, gate_up, m, 2 * inter, k, gu)?;
+                g.geglu_to_bf16(gu, 2 * inter, &gu.slice(inter..), 2 * inter, m, inter, act)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-layer-input gate: `act = bf16(gelu(x · wᵀ) * z)` (`z` rows `z_stride` apart), fused into the
+    /// GEMV's epilogue where the GEMV runs this shape, else projection + GeGLU.
+    #[allow(clippy::too_many_arguments)]
+    fn gate_geglu(
+        &self,
+        x: &W,
+        w: &W,
+        m: usize,
+        n: usize,
+        k: usize,
+        z: &vkae_kernels::CudaView<f32>,
+        z_stride: usize,
+        scratch: &mut CudaSlice<f32>,
+        act: &mut W,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        match self.kernel_for(m, n, k) {
+            ProjectionKernel::Gemv { kparts } if self.options.fuse_geglu => {
+                g.gemv_bf16_geglu_with(x, w, m, n, k, kparts, z, z_stride, act)?
+            }
+            kernel => {
+                self.run_projection(kernel, x, w, m, n, k, scratch)?;
+                g.geglu_to_bf16(scratch, n, z, z_stride, m, n, act)?;
+            }
+        }
+        Ok(())
     }
 
     /// `rows` tokens (ids, positions, sequence ids already in `w`) through the decoder, appending to `kv`;
@@ -875,16 +938,7 @@ impl VkaeModel {
             )?;
             // Feed-forward: gate|up in one projection, GeGLU to BF16, down.
             let inter = s.intermediate_size;
-            self.proj(&w.a, &l.gate_up, n, 2 * inter, h, &mut w.gu)?;
-            g.geglu_to_bf16(
-                &w.gu,
-                2 * inter,
-                &w.gu.slice(inter..),
-                2 * inter,
-                n,
-                inter,
-                &mut w.act,
-            )?;
+            self.gate_up_geglu(&w.a, &l.gate_up, n, inter, h, &mut w.gu, &mut w.act)?;
             self.proj(&w.act, &l.down, n, h, inter, &mut w.o)?;
             match &l.ple {
                 Some(p) => {
@@ -901,14 +955,15 @@ impl VkaeModel {
                         h,
                         eps,
                     )?;
-                    self.proj(&w.xb, &p.gate, n, pd, h, &mut w.pg)?;
-                    g.geglu_to_bf16(
-                        &w.pg,
-                        pd,
-                        &w.ple.slice(li * pd..),
-                        nl * pd,
+                    self.gate_geglu(
+                        &w.xb,
+                        &p.gate,
                         n,
                         pd,
+                        h,
+                        &w.ple.slice(li * pd..),
+                        nl * pd,
+                        &mut w.pg,
                         &mut w.pact,
                     )?;
                     self.proj(&w.pact, &p.projection, n, h, pd, &mut w.o)?;

@@ -441,6 +441,61 @@ impl Checker<'_> {
         ))
     }
 
+    /// The GEMV with GeGLU in its epilogue, against the f64 product of the same bf16 operands followed by an
+    /// f64 GeGLU: `halves` = the fused [gate; up] form (`n` outputs from `2n` rows), otherwise the gate times a
+    /// strided f32 `z`. The bf16 output carries its own rounding, hence the bf16 tolerance.
+    pub fn gemv_geglu(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: usize,
+        halves: bool,
+    ) -> Result<CheckReport> {
+        let g = self.gpu;
+        let rows = if halves { 2 * n } else { n };
+        let x = bf16_round(&self.rng.normal_vec(m * k, 1.0));
+        let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+        // Weights scaled so the projections are O(1), where GeGLU is far from linear.
+        let w = self.rng.normal_bf16(rows * k, 1.5 / (k as f64).sqrt());
+        let z_stride = n + 7;
+        let z = self.rng.normal_vec(m * z_stride, 1.0);
+        let (dx, dw, dz) = (g.upload(&xb)?, g.upload(&w)?, g.upload(&z)?);
+        let mut out = g.upload(&vec![bf16::NAN; m * n])?;
+        if halves {
+            g.gemv_bf16_geglu_halves(&dx, &dw, m, n, k, kparts, &mut out)?;
+        } else {
+            g.gemv_bf16_geglu_with(&dx, &dw, m, n, k, kparts, &dz, z_stride, &mut out)?;
+        }
+        let got = bf16_to_f32(&g.download(&out)?);
+        let y = cpu::gemm(&x, &w, m, rows, k);
+        let want: Vec<f64> = (0..m)
+            .flat_map(|i| (0..n).map(move |j| (i, j)))
+            .map(|(i, j)| {
+                let other = if halves {
+                    y[i * rows + n + j]
+                } else {
+                    z[i * z_stride + j] as f64
+                };
+                cpu::gelu_tanh(y[i * rows + j]) * other
+            })
+            .collect();
+        Ok(CheckReport::new(
+            if halves {
+                "gemv_bf16 + GeGLU epilogue ([gate; up] halves)"
+            } else {
+                "gemv_bf16 + GeGLU epilogue (gate x z)"
+            },
+            format!("m {m} n {n} k {k} kparts {kparts}"),
+            if got.iter().all(|v| v.is_finite()) {
+                relative_error(&got, &want)
+            } else {
+                f64::NAN
+            },
+            tol::BF16_ROUNDING,
+        ))
+    }
+
     /// The decode-step bookkeeping: history row, positions + 1, step + 1, and no write past capacity.
     pub fn decode_advance(&mut self, batch: usize) -> Result<CheckReport> {
         let g = self.gpu;
@@ -513,6 +568,18 @@ impl Checker<'_> {
         for kparts in [1, 2, 4, 8] {
             r.push(self.gemv_split(1, 2560, 10240, Some(kparts), None)?);
             r.push(self.gemv_split(7, 300, 2048, Some(kparts), None)?);
+        }
+        // GeGLU epilogues: the E4B MLP (10240 of [gate; up] 20480 x 2560) and per-layer-input gate (256 x 2560),
+        // plus ragged shapes whose last warp runs past the end.
+        for (m, n, k, kparts, halves) in [
+            (1, 10240, 2560, 1, true),
+            (8, 10240, 2560, 1, true),
+            (3, 37, 64, 8, true),
+            (1, 256, 2560, 8, false),
+            (5, 256, 2560, 8, false),
+            (2, 45, 96, 2, false),
+        ] {
+            r.push(self.gemv_geglu(m, n, k, kparts, halves)?);
         }
         r.push(self.decode_advance(5)?);
         Ok(r)
