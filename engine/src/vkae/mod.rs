@@ -139,7 +139,7 @@ impl ProjectionKernel {
 }
 
 /// One projection shape's measurement: mean microseconds per matrix over a pass through every weight of that
-/// shape in the model (best of 3 passes, CUDA events, launched as the decode step launches them), for each
+/// shape in the model (best of 6 passes, CUDA events, launched as the decode step launches them), for each
 /// candidate kernel at its best k split (`None` where the kernel does not take the shape), and the choice.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct ProjectionTiming {
@@ -582,9 +582,9 @@ impl VkaeModel {
     }
 
     /// Times the candidate kernels on every projection shape of a `rows`-row step (one pass over all the
-    /// model's weights of that shape, best of 3 after a warm-up pass, CUDA events) and records the fastest per
-    /// shape. The passes launch as the decode step does (programmatic launch as the options say), so a kernel
-    /// that overlaps its predecessor is credited for it.
+    /// model's weights of that shape, candidates taking turns, best of 6 passes after a warm-up pass, CUDA
+    /// events) and records the fastest per shape. The passes launch as the decode step does (programmatic
+    /// launch as the options say), so a kernel that overlaps its predecessor is credited for it.
     fn measure_projections(&mut self, rows: usize) -> Result<()> {
         if rows > vkae_kernels::SKINNY_MAX_ROWS
             || self.options.projections != ProjectionMode::Measured
@@ -634,7 +634,7 @@ impl VkaeModel {
                 }
                 candidates.push(ProjectionKernel::Cublas);
                 let mut best = vec![f64::INFINITY; candidates.len()];
-                for round in 0..4 {
+                for round in 0..7 {
                     for (kernel, slot) in candidates.iter().zip(best.iter_mut()) {
                         start.record(g.stream()).map_err(gpu_err)?;
                         for &w in ws {
