@@ -19,6 +19,7 @@ Decode rate = batch x (N - 1) / (time(N new) - time(1 new)), measured by engine/
 Progress lines on stderr: `@progress {"phase": ..., "done": i, "total": n}`.
 """
 
+import gc
 import json
 import os
 import sys
@@ -84,8 +85,15 @@ def measure_batches(model, plan, result, result_path, peer):
         rates, generated, seq0, discarded = [], 0, None, 0
         for r in range(plan["reps"]):
             while True:
-                t1, _ = gen(model, ids, 1, device)
-                tn, out = gen(model, ids, new, device)
+                # Python's collector off while a pair is timed (as timeit does): a collection landing in one
+                # repetition and not another is host noise, not the path's speed.
+                gc.collect()
+                gc.disable()
+                try:
+                    t1, _ = gen(model, ids, 1, device)
+                    tn, out = gen(model, ids, new, device)
+                finally:
+                    gc.enable()
                 if tn > t1:
                     break
                 # time(N new) <= time(1 new): host noise swamped the measurement (seen only on loaded CPUs).

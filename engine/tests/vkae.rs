@@ -316,6 +316,7 @@ fn graph_equals_eager(name: &str) {
         // GeGLU in the GEMV's epilogue computes the same f32 values through the same gelu_tanh as the separate
         // launch; only its bf16 rounding point is shared, so the logits must agree to far inside the band.
         let fused = run(VkaeOptions {
+            projections,
             fuse_geglu: true,
             programmatic_launch: true,
             ..plain

@@ -1017,7 +1017,14 @@ fn measure_kernel_path(
         count("cuBLAS"),
         choices.len()
     );
-    let logits = vm.prefill_logits(q_ids)?;
+    // The quality stream goes through the decode step itself (the captured graph, one token a step, its first
+    // token prefilled), so the guard covers the kernels the speed figures come from, not only the prefill.
+    let logits = match q_ids.split_first() {
+        Some((first, rest)) => vm
+            .decode_forced(std::slice::from_ref(first), rest)?
+            .concat(),
+        None => vec![],
+    };
     Ok((paths, logits, note))
 }
 
