@@ -74,7 +74,7 @@ pub struct AttentionCase {
     pub capacity: usize,
     /// The key bound given to [`Gpu::attention_with_max_keys`] (None: plain [`Gpu::attention`]).
     pub max_keys: Option<usize>,
-    /// Check [`Gpu::attention_to_bf16`] (bf16 output) instead of the f32 output.
+    /// Check the bf16 output of [`Gpu::attention_with_max_keys`] instead of the f32 output.
     pub bf16_out: bool,
 }
 
@@ -348,7 +348,7 @@ impl<'a> Checker<'a> {
         let (dq, ds, dp) = (g.upload(&q)?, g.upload(&seq_ids)?, g.upload(&positions)?);
         let got: Vec<f32> = if c.bf16_out {
             let mut out = g.upload(&vec![bf16::NAN; tokens * c.heads * hd])?;
-            g.attention_to_bf16(
+            g.attention_with_max_keys(
                 &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
                 &mut out,
             )?;

@@ -523,6 +523,35 @@ impl Gpu {
         )
     }
 
+    /// The checks the weight-streaming kernels (the GEMV, the skinny GEMM) share: the k split, the operand sizes
+    /// and 16-byte alignment. The x and w device pointers, or `None` when there is nothing to compute (`n == 0`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn weight_streaming_operands(
+        &self,
+        op: &'static str,
+        x: &impl DevicePtr<bf16>,
+        w: &impl DevicePtr<bf16>,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: usize,
+    ) -> Result<Option<(u64, u64)>> {
+        if ![1, 2, 4, 8].contains(&kparts) {
+            return Err(shape(op, format!("kparts = {kparts} must be 1, 2, 4 or 8")));
+        }
+        need(op, "x", x.len(), m * k)?;
+        need(op, "w", w.len(), n * k)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let (xp, _g1) = x.device_ptr(&self.stream);
+        let (wp, _g2) = w.device_ptr(&self.stream);
+        if xp % 16 != 0 || wp % 16 != 0 {
+            return Err(shape(op, "x and w must be 16-byte aligned".into()));
+        }
+        Ok(Some((xp, wp)))
+    }
+
     /// Checks and launches one GEMV (`n` = rows of `w`).
     #[allow(clippy::too_many_arguments)]
     fn gemv_launch(
@@ -536,25 +565,15 @@ impl Gpu {
         epilogue: GemvEpilogue,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16";
-        if ![1, 2, 4, 8].contains(&kparts) {
-            return Err(shape(OP, format!("kparts = {kparts} must be 1, 2, 4 or 8")));
-        }
         if !Self::gemv_supports(m, k) {
             return Err(shape(
                 OP,
                 format!("m = {m} must be 1..={GEMV_MAX_ROWS} and k = {k} a positive multiple of 8"),
             ));
         }
-        need(OP, "x", x.len(), m * k)?;
-        need(OP, "w", w.len(), n * k)?;
-        if n == 0 {
+        let Some((xp, wp)) = self.weight_streaming_operands(OP, x, w, m, n, k, kparts)? else {
             return Ok(());
-        }
-        let (xp, _g1) = x.device_ptr(&self.stream);
-        let (wp, _g2) = w.device_ptr(&self.stream);
-        if xp % 16 != 0 || wp % 16 != 0 {
-            return Err(shape(OP, "x and w must be 16-byte aligned".into()));
-        }
+        };
         let groups = 8 / kparts;
         let (mode, yp, zp, z_stride, op, blocks) = match epilogue {
             GemvEpilogue::Plain { y } => (

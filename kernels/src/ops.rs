@@ -8,7 +8,7 @@
 
 use crate::error::{shape, DriverContext, Result};
 use crate::gpu::Gpu;
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig};
 use half::bf16;
 
 /// Geometry of one layer's KV cache: `k` and `v` each bf16 `[num_seqs, capacity, kv_heads, head_dim]`.
@@ -39,6 +39,20 @@ pub const ATTENTION_KEYS_PER_SPLIT: usize = 64;
 
 /// Largest head_dim the attention kernel supports (32 lanes x 16 dims).
 pub const MAX_HEAD_DIM: usize = 512;
+
+/// Element types [`Gpu::attention_with_max_keys`] writes: f32, or bf16 (the next projection's operand).
+pub trait AttentionOutput: DeviceRepr {
+    /// Whether the kernel writes bf16 (its `out_b` operand) rather than f32.
+    const BF16: bool;
+}
+
+impl AttentionOutput for f32 {
+    const BF16: bool = false;
+}
+
+impl AttentionOutput for bf16 {
+    const BF16: bool = true;
+}
 
 pub(crate) fn int(op: &'static str, what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit in i32")))
@@ -322,9 +336,10 @@ impl Gpu {
     /// the split count is then also capped at `ceil(max_keys / ATTENTION_KEYS_PER_SPLIT)`, so a short context
     /// runs few splits (or one, with no combine launch). Never more splits than [`Gpu::attention_splits`],
     /// so the scratch reserved by [`Gpu::reserve_scratch`] always suffices. Correct for any bound: it only
-    /// sets the parallelism.
+    /// sets the parallelism. The output is f32, or bf16 (rounded to nearest even: the o projection's operand,
+    /// without a cast launch) when `out` holds bf16.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_with_max_keys(
+    pub fn attention_with_max_keys<T: AttentionOutput>(
         &self,
         q: &impl DevicePtr<f32>,
         k_cache: &impl DevicePtr<bf16>,
@@ -337,7 +352,7 @@ impl Gpu {
         window: Option<usize>,
         scale: f32,
         max_keys: Option<usize>,
-        out: &mut impl DevicePtrMut<f32>,
+        out: &mut impl DevicePtrMut<T>,
     ) -> Result<()> {
         need(
             "attention",
@@ -358,48 +373,7 @@ impl Gpu {
             window,
             scale,
             max_keys,
-            (op, 0),
-        )
-    }
-
-    /// [`Gpu::attention_with_max_keys`] writing a bf16 output (rounded to nearest even): the o projection's
-    /// operand, without a cast launch.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_to_bf16(
-        &self,
-        q: &impl DevicePtr<f32>,
-        k_cache: &impl DevicePtr<bf16>,
-        v_cache: &impl DevicePtr<bf16>,
-        seq_ids: &impl DevicePtr<i32>,
-        positions: &impl DevicePtr<i32>,
-        tokens: usize,
-        heads: usize,
-        layout: KvLayout,
-        window: Option<usize>,
-        scale: f32,
-        max_keys: Option<usize>,
-        out: &mut impl DevicePtrMut<bf16>,
-    ) -> Result<()> {
-        need(
-            "attention",
-            "out",
-            out.len(),
-            tokens * heads * layout.head_dim,
-        )?;
-        let (op, _g) = out.device_ptr_mut(&self.stream);
-        self.attention_core(
-            q,
-            k_cache,
-            v_cache,
-            seq_ids,
-            positions,
-            tokens,
-            heads,
-            layout,
-            window,
-            scale,
-            max_keys,
-            (0, op),
+            if T::BF16 { (0, op) } else { (op, 0) },
         )
     }
 

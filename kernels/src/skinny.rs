@@ -71,9 +71,6 @@ impl Gpu {
         y: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         const OP: &str = "skinny_gemm_bf16";
-        if ![1, 2, 4, 8].contains(&kparts) {
-            return Err(shape(OP, format!("kparts = {kparts} must be 1, 2, 4 or 8")));
-        }
         if !Self::skinny_supports(m, k) {
             return Err(shape(
                 OP,
@@ -82,17 +79,10 @@ impl Gpu {
                 ),
             ));
         }
-        need(OP, "x", x.len(), m * k)?;
-        need(OP, "w", w.len(), n * k)?;
         need(OP, "y", y.len(), m * n)?;
-        if n == 0 {
+        let Some((xp, wp)) = self.weight_streaming_operands(OP, x, w, m, n, k, kparts)? else {
             return Ok(());
-        }
-        let (xp, _g1) = x.device_ptr(&self.stream);
-        let (wp, _g2) = w.device_ptr(&self.stream);
-        if xp % 16 != 0 || wp % 16 != 0 {
-            return Err(shape(OP, "x and w must be 16-byte aligned".into()));
-        }
+        };
         let (yp, _g3) = y.device_ptr_mut(&self.stream);
         let (name, rows_per_warp) = entry(m);
         let blocks = n.div_ceil(rows_per_warp * (WARPS / kparts));

@@ -908,7 +908,7 @@ impl VkaeModel {
                 .context_splits
                 .then(|| window.map_or(cache.layout.capacity, |w| w.min(cache.layout.capacity)));
             // Attention writes the o projection's bf16 operand directly (no cast launch).
-            g.attention_to_bf16(
+            g.attention_with_max_keys(
                 &w.q,
                 &cache.k,
                 &cache.v,

@@ -391,6 +391,34 @@ impl Checker<'_> {
         kparts: Option<usize>,
         sample_rows: Option<usize>,
     ) -> Result<CheckReport> {
+        self.projection(
+            "gemv_bf16 (weight streaming)",
+            (m, n, k, kparts, sample_rows),
+            tol::F32_ACCUMULATION,
+            |g, x, w, y| match kparts {
+                Some(p) => g.gemv_bf16_split(x, w, m, n, k, p, y),
+                None => g.gemv_bf16(x, w, m, n, k, y),
+            },
+        )
+    }
+
+    /// A projection kernel (`y[m, n] = x[m, k] · w[n, k]ᵀ`, bf16 operands, f32 out) against the f64 product of the
+    /// same bf16 operands: fresh x and a tiled random w (a chunk length that is no multiple of k, so tiled rows
+    /// differ), y poisoned first; `sample_rows` of W checked when given (plus the last), every output must be
+    /// written. `shape` = (m, n, k, kparts, sample_rows); `kparts` is only reported.
+    pub(crate) fn projection(
+        &mut self,
+        label: &str,
+        shape: (usize, usize, usize, Option<usize>, Option<usize>),
+        tolerance: f64,
+        launch: impl FnOnce(
+            &crate::Gpu,
+            &crate::CudaSlice<bf16>,
+            &crate::CudaSlice<bf16>,
+            &mut crate::CudaSlice<f32>,
+        ) -> Result<()>,
+    ) -> Result<CheckReport> {
+        let (m, n, k, kparts, sample_rows) = shape;
         let g = self.gpu;
         let x = bf16_round(&self.rng.normal_vec(m * k, 1.0));
         let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -398,10 +426,7 @@ impl Checker<'_> {
         let chunk = self.rng.normal_bf16(chunk_len, 0.02);
         let (dx, dw) = (g.upload(&xb)?, g.upload_tiled(&chunk, n * k)?);
         let mut y = poison_f32(g, m * n)?;
-        match kparts {
-            Some(p) => g.gemv_bf16_split(&dx, &dw, m, n, k, p, &mut y)?,
-            None => g.gemv_bf16(&dx, &dw, m, n, k, &mut y)?,
-        }
+        launch(g, &dx, &dw, &mut y)?;
         let got = g.download(&y)?;
         let cols: Vec<usize> = match sample_rows {
             Some(s) if s < n => {
@@ -423,7 +448,7 @@ impl Checker<'_> {
             .collect();
         let all_written = got[..m * n].iter().all(|v| v.is_finite());
         Ok(CheckReport::new(
-            "gemv_bf16 (weight streaming)",
+            label,
             format!(
                 "m {m} n {n} k {k} kparts {kparts:?}{}",
                 if cols.len() < n {
@@ -437,7 +462,7 @@ impl Checker<'_> {
             } else {
                 f64::NAN
             },
-            tol::F32_ACCUMULATION,
+            tolerance,
         ))
     }
 
