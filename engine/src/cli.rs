@@ -55,6 +55,7 @@ pub enum Command {
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// cuda (the generic GPU path), vkae (the VKAE kernel path) or cpu.
     #[arg(long, default_value = "cuda")]
     pub device: String,
     #[arg(long, default_value_t = 128)]
@@ -117,6 +118,7 @@ pub struct GenerateArgs {
     /// Tokens to generate per sequence.
     #[arg(long, default_value_t = 32)]
     pub max_new: usize,
+    /// cpu (the f32 reference), cuda (the generic GPU path) or vkae (the VKAE kernel path, GPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Sequences decoded together (each gets the same prompt).
@@ -342,10 +344,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let name = model.source.clone();
     let mut engine = Engine::new(model, backend)?;
     let load_s = t0.elapsed().as_secs_f64();
-    let device = match &engine {
-        Engine::Cpu(_) => "cpu".to_string(),
-        Engine::Cuda(g) => g.device_name().to_string(),
-    };
+    let device = engine.device_name();
     let settings = crate::bench::BenchSettings {
         prompt_len: args.prompt_len,
         max_new: args.max_new,

@@ -35,6 +35,9 @@ pub enum Backend {
     Cpu,
     /// The generic CUDA path (BF16 weights, f32 accumulation).
     Cuda,
+    /// The VKAE kernel path (CUDA; dense models): fused kernels, measured projection kernels, programmatic
+    /// dependent launch, one CUDA graph per decode step ([`vkae::VkaeModel`], default options).
+    Vkae,
 }
 
 impl Backend {
@@ -42,8 +45,9 @@ impl Backend {
         match s {
             "cpu" => Ok(Self::Cpu),
             "cuda" | "gpu" => Ok(Self::Cuda),
+            "vkae" => Ok(Self::Vkae),
             other => Err(EngineError::Input(format!(
-                "unknown device {other:?} (expected cpu or cuda)"
+                "unknown device {other:?} (expected cpu, cuda or vkae)"
             ))),
         }
     }
@@ -104,6 +108,7 @@ pub struct GenerateOutput {
 pub enum Engine {
     Cpu(Model),
     Cuda(Box<gpu::GpuModel>),
+    Vkae(Box<vkae::VkaeModel>),
 }
 
 impl Engine {
@@ -111,6 +116,19 @@ impl Engine {
         match backend {
             Backend::Cpu => Ok(Engine::Cpu(model)),
             Backend::Cuda => Ok(Engine::Cuda(Box::new(gpu::GpuModel::new(&model)?))),
+            Backend::Vkae => Ok(Engine::Vkae(Box::new(vkae::VkaeModel::new(
+                &model,
+                vkae::VkaeOptions::default(),
+            )?))),
+        }
+    }
+
+    /// The device this engine runs on ("cpu", or the GPU's name).
+    pub fn device_name(&self) -> String {
+        match self {
+            Engine::Cpu(_) => "cpu".to_string(),
+            Engine::Cuda(g) => g.device_name().to_string(),
+            Engine::Vkae(v) => v.device_name().to_string(),
         }
     }
 
@@ -118,6 +136,7 @@ impl Engine {
         match self {
             Engine::Cpu(m) => &m.config,
             Engine::Cuda(g) => g.config(),
+            Engine::Vkae(v) => v.config(),
         }
     }
 
@@ -127,6 +146,7 @@ impl Engine {
         match self {
             Engine::Cpu(m) => cpu_generate(m, req),
             Engine::Cuda(g) => g.generate(req),
+            Engine::Vkae(v) => v.generate(req),
         }
     }
 
@@ -151,6 +171,7 @@ impl Engine {
         match self {
             Engine::Cpu(m) => Ok(cpu::CpuSession::new(m).forward(ids, true)),
             Engine::Cuda(g) => g.prefill_logits(ids),
+            Engine::Vkae(v) => v.prefill_logits(ids),
         }
     }
 
@@ -180,6 +201,7 @@ impl Engine {
                 Ok((toks, all))
             }
             Engine::Cuda(g) => g.generate_with_logits(prompt, max_new),
+            Engine::Vkae(v) => v.generate_with_logits(prompt, max_new),
         }
     }
 }

@@ -82,6 +82,33 @@ fn bad_input_fails_with_a_message() {
             "/nonexistent/model",
         ),
         (vec!["inspect", "--synthetic", "e9b"], "unknown family"),
+        (
+            vec![
+                "generate",
+                dir.to_str().unwrap(),
+                "--prompt-ids",
+                "2",
+                "--device",
+                "tpu",
+            ],
+            "expected cpu, cuda or vkae",
+        ),
+        (
+            vec![
+                "qualify",
+                "--model",
+                dir.to_str().unwrap(),
+                "--device",
+                "vkae",
+                "--baseline",
+                "cpu-reference",
+                "--lane-key",
+                "/nonexistent/key",
+                "--out",
+                "/nonexistent/run.json",
+            ],
+            "qualify measures the generic and the VKAE path itself",
+        ),
     ] {
         let out = engine().args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
@@ -120,4 +147,49 @@ fn text_prompts_use_the_checkpoints_tokenizer() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["prompt_len"], 6);
     assert_eq!(v["tokens"][0].as_array().unwrap().len(), 5);
+}
+
+/// `--device vkae` runs the VKAE kernel path: transformers' greedy tokens where a GPU is present, a message that
+/// names what is missing where none is.
+#[test]
+fn generate_on_the_vkae_path_gives_transformers_tokens_or_says_why_not() {
+    let r = reference("e_style");
+    let ids: Vec<String> = r.prompt.iter().map(|t| t.to_string()).collect();
+    let out = engine()
+        .args([
+            "generate",
+            fixture_dir("e_style").to_str().unwrap(),
+            "--prompt-ids",
+            &ids.join(","),
+            "--max-new",
+            "32",
+            "--device",
+            "vkae",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    match vkae_engine::gpu::available() {
+        Err(why) => {
+            eprintln!(
+                "SKIPPED the GPU half of generate_on_the_vkae_path: no usable CUDA GPU ({why})"
+            );
+            assert!(
+                !out.status.success(),
+                "--device vkae without a GPU must fail"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("CUDA") || err.contains("libcuda"), "{err}");
+        }
+        Ok(()) => {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let toks: Vec<Vec<u32>> = serde_json::from_value(v["tokens"].clone()).unwrap();
+            assert_eq!(toks[0], r.greedy);
+        }
+    }
 }

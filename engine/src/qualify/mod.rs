@@ -286,7 +286,13 @@ impl Settings {
             quality_tokens: a.quality_tokens,
             prompt_seed: a.prompt_seed,
             quality_seed: a.quality_seed,
-            backend: Backend::parse(&a.device)?,
+            backend: match Backend::parse(&a.device)? {
+                Backend::Vkae => bail!(
+                    "qualify measures the generic and the VKAE path itself: --device takes cpu or cuda (the GPU \
+                     both paths run on)"
+                ),
+                b => b,
+            },
             baseline,
             python: a.python.clone(),
             baseline_time_limit: Duration::from_secs(a.baseline_time_limit),
@@ -465,7 +471,7 @@ fn run_in(
     let prompt = bench_prompt(vocab, s.prompt_tokens, s.prompt_seed);
     let q_ids = bench_prompt(vocab, s.quality_tokens + 1, s.quality_seed);
     let device_str = match s.backend {
-        Backend::Cuda => "cuda",
+        Backend::Cuda | Backend::Vkae => "cuda",
         Backend::Cpu => "cpu",
     };
 
@@ -482,12 +488,17 @@ fn run_in(
             provenance::gpu_hardware(g.device_name()),
             g.device_name().to_string(),
         ),
+        Engine::Vkae(v) => (
+            provenance::gpu_hardware(v.device_name()),
+            v.device_name().to_string(),
+        ),
         Engine::Cpu(_) => (provenance::cpu_hardware(), "cpu".to_string()),
     };
     phase.inc("loaded");
     let generic_note = match s.backend {
         Backend::Cuda => "BF16 weights, one kernel per op (vkae-kernels) and cuBLAS projections",
         Backend::Cpu => "the engine's f32 CPU code (--device cpu)",
+        Backend::Vkae => unreachable!("--device vkae is refused when the settings are read"),
     };
     let mut generic_paths: Vec<(usize, Measured)> = vec![];
     for &b in &s.batches {
@@ -513,7 +524,7 @@ fn run_in(
     // The VKAE path: the kernel path where it covers the model, else (saying so) the generic path. Its
     // quality-stream logits are what the guard scores.
     let kernel_path = match (s.backend, s.vkae_kernel_path, cfg.enable_moe_block) {
-        (Backend::Cuda, true, false) => Ok(()),
+        (Backend::Cuda | Backend::Vkae, true, false) => Ok(()),
         (Backend::Cpu, ..) => Err("no kernel path on the CPU"),
         (_, false, _) => Err("--vkae-path generic"),
         (_, _, true) => Err("the kernel path does not cover MoE layers yet"),
@@ -831,7 +842,7 @@ fn run_in(
     let stats = model_stats(&cfg);
     let commit = provenance::engine_commit(s.engine_commit.as_deref());
     let (kernels_sha256, kernels, precision) = match s.backend {
-        Backend::Cuda => {
+        Backend::Cuda | Backend::Vkae => {
             let mut k: Vec<String> = vkae_kernels::sources::SOURCES
                 .iter()
                 .flat_map(|src| src.functions.iter().map(|f| f.to_string()))
