@@ -29,6 +29,9 @@
 //!   call's result is checked and returned as a [`KernelError`] that says what was being done.
 //! - Ops queue work on the [`Gpu`]'s single stream and return; [`Gpu::download`] and
 //!   [`Gpu::synchronize`] wait (and surface asynchronous launch errors).
+//! - Every launch goes through `cuLaunchKernelEx`. [`Gpu::set_programmatic_launch`] (compute capability 9.0+)
+//!   lets each kernel be scheduled while its predecessor drains; every kernel waits on its predecessor before it
+//!   touches data (`PDL_ENTRY` in `common.cuh`), so results do not depend on the setting.
 //!
 //! ## Ops ([`Gpu`] methods)
 //! | op | what | layout |
@@ -37,7 +40,7 @@
 //! | [`Gpu::rms_norm`], [`Gpu::rms_norm_inplace`] | `x * rsqrt(mean(x²) + eps) * weight` (Gemma 4: weight, not 1 + weight; `None`: scale-free) | x, out f32 `[rows, cols]`, weight bf16 `[cols]` |
 //! | [`Gpu::rope`] | rotate_half RoPE in place, angle `pos * inv_freq[i]` | x f32 `[tokens, heads, head_dim]`, positions i32 `[tokens]`, inv_freq f32 `[head_dim/2]` from [`Rope::inv_freq`] |
 //! | [`Gpu::kv_append`] | write new K/V into a layer's cache | k_new, v_new f32 `[tokens, kv_heads, head_dim]`; caches bf16 `[num_seqs, capacity, kv_heads, head_dim]` ([`KvLayout`]), position p in slot `p % capacity` |
-//! | [`Gpu::attention`] | causal (optionally sliding-window) GQA attention against the cache, `scale * q·k`, f32 softmax, split-KV | q, out f32 `[tokens, heads, head_dim]`, head_dim ≤ 512 |
+//! | [`Gpu::attention`] | causal (optionally sliding-window) GQA attention against the cache, `scale * q·k`, f32 softmax, split-KV | q, out f32 `[tokens, heads, head_dim]` ([`Gpu::attention_with_max_keys`]: out f32 or bf16), head_dim ≤ 512 |
 //! | [`Gpu::geglu`] | `gelu_tanh(gate) * up`, strided rows | gate, up f32 rows with strides, out f32 `[rows, n]` |
 //! | [`Gpu::add`], [`Gpu::add_inplace`] | `a + b` (residual) | f32 `[n]` |
 //! | [`Gpu::scale`], [`Gpu::scale_inplace`] | `x * s` | f32 `[n]` |
@@ -56,7 +59,7 @@
 //! | [`Gpu::ple_combine`] | per-layer inputs: norm of the scaled model projection + the table row, combined |
 //! | [`Gpu::softcap_argmax`] | soft-cap fused into the argmax's first pass (capped logits optionally written back) |
 //! | [`Gpu::geglu_to_bf16`] | GeGLU writing the next projection's bf16 operand |
-//! | [`Gpu::gemv_bf16`] | weight-streaming GEMM for 1..=8 rows: 16-byte loads, 4 rows a warp, split-K inside the block |
+//! | [`Gpu::gemv_bf16`] | weight-streaming GEMM for 1..=8 rows: 16-byte loads, 4 rows a warp, split-K inside the block; [`Gpu::gemv_bf16_geglu_halves`] / [`Gpu::gemv_bf16_geglu_with`] apply GeGLU in its epilogue |
 //! | [`Gpu::skinny_gemm_bf16`] | tensor-core weight-streaming GEMM for 1..=32 rows (`mma.sync` m16n8k16, bf16 in, f32 accumulate): 16-byte loads, 16 or 32 output rows a warp, split-K inside the block; `k % 32 == 0` |
 //! | [`Gpu::decode_advance`] | end of a captured decode step: ids to history, positions + 1, step + 1 on the device |
 //!

@@ -53,7 +53,7 @@ type W = CudaSlice<bf16>;
 pub struct VkaeOptions {
     /// Capture each decode step as a CUDA graph and replay it (off: the same launches, issued eagerly).
     pub graphs: bool,
-    /// Projection kernel choice for batches of at most 8 rows.
+    /// Projection kernel choice for decode batches of at most 32 rows.
     pub projections: ProjectionMode,
     /// Decode attention splits the keys by the context the cache was sized for (~64 keys a split) instead of
     /// by the batch's parallelism alone (fewer splits and no combine launch at short context).
