@@ -222,8 +222,8 @@ impl Gpu {
     }
 
     /// Gemma 4's per-layer inputs after the model projection (ple_combine.cu):
-    /// `out[r, l, :] = (rmsnorm(proj[r, l, :] * proj_scale) * norm_w + table[ids[r], l, :] * table_scale)
-    /// * combine_scale`. `proj`, `out`: f32 `[rows, layers * dim]`; `table`: bf16 `[vocab, layers * dim]`.
+    /// `out[r, l, :] = (rmsnorm(proj[r, l, :] * proj_scale) * norm_w + table[ids[r], l, :] * table_scale) *
+    /// combine_scale`, with `proj`, `out`: f32 `[rows, layers * dim]` and `table`: bf16 `[vocab, layers * dim]`.
     #[allow(clippy::too_many_arguments)]
     pub fn ple_combine(
         &self,
