@@ -905,11 +905,34 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
     let ple_check = c.ple_combine(batch, layers, PLE_DIM, 64)?;
     let sa_checks = c.softcap_argmax(batch, VOCAB)?;
     let gg_check = c.geglu_to_bf16(batch, INTERMEDIATE)?;
+    // The GEMV with GeGLU in its epilogue (<= 8 rows): the MLP's [gate; up] and the per-layer-input gate.
+    let epilogue_checks = if Gpu::gemv_supports(batch, HIDDEN) {
+        Some((
+            c.gemv_geglu(
+                batch,
+                INTERMEDIATE,
+                HIDDEN,
+                gpu.gemv_default_kparts(2 * INTERMEDIATE),
+                true,
+            )?,
+            c.gemv_geglu(
+                batch,
+                PLE_DIM,
+                HIDDEN,
+                gpu.gemv_default_kparts(PLE_DIM),
+                false,
+            )?,
+        ))
+    } else {
+        None
+    };
     if s.check_only {
         b.checks.extend(norm_checks);
         b.checks.extend(qkv_checks.into_iter().flatten());
         b.checks.extend([ple_check, gg_check]);
         b.checks.extend(sa_checks);
+        b.checks
+            .extend(epilogue_checks.into_iter().flat_map(|(h, w)| [h, w]));
         return Ok(());
     }
     for extra in norm_checks.iter().skip(1) {
@@ -1067,6 +1090,62 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         st,
         (batch * INTERMEDIATE * (8 + 2)) as f64,
     );
+    if let Some((halves_check, with_check)) = epilogue_checks {
+        // Weights rotated past L2 as for the plain projections; bytes = weights + x + the bf16 output (+ z).
+        let (n, k) = (2 * INTERMEDIATE, HIDDEN);
+        let sets = sets_for(n * k * 2);
+        let ws = b.bf16s(n * k * sets)?;
+        let x = b.bf16s(batch * k)?;
+        let kparts = gpu.gemv_default_kparts(n);
+        let st = b.timer.time(|i| {
+            let j = i % sets;
+            gpu.gemv_bf16_geglu_halves(
+                &x,
+                &ws.slice(n * k * j..n * k * (j + 1)),
+                batch,
+                INTERMEDIATE,
+                k,
+                kparts,
+                &mut act,
+            )
+        })?;
+        b.record(
+            "gemv_bf16 + GeGLU epilogue (gate|up halves)",
+            format!("[{batch}, {k}] x [{n}, {k}]^T -> [{batch}, {INTERMEDIATE}] bf16"),
+            batch,
+            Some(halves_check),
+            st,
+            (n * k * 2 + batch * k * 2 + batch * INTERMEDIATE * 2) as f64,
+        );
+        let (n, zw) = (PLE_DIM, layers * PLE_DIM);
+        let sets = sets_for(n * k * 2);
+        let ws = b.bf16s(n * k * sets)?;
+        let z = b.f32s(batch * zw)?;
+        let mut pact = b.bf16s(batch * n)?;
+        let kparts = gpu.gemv_default_kparts(n);
+        let st = b.timer.time(|i| {
+            let j = i % sets;
+            gpu.gemv_bf16_geglu_with(
+                &x,
+                &ws.slice(n * k * j..n * k * (j + 1)),
+                batch,
+                n,
+                k,
+                kparts,
+                &z,
+                zw,
+                &mut pact,
+            )
+        })?;
+        b.record(
+            "gemv_bf16 + GeGLU epilogue (per-layer gate x input)",
+            format!("[{batch}, {k}] x [{n}, {k}]^T -> [{batch}, {n}] bf16"),
+            batch,
+            Some(with_check),
+            st,
+            (n * k * 2 + batch * k * 2 + batch * n * (4 + 2)) as f64,
+        );
+    }
     Ok(())
 }
 
