@@ -135,8 +135,11 @@ def main():
     model = Gemma4ForCausalLM.from_pretrained(plan["model_dir"], dtype=dtype, attn_implementation=attn).to(device).eval()
     progress("load", 1, 1)
     kind = "static cache + torch.compile" if peer else "eager"
+    # A CPU affinity set from outside (engine/qualify/run-h200.sh BASELINE_CPUS) is part of how the baseline ran.
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pinned = f", pinned to CPUs {cpus}" if cpus and len(cpus) < (os.cpu_count() or len(cpus)) else ""
     result = {
-        "impl": f"transformers {transformers.__version__} {kind} generate ({attn}, {plan['dtype']}), torch {torch.__version__}",
+        "impl": f"transformers {transformers.__version__} {kind} generate ({attn}, {plan['dtype']}), torch {torch.__version__}{pinned}",
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "load_s": time.perf_counter() - t0,
         "batches": [],

@@ -20,6 +20,11 @@ peer_limit=${PEER_LIMIT:-75}
 model_args=${MODEL_ARGS:---synthetic e4b --seed 0 --checkpoint-dir /tmp/vkae-e4b-seed0}
 device=${DEVICE:-cuda}
 python=${PYTHON:-python3}
+# BASELINE_CPUS="2-3": run the transformers children pinned to those CPUs (recorded in the baseline's description).
+if [ -n "${BASELINE_CPUS:-}" ]; then
+  export VKAE_BASELINE_CPUS=$BASELINE_CPUS VKAE_BASELINE_PYTHON=$python
+  python="$PWD/engine/qualify/python-pinned.sh"
+fi
 prompt=${PROMPT_TOKENS:-128}
 output=${OUTPUT_TOKENS:-128}
 warmup=${WARMUP:-1}
