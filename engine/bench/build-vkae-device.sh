@@ -9,12 +9,12 @@ mkdir -p "$dest"
 cargo build --release -p vkae-kernels --bin kernel-bench
 {
   cargo test --release -p vkae-kernels --no-run --message-format=json
-  cargo test --release -p vkae-engine --test vkae --test vkae_bench --no-run --message-format=json
+  cargo test --release -p vkae-engine --test vkae --test vkae_bench --test cli --no-run --message-format=json
 } 2>/dev/null |
   python3 -c '
 import json, sys, shutil
 names = {"gpu": "kernels-gpu-tests", "vkae_kernels": "kernels-unit-tests",
-         "vkae": "engine-vkae-tests", "vkae_bench": "engine-vkae-bench"}
+         "vkae": "engine-vkae-tests", "vkae_bench": "engine-vkae-bench", "cli": "engine-cli-tests"}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
@@ -25,5 +25,8 @@ for line in sys.stdin:
         print("copied", m["target"]["name"], "->", name)
 ' "$dest"
 cp "${CARGO_TARGET_DIR:-target}/release/kernel-bench" "$dest/"
+# The CLI itself, for engine-cli-tests (run with VKAE_ENGINE_BIN pointing at it).
+cargo build --release -p vkae-engine --bin vkae-engine
+cp "${CARGO_TARGET_DIR:-target}/release/vkae-engine" "$dest/"
 strip "$dest"/*
 ls -la "$dest"

@@ -4,8 +4,13 @@ mod common;
 use common::*;
 use std::process::Command;
 
+/// The binary under test: `VKAE_ENGINE_BIN` when set (a test binary run on another machine, e.g. the device
+/// scripts), else the one cargo built beside this test.
 fn engine() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vkae-engine"))
+    Command::new(
+        std::env::var_os("VKAE_ENGINE_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_vkae-engine").into()),
+    )
 }
 
 #[test]

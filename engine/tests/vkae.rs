@@ -76,6 +76,31 @@ fn vkae_dense_style_matches_cpu_and_transformers() {
     fixture_check("dense_style");
 }
 
+/// The VKAE path behind `Engine` (the CLI's `--device vkae`): transformers' greedy tokens and logits in band
+/// of the BF16-rounding CPU reference, through the same dispatch `generate` and `bench` use.
+#[test]
+fn engine_backend_vkae_gives_transformers_tokens() {
+    if !gpu_or_skip("engine_backend_vkae_gives_transformers_tokens") {
+        return;
+    }
+    let r = reference("e_style");
+    let model = Model::load(&fixture_dir("e_style")).unwrap();
+    let mut engine = Engine::new(model, Backend::Vkae).unwrap();
+    assert!(matches!(engine, Engine::Vkae(_)));
+    let out = engine
+        .generate(&GenerateRequest {
+            prompts: vec![r.prompt.clone(); 2],
+            max_new: r.greedy.len(),
+            stop_at_eos: false,
+        })
+        .unwrap();
+    assert_eq!(out.tokens[0], r.greedy);
+    assert_eq!(out.tokens[1], r.greedy);
+    let lp = engine.logprobs(&r.prompt).unwrap();
+    assert_eq!(lp.len(), r.prompt.len() - 1);
+    assert!(lp.iter().all(|v| v.is_finite() && *v <= 0.0));
+}
+
 #[test]
 fn vkae_refuses_moe_models_with_a_clear_error() {
     // Refused before any GPU is touched, so this runs everywhere.
