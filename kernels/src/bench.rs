@@ -15,7 +15,7 @@ use crate::gpu::Gpu;
 use crate::ops::KvLayout;
 use crate::rng::Rng;
 use crate::rope::Rope;
-use cudarc::driver::{sys::CUevent_flags, CudaEvent, CudaSlice};
+use cudarc::driver::{sys::CUevent_flags, CudaEvent, CudaSlice, CudaView};
 use half::bf16;
 
 /// E4B text-decoder shapes.
@@ -133,6 +133,13 @@ const ROTATE_BYTES: usize = 512 << 20;
 
 fn sets_for(footprint: usize) -> usize {
     ROTATE_BYTES.div_ceil(footprint.max(1)).clamp(1, 64)
+}
+
+/// Iteration `i`'s copy of a weight matrix of `len` elements among `sets` copies laid end to end in `ws`, so that
+/// consecutive timed launches read weights that are no longer in L2.
+fn weight_set(ws: &CudaSlice<bf16>, len: usize, i: usize, sets: usize) -> CudaView<'_, bf16> {
+    let j = i % sets;
+    ws.slice(len * j..len * (j + 1))
 }
 
 struct Timer<'a> {
@@ -777,17 +784,9 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         let x = b.bf16s(batch * k)?;
         let xf = b.f32s(batch * k)?;
         let mut y = gpu.alloc::<f32>(batch * n)?;
-        let st = b.timer.time(|i| {
-            let j = i % sets;
-            gpu.gemm_bf16(
-                &x,
-                &ws.slice(n * k * j..n * k * (j + 1)),
-                batch,
-                n,
-                k,
-                &mut y,
-            )
-        })?;
+        let st = b
+            .timer
+            .time(|i| gpu.gemm_bf16(&x, &weight_set(&ws, n * k, i, sets), batch, n, k, &mut y))?;
         let bytes = (wbytes + batch * k * 2 + batch * n * 4) as f64;
         b.record(
             &format!("gemm_bf16 {label}"),
@@ -797,17 +796,9 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             st,
             bytes,
         );
-        let st = b.timer.time(|i| {
-            let j = i % sets;
-            gpu.linear(
-                &xf,
-                &ws.slice(n * k * j..n * k * (j + 1)),
-                batch,
-                n,
-                k,
-                &mut y,
-            )
-        })?;
+        let st = b
+            .timer
+            .time(|i| gpu.linear(&xf, &weight_set(&ws, n * k, i, sets), batch, n, k, &mut y))?;
         let bytes = (wbytes + batch * k * 4 + batch * n * 4) as f64;
         b.record(
             &format!("linear {label} (cast+gemm)"),
@@ -820,15 +811,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         if Gpu::gemv_supports(batch, k) {
             let check = Checker::new(gpu, seed ^ 0x9e37 ^ n as u64).gemv(batch, n, k, sample)?;
             let st = b.timer.time(|i| {
-                let j = i % sets;
-                gpu.gemv_bf16(
-                    &x,
-                    &ws.slice(n * k * j..n * k * (j + 1)),
-                    batch,
-                    n,
-                    k,
-                    &mut y,
-                )
+                gpu.gemv_bf16(&x, &weight_set(&ws, n * k, i, sets), batch, n, k, &mut y)
             })?;
             let bytes = (wbytes + batch * k * 2 + batch * n * 4) as f64;
             b.record(
@@ -849,10 +832,9 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             };
             for kparts in splits {
                 let st = b.timer.time(|i| {
-                    let j = i % sets;
                     gpu.skinny_gemm_bf16_split(
                         &x,
-                        &ws.slice(n * k * j..n * k * (j + 1)),
+                        &weight_set(&ws, n * k, i, sets),
                         batch,
                         n,
                         k,
@@ -1098,10 +1080,9 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         let x = b.bf16s(batch * k)?;
         let kparts = gpu.gemv_default_kparts(n);
         let st = b.timer.time(|i| {
-            let j = i % sets;
             gpu.gemv_bf16_geglu_halves(
                 &x,
-                &ws.slice(n * k * j..n * k * (j + 1)),
+                &weight_set(&ws, n * k, i, sets),
                 batch,
                 INTERMEDIATE,
                 k,
@@ -1124,10 +1105,9 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         let mut pact = b.bf16s(batch * n)?;
         let kparts = gpu.gemv_default_kparts(n);
         let st = b.timer.time(|i| {
-            let j = i % sets;
             gpu.gemv_bf16_geglu_with(
                 &x,
-                &ws.slice(n * k * j..n * k * (j + 1)),
+                &weight_set(&ws, n * k, i, sets),
                 batch,
                 n,
                 k,

@@ -354,47 +354,6 @@ impl Gpu {
         max_keys: Option<usize>,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<()> {
-        need(
-            "attention",
-            "out",
-            out.len(),
-            tokens * heads * layout.head_dim,
-        )?;
-        let (op, _g) = out.device_ptr_mut(&self.stream);
-        self.attention_core(
-            q,
-            k_cache,
-            v_cache,
-            seq_ids,
-            positions,
-            tokens,
-            heads,
-            layout,
-            window,
-            scale,
-            max_keys,
-            if T::BF16 { (0, op) } else { (op, 0) },
-        )
-    }
-
-    /// The attention launches; `out` = (f32 output, bf16 output) device pointers, exactly one non-null, already
-    /// checked to hold `tokens * heads * head_dim` elements.
-    #[allow(clippy::too_many_arguments)]
-    fn attention_core(
-        &self,
-        q: &impl DevicePtr<f32>,
-        k_cache: &impl DevicePtr<bf16>,
-        v_cache: &impl DevicePtr<bf16>,
-        seq_ids: &impl DevicePtr<i32>,
-        positions: &impl DevicePtr<i32>,
-        tokens: usize,
-        heads: usize,
-        layout: KvLayout,
-        window: Option<usize>,
-        scale: f32,
-        max_keys: Option<usize>,
-        out: (u64, u64),
-    ) -> Result<()> {
         const OP: &str = "attention";
         let hd = layout.head_dim;
         if hd == 0 || hd > MAX_HEAD_DIM {
@@ -419,6 +378,7 @@ impl Gpu {
             return Err(shape(OP, "a window must be at least 1 token".into()));
         }
         need(OP, "q", q.len(), tokens * heads * hd)?;
+        need(OP, "out", out.len(), tokens * heads * hd)?;
         need(OP, "seq_ids", seq_ids.len(), tokens)?;
         need(OP, "positions", positions.len(), tokens)?;
         need(OP, "k_cache", k_cache.len(), layout.elements())?;
@@ -464,7 +424,9 @@ impl Gpu {
         let (vc, _g3) = v_cache.device_ptr(&self.stream);
         let (si, _g4) = seq_ids.device_ptr(&self.stream);
         let (po, _g5) = positions.device_ptr(&self.stream);
-        let (op, obp) = out;
+        // The kernel writes f32 `out`, or bf16 `out_b` where that pointer is not null.
+        let (outp, _g6) = out.device_ptr_mut(&self.stream);
+        let (op, obp) = if T::BF16 { (0u64, outp) } else { (outp, 0u64) };
         let cfg = LaunchConfig {
             grid_dim: (
                 int(OP, "tokens", tokens)? as u32,

@@ -75,7 +75,7 @@ impl VkaeBenchSettings {
             (
                 "vkae default without k-split search".into(),
                 VkaeOptions {
-                    gemv_split_search: false,
+                    split_search: false,
                     ..d
                 },
             ),

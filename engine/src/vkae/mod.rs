@@ -19,7 +19,7 @@
 //!   seen (timed on the model's own weights with CUDA events; [`VkaeModel::projection_choices`] lists the
 //!   outcome).
 //! - Decode attention split by the cache's context ([`VkaeOptions::context_splits`]); the weight-streaming
-//!   kernels' k split chosen by the same measurement ([`VkaeOptions::gemv_split_search`]).
+//!   kernels' k split chosen by the same measurement ([`VkaeOptions::split_search`]).
 //! - The decode step (embedding, every layer, LM head, soft-cap + argmax, then `decode_advance`, which
 //!   records the ids and advances the positions on the device) is one CUDA graph per batch size. Token ids,
 //!   positions and sequence ids live in fixed device buffers; replaying the graph needs no host work, no
@@ -60,7 +60,7 @@ pub struct VkaeOptions {
     pub context_splits: bool,
     /// With [`ProjectionMode::Measured`], time the weight-streaming kernels at every k split (1, 2, 4, 8 of a
     /// block's warps) rather than only their default split.
-    pub gemv_split_search: bool,
+    pub split_search: bool,
     /// Programmatic dependent launch (Hopper and later): each of the path's kernels may be scheduled while
     /// the one before it drains, and waits on it on the device ([`Gpu::set_programmatic_launch`]).
     pub programmatic_launch: bool,
@@ -78,7 +78,7 @@ impl Default for VkaeOptions {
             graphs: true,
             projections: ProjectionMode::Measured,
             context_splits: true,
-            gemv_split_search: true,
+            split_search: true,
             programmatic_launch: true,
             prefetch_bytes: 0,
             fuse_geglu: true,
@@ -414,11 +414,11 @@ impl VkaeModel {
         Self::apply_launch_options(&self.gpu, options)?;
         // The kernel choices were timed under the old launch settings; time them again when those change.
         let o = self.options;
-        if (o.programmatic_launch, o.prefetch_bytes, o.gemv_split_search)
+        if (o.programmatic_launch, o.prefetch_bytes, o.split_search)
             != (
                 options.programmatic_launch,
                 options.prefetch_bytes,
-                options.gemv_split_search,
+                options.split_search,
             )
         {
             self.timings.clear();
@@ -591,7 +591,7 @@ impl VkaeModel {
         {
             return Ok(());
         }
-        let split_search = self.options.gemv_split_search;
+        let split_search = self.options.split_search;
         let gpu_err = |e: vkae_kernels::cudarc::driver::DriverError| {
             EngineError::Gpu(format!("timing projections: {e}"))
         };
