@@ -289,6 +289,7 @@ fn graph_equals_eager(name: &str) {
         programmatic_launch: false,
         prefetch_bytes: 0,
         fuse_geglu: false,
+        fuse_residual: false,
         ..VkaeOptions::default()
     };
     let mut eager_by_mode = vec![];
@@ -351,6 +352,20 @@ fn graph_equals_eager(name: &str) {
         assert!(
             e <= 1e-4,
             "{projections:?}: GeGLU fusion moved the logits by {e:e}"
+        );
+        // The residual step in the GEMV's last block: the same row function as the separate launch, over 256
+        // threads instead of the launch's own block size, so only the norms' reduction order differs.
+        let tail = run(VkaeOptions {
+            projections,
+            fuse_residual: true,
+            programmatic_launch: true,
+            ..plain
+        });
+        let e = l2_rel_err(&tail, &eager);
+        eprintln!("{name} forced decode, {projections:?}: residual tail in the GEMV (graph) vs eager {e:.2e}");
+        assert!(
+            e <= 1e-4,
+            "{projections:?}: the residual tail moved the logits by {e:e}"
         );
         eager_by_mode.push((projections, eager));
     }

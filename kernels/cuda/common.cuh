@@ -50,6 +50,61 @@ __device__ __forceinline__ bool aligned16(const void* p) {
 
 #define NEG_INF __int_as_float(0xff800000)
 
+// A global f32 load served from L2, never from this SM's L1: for data that other blocks of the same kernel
+// wrote (L1 is not coherent across SMs within a kernel).
+__device__ __forceinline__ float load_l2_f32(const float* p) {
+    float v;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
+// Residual add + RMSNorm of one row of `cols` f32 values, by the whole block (Gemma 4's sandwich norms):
+//   x_new = (x + rmsnorm(o) * w_post) * s        (o == nullptr: x_new = x * s)
+//   x = x_new                                    (the residual stream, f32, in place)
+//   out_norm = bf16(rmsnorm(x_new) * w_next)     (the next projection's input; w_next == nullptr: scale-free)
+//   out_x    = bf16(x_new)                       (a projection of the plain residual, e.g. the PLE gate)
+// Either output may be nullptr; s is Gemma's per-layer scalar at a layer's end, 1 elsewhere. rmsnorm(v) =
+// v * rsqrt(mean(v^2) + eps), f32 accumulation, products ordered as in rms_norm.cu. x and o are read through
+// L2 (load_l2_f32) so a caller may pass rows that other blocks of its kernel just wrote (gemv.cu's residual
+// tail). Each thread touches the same indices in every pass, so the in-place update needs no barrier.
+__device__ __forceinline__ void residual_rms_norm_row(float* __restrict__ xr, const float* __restrict__ orow,
+                                                      const bf16_t* __restrict__ w_post, float s,
+                                                      const bf16_t* __restrict__ w_next,
+                                                      bf16_t* __restrict__ on, bf16_t* __restrict__ ob,
+                                                      int cols, float eps) {
+    if (orow != nullptr) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+            const float v = load_l2_f32(orow + i);
+            ss += v * v;
+        }
+        ss = block_sum(ss);
+        const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+            const float w = w_post != nullptr ? bf16_to_f32(w_post[i]) : 1.0f;
+            xr[i] = (load_l2_f32(xr + i) + load_l2_f32(orow + i) * inv * w) * s;
+        }
+    } else if (s != 1.0f) {
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) xr[i] = load_l2_f32(xr + i) * s;
+    }
+    if (ob != nullptr) {
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) ob[i] = f32_to_bf16(xr[i]);
+    }
+    if (on != nullptr) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+            const float v = xr[i];
+            ss += v * v;
+        }
+        ss = block_sum(ss);
+        const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+            const float v = w_next != nullptr ? xr[i] * inv * bf16_to_f32(w_next[i]) : xr[i] * inv;
+            on[i] = f32_to_bf16(v);
+        }
+    }
+}
+
 // gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's "gelu_pytorch_tanh"). Every GeGLU
 // (geglu.cu, the GEMV's fused epilogues) calls this one function, so they round identically.
 __device__ __forceinline__ float gelu_tanh(float g) {

@@ -17,6 +17,13 @@
 //   GEMV_GEGLU_HALVES  w is a fused [gate; up] matrix of n = 2 * h rows; each warp takes rows j, j + 1 of the
 //                      gate half and the same rows of the up half, and out_b[m, j] = bf16(gelu_tanh(gate_j) *
 //                      up_j) for j < h (the MLP's gate|up projection). Grid ceil(h / (2 * groups)).
+//
+// The residual entries (gemv_bf16_residual_m*) write y as GEMV_PLAIN does, then the last block to finish
+// applies the residual add + RMSNorm that follows the o, down and per-layer projections (common.cuh
+// residual_rms_norm_row, o = y, one row of n values per m), so that step needs no launch of its own. "Last"
+// is counted on `counter` (one u32, zero before the launch; the last block sets it back to zero, so the
+// launch can be replayed in a graph): every block makes its y visible (a fence by the thread that counts,
+// after the block's barrier) before counting itself, and the last block reads y through L2.
 #define GEMV_PLAIN 0
 #define GEMV_GEGLU_WITH 1
 #define GEMV_GEGLU_HALVES 2
@@ -173,6 +180,32 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
     }
 }
 
+// The residual tail of gemv_bf16_residual_m*: runs after the block has written its part of y.
+template <int M>
+__device__ __forceinline__ void gemv_residual_tail(const float* y, int n, float* resid, const bf16_t* w_post,
+                                                   float s, const bf16_t* w_next, bf16_t* out_norm,
+                                                   bf16_t* out_x, float eps, unsigned* counter) {
+    // As a grid barrier does it: the block's stores are ordered before thread 0 by the barrier, and thread 0's
+    // fence (cumulative) publishes them GPU-wide before the count; the last block fences again before reading.
+    __shared__ unsigned last;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(counter, 1u) == gridDim.x - 1u ? 1u : 0u;
+        if (last != 0u) __threadfence();
+    }
+    __syncthreads();
+    if (last == 0u) return;
+#pragma unroll 1
+    for (int m = 0; m < M; ++m) {
+        const size_t base = (size_t)m * n;
+        residual_rms_norm_row(resid + base, y + base, w_post, s, w_next,
+                              out_norm != nullptr ? out_norm + base : nullptr,
+                              out_x != nullptr ? out_x + base : nullptr, n, eps);
+    }
+    if (threadIdx.x == 0) *counter = 0u;
+}
+
 #define GEMV_ENTRY(M)                                                                                   \
     extern "C" __global__ void __launch_bounds__(256) gemv_bf16_m##M(const bf16_t* x, const bf16_t* w,  \
                                                                      float* y, int n, int k, int kparts, \
@@ -190,3 +223,22 @@ GEMV_ENTRY(5)
 GEMV_ENTRY(6)
 GEMV_ENTRY(7)
 GEMV_ENTRY(8)
+
+#define GEMV_RESIDUAL_ENTRY(M)                                                                              \
+    extern "C" __global__ void __launch_bounds__(256)                                                      \
+        gemv_bf16_residual_m##M(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts,       \
+                                int prefetch_bytes, float* resid, const bf16_t* w_post, float s,           \
+                                const bf16_t* w_next, bf16_t* out_norm, bf16_t* out_x, float eps,          \
+                                unsigned* counter) {                                                       \
+        gemv_impl<M>(x, w, y, n, k, kparts, prefetch_bytes, GEMV_PLAIN, nullptr, 0, nullptr);               \
+        gemv_residual_tail<M>(y, n, resid, w_post, s, w_next, out_norm, out_x, eps, counter);              \
+    }
+
+GEMV_RESIDUAL_ENTRY(1)
+GEMV_RESIDUAL_ENTRY(2)
+GEMV_RESIDUAL_ENTRY(3)
+GEMV_RESIDUAL_ENTRY(4)
+GEMV_RESIDUAL_ENTRY(5)
+GEMV_RESIDUAL_ENTRY(6)
+GEMV_RESIDUAL_ENTRY(7)
+GEMV_RESIDUAL_ENTRY(8)

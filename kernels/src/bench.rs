@@ -908,7 +908,20 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
     } else {
         None
     };
+    // The GEMV with the residual step in its last block, at the down projection's shape.
+    let residual_checks = if Gpu::gemv_supports(batch, INTERMEDIATE) {
+        c.gemv_residual(
+            batch,
+            HIDDEN,
+            INTERMEDIATE,
+            gpu.gemv_default_kparts(HIDDEN),
+            true,
+        )?
+    } else {
+        vec![]
+    };
     if s.check_only {
+        b.checks.extend(residual_checks);
         b.checks.extend(norm_checks);
         b.checks.extend(qkv_checks.into_iter().flatten());
         b.checks.extend([ple_check, gg_check]);
@@ -1125,6 +1138,85 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             st,
             (n * k * 2 + batch * k * 2 + batch * n * (4 + 2)) as f64,
         );
+    }
+    if !residual_checks.is_empty() {
+        // A projection followed by its residual step (E4B's o and down): one launch whose last block applies
+        // the step, against the GEMV then `residual_rms_norm`. Bytes: weights + x + y + the step's traffic.
+        b.checks.extend(residual_checks.iter().skip(1).cloned());
+        let wn = b.bf16s(HIDDEN)?;
+        let mut resid = b.f32s(batch * HIDDEN)?;
+        let (mut on, mut ox) = (b.bf16s(batch * HIDDEN)?, b.bf16s(batch * HIDDEN)?);
+        let mut y = b.f32s(batch * HIDDEN)?;
+        let mut counter = gpu.alloc::<u32>(1)?;
+        for (what, k) in [("o", HEADS * HEAD_DIM_SLIDING), ("down", INTERMEDIATE)] {
+            let n = HIDDEN;
+            let sets = sets_for(n * k * 2);
+            let ws = b.bf16s(n * k * sets)?;
+            let x = b.bf16s(batch * k)?;
+            let kparts = gpu.gemv_default_kparts(n);
+            let bytes =
+                (n * k * 2 + batch * k * 2 + batch * n * 4 + batch * n * (4 * 3 + 2 * 2)) as f64;
+            let st = b.timer.time(|i| {
+                gpu.gemv_bf16_residual_norm(
+                    &x,
+                    &weight_set(&ws, n * k, i, sets),
+                    batch,
+                    n,
+                    k,
+                    kparts,
+                    &mut y,
+                    crate::ResidualNorm {
+                        x: &mut resid,
+                        w_post: Some(&wn),
+                        s: 1.0,
+                        w_next: Some(&wn),
+                        out_norm: Some(&mut on),
+                        out_x: Some(&mut ox),
+                        eps: 1e-6,
+                    },
+                    &mut counter,
+                )
+            })?;
+            b.record(
+                &format!("gemv_bf16 + residual tail ({what}, one launch)"),
+                format!("[{batch}, {k}] x [{n}, {k}]^T, then residual + 2 norms"),
+                batch,
+                (what == "down").then(|| residual_checks[0].clone()),
+                st,
+                bytes,
+            );
+            let st = b.timer.time(|i| {
+                gpu.gemv_bf16_split(
+                    &x,
+                    &weight_set(&ws, n * k, i, sets),
+                    batch,
+                    n,
+                    k,
+                    kparts,
+                    &mut y,
+                )?;
+                gpu.residual_rms_norm(
+                    &mut resid,
+                    Some(&y),
+                    Some(&wn),
+                    1.0,
+                    Some(&wn),
+                    Some(&mut on),
+                    Some(&mut ox),
+                    batch,
+                    HIDDEN,
+                    1e-6,
+                )
+            })?;
+            b.record(
+                &format!("gemv_bf16, then residual_rms_norm ({what}, two launches)"),
+                format!("[{batch}, {k}] x [{n}, {k}]^T, then residual + 2 norms"),
+                batch,
+                None,
+                st,
+                bytes,
+            );
+        }
     }
     Ok(())
 }

@@ -14,9 +14,50 @@ pub const GEMV_MAX_ROWS: usize = 8;
 /// Where a GEMV's results go (gemv.cu's epilogues); device pointers, already checked for size.
 #[derive(Clone, Copy)]
 enum GemvEpilogue {
-    Plain { y: u64 },
-    GegluWith { z: u64, z_stride: i64, out: u64 },
-    GegluHalves { out: u64 },
+    Plain {
+        y: u64,
+    },
+    GegluWith {
+        z: u64,
+        z_stride: i64,
+        out: u64,
+    },
+    GegluHalves {
+        out: u64,
+    },
+    /// `y` as `Plain`, then the last block's residual add + RMSNorm (`gemv_bf16_residual_m*`).
+    Residual {
+        y: u64,
+        tail: ResidualTail,
+    },
+}
+
+/// The residual add + RMSNorm that [`Gpu::gemv_bf16_residual_norm`]'s last block applies; device pointers
+/// (0 for an absent operand), already checked for size.
+#[derive(Clone, Copy)]
+struct ResidualTail {
+    resid: u64,
+    w_post: u64,
+    s: f32,
+    w_next: u64,
+    out_norm: u64,
+    out_x: u64,
+    eps: f32,
+    counter: u64,
+}
+
+/// The residual step after a projection: `x = (x + rmsnorm(o) * w_post) * s`, then `out_norm =
+/// bf16(rmsnorm(x) * w_next)` and `out_x = bf16(x)` where given ([`Gpu::residual_rms_norm`]'s operands, with
+/// `o` the projection's output).
+pub struct ResidualNorm<'a> {
+    /// The residual stream, f32 `[rows, cols]`, updated in place.
+    pub x: &'a mut CudaSlice<f32>,
+    pub w_post: Option<&'a CudaSlice<bf16>>,
+    pub s: f32,
+    pub w_next: Option<&'a CudaSlice<bf16>>,
+    pub out_norm: Option<&'a mut CudaSlice<bf16>>,
+    pub out_x: Option<&'a mut CudaSlice<bf16>>,
+    pub eps: f32,
 }
 
 /// Output rows one GEMV warp computes (`GEMV_R` in gemv.cu).
@@ -523,6 +564,68 @@ impl Gpu {
         )
     }
 
+    /// The GEMV followed by the residual step it feeds, in one launch (gemv.cu `gemv_bf16_residual_m*`): `y =
+    /// x · wᵀ` (f32 `[m, n]`, written as [`Gpu::gemv_bf16_split`] does), then the last block to finish applies
+    /// `residual` with `o = y` over the `m` rows of `n` values, exactly as [`Gpu::residual_rms_norm`] would
+    /// (the same row function). `counter` is one u32 that must be zero before the launch; the kernel leaves it
+    /// zero, so one counter serves every such launch on this stream, graph replays included.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemv_bf16_residual_norm(
+        &self,
+        x: &impl DevicePtr<bf16>,
+        w: &impl DevicePtr<bf16>,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: usize,
+        y: &mut impl DevicePtrMut<f32>,
+        residual: ResidualNorm<'_>,
+        counter: &mut CudaSlice<u32>,
+    ) -> Result<()> {
+        const OP: &str = "gemv_bf16_residual_norm";
+        let rows_cols = m * n;
+        need(OP, "y", y.len(), rows_cols)?;
+        need(OP, "x (residual)", residual.x.len(), rows_cols)?;
+        for (what, w) in [("w_post", residual.w_post), ("w_next", residual.w_next)] {
+            if let Some(w) = w {
+                need(OP, what, w.len(), n)?;
+            }
+        }
+        if let Some(b) = &residual.out_norm {
+            need(OP, "out_norm", b.len(), rows_cols)?;
+        }
+        if let Some(b) = &residual.out_x {
+            need(OP, "out_x", b.len(), rows_cols)?;
+        }
+        need(OP, "counter", counter.len(), 1)?;
+        let (yp, _g1) = y.device_ptr_mut(&self.stream);
+        let (rp, _g2) = residual.x.device_ptr_mut(&self.stream);
+        let (cp, _g3) = counter.device_ptr_mut(&self.stream);
+        let tail = ResidualTail {
+            resid: rp,
+            w_post: ptr_or_null(self, residual.w_post),
+            s: residual.s,
+            w_next: ptr_or_null(self, residual.w_next),
+            out_norm: residual
+                .out_norm
+                .map_or(0, |b| b.device_ptr_mut(&self.stream).0),
+            out_x: residual
+                .out_x
+                .map_or(0, |b| b.device_ptr_mut(&self.stream).0),
+            eps: residual.eps,
+            counter: cp,
+        };
+        self.gemv_launch(
+            x,
+            w,
+            m,
+            n,
+            k,
+            kparts,
+            GemvEpilogue::Residual { y: yp, tail },
+        )
+    }
+
     /// The checks the weight-streaming kernels (the GEMV, the skinny GEMM) share: the k split, the operand sizes
     /// and 16-byte alignment. The x and w device pointers, or `None` when there is nothing to compute (`n == 0`).
     #[allow(clippy::too_many_arguments)]
@@ -576,7 +679,7 @@ impl Gpu {
         };
         let groups = 8 / kparts;
         let (mode, yp, zp, z_stride, op, blocks) = match epilogue {
-            GemvEpilogue::Plain { y } => (
+            GemvEpilogue::Plain { y } | GemvEpilogue::Residual { y, .. } => (
                 0i32,
                 y,
                 0u64,
@@ -603,7 +706,7 @@ impl Gpu {
             }
         };
         let (n_i, k_i, kp_i) = (int(OP, "n", n)?, int(OP, "k", k)?, kparts as i32);
-        let name = [
+        const PLAIN: [&str; GEMV_MAX_ROWS] = [
             "gemv_bf16_m1",
             "gemv_bf16_m2",
             "gemv_bf16_m3",
@@ -612,14 +715,36 @@ impl Gpu {
             "gemv_bf16_m6",
             "gemv_bf16_m7",
             "gemv_bf16_m8",
-        ][m - 1];
+        ];
+        const RESIDUAL: [&str; GEMV_MAX_ROWS] = [
+            "gemv_bf16_residual_m1",
+            "gemv_bf16_residual_m2",
+            "gemv_bf16_residual_m3",
+            "gemv_bf16_residual_m4",
+            "gemv_bf16_residual_m5",
+            "gemv_bf16_residual_m6",
+            "gemv_bf16_residual_m7",
+            "gemv_bf16_residual_m8",
+        ];
         let cfg = LaunchConfig {
             grid_dim: (int(OP, "blocks", blocks)? as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         let prefetch = self.gemv_prefetch_bytes().min(i32::MAX as u32) as i32;
-        let mut b = self.launcher(name);
+        if let GemvEpilogue::Residual { tail: t, .. } = epilogue {
+            let mut b = self.launcher(RESIDUAL[m - 1]);
+            b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
+            b.arg(&prefetch)
+                .arg(&t.resid)
+                .arg(&t.w_post)
+                .arg(&t.s)
+                .arg(&t.w_next);
+            b.arg(&t.out_norm).arg(&t.out_x).arg(&t.eps).arg(&t.counter);
+            unsafe { b.launch(cfg) }.ctx(launched(OP))?;
+            return Ok(());
+        }
+        let mut b = self.launcher(PLAIN[m - 1]);
         b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
         b.arg(&prefetch).arg(&mode).arg(&zp).arg(&z_stride).arg(&op);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;

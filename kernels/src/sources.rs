@@ -70,7 +70,15 @@ pub const SOURCES: &[KernelSource] = &[
             "gemv_bf16_m5",
             "gemv_bf16_m6",
             "gemv_bf16_m7",
-            "gemv_bf16_m8"
+            "gemv_bf16_m8",
+            "gemv_bf16_residual_m1",
+            "gemv_bf16_residual_m2",
+            "gemv_bf16_residual_m3",
+            "gemv_bf16_residual_m4",
+            "gemv_bf16_residual_m5",
+            "gemv_bf16_residual_m6",
+            "gemv_bf16_residual_m7",
+            "gemv_bf16_residual_m8"
         ]
     ),
     cu!(
@@ -201,17 +209,39 @@ pub fn compile(source: &KernelSource, arch: &str) -> Result<CompiledModule> {
 mod tests {
     use super::*;
 
+    /// Whether `name` (a stem and a number, e.g. `gemv_bf16_m4`) comes from a macro that pastes the number onto
+    /// the stem (`#define GEMV_ENTRY(M) ... gemv_bf16_m##M(`) and is invoked with it (`GEMV_ENTRY(4)`).
+    fn defined_by_macro(source: &str, name: &str) -> bool {
+        let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        let number = &name[stem.len()..];
+        let Some(at) = source.find(&format!(" {stem}##")) else {
+            return false;
+        };
+        let Some(define) = source[..at].rfind("#define ") else {
+            return false;
+        };
+        let macro_name = source[define + 8..]
+            .split(|c: char| c == '(' || c.is_whitespace())
+            .next()
+            .unwrap_or("");
+        !number.is_empty() && source.contains(&format!("{macro_name}({number})"))
+    }
+
     #[test]
     fn every_declared_kernel_is_defined_in_its_file() {
         for s in SOURCES {
             for f in s.functions {
-                let needle = format!("void {f}(");
-                let defined = s.source.contains(&needle)
-                    || (s.source.contains("ATTENTION_ENTRY(") && f.starts_with("attention_epl"))
-                    || (s.source.contains("GEMV_ENTRY(") && f.starts_with("gemv_bf16_m"));
+                let defined =
+                    s.source.contains(&format!("void {f}(")) || defined_by_macro(s.source, f);
                 assert!(defined, "{f} not found in {}.cu", s.name);
             }
         }
+        let gemv = SOURCES.iter().find(|s| s.name == "gemv").unwrap().source;
+        assert!(!defined_by_macro(gemv, "gemv_bf16_m9"), "no GEMV_ENTRY(9)");
+        assert!(
+            !defined_by_macro(gemv, "gemv_bf16_fused_m1"),
+            "no such stem"
+        );
     }
 
     #[test]

@@ -81,6 +81,13 @@ impl VkaeBenchSettings {
             ),
             ("vkae (default)".into(), d),
             (
+                "vkae default + residual tail in the GEMV".into(),
+                VkaeOptions {
+                    fuse_residual: true,
+                    ..d
+                },
+            ),
+            (
                 "vkae default, skinny GEMM wherever it applies".into(),
                 VkaeOptions {
                     projections: ProjectionMode::Skinny,

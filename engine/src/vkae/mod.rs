@@ -38,7 +38,7 @@ use vkae_kernels::cudarc::driver::sys::{
 };
 use vkae_kernels::cudarc::driver::CudaGraph;
 use vkae_kernels::half::bf16;
-use vkae_kernels::{CudaSlice, Gpu, KvLayout, QkvLayout, ScratchLimits};
+use vkae_kernels::{CudaSlice, Gpu, KvLayout, QkvLayout, ResidualNorm, ScratchLimits};
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
 use crate::error::{EngineError, Result};
@@ -69,6 +69,10 @@ pub struct VkaeOptions {
     /// Where the GEMV runs the MLP's gate|up projection or the per-layer-input gate, apply the GeGLU in its
     /// epilogue instead of a launch of its own.
     pub fuse_geglu: bool,
+    /// Where the GEMV runs the o, down or per-layer projection, its last block applies the residual add +
+    /// norms that follow (gemv.cu's residual tail) instead of a launch of its own: three launches a layer fewer
+    /// at batch 1. Off until measured on the H200 (the `vkae-bench` variant "+ residual tail").
+    pub fuse_residual: bool,
 }
 
 impl Default for VkaeOptions {
@@ -82,6 +86,7 @@ impl Default for VkaeOptions {
             programmatic_launch: true,
             prefetch_bytes: 0,
             fuse_geglu: true,
+            fuse_residual: false,
         }
     }
 }
@@ -208,6 +213,8 @@ struct Work {
     ids: CudaSlice<u32>,
     pos: CudaSlice<i32>,
     seq: CudaSlice<i32>,
+    /// The GEMV residual tail's block counter (zero between launches; `VkaeOptions::fuse_residual`).
+    tail_counter: CudaSlice<u32>,
 }
 
 struct LayerKv {
@@ -522,6 +529,7 @@ impl VkaeModel {
             ids: g.alloc::<u32>(rows.max(1))?,
             pos: g.alloc::<i32>(rows.max(1))?,
             seq: g.alloc::<i32>(rows.max(1))?,
+            tail_counter: g.alloc::<u32>(1)?,
         })
     }
 
@@ -777,6 +785,54 @@ impl VkaeModel {
         Ok(())
     }
 
+    /// A projection and the residual step it feeds (`y = x · wᵀ`, then `residual` with `o = y`): one launch
+    /// whose last block applies the step where the GEMV runs this shape and `fuse_residual` is on, else the
+    /// projection and `residual_rms_norm`.
+    #[allow(clippy::too_many_arguments)]
+    fn proj_residual(
+        &self,
+        x: &W,
+        w: &W,
+        m: usize,
+        n: usize,
+        k: usize,
+        y: &mut CudaSlice<f32>,
+        residual: ResidualNorm<'_>,
+        counter: &mut CudaSlice<u32>,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        match self.kernel_for(m, n, k) {
+            ProjectionKernel::Gemv { kparts } if self.options.fuse_residual => {
+                g.gemv_bf16_residual_norm(x, w, m, n, k, kparts, y, residual, counter)?
+            }
+            kernel => {
+                self.run_projection(kernel, x, w, m, n, k, y)?;
+                let ResidualNorm {
+                    x: resid,
+                    w_post,
+                    s,
+                    w_next,
+                    out_norm,
+                    out_x,
+                    eps,
+                } = residual;
+                g.residual_rms_norm(
+                    resid,
+                    Some(y),
+                    w_post,
+                    s,
+                    w_next,
+                    out_norm,
+                    out_x,
+                    m,
+                    n,
+                    eps,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// The per-layer-input gate: `act = bf16(gelu(x · wᵀ) * z)` (`z` rows `z_stride` apart), fused into the
     /// GEMV's epilogue where the GEMV runs this shape, else projection + GeGLU.
     #[allow(clippy::too_many_arguments)]
@@ -922,79 +978,91 @@ impl VkaeModel {
                 max_keys,
                 &mut w.att_b,
             )?;
-            self.proj(&w.att_b, &l.o_proj, n, h, nh * hd, &mut w.o)?;
-            // x += post_attn_norm(o); a = pre_ff_norm(x).
-            g.residual_rms_norm(
-                &mut w.x,
-                Some(&w.o),
-                Some(&l.post_attn_norm),
-                1.0,
-                Some(&l.pre_ff_norm),
-                Some(&mut w.a),
-                None,
+            // o = att · o_projᵀ; x += post_attn_norm(o); a = pre_ff_norm(x).
+            self.proj_residual(
+                &w.att_b,
+                &l.o_proj,
                 n,
                 h,
-                eps,
+                nh * hd,
+                &mut w.o,
+                ResidualNorm {
+                    x: &mut w.x,
+                    w_post: Some(&l.post_attn_norm),
+                    s: 1.0,
+                    w_next: Some(&l.pre_ff_norm),
+                    out_norm: Some(&mut w.a),
+                    out_x: None,
+                    eps,
+                },
+                &mut w.tail_counter,
             )?;
             // Feed-forward: gate|up in one projection, GeGLU to BF16, down.
             let inter = s.intermediate_size;
             self.gate_up_geglu(&w.a, &l.gate_up, n, inter, h, &mut w.gu, &mut w.act)?;
-            self.proj(&w.act, &l.down, n, h, inter, &mut w.o)?;
-            match &l.ple {
-                Some(p) => {
-                    // x += post_ff_norm(o); xb = bf16(x) for the per-layer-input gate.
-                    g.residual_rms_norm(
-                        &mut w.x,
-                        Some(&w.o),
-                        Some(&l.post_ff_norm),
-                        1.0,
-                        None,
-                        None,
-                        Some(&mut w.xb),
-                        n,
-                        h,
+            // With per-layer inputs: x += post_ff_norm(o); xb = bf16(x) for the per-layer-input gate. Without:
+            // x = (x + post_ff_norm(o)) * layer_scalar; a = next input norm (or the final norm).
+            let after_down = match &l.ple {
+                Some(_) => ResidualNorm {
+                    x: &mut w.x,
+                    w_post: Some(&l.post_ff_norm),
+                    s: 1.0,
+                    w_next: None,
+                    out_norm: None,
+                    out_x: Some(&mut w.xb),
+                    eps,
+                },
+                None => ResidualNorm {
+                    x: &mut w.x,
+                    w_post: Some(&l.post_ff_norm),
+                    s: l.layer_scalar,
+                    w_next: Some(next_norm),
+                    out_norm: Some(&mut w.a),
+                    out_x: None,
+                    eps,
+                },
+            };
+            self.proj_residual(
+                &w.act,
+                &l.down,
+                n,
+                h,
+                inter,
+                &mut w.o,
+                after_down,
+                &mut w.tail_counter,
+            )?;
+            if let Some(p) = &l.ple {
+                self.gate_geglu(
+                    &w.xb,
+                    &p.gate,
+                    n,
+                    pd,
+                    h,
+                    &w.ple.slice(li * pd..),
+                    nl * pd,
+                    &mut w.pg,
+                    &mut w.pact,
+                )?;
+                // x = (x + post_norm(o)) * layer_scalar; a = next input norm (or the final norm).
+                self.proj_residual(
+                    &w.pact,
+                    &p.projection,
+                    n,
+                    h,
+                    pd,
+                    &mut w.o,
+                    ResidualNorm {
+                        x: &mut w.x,
+                        w_post: Some(&p.post_norm),
+                        s: l.layer_scalar,
+                        w_next: Some(next_norm),
+                        out_norm: Some(&mut w.a),
+                        out_x: None,
                         eps,
-                    )?;
-                    self.gate_geglu(
-                        &w.xb,
-                        &p.gate,
-                        n,
-                        pd,
-                        h,
-                        &w.ple.slice(li * pd..),
-                        nl * pd,
-                        &mut w.pg,
-                        &mut w.pact,
-                    )?;
-                    self.proj(&w.pact, &p.projection, n, h, pd, &mut w.o)?;
-                    // x = (x + post_norm(o)) * layer_scalar; a = next input norm (or the final norm).
-                    g.residual_rms_norm(
-                        &mut w.x,
-                        Some(&w.o),
-                        Some(&p.post_norm),
-                        l.layer_scalar,
-                        Some(next_norm),
-                        Some(&mut w.a),
-                        None,
-                        n,
-                        h,
-                        eps,
-                    )?;
-                }
-                None => {
-                    g.residual_rms_norm(
-                        &mut w.x,
-                        Some(&w.o),
-                        Some(&l.post_ff_norm),
-                        l.layer_scalar,
-                        Some(next_norm),
-                        Some(&mut w.a),
-                        None,
-                        n,
-                        h,
-                        eps,
-                    )?;
-                }
+                    },
+                    &mut w.tail_counter,
+                )?;
             }
         }
         // LM head on the selected rows of the final-normed hidden (already in `a`), soft-cap + argmax.

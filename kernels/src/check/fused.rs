@@ -521,6 +521,133 @@ impl Checker<'_> {
         ))
     }
 
+    /// The GEMV with the residual step in its last block (`gemv_bf16_residual_norm`), launched twice on one
+    /// counter (the second launch only works if the first left it at zero): the projection `y`, the updated
+    /// residual and both bf16 outputs of the second launch against f64 references, and the counter back at 0.
+    /// `full`: with the post-norm weight, the next norm and the bf16 copy of x; otherwise only the residual
+    /// update (no weight, no outputs).
+    pub fn gemv_residual(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: usize,
+        full: bool,
+    ) -> Result<Vec<CheckReport>> {
+        let g = self.gpu;
+        let w = self.rng.normal_bf16(n * k, 1.0 / (k as f64).sqrt());
+        let weight = |rng: &mut crate::rng::Rng| -> Vec<bf16> {
+            (0..n)
+                .map(|_| bf16::from_f64(1.0 + 0.5 * rng.normal()))
+                .collect()
+        };
+        let (w_post, w_next) = (weight(&mut self.rng), weight(&mut self.rng));
+        let s = (0.25 + self.rng.uniform()) as f32;
+        let eps = 1e-6f32;
+        let (dw, dwp, dwn) = (g.upload(&w)?, g.upload(&w_post)?, g.upload(&w_next)?);
+        let mut counter = g.alloc::<u32>(1)?;
+        let mut last = None;
+        for _ in 0..2 {
+            let x = bf16_round(&self.rng.normal_vec(m * k, 1.0));
+            let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+            let resid = self.rng.normal_vec(m * n, 2.0);
+            let dx = g.upload(&xb)?;
+            let mut dres = g.upload(&resid)?;
+            let mut y = poison_f32(g, m * n)?;
+            let mut on = g.upload(&vec![bf16::NAN; m * n])?;
+            let mut ox = g.upload(&vec![bf16::NAN; m * n])?;
+            g.gemv_bf16_residual_norm(
+                &dx,
+                &dw,
+                m,
+                n,
+                k,
+                kparts,
+                &mut y,
+                crate::fused::ResidualNorm {
+                    x: &mut dres,
+                    w_post: full.then_some(&dwp),
+                    s,
+                    w_next: full.then_some(&dwn),
+                    out_norm: full.then_some(&mut on),
+                    out_x: full.then_some(&mut ox),
+                    eps,
+                },
+                &mut counter,
+            )?;
+            last = Some((
+                x,
+                resid,
+                g.download(&y)?,
+                g.download(&dres)?,
+                bf16_to_f32(&g.download(&on)?),
+                bf16_to_f32(&g.download(&ox)?),
+            ));
+        }
+        let (x, resid, got_y, got_x, got_n, got_xb) = last.expect("two launches");
+        let counter_left = g.download(&counter)?[0];
+        let want_y = cpu::gemm(&x, &w, m, n, k);
+        let y32: Vec<f32> = want_y.iter().map(|&v| v as f32).collect();
+        let (want_x, want_n) = cpu::residual_rms_norm(
+            &resid,
+            Some(&y32),
+            full.then_some(&w_post[..]),
+            s as f64,
+            full.then_some(&w_next[..]),
+            m,
+            n,
+            eps as f64,
+        );
+        let shape = format!(
+            "m {m} n {n} k {k} kparts {kparts}{}, 2nd launch, counter left {counter_left}",
+            if full {
+                ""
+            } else {
+                " (no weights, no outputs)"
+            }
+        );
+        let counter_ok = |e: f64| if counter_left == 0 { e } else { f64::NAN };
+        let mut r = vec![
+            CheckReport::new(
+                "gemv_bf16_residual_norm: y",
+                shape.clone(),
+                counter_ok(relative_error(&got_y, &want_y)),
+                tol::F32_ACCUMULATION,
+            ),
+            // x_new carries y's accumulation error through the norm.
+            CheckReport::new(
+                "gemv_bf16_residual_norm: x",
+                shape.clone(),
+                counter_ok(relative_error(&got_x, &want_x)),
+                tol::F32_ACCUMULATION,
+            ),
+        ];
+        if full {
+            r.push(CheckReport::new(
+                "gemv_bf16_residual_norm: bf16 norm",
+                shape.clone(),
+                relative_error(&got_n, &want_n),
+                tol::BF16_ROUNDING,
+            ));
+            r.push(CheckReport::new(
+                "gemv_bf16_residual_norm: bf16 x",
+                shape,
+                relative_error(&got_xb, &want_x),
+                tol::BF16_ROUNDING,
+            ));
+        } else {
+            // Absent outputs stay untouched.
+            let untouched = got_n.iter().chain(&got_xb).all(|v| v.is_nan());
+            r.push(CheckReport::new(
+                "gemv_bf16_residual_norm: absent outputs untouched",
+                shape,
+                if untouched { 0.0 } else { f64::NAN },
+                0.0,
+            ));
+        }
+        Ok(r)
+    }
+
     /// The decode-step bookkeeping: history row, positions + 1, step + 1, and no write past capacity.
     pub fn decode_advance(&mut self, batch: usize) -> Result<CheckReport> {
         let g = self.gpu;
@@ -605,6 +732,17 @@ impl Checker<'_> {
             (2, 45, 96, 2, false),
         ] {
             r.push(self.gemv_geglu(m, n, k, kparts, halves)?);
+        }
+        // The residual tail: E4B's o (2560 x 2048), down (2560 x 10240) and per-layer projection (2560 x 256)
+        // at their batch-1 k splits, 8 rows, and a ragged shape whose last warp runs past the end.
+        for (m, n, k, kparts, full) in [
+            (1, 2560, 2048, 4, true),
+            (1, 2560, 10240, 8, true),
+            (1, 2560, 256, 2, false),
+            (8, 2560, 10240, 1, true),
+            (3, 300, 64, 2, true),
+        ] {
+            r.extend(self.gemv_residual(m, n, k, kparts, full)?);
         }
         r.push(self.decode_advance(5)?);
         Ok(r)
