@@ -106,7 +106,7 @@ pub struct GenerateOutput {
 
 /// A loaded model bound to a backend, reusable across calls (the GPU copy is uploaded once).
 pub enum Engine {
-    Cpu(Model),
+    Cpu(Box<Model>),
     Cuda(Box<gpu::GpuModel>),
     Vkae(Box<vkae::VkaeModel>),
 }
@@ -114,7 +114,7 @@ pub enum Engine {
 impl Engine {
     pub fn new(model: Model, backend: Backend) -> Result<Self> {
         match backend {
-            Backend::Cpu => Ok(Engine::Cpu(model)),
+            Backend::Cpu => Ok(Engine::Cpu(Box::new(model))),
             Backend::Cuda => Ok(Engine::Cuda(Box::new(gpu::GpuModel::new(&model)?))),
             Backend::Vkae => Ok(Engine::Vkae(Box::new(vkae::VkaeModel::new(
                 &model,

@@ -35,7 +35,10 @@ fn write_raw(
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
 
-fn fixture_tensors(name: &str, prefix: &str) -> (Model, Vec<(String, Dtype, Vec<usize>, Vec<u8>)>) {
+/// A tensor as written to safetensors: name, dtype, shape, raw bytes.
+type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
+fn fixture_tensors(name: &str, prefix: &str) -> (Model, Vec<RawTensor>) {
     let m = Model::load(&fixture_dir(name)).unwrap();
     let t = m
         .named_tensors()

@@ -60,6 +60,26 @@ pub struct ResidualNorm<'a> {
     pub eps: f32,
 }
 
+impl ResidualNorm<'_> {
+    /// Checks every operand against `rows` rows of `cols` values.
+    fn check(&self, op: &'static str, rows: usize, cols: usize) -> Result<()> {
+        let n = rows * cols;
+        need(op, "x", self.x.len(), n)?;
+        for (what, w) in [("w_post", self.w_post), ("w_next", self.w_next)] {
+            if let Some(w) = w {
+                need(op, what, w.len(), cols)?;
+            }
+        }
+        if let Some(b) = &self.out_norm {
+            need(op, "out_norm", b.len(), n)?;
+        }
+        if let Some(b) = &self.out_x {
+            need(op, "out_x", b.len(), n)?;
+        }
+        Ok(())
+    }
+}
+
 /// Output rows one GEMV warp computes (`GEMV_R` in gemv.cu).
 const GEMV_ROWS_PER_WARP: usize = 4;
 
@@ -103,36 +123,47 @@ impl Gpu {
         cols: usize,
         eps: f32,
     ) -> Result<()> {
+        let step = ResidualNorm {
+            x,
+            w_post,
+            s,
+            w_next,
+            out_norm,
+            out_x,
+            eps,
+        };
+        self.residual_step(o, step, rows, cols)
+    }
+
+    /// [`Gpu::residual_rms_norm`] with its operands in a [`ResidualNorm`] (as the GEMV's residual tail takes
+    /// them).
+    pub fn residual_step(
+        &self,
+        o: Option<&CudaSlice<f32>>,
+        step: ResidualNorm<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
         const OP: &str = "residual_rms_norm";
         if cols == 0 {
             return Err(shape(OP, "cols must be positive".into()));
         }
-        let n = rows * cols;
-        need(OP, "x", x.len(), n)?;
+        step.check(OP, rows, cols)?;
         if let Some(o) = o {
-            need(OP, "o", o.len(), n)?;
-        }
-        for (what, w) in [("w_post", w_post), ("w_next", w_next)] {
-            if let Some(w) = w {
-                need(OP, what, w.len(), cols)?;
-            }
-        }
-        if let Some(b) = &out_norm {
-            need(OP, "out_norm", b.len(), n)?;
-        }
-        if let Some(b) = &out_x {
-            need(OP, "out_x", b.len(), n)?;
+            need(OP, "o", o.len(), rows * cols)?;
         }
         if rows == 0 {
             return Ok(());
         }
         let cols_i = int(OP, "cols", cols)?;
-        let (xp, _gx) = x.device_ptr_mut(&self.stream);
+        let (xp, _gx) = step.x.device_ptr_mut(&self.stream);
         let op = ptr_or_null(self, o);
-        let wp = ptr_or_null(self, w_post);
-        let wn = ptr_or_null(self, w_next);
-        let onp = out_norm.map_or(0, |b| b.device_ptr_mut(&self.stream).0);
-        let oxp = out_x.map_or(0, |b| b.device_ptr_mut(&self.stream).0);
+        let wp = ptr_or_null(self, step.w_post);
+        let wn = ptr_or_null(self, step.w_next);
+        let onp = step
+            .out_norm
+            .map_or(0, |b| b.device_ptr_mut(&self.stream).0);
+        let oxp = step.out_x.map_or(0, |b| b.device_ptr_mut(&self.stream).0);
         let threads = (cols / 8).next_power_of_two().clamp(32, 1024) as u32;
         let cfg = LaunchConfig {
             grid_dim: (int(OP, "rows", rows)? as u32, 1, 1),
@@ -143,11 +174,11 @@ impl Gpu {
         b.arg(&xp)
             .arg(&op)
             .arg(&wp)
-            .arg(&s)
+            .arg(&step.s)
             .arg(&wn)
             .arg(&onp)
             .arg(&oxp);
-        b.arg(&cols_i).arg(&eps);
+        b.arg(&cols_i).arg(&step.eps);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
         Ok(())
     }
@@ -583,20 +614,8 @@ impl Gpu {
         counter: &mut CudaSlice<u32>,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16_residual_norm";
-        let rows_cols = m * n;
-        need(OP, "y", y.len(), rows_cols)?;
-        need(OP, "x (residual)", residual.x.len(), rows_cols)?;
-        for (what, w) in [("w_post", residual.w_post), ("w_next", residual.w_next)] {
-            if let Some(w) = w {
-                need(OP, what, w.len(), n)?;
-            }
-        }
-        if let Some(b) = &residual.out_norm {
-            need(OP, "out_norm", b.len(), rows_cols)?;
-        }
-        if let Some(b) = &residual.out_x {
-            need(OP, "out_x", b.len(), rows_cols)?;
-        }
+        need(OP, "y", y.len(), m * n)?;
+        residual.check(OP, m, n)?;
         need(OP, "counter", counter.len(), 1)?;
         let (yp, _g1) = y.device_ptr_mut(&self.stream);
         let (rp, _g2) = residual.x.device_ptr_mut(&self.stream);

@@ -807,27 +807,7 @@ impl VkaeModel {
             }
             kernel => {
                 self.run_projection(kernel, x, w, m, n, k, y)?;
-                let ResidualNorm {
-                    x: resid,
-                    w_post,
-                    s,
-                    w_next,
-                    out_norm,
-                    out_x,
-                    eps,
-                } = residual;
-                g.residual_rms_norm(
-                    resid,
-                    Some(y),
-                    w_post,
-                    s,
-                    w_next,
-                    out_norm,
-                    out_x,
-                    m,
-                    n,
-                    eps,
-                )?;
+                g.residual_step(Some(y), residual, m, n)?;
             }
         }
         Ok(())
