@@ -43,17 +43,18 @@ stage vkae-tests 90 "$bin/engine-vkae-tests" --test-threads=1 --nocapture
 # The CLI (--device vkae among them), driving the binary built beside the tests.
 [ -x "$bin/engine-cli-tests" ] && stage cli-tests 60 env VKAE_ENGINE_BIN="$bin/vkae-engine" \
   "$bin/engine-cli-tests" --test-threads=1 --nocapture
-# Batch 1 at 16k tokens of context (issue 6's long-context row): the default path only, same weights.
+# Batch 1 at 16k tokens of context (issue 6's long-context row): the default path and the options not yet on
+# by default (LONG_VARIANTS=default: the default only), same weights.
 if [ -z "${SKIP_LONG:-}" ]; then
   stage vkae-bench-16k 150 env VKAE_BENCH_PROMPT="${LONG_PROMPT:-16384}" VKAE_BENCH_BATCHES=1 \
-    VKAE_BENCH_VARIANTS=default VKAE_BENCH_GENERIC=0 VKAE_BENCH_TAG=-16k \
+    VKAE_BENCH_VARIANTS="${LONG_VARIANTS:-candidates}" VKAE_BENCH_GENERIC=0 VKAE_BENCH_TAG=-16k \
     "$bin/engine-vkae-bench" --ignored --nocapture
 fi
 stage kernel-bench 60 "$bin/kernel-bench" --batches ${KB_BATCHES:-1,8,32} --reps 10
 [ -n "${UNIT:-}" ] && stage kernels-unit-tests 30 "$bin/kernels-unit-tests" --test-threads=1
 grep -hE "^test |test result|FAIL|panicked|SKIP" "$out"/kernels-gpu-tests.log "$out"/vkae-tests.log "$out"/cli-tests.log | grep -v " ok$" | head -40
 grep -E "rel err|projection" "$out/vkae-tests.log" | head -20
-grep -E "^\| (gemv_bf16|gemm_bf16|residual|qk_norm|ple_combine|softcap_argmax|geglu_to)" "$out/kernel-bench.log" | head -60
+grep -E "^\| (gemv_bf16|gemm_bf16|residual|qk_norm|ple_combine|softcap_argmax|geglu_to|attention decode)" "$out/kernel-bench.log" | head -90
 tail -n 40 "$out/vkae-bench.log"
 [ -f "$out/vkae-bench-16k.md" ] && cat "$out/vkae-bench-16k.md"
 echo "== exit status $status"

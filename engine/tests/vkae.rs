@@ -290,6 +290,7 @@ fn graph_equals_eager(name: &str) {
         prefetch_bytes: 0,
         fuse_geglu: false,
         fuse_residual: false,
+        grouped_attention: false,
         ..VkaeOptions::default()
     };
     let mut eager_by_mode = vec![];
@@ -367,6 +368,22 @@ fn graph_equals_eager(name: &str) {
             e <= 1e-4,
             "{projections:?}: the residual tail moved the logits by {e:e}"
         );
+        // Attention with one block per GQA group: the same online softmax per query head, with the key range
+        // split differently (more splits), so only f32 reduction order differs.
+        let grouped = run(VkaeOptions {
+            projections,
+            grouped_attention: true,
+            programmatic_launch: true,
+            ..plain
+        });
+        let e = l2_rel_err(&grouped, &eager);
+        eprintln!(
+            "{name} forced decode, {projections:?}: grouped attention (graph) vs eager {e:.2e}"
+        );
+        assert!(
+            e <= 1e-4,
+            "{projections:?}: grouped attention moved the logits by {e:e}"
+        );
         eager_by_mode.push((projections, eager));
     }
     let (e_g, e_s) = (
@@ -397,6 +414,33 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
     drop(generic);
     let (dec_own, dec_gen, own_gen) =
         decode_vs_prefill(&model, &prompt, &gen_toks[..3], "synthetic E4B");
+    // The options not yet on by default, on E4B's own shapes (GQA 8/2, head_dim 256 and 512, the GEMV at one
+    // row): teacher-forced decode within f32 reduction order of the default path's.
+    let mut vk = VkaeModel::new(&model, VkaeOptions::default()).unwrap();
+    let default_logits = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
+    for (label, o) in [
+        (
+            "residual tail",
+            VkaeOptions {
+                fuse_residual: true,
+                ..VkaeOptions::default()
+            },
+        ),
+        (
+            "grouped attention",
+            VkaeOptions {
+                grouped_attention: true,
+                ..VkaeOptions::default()
+            },
+        ),
+    ] {
+        vk.set_options(o).unwrap();
+        let got = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
+        let e = l2_rel_err(&got, &default_logits);
+        eprintln!("synthetic E4B teacher-forced decode, {label} vs default: {e:.2e}");
+        assert!(e <= 1e-4, "E4B {label} moved the logits by {e:e}");
+    }
+    drop(vk);
     let mut cpu = Engine::new(model, Backend::Cpu).unwrap();
     let (cpu_toks, cpu_steps) =
         cpu::emulating_bf16(|| cpu.generate_with_logits(&prompt, 4).unwrap());

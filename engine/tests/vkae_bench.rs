@@ -2,7 +2,8 @@
 //! runs only when asked: `vkae_bench --ignored --nocapture` (engine/bench/vkae-h200.sh does this on the H200).
 //! Settings from the environment: VKAE_BENCH_FAMILY (e4b), VKAE_BENCH_SEED (0), VKAE_BENCH_BATCHES (1,8,32),
 //! VKAE_BENCH_REPS (3), VKAE_BENCH_MAX_NEW (65), VKAE_BENCH_PROMPT (128), VKAE_BENCH_VARIANTS (`all`: the
-//! default and the steps before it; `default`: only the default path), VKAE_BENCH_GENERIC (1: also the generic
+//! default and the steps before it; `default`: only the default path; `candidates`: the default and the options
+//! not yet on by default), VKAE_BENCH_GENERIC (1: also the generic
 //! path; 0: not), VKAE_BENCH_OUT (a folder for vkae-bench.json and vkae-bench.md). Without a GPU it skips
 //! visibly.
 
@@ -43,7 +44,8 @@ fn vkae_decode_benchmark() {
     let variants = match env_or("VKAE_BENCH_VARIANTS", "all".to_string()).as_str() {
         "all" => VkaeBenchSettings::all_variants(),
         "default" => vec![("vkae (default)".to_string(), VkaeOptions::default())],
-        other => panic!("VKAE_BENCH_VARIANTS={other:?}: expected all or default"),
+        "candidates" => VkaeBenchSettings::candidate_variants(),
+        other => panic!("VKAE_BENCH_VARIANTS={other:?}: expected all, default or candidates"),
     };
     let s = VkaeBenchSettings {
         batches,

@@ -189,25 +189,202 @@ ATTENTION_ENTRY(4)
 ATTENTION_ENTRY(8)
 ATTENTION_ENTRY(16)
 
+// Decode attention for a whole GQA group (the grouped path; attention_impl serves one query head a block):
+// grid (tokens, kv_heads, splits), and the block serves the g = heads / kv_heads query heads (g <= GQA_MAX) of
+// kv head blockIdx.y, so each K/V element is loaded once per block instead of once per query head (at long
+// context the repeated loads, served by L2, bound the ungrouped kernel). Same key partition, online softmax,
+// 16-byte K/V loads (head_dim == 32 * EPL, 16-byte aligned caches: the host checks) and output or partial
+// layout (indexed by query head) as attention_impl, so attention_combine merges either.
+#define GQA_MAX 4
+
+template <int EPL>
+__device__ __forceinline__ void attention_gqa_impl(const float* __restrict__ q, const bf16_t* __restrict__ k_cache,
+                                                   const bf16_t* __restrict__ v_cache,
+                                                   const int* __restrict__ seq_ids,
+                                                   const int* __restrict__ positions, float* __restrict__ out,
+                                                   bf16_t* __restrict__ out_b, float* __restrict__ part_ml,
+                                                   float* __restrict__ part_acc, int heads, int kv_heads,
+                                                   int head_dim, int capacity, int window, float scale) {
+    __shared__ float sh_m[GQA_MAX][MAX_WARPS];
+    __shared__ float sh_l[GQA_MAX][MAX_WARPS];
+    __shared__ float sh_acc[MAX_WARPS][EPL * 32];  // one query head at a time
+
+    constexpr int C = EPL / 8;
+    const int t = blockIdx.x;
+    const int kvh = blockIdx.y;
+    const int split = blockIdx.z;
+    const int splits = gridDim.z;
+    const int g = heads / kv_heads;
+    const int h0 = kvh * g;
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int nwarps = blockDim.x >> 5;
+    const int seq = seq_ids[t];
+    const int pos = positions[t];
+    const int lo = window > 0 ? max(0, pos - window + 1) : 0;
+    const int per_split = (pos - lo + 1 + splits - 1) / splits;
+    const int j_begin = lo + split * per_split;
+    const int j_end = min(pos, j_begin + per_split - 1);
+    const int d0 = lane * EPL;
+
+    float qv[GQA_MAX][EPL], acc[GQA_MAX][EPL], m[GQA_MAX], l[GQA_MAX];
+#pragma unroll
+    for (int gi = 0; gi < GQA_MAX; ++gi) {
+        const float* qp = q + ((size_t)t * heads + h0 + min(gi, g - 1)) * head_dim + d0;
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) {
+            qv[gi][e] = qp[e] * scale;
+            acc[gi][e] = 0.0f;
+        }
+        m[gi] = NEG_INF;
+        l[gi] = 0.0f;
+    }
+
+    const size_t seq_base = (size_t)seq * capacity;
+    const size_t row = (size_t)kv_heads * head_dim;
+    for (int j0 = j_begin + warp; j0 <= j_end; j0 += nwarps * KEYS_IN_FLIGHT) {
+        uint4 kr[KEYS_IN_FLIGHT][C], vr[KEYS_IN_FLIGHT][C];
+#pragma unroll
+        for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+            const int j = j0 + u * nwarps;
+            if (j <= j_end) {
+                const size_t off = (seq_base + (size_t)(j % capacity)) * row + (size_t)kvh * head_dim + d0;
+                const uint4* kp = (const uint4*)(k_cache + off);
+                const uint4* vp = (const uint4*)(v_cache + off);
+#pragma unroll
+                for (int c = 0; c < C; ++c) {
+                    kr[u][c] = kp[c];
+                    vr[u][c] = vp[c];
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+            if (j0 + u * nwarps <= j_end) {  // the same for every lane: warp_sum stays converged
+                float kv[EPL], vv[EPL];
+#pragma unroll
+                for (int c = 0; c < C; ++c) {
+                    unpack8(kr[u][c], kv + 8 * c);
+                    unpack8(vr[u][c], vv + 8 * c);
+                }
+#pragma unroll
+                for (int gi = 0; gi < GQA_MAX; ++gi)
+                    if (gi < g) online_step<EPL>(qv[gi], kv, vv, m[gi], l[gi], acc[gi]);
+            }
+        }
+    }
+
+    if (lane == 0) {
+#pragma unroll
+        for (int gi = 0; gi < GQA_MAX; ++gi) {
+            sh_m[gi][warp] = m[gi];
+            sh_l[gi][warp] = l[gi];
+        }
+    }
+#pragma unroll
+    for (int gi = 0; gi < GQA_MAX; ++gi) {
+        if (gi >= g) break;
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) sh_acc[warp][d0 + e] = acc[gi][e];
+        __syncthreads();
+        float bm = NEG_INF;
+        for (int w = 0; w < nwarps; ++w) bm = fmaxf(bm, sh_m[gi][w]);
+        float bl = 0.0f;
+        for (int w = 0; w < nwarps; ++w)
+            if (sh_l[gi][w] > 0.0f) bl += sh_l[gi][w] * expf(sh_m[gi][w] - bm);
+        const size_t th = (size_t)t * heads + h0 + gi;
+        if (splits == 1) {
+            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+                float o = 0.0f;
+                for (int w = 0; w < nwarps; ++w)
+                    if (sh_l[gi][w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[gi][w] - bm);
+                if (out_b) out_b[th * head_dim + d] = f32_to_bf16(o / bl);
+                else out[th * head_dim + d] = o / bl;
+            }
+        } else {
+            const size_t part = th * splits + split;
+            if (threadIdx.x == 0) {
+                part_ml[2 * part] = bm;  // NEG_INF with bl == 0 when this split had no keys
+                part_ml[2 * part + 1] = bl;
+            }
+            float* ap = part_acc + part * head_dim;
+            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+                float o = 0.0f;
+                for (int w = 0; w < nwarps; ++w)
+                    if (sh_l[gi][w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[gi][w] - bm);
+                ap[d] = o;
+            }
+        }
+        __syncthreads();  // sh_acc is rewritten for the next query head
+    }
+}
+
+#define ATTENTION_GQA_ENTRY(EPL)                                                                          \
+    extern "C" __global__ void __launch_bounds__(256, 1) attention_gqa_epl##EPL(                         \
+        const float* q, const bf16_t* k_cache, const bf16_t* v_cache, const int* seq_ids,                 \
+        const int* positions, float* out, bf16_t* out_b, float* part_ml, float* part_acc, int heads,      \
+        int kv_heads, int head_dim, int capacity, int window, float scale) {                              \
+        PDL_ENTRY();                                                                                      \
+        attention_gqa_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, out_b, part_ml, part_acc,   \
+                                heads, kv_heads, head_dim, capacity, window, scale);                      \
+    }
+
+ATTENTION_GQA_ENTRY(8)
+ATTENTION_GQA_ENTRY(16)
+
+// Block-wide max (blockDim.x a multiple of 32); every thread gets the result.
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float partial[32];
+    __shared__ float total;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_max(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float w = lane < (int)(blockDim.x >> 5) ? partial[lane] : NEG_INF;
+        w = warp_max(w);
+        if (lane == 0) total = w;
+    }
+    __syncthreads();
+    return total;
+}
+
 // Merges the split partials of one (token, head): out = sum_s acc_s w_s with
 // w_s = e^(m_s - M) / sum_r l_r e^(m_r - M) (0 for a split that saw no key). The weights are computed
-// once, in parallel, then every thread sums its dims over the splits with the loads unrolled.
-// Grid (tokens, heads); splits <= 32.
+// once, in parallel (one warp up to 32 splits; the whole block beyond, for the grouped path's up to
+// ATTENTION_MAX_SPLITS), then every thread sums its dims over the splits with the loads unrolled.
+// Grid (tokens, heads).
+#define ATTENTION_MAX_SPLITS 256
 extern "C" __global__ void attention_combine(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
                                              float* __restrict__ out, bf16_t* __restrict__ out_b, int heads,
                                              int head_dim, int splits) {
     PDL_ENTRY();
-    __shared__ float weight[32];
+    __shared__ float weight[ATTENTION_MAX_SPLITS];
     const size_t th = (size_t)blockIdx.x * heads + blockIdx.y;
     const float* ml = part_ml + 2 * th * splits;
-    if (threadIdx.x < 32) {
-        const int s = threadIdx.x;
-        const float m = s < splits ? ml[2 * s] : NEG_INF;
-        const float l = s < splits ? ml[2 * s + 1] : 0.0f;
-        const float gm = warp_max(m);
-        const float e = l > 0.0f ? expf(m - gm) : 0.0f;
-        const float gl = warp_sum(l * e);
-        weight[s] = e / gl;
+    if (splits <= 32) {
+        if (threadIdx.x < 32) {
+            const int s = threadIdx.x;
+            const float m = s < splits ? ml[2 * s] : NEG_INF;
+            const float l = s < splits ? ml[2 * s + 1] : 0.0f;
+            const float gm = warp_max(m);
+            const float e = l > 0.0f ? expf(m - gm) : 0.0f;
+            const float gl = warp_sum(l * e);
+            weight[s] = e / gl;
+        }
+    } else {
+        float lm = NEG_INF;
+        for (int s = threadIdx.x; s < splits; s += blockDim.x) lm = fmaxf(lm, ml[2 * s]);
+        const float gm = block_max(lm);
+        float ls = 0.0f;
+        for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+            const float l = ml[2 * s + 1];
+            const float e = l > 0.0f ? expf(ml[2 * s] - gm) : 0.0f;
+            weight[s] = e;
+            ls += l * e;
+        }
+        const float gl = block_sum(ls);
+        for (int s = threadIdx.x; s < splits; s += blockDim.x) weight[s] /= gl;
     }
     __syncthreads();
     const float* acc = part_acc + th * splits * head_dim;

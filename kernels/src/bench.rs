@@ -526,10 +526,17 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             max_keys: None,
             capacity: 1024 + 1,
             bf16_out: false,
+            grouped: false,
         };
         let check = Checker::new(gpu, seed ^ (hd as u64) << 8).attention(case)?;
+        let grouped_check =
+            Checker::new(gpu, seed ^ (hd as u64) << 9).attention(AttentionCase {
+                grouped: true,
+                ..case
+            })?;
         if check_only {
             b.checks.push(check);
+            b.checks.push(grouped_check);
             continue;
         }
         for &context in &s.contexts {
@@ -595,8 +602,37 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                 stats: st,
                 bytes: bytes as f64,
             });
+            // One block per GQA group (K/V loaded once for its 4 query heads), splits from the context.
+            let st = b.timer.time(|_| {
+                gpu.attention_grouped_with_max_keys(
+                    &q,
+                    &kc,
+                    &vc,
+                    &ds,
+                    &dp,
+                    batch,
+                    HEADS,
+                    layout,
+                    window,
+                    1.0,
+                    Some(keys),
+                    &mut out,
+                )
+            })?;
+            let splits = gpu
+                .attention_grouped_splits(batch, KV_HEADS)
+                .min(keys.div_ceil(crate::ops::ATTENTION_KEYS_PER_SPLIT));
+            b.rows.push(Row {
+                kernel: format!("{name}, grouped (GQA), splits from context"),
+                shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
+                batch,
+                check: Some(grouped_check.clone()),
+                stats: st,
+                bytes: bytes as f64,
+            });
         }
         b.checks.push(check);
+        b.checks.push(grouped_check);
     }
 
     // ---- GeGLU (fused gate|up output of the MLP)

@@ -76,6 +76,9 @@ pub struct AttentionCase {
     pub max_keys: Option<usize>,
     /// Check the bf16 output of [`Gpu::attention_with_max_keys`] instead of the f32 output.
     pub bf16_out: bool,
+    /// Run [`Gpu::attention_grouped_with_max_keys`] (one block per GQA group; shapes it does not take fall
+    /// back to the per-head kernel).
+    pub grouped: bool,
 }
 
 /// Runs checks on one [`Gpu`] with one random stream.
@@ -348,17 +351,31 @@ impl<'a> Checker<'a> {
         let (dq, ds, dp) = (g.upload(&q)?, g.upload(&seq_ids)?, g.upload(&positions)?);
         let got: Vec<f32> = if c.bf16_out {
             let mut out = g.upload(&vec![bf16::NAN; tokens * c.heads * hd])?;
-            g.attention_with_max_keys(
-                &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
-                &mut out,
-            )?;
+            if c.grouped {
+                g.attention_grouped_with_max_keys(
+                    &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
+                    &mut out,
+                )?;
+            } else {
+                g.attention_with_max_keys(
+                    &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
+                    &mut out,
+                )?;
+            }
             g.download(&out)?.iter().map(|v| v.to_f32()).collect()
         } else {
             let mut out = poison_f32(g, tokens * c.heads * hd)?;
-            g.attention_with_max_keys(
-                &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
-                &mut out,
-            )?;
+            if c.grouped {
+                g.attention_grouped_with_max_keys(
+                    &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
+                    &mut out,
+                )?;
+            } else {
+                g.attention_with_max_keys(
+                    &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
+                    &mut out,
+                )?;
+            }
             g.download(&out)?
         };
         let shape = AttentionShape {
@@ -379,9 +396,10 @@ impl<'a> Checker<'a> {
         );
         let ring = if c.capacity < hist_len { ", ring" } else { "" };
         let bf16_out = if c.bf16_out { ", bf16 out" } else { "" };
+        let grouped = if c.grouped { ", grouped" } else { "" };
         Ok(CheckReport::new(
             format!(
-                "attention ({}{ring}{bf16_out})",
+                "attention ({}{ring}{bf16_out}{grouped})",
                 c.window
                     .map_or("full".to_string(), |w| format!("window {w}"))
             ),
@@ -398,6 +416,70 @@ impl<'a> Checker<'a> {
                 tol::ATTENTION_SAME_CACHE
             },
         ))
+    }
+
+    /// The grouped attention's cases: E4B's decode shapes (GQA 8/2, head_dim 256 windowed in a ring and 512
+    /// full), a bf16 output, prefill, more than 32 splits (the block-wide combine), no split at all, and two
+    /// shapes it hands to the per-head kernel (no GQA; 8 query heads a kv head).
+    pub fn grouped_attention_cases() -> Vec<AttentionCase> {
+        let base = AttentionCase {
+            num_seqs: 3,
+            context: 40,
+            new_tokens: 1,
+            heads: 8,
+            kv_heads: 2,
+            head_dim: 256,
+            window: None,
+            capacity: 64,
+            max_keys: None,
+            bf16_out: false,
+            grouped: true,
+        };
+        vec![
+            base,
+            AttentionCase {
+                head_dim: 512,
+                bf16_out: true,
+                ..base
+            },
+            AttentionCase {
+                context: 700,
+                window: Some(512),
+                capacity: 520,
+                max_keys: Some(512),
+                ..base
+            },
+            AttentionCase {
+                context: 20,
+                new_tokens: 9,
+                window: Some(8),
+                ..base
+            },
+            AttentionCase {
+                num_seqs: 1,
+                context: 5000,
+                head_dim: 512,
+                capacity: 5001,
+                max_keys: Some(5001),
+                ..base
+            },
+            AttentionCase {
+                num_seqs: 1,
+                context: 30,
+                max_keys: Some(31),
+                ..base
+            },
+            AttentionCase {
+                heads: 4,
+                kv_heads: 4,
+                ..base
+            },
+            AttentionCase {
+                kv_heads: 1,
+                head_dim: 512,
+                ..base
+            },
+        ]
     }
 
     /// GeGLU with separate gate/up tensors, or the two halves of one fused `[rows, 2n]` tensor.
@@ -644,6 +726,7 @@ impl<'a> Checker<'a> {
             capacity: 64,
             max_keys: None,
             bf16_out: false,
+            grouped: false,
         };
         for c in [
             base, // decode, full
@@ -707,6 +790,9 @@ impl<'a> Checker<'a> {
                 ..base
             }, // one split (no combine), ring
         ] {
+            r.push(self.attention(c)?);
+        }
+        for c in Self::grouped_attention_cases() {
             r.push(self.attention(c)?);
         }
         r.push(self.geglu(5, 10240, false)?);

@@ -352,8 +352,11 @@ impl Gpu {
             &self.scratch_argmax,
             limits.argmax_rows * limits.argmax_cols.div_ceil(crate::ops::ARGMAX_CHUNK),
         )?;
+        // Partials for the per-head path's splits or the grouped path's (at most, with one kv head).
         let (t, h) = (limits.attention_tokens, limits.attention_heads);
-        let splits = self.attention_splits(t, h);
+        let splits = self
+            .attention_splits(t, h)
+            .max(self.attention_grouped_splits(t, 1));
         let attention = if splits > 1 {
             t * h * splits * (limits.attention_head_dim + 2)
         } else {

@@ -40,6 +40,13 @@ pub const ATTENTION_KEYS_PER_SPLIT: usize = 64;
 /// Largest head_dim the attention kernel supports (32 lanes x 16 dims).
 pub const MAX_HEAD_DIM: usize = 512;
 
+/// Most key-range splits a query's attention takes (`ATTENTION_MAX_SPLITS` in attention.cu's combine); only
+/// the grouped path goes past 32.
+pub const ATTENTION_MAX_SPLITS: usize = 256;
+
+/// Most query heads one block of the grouped attention serves (`GQA_MAX` in attention.cu).
+pub const ATTENTION_GQA_MAX: usize = 4;
+
 /// Element types [`Gpu::attention_with_max_keys`] writes: f32, or bf16 (the next projection's operand).
 pub trait AttentionOutput: DeviceRepr {
     /// Whether the kernel writes bf16 (its `out_b` operand) rather than f32.
@@ -354,6 +361,65 @@ impl Gpu {
         max_keys: Option<usize>,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<()> {
+        self.attention_launch(
+            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale,
+            max_keys, false, out,
+        )
+    }
+
+    /// [`Gpu::attention_with_max_keys`] where one block serves a whole GQA group (attention.cu
+    /// `attention_gqa_epl*`): each K/V element is loaded once per group instead of once per query head, and
+    /// the key range is split over up to [`ATTENTION_MAX_SPLITS`] blocks (enough for two waves with only
+    /// `kv_heads` groups a token). Takes head_dim 256 or 512 with 2..=4 query heads per kv head and 16-byte
+    /// aligned caches; any other case runs the per-head kernel. Same results up to f32 reduction order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_grouped_with_max_keys<T: AttentionOutput>(
+        &self,
+        q: &impl DevicePtr<f32>,
+        k_cache: &impl DevicePtr<bf16>,
+        v_cache: &impl DevicePtr<bf16>,
+        seq_ids: &impl DevicePtr<i32>,
+        positions: &impl DevicePtr<i32>,
+        tokens: usize,
+        heads: usize,
+        layout: KvLayout,
+        window: Option<usize>,
+        scale: f32,
+        max_keys: Option<usize>,
+        out: &mut impl DevicePtrMut<T>,
+    ) -> Result<()> {
+        self.attention_launch(
+            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale,
+            max_keys, true, out,
+        )
+    }
+
+    /// Splits of each query's key range on the grouped path: two waves of `tokens * kv_heads` blocks, at
+    /// most [`ATTENTION_MAX_SPLITS`].
+    pub fn attention_grouped_splits(&self, tokens: usize, kv_heads: usize) -> usize {
+        let blocks = (tokens * kv_heads).max(1);
+        (2 * self.multiprocessors() as usize)
+            .div_ceil(blocks)
+            .clamp(1, ATTENTION_MAX_SPLITS)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_launch<T: AttentionOutput>(
+        &self,
+        q: &impl DevicePtr<f32>,
+        k_cache: &impl DevicePtr<bf16>,
+        v_cache: &impl DevicePtr<bf16>,
+        seq_ids: &impl DevicePtr<i32>,
+        positions: &impl DevicePtr<i32>,
+        tokens: usize,
+        heads: usize,
+        layout: KvLayout,
+        window: Option<usize>,
+        scale: f32,
+        max_keys: Option<usize>,
+        grouped: bool,
+        out: &mut impl DevicePtrMut<T>,
+    ) -> Result<()> {
         const OP: &str = "attention";
         let hd = layout.head_dim;
         if hd == 0 || hd > MAX_HEAD_DIM {
@@ -387,12 +453,21 @@ impl Gpu {
             return Ok(());
         }
         let epl = hd.div_ceil(32).next_power_of_two();
-        let func = match epl {
-            1 => "attention_epl1",
-            2 => "attention_epl2",
-            4 => "attention_epl4",
-            8 => "attention_epl8",
-            16 => "attention_epl16",
+        let group = heads / layout.kv_heads;
+        let grouped = grouped
+            && (epl == 8 || epl == 16)
+            && hd == 32 * epl
+            && (2..=ATTENTION_GQA_MAX).contains(&group)
+            && k_cache.device_ptr(&self.stream).0 % 16 == 0
+            && v_cache.device_ptr(&self.stream).0 % 16 == 0;
+        let func = match (grouped, epl) {
+            (true, 8) => "attention_gqa_epl8",
+            (true, _) => "attention_gqa_epl16",
+            (false, 1) => "attention_epl1",
+            (false, 2) => "attention_epl2",
+            (false, 4) => "attention_epl4",
+            (false, 8) => "attention_epl8",
+            (false, 16) => "attention_epl16",
             _ => unreachable!("head_dim <= 512 gives at most 16 dims a lane"),
         };
         let heads_i = int(OP, "heads", heads)?;
@@ -400,11 +475,14 @@ impl Gpu {
         let hd_i = int(OP, "head_dim", hd)?;
         let cap = int(OP, "capacity", layout.capacity)?;
         let win = int(OP, "window", window.unwrap_or(0))?;
+        let most = if grouped {
+            self.attention_grouped_splits(tokens, layout.kv_heads)
+        } else {
+            self.attention_splits(tokens, heads)
+        };
         let splits = match max_keys {
-            Some(k) => self
-                .attention_splits(tokens, heads)
-                .min(k.div_ceil(ATTENTION_KEYS_PER_SPLIT).max(1)),
-            None => self.attention_splits(tokens, heads),
+            Some(k) => most.min(k.div_ceil(ATTENTION_KEYS_PER_SPLIT).max(1)),
+            None => most,
         };
         let mut scratch = self.scratch_attention.lock().expect("scratch lock");
         let part_len = if splits > 1 {
@@ -427,10 +505,11 @@ impl Gpu {
         // The kernel writes f32 `out`, or bf16 `out_b` where that pointer is not null.
         let (outp, _g6) = out.device_ptr_mut(&self.stream);
         let (op, obp) = if T::BF16 { (0u64, outp) } else { (outp, 0u64) };
+        // One block per (token, query head, split), or per (token, kv head, split) on the grouped path.
         let cfg = LaunchConfig {
             grid_dim: (
                 int(OP, "tokens", tokens)? as u32,
-                heads as u32,
+                if grouped { layout.kv_heads } else { heads } as u32,
                 splits as u32,
             ),
             block_dim: (256, 1, 1),

@@ -46,6 +46,8 @@ pub const SOURCES: &[KernelSource] = &[
             "attention_epl4",
             "attention_epl8",
             "attention_epl16",
+            "attention_gqa_epl8",
+            "attention_gqa_epl16",
             "attention_combine"
         ]
     ),

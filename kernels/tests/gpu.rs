@@ -150,6 +150,7 @@ fn attention_matches_reference() {
         max_keys: None,
         capacity: 64,
         bf16_out: false,
+        grouped: false,
     };
     let cases = [
         base,
@@ -237,6 +238,17 @@ fn attention_matches_reference() {
         },
     ];
     let reports: Vec<_> = cases.into_iter().map(|k| c.attention(k).unwrap()).collect();
+    assert_all(&reports);
+}
+
+#[test]
+fn grouped_attention_matches_reference() {
+    let g = gpu_or_skip!();
+    let mut c = checker(&g);
+    let reports: Vec<_> = Checker::grouped_attention_cases()
+        .into_iter()
+        .map(|k| c.attention(k).unwrap())
+        .collect();
     assert_all(&reports);
 }
 

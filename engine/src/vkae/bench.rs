@@ -56,9 +56,9 @@ impl VkaeBenchSettings {
             prefetch_bytes: 0,
             ..d
         };
-        vec![
+        let mut variants = vec![
             (
-                "vkae graph, cuBLAS, no PDL".into(),
+                "vkae graph, cuBLAS, no PDL".to_string(),
                 VkaeOptions {
                     projections: ProjectionMode::Cublas,
                     ..no_pdl
@@ -79,6 +79,24 @@ impl VkaeBenchSettings {
                     ..d
                 },
             ),
+        ];
+        // The default, then the options built but not yet on by default.
+        variants.extend(Self::candidate_variants());
+        variants.push((
+            "vkae default, skinny GEMM wherever it applies".into(),
+            VkaeOptions {
+                projections: ProjectionMode::Skinny,
+                ..d
+            },
+        ));
+        variants
+    }
+
+    /// The default and each option not yet on by default (alone, then together): what the next H200 call
+    /// decides on (`VKAE_BENCH_VARIANTS=candidates`, e.g. at 16k of context).
+    pub fn candidate_variants() -> Vec<(String, VkaeOptions)> {
+        let d = VkaeOptions::default();
+        vec![
             ("vkae (default)".into(), d),
             (
                 "vkae default + residual tail in the GEMV".into(),
@@ -88,9 +106,17 @@ impl VkaeBenchSettings {
                 },
             ),
             (
-                "vkae default, skinny GEMM wherever it applies".into(),
+                "vkae default + grouped attention".into(),
                 VkaeOptions {
-                    projections: ProjectionMode::Skinny,
+                    grouped_attention: true,
+                    ..d
+                },
+            ),
+            (
+                "vkae default + residual tail + grouped attention".into(),
+                VkaeOptions {
+                    fuse_residual: true,
+                    grouped_attention: true,
                     ..d
                 },
             ),

@@ -73,6 +73,10 @@ pub struct VkaeOptions {
     /// norms that follow (gemv.cu's residual tail) instead of a launch of its own: three launches a layer fewer
     /// at batch 1. Off until measured on the H200 (the `vkae-bench` variant "+ residual tail").
     pub fuse_residual: bool,
+    /// Decode attention with one block per GQA group (`Gpu::attention_grouped_with_max_keys`: K/V loaded once
+    /// for the group's query heads, up to 256 key splits) instead of one block per query head. Off until
+    /// measured on the H200 (the `vkae-bench` variant "+ grouped attention", at 128 and 16k context).
+    pub grouped_attention: bool,
 }
 
 impl Default for VkaeOptions {
@@ -87,6 +91,7 @@ impl Default for VkaeOptions {
             prefetch_bytes: 0,
             fuse_geglu: true,
             fuse_residual: false,
+            grouped_attention: false,
         }
     }
 }
@@ -944,20 +949,37 @@ impl VkaeModel {
                 .context_splits
                 .then(|| window.map_or(cache.layout.capacity, |w| w.min(cache.layout.capacity)));
             // Attention writes the o projection's bf16 operand directly (no cast launch).
-            g.attention_with_max_keys(
-                &w.q,
-                &cache.k,
-                &cache.v,
-                &w.seq,
-                &w.pos,
-                n,
-                nh,
-                cache.layout,
-                window,
-                1.0,
-                max_keys,
-                &mut w.att_b,
-            )?;
+            if self.options.grouped_attention {
+                g.attention_grouped_with_max_keys(
+                    &w.q,
+                    &cache.k,
+                    &cache.v,
+                    &w.seq,
+                    &w.pos,
+                    n,
+                    nh,
+                    cache.layout,
+                    window,
+                    1.0,
+                    max_keys,
+                    &mut w.att_b,
+                )?;
+            } else {
+                g.attention_with_max_keys(
+                    &w.q,
+                    &cache.k,
+                    &cache.v,
+                    &w.seq,
+                    &w.pos,
+                    n,
+                    nh,
+                    cache.layout,
+                    window,
+                    1.0,
+                    max_keys,
+                    &mut w.att_b,
+                )?;
+            }
             // o = att · o_projᵀ; x += post_attn_norm(o); a = pre_ff_norm(x).
             self.proj_residual(
                 &w.att_b,
