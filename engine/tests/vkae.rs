@@ -291,6 +291,7 @@ fn graph_equals_eager(name: &str) {
         fuse_geglu: false,
         fuse_residual: false,
         grouped_attention: false,
+        merge_attention: false,
         ..VkaeOptions::default()
     };
     let mut eager_by_mode = vec![];
@@ -370,20 +371,24 @@ fn graph_equals_eager(name: &str) {
         );
         // Attention with one block per GQA group: the same online softmax per query head, with the key range
         // split differently (more splits), so only f32 reduction order differs.
-        let grouped = run(VkaeOptions {
-            projections,
-            grouped_attention: true,
-            programmatic_launch: true,
-            ..plain
-        });
-        let e = l2_rel_err(&grouped, &eager);
-        eprintln!(
-            "{name} forced decode, {projections:?}: grouped attention (graph) vs eager {e:.2e}"
-        );
-        assert!(
-            e <= 1e-4,
-            "{projections:?}: grouped attention moved the logits by {e:e}"
-        );
+        for (label, grouped_attention) in [
+            ("attention merged in kernel", false),
+            ("grouped attention merged in kernel", true),
+        ] {
+            let got = run(VkaeOptions {
+                projections,
+                grouped_attention,
+                merge_attention: true,
+                programmatic_launch: true,
+                ..plain
+            });
+            let e = l2_rel_err(&got, &eager);
+            eprintln!("{name} forced decode, {projections:?}: {label} (graph) vs eager {e:.2e}");
+            assert!(
+                e <= 1e-4,
+                "{projections:?}: {label} moved the logits by {e:e}"
+            );
+        }
         eager_by_mode.push((projections, eager));
     }
     let (e_g, e_s) = (
@@ -430,6 +435,23 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
             "grouped attention",
             VkaeOptions {
                 grouped_attention: true,
+                ..VkaeOptions::default()
+            },
+        ),
+        (
+            "grouped attention merged in kernel",
+            VkaeOptions {
+                grouped_attention: true,
+                merge_attention: true,
+                ..VkaeOptions::default()
+            },
+        ),
+        (
+            "all three",
+            VkaeOptions {
+                fuse_residual: true,
+                grouped_attention: true,
+                merge_attention: true,
                 ..VkaeOptions::default()
             },
         ),

@@ -45,6 +45,71 @@ __device__ __forceinline__ void online_step(const float* qv, const float* kv, co
     m = m_new;
 }
 
+// Block-wide max (blockDim.x a multiple of 32); every thread gets the result.
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float partial[32];
+    __shared__ float total;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_max(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float w = lane < (int)(blockDim.x >> 5) ? partial[lane] : NEG_INF;
+        w = warp_max(w);
+        if (lane == 0) total = w;
+    }
+    __syncthreads();
+    return total;
+}
+
+// Merges the split partials of query head th (= token * heads + head) into its output: out = sum_s acc_s w_s
+// with w_s = e^(m_s - M) / sum_r l_r e^(m_r - M) (0 for a split that saw no key). The weights are computed
+// once, in parallel (one warp up to 32 splits, the whole block beyond, up to ATTENTION_MAX_SPLITS), then every
+// thread sums its dims over the splits with the loads unrolled. Partials are read through L2 (load_l2_f32), so
+// the last split block of the attention kernel itself may merge what the others wrote. Every thread of the
+// block must call it; it ends with a barrier, so it can be called again for another head.
+#define ATTENTION_MAX_SPLITS 256
+__device__ __forceinline__ void merge_splits(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
+                                             float* __restrict__ out, bf16_t* __restrict__ out_b, size_t th,
+                                             int head_dim, int splits) {
+    __shared__ float weight[ATTENTION_MAX_SPLITS];
+    const float* ml = part_ml + 2 * th * splits;
+    if (splits <= 32) {
+        if (threadIdx.x < 32) {
+            const int s = threadIdx.x;
+            const float m = s < splits ? load_l2_f32(ml + 2 * s) : NEG_INF;
+            const float l = s < splits ? load_l2_f32(ml + 2 * s + 1) : 0.0f;
+            const float gm = warp_max(m);
+            const float e = l > 0.0f ? expf(m - gm) : 0.0f;
+            const float gl = warp_sum(l * e);
+            weight[s] = e / gl;
+        }
+    } else {
+        float lm = NEG_INF;
+        for (int s = threadIdx.x; s < splits; s += blockDim.x) lm = fmaxf(lm, load_l2_f32(ml + 2 * s));
+        const float gm = block_max(lm);
+        float ls = 0.0f;
+        for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+            const float l = load_l2_f32(ml + 2 * s + 1);
+            const float e = l > 0.0f ? expf(load_l2_f32(ml + 2 * s) - gm) : 0.0f;
+            weight[s] = e;
+            ls += l * e;
+        }
+        const float gl = block_sum(ls);
+        for (int s = threadIdx.x; s < splits; s += blockDim.x) weight[s] /= gl;
+    }
+    __syncthreads();
+    const float* acc = part_acc + th * splits * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float o = 0.0f;
+#pragma unroll 8
+        for (int s = 0; s < splits; ++s) o += load_l2_f32(acc + (size_t)s * head_dim + d) * weight[s];
+        if (out_b) out_b[th * head_dim + d] = f32_to_bf16(o);
+        else out[th * head_dim + d] = o;
+    }
+    __syncthreads();
+}
+
 template <int EPL>
 __device__ __forceinline__ void attention_impl(const float* __restrict__ q, const bf16_t* __restrict__ k_cache,
                                                const bf16_t* __restrict__ v_cache,
@@ -52,7 +117,8 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
                                                float* __restrict__ out, bf16_t* __restrict__ out_b,
                                                float* __restrict__ part_ml,
                                                float* __restrict__ part_acc, int heads, int kv_heads,
-                                               int head_dim, int capacity, int window, float scale) {
+                                               int head_dim, int capacity, int window, float scale,
+                                               unsigned* __restrict__ counters) {
     __shared__ float sh_m[MAX_WARPS];
     __shared__ float sh_l[MAX_WARPS];
     __shared__ float sh_acc[MAX_WARPS][EPL * 32];
@@ -169,6 +235,9 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
                 if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - bm);
             ap[d] = o;
         }
+        // With counters, the last of the query's split blocks merges them (no attention_combine launch).
+        if (counters != nullptr && last_block_to_arrive(counters + th, (unsigned)splits))
+            merge_splits(part_ml, part_acc, out, out_b, th, head_dim, splits);
     }
 }
 
@@ -177,10 +246,11 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
                                                   const int* seq_ids, const int* positions, float* out,  \
                                                   bf16_t* out_b, float* part_ml,                         \
                                                   float* part_acc, int heads, int kv_heads, \
-                                                  int head_dim, int capacity, int window, float scale) { \
+                                                  int head_dim, int capacity, int window, float scale, \
+                                                  unsigned* counters) {                                  \
         PDL_ENTRY();                                                                                      \
         attention_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, out_b, part_ml, part_acc, heads, \
-                            kv_heads, head_dim, capacity, window, scale);                                \
+                            kv_heads, head_dim, capacity, window, scale, counters);                      \
     }
 
 ATTENTION_ENTRY(1)
@@ -204,7 +274,8 @@ __device__ __forceinline__ void attention_gqa_impl(const float* __restrict__ q, 
                                                    const int* __restrict__ positions, float* __restrict__ out,
                                                    bf16_t* __restrict__ out_b, float* __restrict__ part_ml,
                                                    float* __restrict__ part_acc, int heads, int kv_heads,
-                                                   int head_dim, int capacity, int window, float scale) {
+                                                   int head_dim, int capacity, int window, float scale,
+                                                   unsigned* __restrict__ counters) {
     __shared__ float sh_m[GQA_MAX][MAX_WARPS];
     __shared__ float sh_l[GQA_MAX][MAX_WARPS];
     __shared__ float sh_acc[MAX_WARPS][EPL * 32];  // one query head at a time
@@ -317,82 +388,31 @@ __device__ __forceinline__ void attention_gqa_impl(const float* __restrict__ q, 
         }
         __syncthreads();  // sh_acc is rewritten for the next query head
     }
+    // With counters (one per token and kv head), the last of the group's split blocks merges every head.
+    if (splits > 1 && counters != nullptr &&
+        last_block_to_arrive(counters + (size_t)t * kv_heads + kvh, (unsigned)splits)) {
+        for (int gi = 0; gi < g; ++gi)
+            merge_splits(part_ml, part_acc, out, out_b, (size_t)t * heads + h0 + gi, head_dim, splits);
+    }
 }
 
 #define ATTENTION_GQA_ENTRY(EPL)                                                                          \
     extern "C" __global__ void __launch_bounds__(256, 1) attention_gqa_epl##EPL(                         \
         const float* q, const bf16_t* k_cache, const bf16_t* v_cache, const int* seq_ids,                 \
         const int* positions, float* out, bf16_t* out_b, float* part_ml, float* part_acc, int heads,      \
-        int kv_heads, int head_dim, int capacity, int window, float scale) {                              \
+        int kv_heads, int head_dim, int capacity, int window, float scale, unsigned* counters) {          \
         PDL_ENTRY();                                                                                      \
         attention_gqa_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, out_b, part_ml, part_acc,   \
-                                heads, kv_heads, head_dim, capacity, window, scale);                      \
+                                heads, kv_heads, head_dim, capacity, window, scale, counters);            \
     }
 
 ATTENTION_GQA_ENTRY(8)
 ATTENTION_GQA_ENTRY(16)
 
-// Block-wide max (blockDim.x a multiple of 32); every thread gets the result.
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float partial[32];
-    __shared__ float total;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        float w = lane < (int)(blockDim.x >> 5) ? partial[lane] : NEG_INF;
-        w = warp_max(w);
-        if (lane == 0) total = w;
-    }
-    __syncthreads();
-    return total;
-}
-
-// Merges the split partials of one (token, head): out = sum_s acc_s w_s with
-// w_s = e^(m_s - M) / sum_r l_r e^(m_r - M) (0 for a split that saw no key). The weights are computed
-// once, in parallel (one warp up to 32 splits; the whole block beyond, for the grouped path's up to
-// ATTENTION_MAX_SPLITS), then every thread sums its dims over the splits with the loads unrolled.
-// Grid (tokens, heads).
-#define ATTENTION_MAX_SPLITS 256
+// Merges the split partials of every (token, head) (merge_splits). Grid (tokens, heads).
 extern "C" __global__ void attention_combine(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
                                              float* __restrict__ out, bf16_t* __restrict__ out_b, int heads,
                                              int head_dim, int splits) {
     PDL_ENTRY();
-    __shared__ float weight[ATTENTION_MAX_SPLITS];
-    const size_t th = (size_t)blockIdx.x * heads + blockIdx.y;
-    const float* ml = part_ml + 2 * th * splits;
-    if (splits <= 32) {
-        if (threadIdx.x < 32) {
-            const int s = threadIdx.x;
-            const float m = s < splits ? ml[2 * s] : NEG_INF;
-            const float l = s < splits ? ml[2 * s + 1] : 0.0f;
-            const float gm = warp_max(m);
-            const float e = l > 0.0f ? expf(m - gm) : 0.0f;
-            const float gl = warp_sum(l * e);
-            weight[s] = e / gl;
-        }
-    } else {
-        float lm = NEG_INF;
-        for (int s = threadIdx.x; s < splits; s += blockDim.x) lm = fmaxf(lm, ml[2 * s]);
-        const float gm = block_max(lm);
-        float ls = 0.0f;
-        for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-            const float l = ml[2 * s + 1];
-            const float e = l > 0.0f ? expf(ml[2 * s] - gm) : 0.0f;
-            weight[s] = e;
-            ls += l * e;
-        }
-        const float gl = block_sum(ls);
-        for (int s = threadIdx.x; s < splits; s += blockDim.x) weight[s] /= gl;
-    }
-    __syncthreads();
-    const float* acc = part_acc + th * splits * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float o = 0.0f;
-#pragma unroll 8
-        for (int s = 0; s < splits; ++s) o += acc[(size_t)s * head_dim + d] * weight[s];
-        if (out_b) out_b[th * head_dim + d] = f32_to_bf16(o);
-        else out[th * head_dim + d] = o;
-    }
+    merge_splits(part_ml, part_acc, out, out_b, (size_t)blockIdx.x * heads + blockIdx.y, head_dim, splits);
 }

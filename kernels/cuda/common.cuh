@@ -58,6 +58,26 @@ __device__ __forceinline__ float load_l2_f32(const float* p) {
     return v;
 }
 
+// True, in every thread of the block, for the block that arrives last among `expected` blocks counting on
+// *counter; that block sets the counter back to zero (ready for the next launch or graph replay). Publication
+// follows a grid barrier: the block's stores are ordered before thread 0 by the barrier, thread 0's fence
+// (cumulative) publishes them GPU-wide before it counts, and the last block fences again before it reads what
+// the others wrote (through L2: load_l2_f32). Every thread of the block must call it.
+__device__ __forceinline__ bool last_block_to_arrive(unsigned* counter, unsigned expected) {
+    __shared__ unsigned last;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(counter, 1u) == expected - 1u ? 1u : 0u;
+        if (last != 0u) {
+            __threadfence();
+            *counter = 0u;
+        }
+    }
+    __syncthreads();
+    return last != 0u;
+}
+
 // Residual add + RMSNorm of one row of `cols` f32 values, by the whole block (Gemma 4's sandwich norms):
 //   x_new = (x + rmsnorm(o) * w_post) * s        (o == nullptr: x_new = x * s)
 //   x = x_new                                    (the residual stream, f32, in place)

@@ -21,9 +21,7 @@
 // The residual entries (gemv_bf16_residual_m*) write y as GEMV_PLAIN does, then the last block to finish
 // applies the residual add + RMSNorm that follows the o, down and per-layer projections (common.cuh
 // residual_rms_norm_row, o = y, one row of n values per m), so that step needs no launch of its own. "Last"
-// is counted on `counter` (one u32, zero before the launch; the last block sets it back to zero, so the
-// launch can be replayed in a graph): every block makes its y visible (a fence by the thread that counts,
-// after the block's barrier) before counting itself, and the last block reads y through L2.
+// is counted on `counter` (one u32, zero before the launch, left at zero: common.cuh last_block_to_arrive).
 #define GEMV_PLAIN 0
 #define GEMV_GEGLU_WITH 1
 #define GEMV_GEGLU_HALVES 2
@@ -185,17 +183,7 @@ template <int M>
 __device__ __forceinline__ void gemv_residual_tail(const float* y, int n, float* resid, const bf16_t* w_post,
                                                    float s, const bf16_t* w_next, bf16_t* out_norm,
                                                    bf16_t* out_x, float eps, unsigned* counter) {
-    // As a grid barrier does it: the block's stores are ordered before thread 0 by the barrier, and thread 0's
-    // fence (cumulative) publishes them GPU-wide before the count; the last block fences again before reading.
-    __shared__ unsigned last;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last = atomicAdd(counter, 1u) == gridDim.x - 1u ? 1u : 0u;
-        if (last != 0u) __threadfence();
-    }
-    __syncthreads();
-    if (last == 0u) return;
+    if (!last_block_to_arrive(counter, gridDim.x)) return;
 #pragma unroll 1
     for (int m = 0; m < M; ++m) {
         const size_t base = (size_t)m * n;
@@ -203,7 +191,6 @@ __device__ __forceinline__ void gemv_residual_tail(const float* y, int n, float*
                               out_norm != nullptr ? out_norm + base : nullptr,
                               out_x != nullptr ? out_x + base : nullptr, n, eps);
     }
-    if (threadIdx.x == 0) *counter = 0u;
 }
 
 #define GEMV_ENTRY(M)                                                                                   \

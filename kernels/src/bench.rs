@@ -526,12 +526,16 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             max_keys: None,
             capacity: 1024 + 1,
             bf16_out: false,
-            grouped: false,
+            path: Default::default(),
         };
         let check = Checker::new(gpu, seed ^ (hd as u64) << 8).attention(case)?;
+        let grouped_path = crate::AttentionPath {
+            grouped: true,
+            merge_in_kernel: true,
+        };
         let grouped_check =
             Checker::new(gpu, seed ^ (hd as u64) << 9).attention(AttentionCase {
-                grouped: true,
+                path: grouped_path,
                 ..case
             })?;
         if check_only {
@@ -602,9 +606,10 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                 stats: st,
                 bytes: bytes as f64,
             });
-            // One block per GQA group (K/V loaded once for its 4 query heads), splits from the context.
+            // One block per GQA group (K/V loaded once for its 4 query heads), splits from the context, merged
+            // by the last split block of each group.
             let st = b.timer.time(|_| {
-                gpu.attention_grouped_with_max_keys(
+                gpu.attention_with_path(
                     &q,
                     &kc,
                     &vc,
@@ -616,6 +621,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                     window,
                     1.0,
                     Some(keys),
+                    grouped_path,
                     &mut out,
                 )
             })?;
@@ -623,7 +629,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                 .attention_grouped_splits(batch, KV_HEADS)
                 .min(keys.div_ceil(crate::ops::ATTENTION_KEYS_PER_SPLIT));
             b.rows.push(Row {
-                kernel: format!("{name}, grouped (GQA), splits from context"),
+                kernel: format!("{name}, grouped (GQA), merged in kernel, splits from context"),
                 shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
                 batch,
                 check: Some(grouped_check.clone()),

@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::KvLayout;
+use crate::ops::{AttentionPath, KvLayout};
 use crate::reference::{self as cpu, AttentionShape};
 use crate::rng::Rng;
 use crate::rope::Rope;
@@ -76,9 +76,9 @@ pub struct AttentionCase {
     pub max_keys: Option<usize>,
     /// Check the bf16 output of [`Gpu::attention_with_max_keys`] instead of the f32 output.
     pub bf16_out: bool,
-    /// Run [`Gpu::attention_grouped_with_max_keys`] (one block per GQA group; shapes it does not take fall
-    /// back to the per-head kernel).
-    pub grouped: bool,
+    /// The kernel choice given to [`Gpu::attention_with_path`] (default: the per-head kernel and a separate
+    /// merge launch).
+    pub path: AttentionPath,
 }
 
 /// Runs checks on one [`Gpu`] with one random stream.
@@ -351,31 +351,17 @@ impl<'a> Checker<'a> {
         let (dq, ds, dp) = (g.upload(&q)?, g.upload(&seq_ids)?, g.upload(&positions)?);
         let got: Vec<f32> = if c.bf16_out {
             let mut out = g.upload(&vec![bf16::NAN; tokens * c.heads * hd])?;
-            if c.grouped {
-                g.attention_grouped_with_max_keys(
-                    &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
-                    &mut out,
-                )?;
-            } else {
-                g.attention_with_max_keys(
-                    &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
-                    &mut out,
-                )?;
-            }
+            g.attention_with_path(
+                &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
+                c.path, &mut out,
+            )?;
             g.download(&out)?.iter().map(|v| v.to_f32()).collect()
         } else {
             let mut out = poison_f32(g, tokens * c.heads * hd)?;
-            if c.grouped {
-                g.attention_grouped_with_max_keys(
-                    &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
-                    &mut out,
-                )?;
-            } else {
-                g.attention_with_max_keys(
-                    &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
-                    &mut out,
-                )?;
-            }
+            g.attention_with_path(
+                &dq, &kc, &vc, &ds, &dp, tokens, c.heads, layout, c.window, 1.0, c.max_keys,
+                c.path, &mut out,
+            )?;
             g.download(&out)?
         };
         let shape = AttentionShape {
@@ -396,10 +382,15 @@ impl<'a> Checker<'a> {
         );
         let ring = if c.capacity < hist_len { ", ring" } else { "" };
         let bf16_out = if c.bf16_out { ", bf16 out" } else { "" };
-        let grouped = if c.grouped { ", grouped" } else { "" };
+        let grouped = if c.path.grouped { ", grouped" } else { "" };
+        let merged = if c.path.merge_in_kernel {
+            ", merged in kernel"
+        } else {
+            ""
+        };
         Ok(CheckReport::new(
             format!(
-                "attention ({}{ring}{bf16_out}{grouped})",
+                "attention ({}{ring}{bf16_out}{grouped}{merged})",
                 c.window
                     .map_or("full".to_string(), |w| format!("window {w}"))
             ),
@@ -418,10 +409,15 @@ impl<'a> Checker<'a> {
         ))
     }
 
-    /// The grouped attention's cases: E4B's decode shapes (GQA 8/2, head_dim 256 windowed in a ring and 512
-    /// full), a bf16 output, prefill, more than 32 splits (the block-wide combine), no split at all, and two
-    /// shapes it hands to the per-head kernel (no GQA; 8 query heads a kv head).
-    pub fn grouped_attention_cases() -> Vec<AttentionCase> {
+    /// The decode attention paths that are not the default: the grouped kernel on E4B's decode shapes (GQA
+    /// 8/2, head_dim 256 windowed in a ring and 512 full), a bf16 output, prefill, more than 32 splits (the
+    /// block-wide merge), no split at all and two shapes it hands to the per-head kernel (no GQA; 8 query heads
+    /// a kv head); then the merge in the kernel, per head and grouped, over few and over more than 32 splits.
+    pub fn attention_path_cases() -> Vec<AttentionCase> {
+        let grouped = AttentionPath {
+            grouped: true,
+            merge_in_kernel: false,
+        };
         let base = AttentionCase {
             num_seqs: 3,
             context: 40,
@@ -433,7 +429,19 @@ impl<'a> Checker<'a> {
             capacity: 64,
             max_keys: None,
             bf16_out: false,
-            grouped: true,
+            path: grouped,
+        };
+        let long = AttentionCase {
+            num_seqs: 1,
+            context: 5000,
+            head_dim: 512,
+            capacity: 5001,
+            max_keys: Some(5001),
+            ..base
+        };
+        let merged = |grouped| AttentionPath {
+            grouped,
+            merge_in_kernel: true,
         };
         vec![
             base,
@@ -455,14 +463,7 @@ impl<'a> Checker<'a> {
                 window: Some(8),
                 ..base
             },
-            AttentionCase {
-                num_seqs: 1,
-                context: 5000,
-                head_dim: 512,
-                capacity: 5001,
-                max_keys: Some(5001),
-                ..base
-            },
+            long,
             AttentionCase {
                 num_seqs: 1,
                 context: 30,
@@ -478,6 +479,31 @@ impl<'a> Checker<'a> {
                 kv_heads: 1,
                 head_dim: 512,
                 ..base
+            },
+            AttentionCase {
+                path: merged(false),
+                ..base
+            },
+            AttentionCase {
+                path: merged(false),
+                bf16_out: true,
+                context: 300,
+                window: Some(16),
+                capacity: 16,
+                ..base
+            },
+            AttentionCase {
+                path: merged(true),
+                bf16_out: true,
+                ..base
+            },
+            AttentionCase {
+                path: merged(true),
+                ..long
+            },
+            AttentionCase {
+                path: merged(false),
+                ..long
             },
         ]
     }
@@ -726,7 +752,7 @@ impl<'a> Checker<'a> {
             capacity: 64,
             max_keys: None,
             bf16_out: false,
-            grouped: false,
+            path: AttentionPath::default(),
         };
         for c in [
             base, // decode, full
@@ -792,7 +818,7 @@ impl<'a> Checker<'a> {
         ] {
             r.push(self.attention(c)?);
         }
-        for c in Self::grouped_attention_cases() {
+        for c in Self::attention_path_cases() {
             r.push(self.attention(c)?);
         }
         r.push(self.geglu(5, 10240, false)?);

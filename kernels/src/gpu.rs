@@ -38,6 +38,9 @@ pub struct Gpu {
     pub(crate) scratch_bf16: Mutex<Option<CudaSlice<bf16>>>,
     pub(crate) scratch_argmax: Mutex<Option<CudaSlice<u64>>>,
     pub(crate) scratch_attention: Mutex<Option<CudaSlice<f32>>>,
+    /// One u32 per query (token x head) for attention that merges its splits in the kernel; zero between
+    /// launches.
+    pub(crate) scratch_attention_counters: Mutex<Option<CudaSlice<u32>>>,
     /// Launch kernels with programmatic dependent launch (see [`Gpu::set_programmatic_launch`]).
     programmatic: AtomicBool,
     /// Bytes of its weight rows each GEMV block asks L2 for before its PDL wait (0: none).
@@ -238,6 +241,7 @@ impl Gpu {
             scratch_bf16: Mutex::new(None),
             scratch_argmax: Mutex::new(None),
             scratch_attention: Mutex::new(None),
+            scratch_attention_counters: Mutex::new(None),
             programmatic: AtomicBool::new(false),
             gemv_prefetch: AtomicU32::new(0),
         })
@@ -362,7 +366,8 @@ impl Gpu {
         } else {
             0
         };
-        grow(self, &self.scratch_attention, attention)
+        grow(self, &self.scratch_attention, attention)?;
+        grow(self, &self.scratch_attention_counters, t * h)
     }
 
     /// A zero-filled device buffer of `len` elements.

@@ -47,6 +47,16 @@ pub const ATTENTION_MAX_SPLITS: usize = 256;
 /// Most query heads one block of the grouped attention serves (`GQA_MAX` in attention.cu).
 pub const ATTENTION_GQA_MAX: usize = 4;
 
+/// Which decode attention [`Gpu::attention_with_path`] runs; the default is the per-head kernel with a
+/// separate merge launch ([`Gpu::attention_with_max_keys`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttentionPath {
+    /// One block per GQA group instead of one per query head.
+    pub grouped: bool,
+    /// The last split block merges the partials (no `attention_combine` launch).
+    pub merge_in_kernel: bool,
+}
+
 /// Element types [`Gpu::attention_with_max_keys`] writes: f32, or bf16 (the next projection's operand).
 pub trait AttentionOutput: DeviceRepr {
     /// Whether the kernel writes bf16 (its `out_b` operand) rather than f32.
@@ -362,18 +372,33 @@ impl Gpu {
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<()> {
         self.attention_launch(
-            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale,
-            max_keys, false, out,
+            q,
+            k_cache,
+            v_cache,
+            seq_ids,
+            positions,
+            tokens,
+            heads,
+            layout,
+            window,
+            scale,
+            max_keys,
+            AttentionPath::default(),
+            out,
         )
     }
 
-    /// [`Gpu::attention_with_max_keys`] where one block serves a whole GQA group (attention.cu
-    /// `attention_gqa_epl*`): each K/V element is loaded once per group instead of once per query head, and
-    /// the key range is split over up to [`ATTENTION_MAX_SPLITS`] blocks (enough for two waves with only
-    /// `kv_heads` groups a token). Takes head_dim 256 or 512 with 2..=4 query heads per kv head and 16-byte
-    /// aligned caches; any other case runs the per-head kernel. Same results up to f32 reduction order.
+    /// [`Gpu::attention_with_max_keys`] on the path `path` says (both choices are results-equal up to f32
+    /// reduction order):
+    /// - `grouped`: one block serves a whole GQA group (attention.cu `attention_gqa_epl*`), so each K/V element
+    ///   is loaded once per group instead of once per query head, and the key range is split over up to
+    ///   [`ATTENTION_MAX_SPLITS`] blocks (two waves with only `kv_heads` groups a token). Taken for head_dim 256
+    ///   or 512 with 2..=[`ATTENTION_GQA_MAX`] query heads per kv head and 16-byte aligned caches; any other case
+    ///   runs the per-head kernel.
+    /// - `merge_in_kernel`: the last split block of each query (or group) merges the partials itself, counted
+    ///   on device counters this `Gpu` keeps, instead of a second launch (`attention_combine`).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_grouped_with_max_keys<T: AttentionOutput>(
+    pub fn attention_with_path<T: AttentionOutput>(
         &self,
         q: &impl DevicePtr<f32>,
         k_cache: &impl DevicePtr<bf16>,
@@ -386,11 +411,12 @@ impl Gpu {
         window: Option<usize>,
         scale: f32,
         max_keys: Option<usize>,
+        path: AttentionPath,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<()> {
         self.attention_launch(
             q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale,
-            max_keys, true, out,
+            max_keys, path, out,
         )
     }
 
@@ -417,7 +443,7 @@ impl Gpu {
         window: Option<usize>,
         scale: f32,
         max_keys: Option<usize>,
-        grouped: bool,
+        path: AttentionPath,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<()> {
         const OP: &str = "attention";
@@ -454,7 +480,7 @@ impl Gpu {
         }
         let epl = hd.div_ceil(32).next_power_of_two();
         let group = heads / layout.kv_heads;
-        let grouped = grouped
+        let grouped = path.grouped
             && (epl == 8 || epl == 16)
             && hd == 32 * epl
             && (2..=ATTENTION_GQA_MAX).contains(&group)
@@ -483,6 +509,19 @@ impl Gpu {
         let splits = match max_keys {
             Some(k) => most.min(k.div_ceil(ATTENTION_KEYS_PER_SPLIT).max(1)),
             None => most,
+        };
+        // Merging in the kernel: one counter per query (per group on the grouped path), zero between launches.
+        let merge_in_kernel = path.merge_in_kernel && splits > 1;
+        let mut counters = self
+            .scratch_attention_counters
+            .lock()
+            .expect("scratch lock");
+        if merge_in_kernel && counters.as_ref().is_none_or(|c| c.len() < tokens * heads) {
+            *counters = Some(self.alloc::<u32>(tokens * heads)?);
+        }
+        let counters_ptr = match counters.as_mut() {
+            Some(c) if merge_in_kernel => c.device_ptr_mut(&self.stream).0,
+            _ => 0u64,
         };
         let mut scratch = self.scratch_attention.lock().expect("scratch lock");
         let part_len = if splits > 1 {
@@ -529,9 +568,10 @@ impl Gpu {
             .arg(&hd_i)
             .arg(&cap)
             .arg(&win)
-            .arg(&scale);
+            .arg(&scale)
+            .arg(&counters_ptr);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
-        if splits > 1 {
+        if splits > 1 && !merge_in_kernel {
             let splits_i = splits as i32;
             let cfg = LaunchConfig {
                 grid_dim: (tokens as u32, heads as u32, 1),

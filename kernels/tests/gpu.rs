@@ -150,7 +150,7 @@ fn attention_matches_reference() {
         max_keys: None,
         capacity: 64,
         bf16_out: false,
-        grouped: false,
+        path: Default::default(),
     };
     let cases = [
         base,
@@ -242,10 +242,10 @@ fn attention_matches_reference() {
 }
 
 #[test]
-fn grouped_attention_matches_reference() {
+fn attention_paths_match_reference() {
     let g = gpu_or_skip!();
     let mut c = checker(&g);
-    let reports: Vec<_> = Checker::grouped_attention_cases()
+    let reports: Vec<_> = Checker::attention_path_cases()
         .into_iter()
         .map(|k| c.attention(k).unwrap())
         .collect();

@@ -106,17 +106,26 @@ impl VkaeBenchSettings {
                 },
             ),
             (
-                "vkae default + grouped attention".into(),
+                "vkae default + attention merged in kernel".into(),
                 VkaeOptions {
-                    grouped_attention: true,
+                    merge_attention: true,
                     ..d
                 },
             ),
             (
-                "vkae default + residual tail + grouped attention".into(),
+                "vkae default + grouped attention merged in kernel".into(),
+                VkaeOptions {
+                    grouped_attention: true,
+                    merge_attention: true,
+                    ..d
+                },
+            ),
+            (
+                "vkae default + residual tail + grouped attention merged in kernel".into(),
                 VkaeOptions {
                     fuse_residual: true,
                     grouped_attention: true,
+                    merge_attention: true,
                     ..d
                 },
             ),

@@ -38,7 +38,9 @@ use vkae_kernels::cudarc::driver::sys::{
 };
 use vkae_kernels::cudarc::driver::CudaGraph;
 use vkae_kernels::half::bf16;
-use vkae_kernels::{CudaSlice, Gpu, KvLayout, QkvLayout, ResidualNorm, ScratchLimits};
+use vkae_kernels::{
+    AttentionPath, CudaSlice, Gpu, KvLayout, QkvLayout, ResidualNorm, ScratchLimits,
+};
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
 use crate::error::{EngineError, Result};
@@ -73,10 +75,13 @@ pub struct VkaeOptions {
     /// norms that follow (gemv.cu's residual tail) instead of a launch of its own: three launches a layer fewer
     /// at batch 1. Off until measured on the H200 (the `vkae-bench` variant "+ residual tail").
     pub fuse_residual: bool,
-    /// Decode attention with one block per GQA group (`Gpu::attention_grouped_with_max_keys`: K/V loaded once
-    /// for the group's query heads, up to 256 key splits) instead of one block per query head. Off until
-    /// measured on the H200 (the `vkae-bench` variant "+ grouped attention", at 128 and 16k context).
+    /// Decode attention with one block per GQA group (`AttentionPath::grouped`: K/V loaded once for the group's
+    /// query heads, up to 256 key splits) instead of one block per query head. Off until measured on the H200
+    /// (the `vkae-bench` candidates, at 128 and 16k context).
     pub grouped_attention: bool,
+    /// The last split block of each query merges the attention partials (`AttentionPath::merge_in_kernel`)
+    /// instead of a merge launch: one launch a layer fewer. Off until measured on the H200.
+    pub merge_attention: bool,
 }
 
 impl Default for VkaeOptions {
@@ -92,6 +97,7 @@ impl Default for VkaeOptions {
             fuse_geglu: true,
             fuse_residual: false,
             grouped_attention: false,
+            merge_attention: false,
         }
     }
 }
@@ -949,37 +955,25 @@ impl VkaeModel {
                 .context_splits
                 .then(|| window.map_or(cache.layout.capacity, |w| w.min(cache.layout.capacity)));
             // Attention writes the o projection's bf16 operand directly (no cast launch).
-            if self.options.grouped_attention {
-                g.attention_grouped_with_max_keys(
-                    &w.q,
-                    &cache.k,
-                    &cache.v,
-                    &w.seq,
-                    &w.pos,
-                    n,
-                    nh,
-                    cache.layout,
-                    window,
-                    1.0,
-                    max_keys,
-                    &mut w.att_b,
-                )?;
-            } else {
-                g.attention_with_max_keys(
-                    &w.q,
-                    &cache.k,
-                    &cache.v,
-                    &w.seq,
-                    &w.pos,
-                    n,
-                    nh,
-                    cache.layout,
-                    window,
-                    1.0,
-                    max_keys,
-                    &mut w.att_b,
-                )?;
-            }
+            let path = AttentionPath {
+                grouped: self.options.grouped_attention,
+                merge_in_kernel: self.options.merge_attention,
+            };
+            g.attention_with_path(
+                &w.q,
+                &cache.k,
+                &cache.v,
+                &w.seq,
+                &w.pos,
+                n,
+                nh,
+                cache.layout,
+                window,
+                1.0,
+                max_keys,
+                path,
+                &mut w.att_b,
+            )?;
             // o = att · o_projᵀ; x += post_attn_norm(o); a = pre_ff_norm(x).
             self.proj_residual(
                 &w.att_b,
