@@ -292,6 +292,7 @@ fn graph_equals_eager(name: &str) {
         fuse_residual: false,
         grouped_attention: false,
         merge_attention: false,
+        fuse_qkv_prologue: false,
         ..VkaeOptions::default()
     };
     let mut eager_by_mode = vec![];
@@ -371,14 +372,16 @@ fn graph_equals_eager(name: &str) {
         );
         // Attention with one block per GQA group: the same online softmax per query head, with the key range
         // split differently (more splits), so only f32 reduction order differs.
-        for (label, grouped_attention) in [
-            ("attention merged in kernel", false),
-            ("grouped attention merged in kernel", true),
+        for (label, grouped_attention, fuse_qkv_prologue) in [
+            ("attention merged in kernel", false, false),
+            ("grouped attention merged in kernel", true, false),
+            ("q|k|v prologue in the GEMV", false, true),
         ] {
             let got = run(VkaeOptions {
                 projections,
                 grouped_attention,
-                merge_attention: true,
+                merge_attention: !fuse_qkv_prologue,
+                fuse_qkv_prologue,
                 programmatic_launch: true,
                 ..plain
             });
@@ -447,9 +450,17 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
             },
         ),
         (
-            "all three",
+            "q|k|v prologue in the GEMV",
+            VkaeOptions {
+                fuse_qkv_prologue: true,
+                ..VkaeOptions::default()
+            },
+        ),
+        (
+            "all four",
             VkaeOptions {
                 fuse_residual: true,
+                fuse_qkv_prologue: true,
                 grouped_attention: true,
                 merge_attention: true,
                 ..VkaeOptions::default()

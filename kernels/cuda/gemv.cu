@@ -22,6 +22,12 @@
 // applies the residual add + RMSNorm that follows the o, down and per-layer projections (common.cuh
 // residual_rms_norm_row, o = y, one row of n values per m), so that step needs no launch of its own. "Last"
 // is counted on `counter` (one u32, zero before the launch, left at zero: common.cuh last_block_to_arrive).
+//
+// The q|k|v entries (gemv_bf16_qkv_m*) write the fused q|k|v projection (n = row_stride, a multiple of hd,
+// and hd a multiple of the rows a block writes) as GEMV_PLAIN does; the blocks that write one head's hd columns
+// count on that column group's counter, and the last of them applies the attention prologue (common.cuh
+// qkv_head_prologue: norms, RoPE, the KV-cache write) to every head slot reading those columns, for each of
+// the M tokens, so qk_norm_rope_kv needs no launch. Counters: row_stride / hd u32s, zero, left at zero.
 #define GEMV_PLAIN 0
 #define GEMV_GEGLU_WITH 1
 #define GEMV_GEGLU_HALVES 2
@@ -229,3 +235,47 @@ GEMV_RESIDUAL_ENTRY(5)
 GEMV_RESIDUAL_ENTRY(6)
 GEMV_RESIDUAL_ENTRY(7)
 GEMV_RESIDUAL_ENTRY(8)
+
+// The q|k|v tail of gemv_bf16_qkv_m*: runs after the block has written its rows of y (= qkv).
+template <int M>
+__device__ __forceinline__ void gemv_qkv_tail(const float* y, int kparts, int row_stride, int k_col, int v_col,
+                                              float* q_out, const bf16_t* q_norm, const bf16_t* k_norm,
+                                              const float* inv_freq, const int* seq_ids, const int* positions,
+                                              bf16_t* k_cache, bf16_t* v_cache, int heads, int kv_heads, int hd,
+                                              int capacity, float eps, unsigned* counters) {
+    const int rows_per_block = GEMV_R * (GEMV_WARPS / kparts);
+    const int group = blockIdx.x * rows_per_block / hd;
+    if (!last_block_to_arrive(counters + group, (unsigned)(hd / rows_per_block))) return;
+    const int col = group * hd;
+    for (int slot = 0; slot < heads + 2 * kv_heads; ++slot) {
+        const int slot_col = slot < heads ? slot * hd
+                             : slot < heads + kv_heads ? k_col + (slot - heads) * hd
+                                                       : v_col + (slot - heads - kv_heads) * hd;
+        if (slot_col != col) continue;  // the same for the whole block
+#pragma unroll 1
+        for (int m = 0; m < M; ++m)
+            qkv_head_prologue(y, m, slot, row_stride, k_col, v_col, q_out, q_norm, k_norm, inv_freq, seq_ids,
+                              positions, k_cache, v_cache, heads, kv_heads, hd, capacity, eps);
+    }
+}
+
+#define GEMV_QKV_ENTRY(M)                                                                                   \
+    extern "C" __global__ void __launch_bounds__(256)                                                      \
+        gemv_bf16_qkv_m##M(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts,            \
+                           int prefetch_bytes, int k_col, int v_col, float* q_out, const bf16_t* q_norm,    \
+                           const bf16_t* k_norm, const float* inv_freq, const int* seq_ids,                \
+                           const int* positions, bf16_t* k_cache, bf16_t* v_cache, int heads, int kv_heads, \
+                           int hd, int capacity, float eps, unsigned* counters) {                          \
+        gemv_impl<M>(x, w, y, n, k, kparts, prefetch_bytes, GEMV_PLAIN, nullptr, 0, nullptr);               \
+        gemv_qkv_tail<M>(y, kparts, n, k_col, v_col, q_out, q_norm, k_norm, inv_freq, seq_ids, positions,   \
+                         k_cache, v_cache, heads, kv_heads, hd, capacity, eps, counters);                   \
+    }
+
+GEMV_QKV_ENTRY(1)
+GEMV_QKV_ENTRY(2)
+GEMV_QKV_ENTRY(3)
+GEMV_QKV_ENTRY(4)
+GEMV_QKV_ENTRY(5)
+GEMV_QKV_ENTRY(6)
+GEMV_QKV_ENTRY(7)
+GEMV_QKV_ENTRY(8)

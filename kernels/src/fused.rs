@@ -13,7 +13,7 @@ pub const GEMV_MAX_ROWS: usize = 8;
 
 /// Where a GEMV's results go (gemv.cu's epilogues); device pointers, already checked for size.
 #[derive(Clone, Copy)]
-enum GemvEpilogue {
+enum GemvEpilogue<'a> {
     Plain {
         y: u64,
     },
@@ -29,6 +29,12 @@ enum GemvEpilogue {
     Residual {
         y: u64,
         tail: ResidualTail,
+    },
+    /// `y` (= q|k|v) as `Plain`, then the attention prologue per head column group (`gemv_bf16_qkv_m*`).
+    Qkv {
+        y: u64,
+        prologue: &'a QkvPrologueArgs,
+        counters: u64,
     },
 }
 
@@ -77,6 +83,110 @@ impl ResidualNorm<'_> {
             need(op, "out_x", b.len(), n)?;
         }
         Ok(())
+    }
+}
+
+/// The attention prologue after a fused q|k|v projection ([`Gpu::qk_norm_rope_kv`]'s operands): q/k norms,
+/// RoPE and the KV-cache write. `cache` is given exactly when `layout.kv_heads > 0`.
+pub struct QkvPrologue<'a> {
+    pub layout: QkvLayout,
+    /// f32 `[tokens, heads, head_dim]`.
+    pub q_out: &'a mut CudaSlice<f32>,
+    pub q_norm: &'a CudaSlice<bf16>,
+    pub k_norm: Option<&'a CudaSlice<bf16>>,
+    pub inv_freq: &'a CudaSlice<f32>,
+    pub seq_ids: &'a CudaSlice<i32>,
+    pub positions: &'a CudaSlice<i32>,
+    pub cache: Option<(KvLayout, &'a mut CudaSlice<bf16>, &'a mut CudaSlice<bf16>)>,
+    pub eps: f32,
+}
+
+/// A checked [`QkvPrologue`] as kernel arguments: device pointers (0 for absent ones), then row_stride, k_col,
+/// v_col, heads, kv_heads, head_dim, capacity.
+struct QkvPrologueArgs {
+    q_out: u64,
+    q_norm: u64,
+    k_norm: u64,
+    inv_freq: u64,
+    seq_ids: u64,
+    positions: u64,
+    k_cache: u64,
+    v_cache: u64,
+    ints: [i32; 7],
+    eps: f32,
+}
+
+impl QkvPrologue<'_> {
+    /// Checks the operands for `tokens` tokens and takes their device pointers.
+    fn resolve(self, gpu: &Gpu, op: &'static str, tokens: usize) -> Result<QkvPrologueArgs> {
+        let layout = self.layout;
+        let (h, kvh, hd) = (layout.heads, layout.kv_heads, layout.head_dim);
+        if hd == 0 || !hd.is_multiple_of(2) {
+            return Err(shape(
+                op,
+                format!("head_dim {hd} must be even and positive"),
+            ));
+        }
+        if (hd / 2).div_ceil(QKV_MAX_PAIRS) > 1024 {
+            return Err(shape(op, format!("head_dim {hd} is too large")));
+        }
+        if layout.row_stride < h * hd
+            || (kvh > 0
+                && (layout.k_col + kvh * hd > layout.row_stride
+                    || layout.v_col + kvh * hd > layout.row_stride))
+        {
+            return Err(shape(op, format!("{layout:?} does not fit its row stride")));
+        }
+        need(op, "q_out", self.q_out.len(), tokens * h * hd)?;
+        need(op, "q_norm", self.q_norm.len(), hd)?;
+        if let Some(k) = self.k_norm {
+            need(op, "k_norm", k.len(), hd)?;
+        }
+        need(op, "inv_freq", self.inv_freq.len(), hd / 2)?;
+        need(op, "seq_ids", self.seq_ids.len(), tokens)?;
+        need(op, "positions", self.positions.len(), tokens)?;
+        let stream = &gpu.stream;
+        let (capacity, k_cache, v_cache) = match self.cache {
+            Some((kv, k, v)) if kvh > 0 => {
+                if kv.kv_heads != kvh || kv.head_dim != hd || kv.capacity == 0 {
+                    return Err(shape(op, format!("cache {kv:?} does not match {layout:?}")));
+                }
+                need(op, "k_cache", k.len(), kv.elements())?;
+                need(op, "v_cache", v.len(), kv.elements())?;
+                (
+                    kv.capacity,
+                    k.device_ptr_mut(stream).0,
+                    v.device_ptr_mut(stream).0,
+                )
+            }
+            None if kvh == 0 => (1, 0, 0),
+            _ => {
+                return Err(shape(
+                    op,
+                    "a cache is needed exactly when kv_heads > 0".into(),
+                ))
+            }
+        };
+        Ok(QkvPrologueArgs {
+            q_out: self.q_out.device_ptr_mut(stream).0,
+            q_norm: self.q_norm.device_ptr(stream).0,
+            k_norm: ptr_or_null(gpu, self.k_norm),
+            inv_freq: self.inv_freq.device_ptr(stream).0,
+            seq_ids: self.seq_ids.device_ptr(stream).0,
+            positions: self.positions.device_ptr(stream).0,
+            k_cache,
+            v_cache,
+            ints: [
+                int(op, "row_stride", layout.row_stride)?,
+                int(op, "k_col", layout.k_col)?,
+                int(op, "v_col", layout.v_col)?,
+                int(op, "heads", h)?,
+                int(op, "kv_heads", kvh)?,
+                int(op, "head_dim", hd)?,
+                int(op, "capacity", capacity)?,
+            ],
+            eps: self.eps,
+        })
     }
 }
 
@@ -202,93 +312,62 @@ impl Gpu {
         cache: Option<(KvLayout, &mut CudaSlice<bf16>, &mut CudaSlice<bf16>)>,
         eps: f32,
     ) -> Result<()> {
-        const OP: &str = "qk_norm_rope_kv";
-        let (h, kvh, hd) = (layout.heads, layout.kv_heads, layout.head_dim);
-        if hd == 0 || !hd.is_multiple_of(2) {
-            return Err(shape(
-                OP,
-                format!("head_dim {hd} must be even and positive"),
-            ));
-        }
-        let threads = (hd / 2).div_ceil(QKV_MAX_PAIRS).div_ceil(32) * 32;
-        if threads > 1024 {
-            return Err(shape(OP, format!("head_dim {hd} is too large")));
-        }
-        let threads = threads.max((hd / 2).min(256).div_ceil(32) * 32);
-        if layout.row_stride < h * hd
-            || (kvh > 0
-                && (layout.k_col + kvh * hd > layout.row_stride
-                    || layout.v_col + kvh * hd > layout.row_stride))
-        {
-            return Err(shape(OP, format!("{layout:?} does not fit its row stride")));
-        }
-        need(OP, "qkv", qkv.len(), tokens * layout.row_stride)?;
-        need(OP, "q_out", q_out.len(), tokens * h * hd)?;
-        need(OP, "q_norm", q_norm.len(), hd)?;
-        if let Some(k) = k_norm {
-            need(OP, "k_norm", k.len(), hd)?;
-        }
-        need(OP, "inv_freq", inv_freq.len(), hd / 2)?;
-        need(OP, "seq_ids", seq_ids.len(), tokens)?;
-        need(OP, "positions", positions.len(), tokens)?;
-        let (cap, kc, vc, _gk, _gv) = match cache {
-            Some((kv, k, v)) if kvh > 0 => {
-                if kv.kv_heads != kvh || kv.head_dim != hd || kv.capacity == 0 {
-                    return Err(shape(OP, format!("cache {kv:?} does not match {layout:?}")));
-                }
-                need(OP, "k_cache", k.len(), kv.elements())?;
-                need(OP, "v_cache", v.len(), kv.elements())?;
-                let (kp, gk) = k.device_ptr_mut(&self.stream);
-                let (vp, gv) = v.device_ptr_mut(&self.stream);
-                (kv.capacity, kp, vp, Some(gk), Some(gv))
-            }
-            None if kvh == 0 => (1, 0, 0, None, None),
-            _ => {
-                return Err(shape(
-                    OP,
-                    "a cache is needed exactly when kv_heads > 0".into(),
-                ))
-            }
+        let prologue = QkvPrologue {
+            layout,
+            q_out,
+            q_norm,
+            k_norm,
+            inv_freq,
+            seq_ids,
+            positions,
+            cache,
+            eps,
         };
+        self.qkv_prologue(qkv, prologue, tokens)
+    }
+
+    /// [`Gpu::qk_norm_rope_kv`] with its operands in a [`QkvPrologue`] (as the GEMV's q|k|v tail takes them).
+    pub fn qkv_prologue(
+        &self,
+        qkv: &CudaSlice<f32>,
+        prologue: QkvPrologue<'_>,
+        tokens: usize,
+    ) -> Result<()> {
+        const OP: &str = "qk_norm_rope_kv";
+        let layout = prologue.layout;
+        need(OP, "qkv", qkv.len(), tokens * layout.row_stride)?;
+        let p = prologue.resolve(self, OP, tokens)?;
+        let hd = layout.head_dim;
+        let threads = (hd / 2).div_ceil(QKV_MAX_PAIRS).div_ceil(32) * 32;
+        let threads = threads.max((hd / 2).min(256).div_ceil(32) * 32);
         if tokens == 0 {
             return Ok(());
         }
         let (qp, _g1) = qkv.device_ptr(&self.stream);
-        let (qo, _g2) = q_out.device_ptr_mut(&self.stream);
-        let qn = q_norm.device_ptr(&self.stream).0;
-        let kn = ptr_or_null(self, k_norm);
-        let (fp, _g3) = inv_freq.device_ptr(&self.stream);
-        let (sp, _g4) = seq_ids.device_ptr(&self.stream);
-        let (pp, _g5) = positions.device_ptr(&self.stream);
-        let args = [
-            int(OP, "row_stride", layout.row_stride)?,
-            int(OP, "k_col", layout.k_col)?,
-            int(OP, "v_col", layout.v_col)?,
-            int(OP, "heads", h)?,
-            int(OP, "kv_heads", kvh)?,
-            int(OP, "head_dim", hd)?,
-            int(OP, "capacity", cap)?,
-        ];
         let cfg = LaunchConfig {
-            grid_dim: (int(OP, "tokens", tokens)? as u32, (h + 2 * kvh) as u32, 1),
+            grid_dim: (
+                int(OP, "tokens", tokens)? as u32,
+                (layout.heads + 2 * layout.kv_heads) as u32,
+                1,
+            ),
             block_dim: (threads as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut b = self.launcher("qk_norm_rope_kv");
-        b.arg(&qp).arg(&args[0]).arg(&args[1]).arg(&args[2]);
-        b.arg(&qo)
-            .arg(&qn)
-            .arg(&kn)
-            .arg(&fp)
-            .arg(&sp)
-            .arg(&pp)
-            .arg(&kc)
-            .arg(&vc);
-        b.arg(&args[3])
-            .arg(&args[4])
-            .arg(&args[5])
-            .arg(&args[6])
-            .arg(&eps);
+        b.arg(&qp).arg(&p.ints[0]).arg(&p.ints[1]).arg(&p.ints[2]);
+        b.arg(&p.q_out)
+            .arg(&p.q_norm)
+            .arg(&p.k_norm)
+            .arg(&p.inv_freq)
+            .arg(&p.seq_ids)
+            .arg(&p.positions)
+            .arg(&p.k_cache)
+            .arg(&p.v_cache);
+        b.arg(&p.ints[3])
+            .arg(&p.ints[4])
+            .arg(&p.ints[5])
+            .arg(&p.ints[6])
+            .arg(&p.eps);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
         Ok(())
     }
@@ -645,6 +724,70 @@ impl Gpu {
         )
     }
 
+    /// Whether [`Gpu::gemv_bf16_qkv`] takes `layout` at this k split (whole heads per column group, whole
+    /// column groups per block).
+    pub fn gemv_qkv_supports(layout: QkvLayout, kparts: usize) -> bool {
+        let hd = layout.head_dim;
+        let rows_per_block = GEMV_ROWS_PER_WARP * (8 / kparts.clamp(1, 8));
+        hd > 0
+            && layout.row_stride.is_multiple_of(hd)
+            && hd.is_multiple_of(rows_per_block)
+            && hd / 2 <= 256 * QKV_MAX_PAIRS
+    }
+
+    /// The fused q|k|v projection followed by its attention prologue, in one launch (gemv.cu
+    /// `gemv_bf16_qkv_m*`): `qkv = x · wᵀ` (f32 `[m, layout.row_stride]`, written as [`Gpu::gemv_bf16_split`]
+    /// does), then, as each head's columns complete, the last block that wrote them applies
+    /// [`Gpu::qk_norm_rope_kv`]'s work to them (the same device function) for the `m` tokens. Needs
+    /// `row_stride` a multiple of `head_dim`, and `head_dim` a multiple of the rows a block writes
+    /// (`4 * 8 / kparts`). `counters`: `row_stride / head_dim` u32s, zero before the launch and left at zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemv_bf16_qkv(
+        &self,
+        x: &impl DevicePtr<bf16>,
+        w: &impl DevicePtr<bf16>,
+        m: usize,
+        k: usize,
+        kparts: usize,
+        qkv: &mut CudaSlice<f32>,
+        prologue: QkvPrologue<'_>,
+        counters: &mut CudaSlice<u32>,
+    ) -> Result<()> {
+        const OP: &str = "gemv_bf16_qkv";
+        let layout = prologue.layout;
+        let (n, hd) = (layout.row_stride, layout.head_dim);
+        let rows_per_block = GEMV_ROWS_PER_WARP * (8 / kparts.clamp(1, 8));
+        // The tail's block of 256 threads holds at most QKV_MAX_PAIRS rotation pairs a thread.
+        if !Self::gemv_qkv_supports(layout, kparts) {
+            return Err(shape(
+                OP,
+                format!(
+                    "row_stride {n} must be a multiple of head_dim {hd}, and head_dim (at most {}) of \
+                     the {rows_per_block} rows a block writes at kparts {kparts}",
+                    512 * QKV_MAX_PAIRS
+                ),
+            ));
+        }
+        need(OP, "qkv", qkv.len(), m * n)?;
+        need(OP, "counters", counters.len(), n / hd)?;
+        let args = prologue.resolve(self, OP, m)?;
+        let (yp, _g1) = qkv.device_ptr_mut(&self.stream);
+        let (cp, _g2) = counters.device_ptr_mut(&self.stream);
+        self.gemv_launch(
+            x,
+            w,
+            m,
+            n,
+            k,
+            kparts,
+            GemvEpilogue::Qkv {
+                y: yp,
+                prologue: &args,
+                counters: cp,
+            },
+        )
+    }
+
     /// The checks the weight-streaming kernels (the GEMV, the skinny GEMM) share: the k split, the operand sizes
     /// and 16-byte alignment. The x and w device pointers, or `None` when there is nothing to compute (`n == 0`).
     #[allow(clippy::too_many_arguments)]
@@ -684,7 +827,7 @@ impl Gpu {
         n: usize,
         k: usize,
         kparts: usize,
-        epilogue: GemvEpilogue,
+        epilogue: GemvEpilogue<'_>,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16";
         if !Self::gemv_supports(m, k) {
@@ -698,7 +841,9 @@ impl Gpu {
         };
         let groups = 8 / kparts;
         let (mode, yp, zp, z_stride, op, blocks) = match epilogue {
-            GemvEpilogue::Plain { y } | GemvEpilogue::Residual { y, .. } => (
+            GemvEpilogue::Plain { y }
+            | GemvEpilogue::Residual { y, .. }
+            | GemvEpilogue::Qkv { y, .. } => (
                 0i32,
                 y,
                 0u64,
@@ -745,12 +890,50 @@ impl Gpu {
             "gemv_bf16_residual_m7",
             "gemv_bf16_residual_m8",
         ];
+        const QKV: [&str; GEMV_MAX_ROWS] = [
+            "gemv_bf16_qkv_m1",
+            "gemv_bf16_qkv_m2",
+            "gemv_bf16_qkv_m3",
+            "gemv_bf16_qkv_m4",
+            "gemv_bf16_qkv_m5",
+            "gemv_bf16_qkv_m6",
+            "gemv_bf16_qkv_m7",
+            "gemv_bf16_qkv_m8",
+        ];
         let cfg = LaunchConfig {
             grid_dim: (int(OP, "blocks", blocks)? as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         let prefetch = self.gemv_prefetch_bytes().min(i32::MAX as u32) as i32;
+        if let GemvEpilogue::Qkv {
+            prologue: p,
+            counters,
+            ..
+        } = epilogue
+        {
+            let mut b = self.launcher(QKV[m - 1]);
+            b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
+            b.arg(&prefetch)
+                .arg(&p.ints[1])
+                .arg(&p.ints[2])
+                .arg(&p.q_out);
+            b.arg(&p.q_norm)
+                .arg(&p.k_norm)
+                .arg(&p.inv_freq)
+                .arg(&p.seq_ids);
+            b.arg(&p.positions)
+                .arg(&p.k_cache)
+                .arg(&p.v_cache)
+                .arg(&p.ints[3]);
+            b.arg(&p.ints[4])
+                .arg(&p.ints[5])
+                .arg(&p.ints[6])
+                .arg(&p.eps);
+            b.arg(&counters);
+            unsafe { b.launch(cfg) }.ctx(launched(OP))?;
+            return Ok(());
+        }
         if let GemvEpilogue::Residual { tail: t, .. } = epilogue {
             let mut b = self.launcher(RESIDUAL[m - 1]);
             b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);

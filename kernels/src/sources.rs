@@ -80,7 +80,15 @@ pub const SOURCES: &[KernelSource] = &[
             "gemv_bf16_residual_m5",
             "gemv_bf16_residual_m6",
             "gemv_bf16_residual_m7",
-            "gemv_bf16_residual_m8"
+            "gemv_bf16_residual_m8",
+            "gemv_bf16_qkv_m1",
+            "gemv_bf16_qkv_m2",
+            "gemv_bf16_qkv_m3",
+            "gemv_bf16_qkv_m4",
+            "gemv_bf16_qkv_m5",
+            "gemv_bf16_qkv_m6",
+            "gemv_bf16_qkv_m7",
+            "gemv_bf16_qkv_m8"
         ]
     ),
     cu!(

@@ -1018,13 +1018,15 @@ fn measure_kernel_path(
     let note = format!(
         "VKAE kernel path: fused kernels, q|k|v and gate|up concatenated, one CUDA graph per decode step \
          (graphs {}), programmatic dependent launch {}, GeGLU in the GEMV epilogue {}, residual step in the \
-         GEMV's last block {}, attention one block per GQA group {}, attention splits merged in the kernel {}, \
+         GEMV's last block {}, q|k|v prologue in the GEMV's tail {}, attention one block per GQA group {}, \
+         attention splits merged in the kernel {}, \
          decode projections (<= 32 rows) on the weight-streaming GEMV, the tensor-core skinny GEMM or cuBLAS \
          as measured per shape and batch ({} GEMV, {} skinny, {} cuBLAS of {} shapes)",
         options.graphs,
         if options.programmatic_launch { "on" } else { "off" },
         if options.fuse_geglu { "on" } else { "off" },
         if options.fuse_residual { "on" } else { "off" },
+        if options.fuse_qkv_prologue { "on" } else { "off" },
         if options.grouped_attention { "on" } else { "off" },
         if options.merge_attention { "on" } else { "off" },
         count("GEMV"),

@@ -106,6 +106,13 @@ impl VkaeBenchSettings {
                 },
             ),
             (
+                "vkae default + q|k|v prologue in the GEMV".into(),
+                VkaeOptions {
+                    fuse_qkv_prologue: true,
+                    ..d
+                },
+            ),
+            (
                 "vkae default + attention merged in kernel".into(),
                 VkaeOptions {
                     merge_attention: true,
@@ -121,9 +128,11 @@ impl VkaeBenchSettings {
                 },
             ),
             (
-                "vkae default + residual tail + grouped attention merged in kernel".into(),
+                "vkae default + all four (residual tail, q|k|v prologue, grouped attention merged in kernel)"
+                    .into(),
                 VkaeOptions {
                     fuse_residual: true,
+                    fuse_qkv_prologue: true,
                     grouped_attention: true,
                     merge_attention: true,
                     ..d

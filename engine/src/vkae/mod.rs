@@ -39,7 +39,7 @@ use vkae_kernels::cudarc::driver::sys::{
 use vkae_kernels::cudarc::driver::CudaGraph;
 use vkae_kernels::half::bf16;
 use vkae_kernels::{
-    AttentionPath, CudaSlice, Gpu, KvLayout, QkvLayout, ResidualNorm, ScratchLimits,
+    AttentionPath, CudaSlice, Gpu, KvLayout, QkvLayout, QkvPrologue, ResidualNorm, ScratchLimits,
 };
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
@@ -82,6 +82,10 @@ pub struct VkaeOptions {
     /// The last split block of each query merges the attention partials (`AttentionPath::merge_in_kernel`)
     /// instead of a merge launch: one launch a layer fewer. Off until measured on the H200.
     pub merge_attention: bool,
+    /// Where the GEMV runs the q|k|v projection, the last block to finish each head's columns applies the
+    /// attention prologue (norms, RoPE, KV-cache write; gemv.cu's q|k|v tail) instead of a launch of its own.
+    /// Off until measured on the H200.
+    pub fuse_qkv_prologue: bool,
 }
 
 impl Default for VkaeOptions {
@@ -98,6 +102,7 @@ impl Default for VkaeOptions {
             fuse_residual: false,
             grouped_attention: false,
             merge_attention: false,
+            fuse_qkv_prologue: false,
         }
     }
 }
@@ -226,6 +231,8 @@ struct Work {
     seq: CudaSlice<i32>,
     /// The GEMV residual tail's block counter (zero between launches; `VkaeOptions::fuse_residual`).
     tail_counter: CudaSlice<u32>,
+    /// The GEMV q|k|v tail's counters, one per head column group (`VkaeOptions::fuse_qkv_prologue`).
+    qkv_counters: CudaSlice<u32>,
 }
 
 struct LayerKv {
@@ -541,6 +548,14 @@ impl VkaeModel {
             pos: g.alloc::<i32>(rows.max(1))?,
             seq: g.alloc::<i32>(rows.max(1))?,
             tail_counter: g.alloc::<u32>(1)?,
+            qkv_counters: g.alloc::<u32>(
+                self.layers
+                    .iter()
+                    .map(|l| l.qkv_layout.row_stride / l.qkv_layout.head_dim.max(1))
+                    .max()
+                    .unwrap_or(1)
+                    .max(1),
+            )?,
         })
     }
 
@@ -796,6 +811,36 @@ impl VkaeModel {
         Ok(())
     }
 
+    /// The fused q|k|v projection and its attention prologue: one launch whose blocks finishing each head apply
+    /// the prologue where the GEMV runs this shape and `fuse_qkv_prologue` is on, else the projection and
+    /// `qk_norm_rope_kv`.
+    #[allow(clippy::too_many_arguments)]
+    fn proj_qkv(
+        &self,
+        x: &W,
+        w: &W,
+        m: usize,
+        k: usize,
+        qkv: &mut CudaSlice<f32>,
+        prologue: QkvPrologue<'_>,
+        counters: &mut CudaSlice<u32>,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let layout = prologue.layout;
+        match self.kernel_for(m, layout.row_stride, k) {
+            ProjectionKernel::Gemv { kparts }
+                if self.options.fuse_qkv_prologue && Gpu::gemv_qkv_supports(layout, kparts) =>
+            {
+                g.gemv_bf16_qkv(x, w, m, k, kparts, qkv, prologue, counters)?
+            }
+            kernel => {
+                self.run_projection(kernel, x, w, m, layout.row_stride, k, qkv)?;
+                g.qkv_prologue(qkv, prologue, m)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A projection and the residual step it feeds (`y = x · wᵀ`, then `residual` with `o = y`): one launch
     /// whose last block applies the step where the GEMV runs this shape and `fuse_residual` is on, else the
     /// projection and `residual_rms_norm`.
@@ -924,25 +969,31 @@ impl VkaeModel {
                 .get(li + 1)
                 .map_or(&self.final_norm, |n| &n.input_norm);
             // Attention: one projection, one prologue (norms, rope, cache write), attention, o.
-            self.proj(&w.a, &l.qkv, n, l.qkv_layout.row_stride, h, &mut w.qkv)?;
             let cache = if s.kv_source.is_none() {
                 let lk = kv[li].as_mut().expect("owner has a cache");
                 Some((lk.layout, &mut lk.k, &mut lk.v))
             } else {
                 None
             };
-            g.qk_norm_rope_kv(
-                &w.qkv,
-                l.qkv_layout,
-                &mut w.q,
-                &l.q_norm,
-                l.k_norm.as_ref(),
+            let prologue = QkvPrologue {
+                layout: l.qkv_layout,
+                q_out: &mut w.q,
+                q_norm: &l.q_norm,
+                k_norm: l.k_norm.as_ref(),
                 inv_freq,
-                &w.seq,
-                &w.pos,
-                n,
+                seq_ids: &w.seq,
+                positions: &w.pos,
                 cache,
                 eps,
+            };
+            self.proj_qkv(
+                &w.a,
+                &l.qkv,
+                n,
+                h,
+                &mut w.qkv,
+                prologue,
+                &mut w.qkv_counters,
             )?;
             let cache = kv[s.kv_source.unwrap_or(li)]
                 .as_ref()

@@ -100,11 +100,55 @@ impl Checker<'_> {
         values: Option<bool>,
         capacity: usize,
     ) -> Result<Vec<CheckReport>> {
+        self.attention_prologue(tokens, heads, kv_heads, rope, values, capacity, None)
+    }
+
+    /// The q|k|v GEMV with the attention prologue in its tail (`gemv_bf16_qkv`): x (`[tokens, k]`) times a
+    /// random q|k|v weight, launched twice on one set of counters (the second checked; the counters must be
+    /// back at zero), against the f64 product followed by the same reference as [`Checker::qk_norm_rope_kv`];
+    /// the projection itself is checked too.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemv_qkv(
+        &mut self,
+        tokens: usize,
+        heads: usize,
+        kv_heads: usize,
+        rope: Rope,
+        values: Option<bool>,
+        capacity: usize,
+        k: usize,
+        kparts: usize,
+    ) -> Result<Vec<CheckReport>> {
+        self.attention_prologue(
+            tokens,
+            heads,
+            kv_heads,
+            rope,
+            values,
+            capacity,
+            Some((k, kparts)),
+        )
+    }
+
+    /// `gemv`: None checks `qk_norm_rope_kv` on random q|k|v rows; Some((k, kparts)) the GEMV whose tail does it.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_prologue(
+        &mut self,
+        tokens: usize,
+        heads: usize,
+        kv_heads: usize,
+        rope: Rope,
+        values: Option<bool>,
+        capacity: usize,
+        gemv: Option<(usize, usize)>,
+    ) -> Result<Vec<CheckReport>> {
         let g = self.gpu;
         let hd = rope.head_dim();
         let kvh = if values.is_some() { kv_heads } else { 0 };
         let v_sep = values == Some(true);
-        let row_stride = (heads + kvh + if v_sep { kvh } else { 0 }) * hd + 8; // padded: strides matter
+        // Padded on the separate launch (strides matter); the GEMV's columns are whole heads.
+        let pad = if gemv.is_some() { 0 } else { 8 };
+        let row_stride = (heads + kvh + if v_sep { kvh } else { 0 }) * hd + pad;
         let layout = QkvLayout {
             heads,
             kv_heads: kvh,
@@ -117,7 +161,20 @@ impl Checker<'_> {
                 heads * hd
             },
         };
-        let qkv = self.rng.normal_vec(tokens * row_stride, 2.0);
+        // The q|k|v rows: random, or the GEMV's product of random bf16 operands (its f64 value, in f32, is what
+        // the reference starts from).
+        let product = gemv.map(|(k, _)| {
+            let x = bf16_round(&self.rng.normal_vec(tokens * k, 1.0));
+            let w = self
+                .rng
+                .normal_bf16(row_stride * k, 2.0 / (k as f64).sqrt());
+            let y = cpu::gemm(&x, &w, tokens, row_stride, k);
+            (x, w, y)
+        });
+        let qkv: Vec<f32> = match &product {
+            Some((_, _, y)) => y.iter().map(|&v| v as f32).collect(),
+            None => self.rng.normal_vec(tokens * row_stride, 2.0),
+        };
         let wv = |rng: &mut crate::rng::Rng| -> Vec<bf16> {
             (0..hd)
                 .map(|_| bf16::from_f64(1.0 + 0.5 * rng.normal()))
@@ -148,19 +205,63 @@ impl Checker<'_> {
         let mut q_out = poison_f32(g, tokens * heads * hd)?;
         let mut kc = g.upload(&vec![bf16::NAN; kv.elements()])?;
         let mut vc = g.upload(&vec![bf16::NAN; kv.elements()])?;
-        g.qk_norm_rope_kv(
-            &dqkv,
-            layout,
-            &mut q_out,
-            &dqn,
-            Some(&dkn),
-            &df,
-            &ds,
-            &dp,
-            tokens,
-            (kvh > 0).then_some((kv, &mut kc, &mut vc)),
-            eps,
-        )?;
+        let mut gemv_reports = vec![];
+        match (gemv, &product) {
+            (Some((k, kparts)), Some((x, w, y))) => {
+                let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+                let (dx, dw) = (g.upload(&xb)?, g.upload(w)?);
+                let mut counters = g.alloc::<u32>(row_stride / hd)?;
+                let mut dy = poison_f32(g, tokens * row_stride)?;
+                for _ in 0..2 {
+                    g.gemv_bf16_qkv(
+                        &dx,
+                        &dw,
+                        tokens,
+                        k,
+                        kparts,
+                        &mut dy,
+                        crate::QkvPrologue {
+                            layout,
+                            q_out: &mut q_out,
+                            q_norm: &dqn,
+                            k_norm: Some(&dkn),
+                            inv_freq: &df,
+                            seq_ids: &ds,
+                            positions: &dp,
+                            cache: (kvh > 0).then_some((kv, &mut kc, &mut vc)),
+                            eps,
+                        },
+                        &mut counters,
+                    )?;
+                }
+                let left = g.download(&counters)?;
+                gemv_reports.push(CheckReport::new(
+                    "gemv_bf16_qkv: q|k|v projection",
+                    format!(
+                        "m {tokens} n {row_stride} k {k} kparts {kparts}, counters left {left:?}"
+                    ),
+                    if left.iter().all(|&c| c == 0) {
+                        relative_error(&g.download(&dy)?, y)
+                    } else {
+                        f64::NAN
+                    },
+                    tol::F32_ACCUMULATION,
+                ));
+            }
+            _ => g.qk_norm_rope_kv(
+                &dqkv,
+                layout,
+                &mut q_out,
+                &dqn,
+                Some(&dkn),
+                &df,
+                &ds,
+                &dp,
+                tokens,
+                (kvh > 0).then_some((kv, &mut kc, &mut vc)),
+                eps,
+            )?,
+        }
         let got_q = g.download(&q_out)?;
         let (got_k, got_v) = (
             bf16_to_f32(&g.download(&kc)?),
@@ -189,12 +290,18 @@ impl Checker<'_> {
                 None => "q only (shared KV)",
             }
         );
-        let mut r = vec![CheckReport::new(
-            "qk_norm_rope_kv: q",
+        // Through the GEMV, q carries the product's f32 accumulation error.
+        let (name, q_tol) = match gemv {
+            Some(_) => ("gemv_bf16_qkv tail", tol::F32_ACCUMULATION),
+            None => ("qk_norm_rope_kv", tol::F32_OP),
+        };
+        let mut r = gemv_reports;
+        r.push(CheckReport::new(
+            format!("{name}: q"),
             shape.clone(),
             relative_error(&got_q, &want_q),
-            tol::F32_OP,
-        )];
+            q_tol,
+        ));
         // Untouched cache slots must keep the poison; written ones match the reference.
         let width = kv.kv_heads * hd;
         let mut written = vec![false; seqs * capacity];
@@ -236,13 +343,13 @@ impl Checker<'_> {
             };
             let poison = |e: f64| if kept_poison { e } else { f64::NAN };
             r.push(CheckReport::new(
-                "qk_norm_rope_kv: k cache (bf16)",
+                format!("{name}: k cache (bf16)"),
                 shape.clone(),
                 poison(relative_error(&pick(&got_k), &want_k)),
                 tol::BF16_ROUNDING,
             ));
             r.push(CheckReport::new(
-                "qk_norm_rope_kv: v cache (bf16)",
+                format!("{name}: v cache (bf16)"),
                 shape,
                 poison(relative_error(&pick(&got_v), &want_v)),
                 tol::BF16_ROUNDING,
@@ -250,7 +357,7 @@ impl Checker<'_> {
         } else {
             // A q-only launch must not touch any cache.
             r.push(CheckReport::new(
-                "qk_norm_rope_kv: caches untouched",
+                format!("{name}: caches untouched"),
                 shape,
                 if kept_poison { 0.0 } else { f64::NAN },
                 0.0,
@@ -702,6 +809,12 @@ impl Checker<'_> {
             Some(true),
             9,
         )?);
+        // The same prologue in the q|k|v GEMV's tail: E4B's sliding (q|k|v, hd 256) and global (k = v, hd 512)
+        // layers and a KV-shared one at their batch-1 k splits, and 3 tokens at the widest block (kparts 1).
+        r.extend(self.gemv_qkv(1, 8, 2, sliding, Some(true), 5, 2560, 4)?);
+        r.extend(self.gemv_qkv(1, 8, 2, global, Some(false), 7, 2560, 2)?);
+        r.extend(self.gemv_qkv(1, 8, 2, sliding, None, 4, 2560, 8)?);
+        r.extend(self.gemv_qkv(3, 8, 2, sliding, Some(true), 9, 2560, 1)?);
         r.push(self.ple_combine(3, 42, 256, 50)?);
         r.push(self.ple_combine(2, 3, 24, 10)?);
         r.extend(self.softcap_argmax(3, 262_144)?);
