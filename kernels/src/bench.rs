@@ -1056,6 +1056,95 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             st,
             (batch * (stride * 4 + HEADS * hd * 4 + 2 * KV_HEADS * hd * 2)) as f64,
         );
+        // The q|k|v projection with that prologue in its tail, against the GEMV then the launch above.
+        let kparts = gpu.gemv_default_kparts(stride);
+        if Gpu::gemv_supports(batch, HIDDEN) && Gpu::gemv_qkv_supports(layout, kparts) {
+            let tail_checks = Checker::new(gpu, seed ^ (hd as u64) << 10).gemv_qkv(
+                batch,
+                HEADS,
+                KV_HEADS,
+                rope,
+                Some(true),
+                1024,
+                HIDDEN,
+                kparts,
+            )?;
+            let (n, k) = (stride, HIDDEN);
+            let sets = sets_for(n * k * 2);
+            let ws = b.bf16s(n * k * sets)?;
+            let x = b.bf16s(batch * k)?;
+            let mut y = b.f32s(batch * n)?;
+            let mut counters = gpu.alloc::<u32>(n / hd)?;
+            let bytes = (n * k * 2
+                + batch * k * 2
+                + batch * (stride * 4 * 2 + HEADS * hd * 4 + 2 * KV_HEADS * hd * 2))
+                as f64;
+            let st = b.timer.time(|i| {
+                gpu.gemv_bf16_qkv(
+                    &x,
+                    &weight_set(&ws, n * k, i, sets),
+                    batch,
+                    k,
+                    kparts,
+                    &mut y,
+                    crate::QkvPrologue {
+                        layout,
+                        q_out: &mut q,
+                        q_norm: &qn,
+                        k_norm: Some(&qn),
+                        inv_freq: &freq,
+                        seq_ids: &seqs,
+                        positions: &pos,
+                        cache: Some((kv, &mut kc, &mut vc)),
+                        eps: 1e-6,
+                    },
+                    &mut counters,
+                )
+            })?;
+            for extra in tail_checks.iter().skip(1) {
+                b.checks.push(extra.clone());
+            }
+            b.record(
+                "gemv_bf16 + q|k|v prologue tail (one launch)",
+                format!("[{batch}, {k}] x [{n}, {k}]^T hd {hd}"),
+                batch,
+                Some(tail_checks[0].clone()),
+                st,
+                bytes,
+            );
+            let st = b.timer.time(|i| {
+                gpu.gemv_bf16_split(
+                    &x,
+                    &weight_set(&ws, n * k, i, sets),
+                    batch,
+                    n,
+                    k,
+                    kparts,
+                    &mut y,
+                )?;
+                gpu.qk_norm_rope_kv(
+                    &y,
+                    layout,
+                    &mut q,
+                    &qn,
+                    Some(&qn),
+                    &freq,
+                    &seqs,
+                    &pos,
+                    batch,
+                    Some((kv, &mut kc, &mut vc)),
+                    1e-6,
+                )
+            })?;
+            b.record(
+                "gemv_bf16, then qk_norm_rope_kv (two launches)",
+                format!("[{batch}, {k}] x [{n}, {k}]^T hd {hd}"),
+                batch,
+                None,
+                st,
+                bytes,
+            );
+        }
     }
     // Per-layer inputs: projection (f32) + table row (bf16) -> f32.
     let width = layers * PLE_DIM;
