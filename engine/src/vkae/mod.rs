@@ -71,9 +71,10 @@ pub struct VkaeOptions {
     /// Where the GEMV runs the MLP's gate|up projection or the per-layer-input gate, apply the GeGLU in its
     /// epilogue instead of a launch of its own.
     pub fuse_geglu: bool,
-    /// Where the GEMV runs the o, down or per-layer projection, its last block applies the residual add +
-    /// norms that follow (gemv.cu's residual tail) instead of a launch of its own: three launches a layer fewer
-    /// at batch 1. Off until measured on the H200 (the `vkae-bench` variant "+ residual tail").
+    /// Where the GEMV runs the o, down or per-layer projection of at most [`FUSED_TAIL_MAX_ROWS`] rows, its last
+    /// block applies the residual add + norms that follow (gemv.cu's residual tail) instead of a launch of its
+    /// own: three launches a layer fewer at batch 1. Off until measured on the H200 (the `vkae-bench`
+    /// candidates).
     pub fuse_residual: bool,
     /// Decode attention with one block per GQA group (`AttentionPath::grouped`: K/V loaded once for the group's
     /// query heads, up to 256 key splits) instead of one block per query head. Off until measured on the H200
@@ -82,9 +83,9 @@ pub struct VkaeOptions {
     /// The last split block of each query merges the attention partials (`AttentionPath::merge_in_kernel`)
     /// instead of a merge launch: one launch a layer fewer. Off until measured on the H200.
     pub merge_attention: bool,
-    /// Where the GEMV runs the q|k|v projection, the last block to finish each head's columns applies the
-    /// attention prologue (norms, RoPE, KV-cache write; gemv.cu's q|k|v tail) instead of a launch of its own.
-    /// Off until measured on the H200.
+    /// Where the GEMV runs the q|k|v projection of at most [`FUSED_TAIL_MAX_ROWS`] rows, the last block to
+    /// finish each head's columns applies the attention prologue (norms, RoPE, KV-cache write; gemv.cu's q|k|v
+    /// tail) instead of a launch of its own. Off until measured on the H200.
     pub fuse_qkv_prologue: bool,
 }
 
@@ -106,6 +107,11 @@ impl Default for VkaeOptions {
         }
     }
 }
+
+/// Most rows for which the GEMV's tails (`fuse_residual`, `fuse_qkv_prologue`) are used: a tail runs its rows
+/// one after another in one block, where the separate launch gives each row (token and head) a block of its
+/// own, so past one row the tail's serial work outgrows the launch it saves.
+pub const FUSED_TAIL_MAX_ROWS: usize = 1;
 
 /// Which kernel runs a decode projection of at most 32 rows (larger row counts, i.e. prefill, use cuBLAS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -829,7 +835,9 @@ impl VkaeModel {
         let layout = prologue.layout;
         match self.kernel_for(m, layout.row_stride, k) {
             ProjectionKernel::Gemv { kparts }
-                if self.options.fuse_qkv_prologue && Gpu::gemv_qkv_supports(layout, kparts) =>
+                if self.options.fuse_qkv_prologue
+                    && m <= FUSED_TAIL_MAX_ROWS
+                    && Gpu::gemv_qkv_supports(layout, kparts) =>
             {
                 g.gemv_bf16_qkv(x, w, m, k, kparts, qkv, prologue, counters)?
             }
@@ -858,7 +866,9 @@ impl VkaeModel {
     ) -> Result<()> {
         let g = &self.gpu;
         match self.kernel_for(m, n, k) {
-            ProjectionKernel::Gemv { kparts } if self.options.fuse_residual => {
+            ProjectionKernel::Gemv { kparts }
+                if self.options.fuse_residual && m <= FUSED_TAIL_MAX_ROWS =>
+            {
                 g.gemv_bf16_residual_norm(x, w, m, n, k, kparts, y, residual, counter)?
             }
             kernel => {
