@@ -84,43 +84,58 @@ __device__ __forceinline__ bool last_block_to_arrive(unsigned* counter, unsigned
 //   out_norm = bf16(rmsnorm(x_new) * w_next)     (the next projection's input; w_next == nullptr: scale-free)
 //   out_x    = bf16(x_new)                       (a projection of the plain residual, e.g. the PLE gate)
 // Either output may be nullptr; s is Gemma's per-layer scalar at a layer's end, 1 elsewhere. rmsnorm(v) =
-// v * rsqrt(mean(v^2) + eps), f32 accumulation, products ordered as in rms_norm.cu. x and o are read through
-// L2 (load_l2_f32) so a caller may pass rows that other blocks of its kernel just wrote (gemv.cu's residual
-// tail). Each thread touches the same indices in every pass, so the in-place update needs no barrier.
+// v * rsqrt(mean(v^2) + eps), f32 accumulation, products ordered as in rms_norm.cu. Each thread holds its
+// elements (i = threadIdx.x + e * blockDim.x) in registers from one round of loads to the end, so the row costs
+// one memory round trip and two block reductions; the caller guarantees cols <= blockDim.x * RESID_PER_THREAD.
+// x and o are read through L2 (load_l2_f32) so a caller may pass rows that other blocks of its kernel just
+// wrote (gemv.cu's residual tail).
+#define RESID_PER_THREAD 12
 __device__ __forceinline__ void residual_rms_norm_row(float* __restrict__ xr, const float* __restrict__ orow,
                                                       const bf16_t* __restrict__ w_post, float s,
                                                       const bf16_t* __restrict__ w_next,
                                                       bf16_t* __restrict__ on, bf16_t* __restrict__ ob,
                                                       int cols, float eps) {
+    float xv[RESID_PER_THREAD], ov[RESID_PER_THREAD];
+#pragma unroll
+    for (int e = 0; e < RESID_PER_THREAD; ++e) {
+        const int i = threadIdx.x + e * blockDim.x;
+        xv[e] = i < cols ? load_l2_f32(xr + i) : 0.0f;
+        ov[e] = (i < cols && orow != nullptr) ? load_l2_f32(orow + i) : 0.0f;
+    }
     if (orow != nullptr) {
         float ss = 0.0f;
-        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-            const float v = load_l2_f32(orow + i);
-            ss += v * v;
-        }
+#pragma unroll
+        for (int e = 0; e < RESID_PER_THREAD; ++e) ss += ov[e] * ov[e];
         ss = block_sum(ss);
         const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
-        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-            const float w = w_post != nullptr ? bf16_to_f32(w_post[i]) : 1.0f;
-            xr[i] = (load_l2_f32(xr + i) + load_l2_f32(orow + i) * inv * w) * s;
+#pragma unroll
+        for (int e = 0; e < RESID_PER_THREAD; ++e) {
+            const int i = threadIdx.x + e * blockDim.x;
+            const float w = (i < cols && w_post != nullptr) ? bf16_to_f32(w_post[i]) : 1.0f;
+            xv[e] = (xv[e] + ov[e] * inv * w) * s;
         }
     } else if (s != 1.0f) {
-        for (int i = threadIdx.x; i < cols; i += blockDim.x) xr[i] = load_l2_f32(xr + i) * s;
+#pragma unroll
+        for (int e = 0; e < RESID_PER_THREAD; ++e) xv[e] = xv[e] * s;
     }
-    if (ob != nullptr) {
-        for (int i = threadIdx.x; i < cols; i += blockDim.x) ob[i] = f32_to_bf16(xr[i]);
+#pragma unroll
+    for (int e = 0; e < RESID_PER_THREAD; ++e) {
+        const int i = threadIdx.x + e * blockDim.x;
+        if (i < cols) {
+            if (orow != nullptr || s != 1.0f) xr[i] = xv[e];
+            if (ob != nullptr) ob[i] = f32_to_bf16(xv[e]);
+        }
     }
     if (on != nullptr) {
         float ss = 0.0f;
-        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-            const float v = xr[i];
-            ss += v * v;
-        }
+#pragma unroll
+        for (int e = 0; e < RESID_PER_THREAD; ++e) ss += xv[e] * xv[e];
         ss = block_sum(ss);
         const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
-        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-            const float v = w_next != nullptr ? xr[i] * inv * bf16_to_f32(w_next[i]) : xr[i] * inv;
-            on[i] = f32_to_bf16(v);
+#pragma unroll
+        for (int e = 0; e < RESID_PER_THREAD; ++e) {
+            const int i = threadIdx.x + e * blockDim.x;
+            if (i < cols) on[i] = f32_to_bf16(w_next != nullptr ? xv[e] * inv * bf16_to_f32(w_next[i]) : xv[e] * inv);
         }
     }
 }

@@ -184,6 +184,11 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
     }
 }
 
+// Blocks an SM must fit for the entries with a tail: at one row the tail's registers would otherwise push the
+// kernel past the plain GEMV's 64 (4 blocks an SM), cutting the weight stream's occupancy; past one row the
+// main loop needs more than 64 anyway (and the engine uses the tails at one row only).
+#define GEMV_TAIL_MIN_BLOCKS(M) ((M) == 1 ? 4 : 1)
+
 // The residual tail of gemv_bf16_residual_m*: runs after the block has written its part of y.
 template <int M>
 __device__ __forceinline__ void gemv_residual_tail(const float* y, int n, float* resid, const bf16_t* w_post,
@@ -218,7 +223,7 @@ GEMV_ENTRY(7)
 GEMV_ENTRY(8)
 
 #define GEMV_RESIDUAL_ENTRY(M)                                                                              \
-    extern "C" __global__ void __launch_bounds__(256)                                                      \
+    extern "C" __global__ void __launch_bounds__(256, GEMV_TAIL_MIN_BLOCKS(M))                             \
         gemv_bf16_residual_m##M(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts,       \
                                 int prefetch_bytes, float* resid, const bf16_t* w_post, float s,           \
                                 const bf16_t* w_next, bf16_t* out_norm, bf16_t* out_x, float eps,          \
@@ -260,7 +265,7 @@ __device__ __forceinline__ void gemv_qkv_tail(const float* y, int kparts, int ro
 }
 
 #define GEMV_QKV_ENTRY(M)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256)                                                      \
+    extern "C" __global__ void __launch_bounds__(256, GEMV_TAIL_MIN_BLOCKS(M))                             \
         gemv_bf16_qkv_m##M(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts,            \
                            int prefetch_bytes, int k_col, int v_col, float* q_out, const bf16_t* q_norm,    \
                            const bf16_t* k_norm, const float* inv_freq, const int* seq_ids,                \

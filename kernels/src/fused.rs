@@ -190,6 +190,9 @@ impl QkvPrologue<'_> {
     }
 }
 
+/// Row elements one thread of the residual step holds (`RESID_PER_THREAD` in common.cuh).
+const RESID_PER_THREAD: usize = 12;
+
 /// Output rows one GEMV warp computes (`GEMV_R` in gemv.cu).
 const GEMV_ROWS_PER_WARP: usize = 4;
 
@@ -274,10 +277,16 @@ impl Gpu {
             .out_norm
             .map_or(0, |b| b.device_ptr_mut(&self.stream).0);
         let oxp = step.out_x.map_or(0, |b| b.device_ptr_mut(&self.stream).0);
-        let threads = (cols / 8).next_power_of_two().clamp(32, 1024) as u32;
+        let threads = (cols / 8).next_power_of_two().clamp(32, 1024);
+        if cols > threads * RESID_PER_THREAD {
+            return Err(shape(
+                OP,
+                format!("cols {cols} is more than {}", 1024 * RESID_PER_THREAD),
+            ));
+        }
         let cfg = LaunchConfig {
             grid_dim: (int(OP, "rows", rows)? as u32, 1, 1),
-            block_dim: (threads, 1, 1),
+            block_dim: (threads as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut b = self.launcher("residual_rms_norm");
@@ -674,6 +683,12 @@ impl Gpu {
         )
     }
 
+    /// Whether [`Gpu::gemv_bf16_residual_norm`] takes rows of `n` values (its tail's block holds a row in
+    /// registers).
+    pub fn gemv_residual_supports(n: usize) -> bool {
+        n <= 256 * RESID_PER_THREAD
+    }
+
     /// The GEMV followed by the residual step it feeds, in one launch (gemv.cu `gemv_bf16_residual_m*`): `y =
     /// x · wᵀ` (f32 `[m, n]`, written as [`Gpu::gemv_bf16_split`] does), then the last block to finish applies
     /// `residual` with `o = y` over the `m` rows of `n` values, exactly as [`Gpu::residual_rms_norm`] would
@@ -693,6 +708,15 @@ impl Gpu {
         counter: &mut CudaSlice<u32>,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16_residual_norm";
+        if !Self::gemv_residual_supports(n) {
+            return Err(shape(
+                OP,
+                format!(
+                    "n = {n}: the tail's 256 threads hold at most {} values a row",
+                    256 * RESID_PER_THREAD
+                ),
+            ));
+        }
         need(OP, "y", y.len(), m * n)?;
         residual.check(OP, m, n)?;
         need(OP, "counter", counter.len(), 1)?;

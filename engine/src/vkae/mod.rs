@@ -867,7 +867,9 @@ impl VkaeModel {
         let g = &self.gpu;
         match self.kernel_for(m, n, k) {
             ProjectionKernel::Gemv { kparts }
-                if self.options.fuse_residual && m <= FUSED_TAIL_MAX_ROWS =>
+                if self.options.fuse_residual
+                    && m <= FUSED_TAIL_MAX_ROWS
+                    && Gpu::gemv_residual_supports(n) =>
             {
                 g.gemv_bf16_residual_norm(x, w, m, n, k, kparts, y, residual, counter)?
             }
