@@ -994,3 +994,63 @@ impl Gpu {
         8
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(heads: usize, kv_heads: usize, head_dim: usize, v_sep: bool) -> QkvLayout {
+        let kv_cols = if v_sep { 2 * kv_heads } else { kv_heads };
+        QkvLayout {
+            heads,
+            kv_heads,
+            head_dim,
+            row_stride: (heads + kv_cols) * head_dim,
+            k_col: heads * head_dim,
+            v_col: if v_sep {
+                (heads + kv_heads) * head_dim
+            } else {
+                heads * head_dim
+            },
+        }
+    }
+
+    #[test]
+    fn qkv_tail_takes_e4b_layers_at_every_k_split() {
+        // E4B: sliding q|k|v at head_dim 256, global k = v at 512, KV-shared q only.
+        for l in [
+            layout(8, 2, 256, true),
+            layout(8, 2, 512, false),
+            layout(8, 0, 256, true),
+        ] {
+            for kparts in [1, 2, 4, 8] {
+                assert!(Gpu::gemv_qkv_supports(l, kparts), "{l:?} kparts {kparts}");
+            }
+        }
+    }
+
+    #[test]
+    fn qkv_tail_refuses_heads_a_block_would_straddle() {
+        // A block writes 4 * 8 / kparts rows: head_dim 40 is not a multiple of 32 (kparts 1) or 16 (kparts 2).
+        let small = layout(4, 1, 40, true);
+        assert!(!Gpu::gemv_qkv_supports(small, 1));
+        assert!(!Gpu::gemv_qkv_supports(small, 2));
+        assert!(Gpu::gemv_qkv_supports(small, 8));
+        // A padded row (not whole heads) and a head too wide for the tail's block.
+        let padded = QkvLayout {
+            row_stride: layout(8, 2, 256, true).row_stride + 8,
+            ..layout(8, 2, 256, true)
+        };
+        assert!(!Gpu::gemv_qkv_supports(padded, 8));
+        assert!(!Gpu::gemv_qkv_supports(layout(1, 0, 4096, true), 8));
+    }
+
+    #[test]
+    fn residual_tail_holds_gemma_hidden_sizes_up_to_its_register_budget() {
+        for hidden in [1536, 2560, 3072] {
+            assert!(Gpu::gemv_residual_supports(hidden), "{hidden}");
+        }
+        assert!(!Gpu::gemv_residual_supports(3073));
+        assert!(!Gpu::gemv_residual_supports(5376));
+    }
+}
