@@ -110,6 +110,44 @@ __device__ __forceinline__ void merge_splits(const float* __restrict__ part_ml, 
     __syncthreads();
 }
 
+// The end of a split block for query head th (= token * heads + head): merges the nwarps warps' online-softmax
+// states (sh_m, sh_l: one per warp; sh_acc: each warp's dims) and writes the normalised output (one split) or
+// the unnormalised partial (max, sum, acc) of split `split` that merge_splits merges. Every thread of the block
+// calls it after the barrier that published the warps' states.
+template <int EPL>
+__device__ __forceinline__ void store_split(const float* sh_m, const float* sh_l, const float (*sh_acc)[EPL * 32],
+                                            int nwarps, size_t th, int split, int splits, int head_dim,
+                                            float* __restrict__ out, bf16_t* __restrict__ out_b,
+                                            float* __restrict__ part_ml, float* __restrict__ part_acc) {
+    float bm = NEG_INF;
+    for (int w = 0; w < nwarps; ++w) bm = fmaxf(bm, sh_m[w]);
+    float bl = 0.0f;
+    for (int w = 0; w < nwarps; ++w)
+        if (sh_l[w] > 0.0f) bl += sh_l[w] * expf(sh_m[w] - bm);
+    if (splits == 1) {
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+            float o = 0.0f;
+            for (int w = 0; w < nwarps; ++w)
+                if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - bm);
+            if (out_b) out_b[th * head_dim + d] = f32_to_bf16(o / bl);
+            else out[th * head_dim + d] = o / bl;
+        }
+    } else {
+        const size_t part = th * splits + split;
+        if (threadIdx.x == 0) {
+            part_ml[2 * part] = bm;  // NEG_INF with bl == 0 when this split had no keys
+            part_ml[2 * part + 1] = bl;
+        }
+        float* ap = part_acc + part * head_dim;
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+            float o = 0.0f;
+            for (int w = 0; w < nwarps; ++w)
+                if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - bm);
+            ap[d] = o;
+        }
+    }
+}
+
 template <int EPL>
 __device__ __forceinline__ void attention_impl(const float* __restrict__ q, const bf16_t* __restrict__ k_cache,
                                                const bf16_t* __restrict__ v_cache,
@@ -208,37 +246,11 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
     for (int e = 0; e < EPL; ++e) sh_acc[warp][d0 + e] = acc[e];
     __syncthreads();
 
-    float bm = NEG_INF;
-    for (int w = 0; w < nwarps; ++w) bm = fmaxf(bm, sh_m[w]);
-    float bl = 0.0f;
-    for (int w = 0; w < nwarps; ++w)
-        if (sh_l[w] > 0.0f) bl += sh_l[w] * expf(sh_m[w] - bm);
     const size_t th = (size_t)t * heads + h;
-    if (splits == 1) {
-        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-            float o = 0.0f;
-            for (int w = 0; w < nwarps; ++w)
-                if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - bm);
-            if (out_b) out_b[th * head_dim + d] = f32_to_bf16(o / bl);
-            else out[th * head_dim + d] = o / bl;
-        }
-    } else {
-        const size_t part = th * splits + split;
-        if (threadIdx.x == 0) {
-            part_ml[2 * part] = bm;       // NEG_INF with bl == 0 when this split had no keys
-            part_ml[2 * part + 1] = bl;
-        }
-        float* ap = part_acc + part * head_dim;
-        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-            float o = 0.0f;
-            for (int w = 0; w < nwarps; ++w)
-                if (sh_l[w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[w] - bm);
-            ap[d] = o;
-        }
-        // With counters, the last of the query's split blocks merges them (no attention_combine launch).
-        if (counters != nullptr && last_block_to_arrive(counters + th, (unsigned)splits))
-            merge_splits(part_ml, part_acc, out, out_b, th, head_dim, splits);
-    }
+    store_split<EPL>(sh_m, sh_l, sh_acc, nwarps, th, split, splits, head_dim, out, out_b, part_ml, part_acc);
+    // With counters, the last of the query's split blocks merges them (no attention_combine launch).
+    if (splits > 1 && counters != nullptr && last_block_to_arrive(counters + th, (unsigned)splits))
+        merge_splits(part_ml, part_acc, out, out_b, th, head_dim, splits);
 }
 
 #define ATTENTION_ENTRY(EPL)                                                                              \
@@ -358,34 +370,8 @@ __device__ __forceinline__ void attention_gqa_impl(const float* __restrict__ q, 
 #pragma unroll
         for (int e = 0; e < EPL; ++e) sh_acc[warp][d0 + e] = acc[gi][e];
         __syncthreads();
-        float bm = NEG_INF;
-        for (int w = 0; w < nwarps; ++w) bm = fmaxf(bm, sh_m[gi][w]);
-        float bl = 0.0f;
-        for (int w = 0; w < nwarps; ++w)
-            if (sh_l[gi][w] > 0.0f) bl += sh_l[gi][w] * expf(sh_m[gi][w] - bm);
-        const size_t th = (size_t)t * heads + h0 + gi;
-        if (splits == 1) {
-            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-                float o = 0.0f;
-                for (int w = 0; w < nwarps; ++w)
-                    if (sh_l[gi][w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[gi][w] - bm);
-                if (out_b) out_b[th * head_dim + d] = f32_to_bf16(o / bl);
-                else out[th * head_dim + d] = o / bl;
-            }
-        } else {
-            const size_t part = th * splits + split;
-            if (threadIdx.x == 0) {
-                part_ml[2 * part] = bm;  // NEG_INF with bl == 0 when this split had no keys
-                part_ml[2 * part + 1] = bl;
-            }
-            float* ap = part_acc + part * head_dim;
-            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-                float o = 0.0f;
-                for (int w = 0; w < nwarps; ++w)
-                    if (sh_l[gi][w] > 0.0f) o += sh_acc[w][d] * expf(sh_m[gi][w] - bm);
-                ap[d] = o;
-            }
-        }
+        store_split<EPL>(sh_m[gi], sh_l[gi], sh_acc, nwarps, (size_t)t * heads + h0 + gi, split, splits, head_dim,
+                         out, out_b, part_ml, part_acc);
         __syncthreads();  // sh_acc is rewritten for the next query head
     }
     // With counters (one per token and kv head), the last of the group's split blocks merges every head.

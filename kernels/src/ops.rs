@@ -371,7 +371,7 @@ impl Gpu {
         max_keys: Option<usize>,
         out: &mut impl DevicePtrMut<T>,
     ) -> Result<()> {
-        self.attention_launch(
+        self.attention_with_path(
             q,
             k_cache,
             v_cache,
@@ -399,38 +399,6 @@ impl Gpu {
     ///   on device counters this `Gpu` keeps, instead of a second launch (`attention_combine`).
     #[allow(clippy::too_many_arguments)]
     pub fn attention_with_path<T: AttentionOutput>(
-        &self,
-        q: &impl DevicePtr<f32>,
-        k_cache: &impl DevicePtr<bf16>,
-        v_cache: &impl DevicePtr<bf16>,
-        seq_ids: &impl DevicePtr<i32>,
-        positions: &impl DevicePtr<i32>,
-        tokens: usize,
-        heads: usize,
-        layout: KvLayout,
-        window: Option<usize>,
-        scale: f32,
-        max_keys: Option<usize>,
-        path: AttentionPath,
-        out: &mut impl DevicePtrMut<T>,
-    ) -> Result<()> {
-        self.attention_launch(
-            q, k_cache, v_cache, seq_ids, positions, tokens, heads, layout, window, scale,
-            max_keys, path, out,
-        )
-    }
-
-    /// Splits of each query's key range on the grouped path: two waves of `tokens * kv_heads` blocks, at
-    /// most [`ATTENTION_MAX_SPLITS`].
-    pub fn attention_grouped_splits(&self, tokens: usize, kv_heads: usize) -> usize {
-        let blocks = (tokens * kv_heads).max(1);
-        (2 * self.multiprocessors() as usize)
-            .div_ceil(blocks)
-            .clamp(1, ATTENTION_MAX_SPLITS)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attention_launch<T: AttentionOutput>(
         &self,
         q: &impl DevicePtr<f32>,
         k_cache: &impl DevicePtr<bf16>,
@@ -584,6 +552,15 @@ impl Gpu {
             unsafe { b.launch(cfg) }.ctx(launched(OP))?;
         }
         Ok(())
+    }
+
+    /// Splits of each query's key range on the grouped path: two waves of `tokens * kv_heads` blocks, at
+    /// most [`ATTENTION_MAX_SPLITS`].
+    pub fn attention_grouped_splits(&self, tokens: usize, kv_heads: usize) -> usize {
+        let blocks = (tokens * kv_heads).max(1);
+        (2 * self.multiprocessors() as usize)
+            .div_ceil(blocks)
+            .clamp(1, ATTENTION_MAX_SPLITS)
     }
 
     /// How many parts [`Gpu::attention`] splits each query's key range into: enough blocks for
