@@ -184,9 +184,10 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
     }
 }
 
-// Blocks an SM must fit for the entries with a tail: at one row the tail's registers would otherwise push the
-// kernel past the plain GEMV's 64 (4 blocks an SM), cutting the weight stream's occupancy; past one row the
-// main loop needs more than 64 anyway (and the engine uses the tails at one row only).
+// The entries with a tail exist for one row only: a tail runs its rows one after another in one block, where the
+// separate launch gives each row (and head) a block of its own, so past one row it would outgrow the launch it
+// saves; one-row entries also keep NVRTC's compile of this module short. They are built for 4 blocks an SM, as
+// the plain one-row GEMV (64 registers): the tail's registers must not cut the weight stream's occupancy.
 #define GEMV_TAIL_MIN_BLOCKS(M) ((M) == 1 ? 4 : 1)
 
 // The residual tail of gemv_bf16_residual_m*: runs after the block has written its part of y.
@@ -233,13 +234,6 @@ GEMV_ENTRY(8)
     }
 
 GEMV_RESIDUAL_ENTRY(1)
-GEMV_RESIDUAL_ENTRY(2)
-GEMV_RESIDUAL_ENTRY(3)
-GEMV_RESIDUAL_ENTRY(4)
-GEMV_RESIDUAL_ENTRY(5)
-GEMV_RESIDUAL_ENTRY(6)
-GEMV_RESIDUAL_ENTRY(7)
-GEMV_RESIDUAL_ENTRY(8)
 
 // The q|k|v tail of gemv_bf16_qkv_m*: runs after the block has written its rows of y (= qkv).
 template <int M>
@@ -277,10 +271,3 @@ __device__ __forceinline__ void gemv_qkv_tail(const float* y, int kparts, int ro
     }
 
 GEMV_QKV_ENTRY(1)
-GEMV_QKV_ENTRY(2)
-GEMV_QKV_ENTRY(3)
-GEMV_QKV_ENTRY(4)
-GEMV_QKV_ENTRY(5)
-GEMV_QKV_ENTRY(6)
-GEMV_QKV_ENTRY(7)
-GEMV_QKV_ENTRY(8)

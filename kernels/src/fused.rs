@@ -25,12 +25,12 @@ enum GemvEpilogue<'a> {
     GegluHalves {
         out: u64,
     },
-    /// `y` as `Plain`, then the last block's residual add + RMSNorm (`gemv_bf16_residual_m*`).
+    /// `y` as `Plain`, then the last block's residual add + RMSNorm (`gemv_bf16_residual_m1`).
     Residual {
         y: u64,
         tail: ResidualTail,
     },
-    /// `y` (= q|k|v) as `Plain`, then the attention prologue per head column group (`gemv_bf16_qkv_m*`).
+    /// `y` (= q|k|v) as `Plain`, then the attention prologue per head column group (`gemv_bf16_qkv_m1`).
     Qkv {
         y: u64,
         prologue: &'a QkvPrologueArgs,
@@ -689,10 +689,10 @@ impl Gpu {
         n <= 256 * RESID_PER_THREAD
     }
 
-    /// The GEMV followed by the residual step it feeds, in one launch (gemv.cu `gemv_bf16_residual_m*`): `y =
-    /// x · wᵀ` (f32 `[m, n]`, written as [`Gpu::gemv_bf16_split`] does), then the last block to finish applies
-    /// `residual` with `o = y` over the `m` rows of `n` values, exactly as [`Gpu::residual_rms_norm`] would
-    /// (the same row function). `counter` is one u32 that must be zero before the launch; the kernel leaves it
+    /// The GEMV followed by the residual step it feeds, in one launch (gemv.cu `gemv_bf16_residual_m1`), for one
+    /// row (`m == 1`): `y = x · wᵀ` (f32 `[1, n]`, written as [`Gpu::gemv_bf16_split`] does), then the last block
+    /// to finish applies `residual` with `o = y`, exactly as [`Gpu::residual_rms_norm`] would (the same row
+    /// function). `counter` is one u32 that must be zero before the launch; the kernel leaves it
     /// zero, so one counter serves every such launch on this stream, graph replays included.
     #[allow(clippy::too_many_arguments)]
     pub fn gemv_bf16_residual_norm(
@@ -708,6 +708,9 @@ impl Gpu {
         counter: &mut CudaSlice<u32>,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16_residual_norm";
+        if m != 1 {
+            return Err(shape(OP, format!("m = {m}: the GEMV's tails take one row")));
+        }
         if !Self::gemv_residual_supports(n) {
             return Err(shape(
                 OP,
@@ -760,9 +763,9 @@ impl Gpu {
     }
 
     /// The fused q|k|v projection followed by its attention prologue, in one launch (gemv.cu
-    /// `gemv_bf16_qkv_m*`): `qkv = x · wᵀ` (f32 `[m, layout.row_stride]`, written as [`Gpu::gemv_bf16_split`]
-    /// does), then, as each head's columns complete, the last block that wrote them applies
-    /// [`Gpu::qk_norm_rope_kv`]'s work to them (the same device function) for the `m` tokens. Needs
+    /// `gemv_bf16_qkv_m1`), for one token (`m == 1`): `qkv = x · wᵀ` (f32 `[1, layout.row_stride]`, written as
+    /// [`Gpu::gemv_bf16_split`] does), then, as each head's columns complete, the last block that wrote them
+    /// applies [`Gpu::qk_norm_rope_kv`]'s work to them (the same device function). Needs
     /// `row_stride` a multiple of `head_dim`, and `head_dim` a multiple of the rows a block writes
     /// (`4 * 8 / kparts`). `counters`: `row_stride / head_dim` u32s, zero before the launch and left at zero.
     #[allow(clippy::too_many_arguments)]
@@ -778,6 +781,9 @@ impl Gpu {
         counters: &mut CudaSlice<u32>,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16_qkv";
+        if m != 1 {
+            return Err(shape(OP, format!("m = {m}: the GEMV's tails take one row")));
+        }
         let layout = prologue.layout;
         let (n, hd) = (layout.row_stride, layout.head_dim);
         let rows_per_block = GEMV_ROWS_PER_WARP * (8 / kparts.clamp(1, 8));
@@ -904,26 +910,6 @@ impl Gpu {
             "gemv_bf16_m7",
             "gemv_bf16_m8",
         ];
-        const RESIDUAL: [&str; GEMV_MAX_ROWS] = [
-            "gemv_bf16_residual_m1",
-            "gemv_bf16_residual_m2",
-            "gemv_bf16_residual_m3",
-            "gemv_bf16_residual_m4",
-            "gemv_bf16_residual_m5",
-            "gemv_bf16_residual_m6",
-            "gemv_bf16_residual_m7",
-            "gemv_bf16_residual_m8",
-        ];
-        const QKV: [&str; GEMV_MAX_ROWS] = [
-            "gemv_bf16_qkv_m1",
-            "gemv_bf16_qkv_m2",
-            "gemv_bf16_qkv_m3",
-            "gemv_bf16_qkv_m4",
-            "gemv_bf16_qkv_m5",
-            "gemv_bf16_qkv_m6",
-            "gemv_bf16_qkv_m7",
-            "gemv_bf16_qkv_m8",
-        ];
         let cfg = LaunchConfig {
             grid_dim: (int(OP, "blocks", blocks)? as u32, 1, 1),
             block_dim: (256, 1, 1),
@@ -936,7 +922,7 @@ impl Gpu {
             ..
         } = epilogue
         {
-            let mut b = self.launcher(QKV[m - 1]);
+            let mut b = self.launcher("gemv_bf16_qkv_m1");
             b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
             b.arg(&prefetch)
                 .arg(&p.ints[1])
@@ -959,7 +945,7 @@ impl Gpu {
             return Ok(());
         }
         if let GemvEpilogue::Residual { tail: t, .. } = epilogue {
-            let mut b = self.launcher(RESIDUAL[m - 1]);
+            let mut b = self.launcher("gemv_bf16_residual_m1");
             b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
             b.arg(&prefetch)
                 .arg(&t.resid)

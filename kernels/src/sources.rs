@@ -74,21 +74,7 @@ pub const SOURCES: &[KernelSource] = &[
             "gemv_bf16_m7",
             "gemv_bf16_m8",
             "gemv_bf16_residual_m1",
-            "gemv_bf16_residual_m2",
-            "gemv_bf16_residual_m3",
-            "gemv_bf16_residual_m4",
-            "gemv_bf16_residual_m5",
-            "gemv_bf16_residual_m6",
-            "gemv_bf16_residual_m7",
-            "gemv_bf16_residual_m8",
             "gemv_bf16_qkv_m1",
-            "gemv_bf16_qkv_m2",
-            "gemv_bf16_qkv_m3",
-            "gemv_bf16_qkv_m4",
-            "gemv_bf16_qkv_m5",
-            "gemv_bf16_qkv_m6",
-            "gemv_bf16_qkv_m7",
-            "gemv_bf16_qkv_m8"
         ]
     ),
     cu!(

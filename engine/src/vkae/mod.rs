@@ -108,9 +108,8 @@ impl Default for VkaeOptions {
     }
 }
 
-/// Most rows for which the GEMV's tails (`fuse_residual`, `fuse_qkv_prologue`) are used: a tail runs its rows
-/// one after another in one block, where the separate launch gives each row (token and head) a block of its
-/// own, so past one row the tail's serial work outgrows the launch it saves.
+/// Rows the GEMV's tails (`fuse_residual`, `fuse_qkv_prologue`) take: one (gemv.cu: a tail runs its rows one
+/// after another in one block, where the separate launch gives each row and head a block of its own).
 pub const FUSED_TAIL_MAX_ROWS: usize = 1;
 
 /// Which kernel runs a decode projection of at most 32 rows (larger row counts, i.e. prefill, use cuBLAS).

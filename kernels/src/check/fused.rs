@@ -103,7 +103,7 @@ impl Checker<'_> {
         self.attention_prologue(tokens, heads, kv_heads, rope, values, capacity, None)
     }
 
-    /// The q|k|v GEMV with the attention prologue in its tail (`gemv_bf16_qkv`): x (`[tokens, k]`) times a
+    /// The q|k|v GEMV with the attention prologue in its tail (`gemv_bf16_qkv`, one token): x (`[tokens, k]`) times a
     /// random q|k|v weight, launched twice on one set of counters (the second checked; the counters must be
     /// back at zero), against the f64 product followed by the same reference as [`Checker::qk_norm_rope_kv`];
     /// the projection itself is checked too.
@@ -809,12 +809,12 @@ impl Checker<'_> {
             Some(true),
             9,
         )?);
-        // The same prologue in the q|k|v GEMV's tail: E4B's sliding (q|k|v, hd 256) and global (k = v, hd 512)
-        // layers and a KV-shared one at their batch-1 k splits, and 3 tokens at the widest block (kparts 1).
+        // The same prologue in the q|k|v GEMV's tail (one token): E4B's sliding (q|k|v, hd 256) and global (k = v,
+        // hd 512) layers and a KV-shared one at their batch-1 k splits, and the widest block (kparts 1).
         r.extend(self.gemv_qkv(1, 8, 2, sliding, Some(true), 5, 2560, 4)?);
         r.extend(self.gemv_qkv(1, 8, 2, global, Some(false), 7, 2560, 2)?);
         r.extend(self.gemv_qkv(1, 8, 2, sliding, None, 4, 2560, 8)?);
-        r.extend(self.gemv_qkv(3, 8, 2, sliding, Some(true), 9, 2560, 1)?);
+        r.extend(self.gemv_qkv(1, 8, 2, sliding, Some(true), 9, 2560, 1)?);
         r.push(self.ple_combine(3, 42, 256, 50)?);
         r.push(self.ple_combine(2, 3, 24, 10)?);
         r.extend(self.softcap_argmax(3, 262_144)?);
@@ -846,14 +846,15 @@ impl Checker<'_> {
         ] {
             r.push(self.gemv_geglu(m, n, k, kparts, halves)?);
         }
-        // The residual tail: E4B's o (2560 x 2048), down (2560 x 10240) and per-layer projection (2560 x 256)
-        // at their batch-1 k splits, 8 rows, and a ragged shape whose last warp runs past the end.
+        // The residual tail (one row): E4B's o (2560 x 2048), down (2560 x 10240) and per-layer projection
+        // (2560 x 256) at their batch-1 k splits, down at the widest block, and a ragged shape whose last warp runs
+        // past the end.
         for (m, n, k, kparts, full) in [
             (1, 2560, 2048, 4, true),
             (1, 2560, 10240, 8, true),
             (1, 2560, 256, 2, false),
-            (8, 2560, 10240, 1, true),
-            (3, 300, 64, 2, true),
+            (1, 2560, 10240, 1, true),
+            (1, 300, 64, 2, true),
         ] {
             r.extend(self.gemv_residual(m, n, k, kparts, full)?);
         }
