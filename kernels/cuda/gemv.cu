@@ -18,16 +18,16 @@
 //                      gate half and the same rows of the up half, and out_b[m, j] = bf16(gelu_tanh(gate_j) *
 //                      up_j) for j < h (the MLP's gate|up projection). Grid ceil(h / (2 * groups)).
 //
-// The residual entries (gemv_bf16_residual_m*) write y as GEMV_PLAIN does, then the last block to finish
+// The residual entry (gemv_bf16_residual_m1) writes y as GEMV_PLAIN does, then the last block to finish
 // applies the residual add + RMSNorm that follows the o, down and per-layer projections (common.cuh
-// residual_rms_norm_row, o = y, one row of n values per m), so that step needs no launch of its own. "Last"
+// residual_rms_norm_row, o = y, the row of n values), so that step needs no launch of its own. "Last"
 // is counted on `counter` (one u32, zero before the launch, left at zero: common.cuh last_block_to_arrive).
 //
-// The q|k|v entries (gemv_bf16_qkv_m*) write the fused q|k|v projection (n = row_stride, a multiple of hd,
+// The q|k|v entry (gemv_bf16_qkv_m1) writes the fused q|k|v projection (n = row_stride, a multiple of hd,
 // and hd a multiple of the rows a block writes) as GEMV_PLAIN does; the blocks that write one head's hd columns
 // count on that column group's counter, and the last of them applies the attention prologue (common.cuh
-// qkv_head_prologue: norms, RoPE, the KV-cache write) to every head slot reading those columns, for each of
-// the M tokens, so qk_norm_rope_kv needs no launch. Counters: row_stride / hd u32s, zero, left at zero.
+// qkv_head_prologue: norms, RoPE, the KV-cache write) to every head slot reading those columns, so
+// qk_norm_rope_kv needs no launch. Counters: row_stride / hd u32s, zero, left at zero.
 #define GEMV_PLAIN 0
 #define GEMV_GEGLU_WITH 1
 #define GEMV_GEGLU_HALVES 2
@@ -190,7 +190,7 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
 // the plain one-row GEMV (64 registers): the tail's registers must not cut the weight stream's occupancy.
 #define GEMV_TAIL_MIN_BLOCKS(M) ((M) == 1 ? 4 : 1)
 
-// The residual tail of gemv_bf16_residual_m*: runs after the block has written its part of y.
+// The residual tail of gemv_bf16_residual_m1: runs after the block has written its part of y.
 template <int M>
 __device__ __forceinline__ void gemv_residual_tail(const float* y, int n, float* resid, const bf16_t* w_post,
                                                    float s, const bf16_t* w_next, bf16_t* out_norm,
@@ -235,7 +235,7 @@ GEMV_ENTRY(8)
 
 GEMV_RESIDUAL_ENTRY(1)
 
-// The q|k|v tail of gemv_bf16_qkv_m*: runs after the block has written its rows of y (= qkv).
+// The q|k|v tail of gemv_bf16_qkv_m1: runs after the block has written its rows of y (= qkv).
 template <int M>
 __device__ __forceinline__ void gemv_qkv_tail(const float* y, int kparts, int row_stride, int k_col, int v_col,
                                               float* q_out, const bf16_t* q_norm, const bf16_t* k_norm,
