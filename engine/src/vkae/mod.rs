@@ -491,7 +491,8 @@ impl VkaeModel {
         let c = &self.config;
         let heads = c.num_attention_heads.max(1);
         // Attention keeps split partials only while tokens * heads is under two waves of blocks; reserving
-        // each such token count once covers every later call, so attention never grows its scratch.
+        // each such token count once (for the grouped path's splits too) covers every decode step, so a captured
+        // step never grows the scratch (a long prefill on the grouped path may, outside any capture).
         let split_tokens = (2 * self.gpu.multiprocessors() as usize).div_ceil(heads) + 1;
         for t in 1..=split_tokens.max(rows) {
             self.gpu.reserve_scratch(ScratchLimits {
