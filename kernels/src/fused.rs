@@ -691,8 +691,8 @@ impl Gpu {
 
     /// The GEMV followed by the residual step it feeds, in one launch (gemv.cu `gemv_bf16_residual_m1`), for one
     /// row (`m == 1`): `y = x · wᵀ` (f32 `[1, n]`, written as [`Gpu::gemv_bf16_split`] does), then the last block
-    /// to finish applies `residual` with `o = y`, exactly as [`Gpu::residual_rms_norm`] would (the same row
-    /// function). `counter` is one u32 that must be zero before the launch; the kernel leaves it
+    /// to finish applies `residual` with `o = y`, as [`Gpu::residual_rms_norm`] does (the same row function, over
+    /// 256 threads instead of that kernel's block: equal up to the f32 reduction order). `counter` is one u32 that must be zero before the launch; the kernel leaves it
     /// zero, so one counter serves every such launch on this stream, graph replays included.
     #[allow(clippy::too_many_arguments)]
     pub fn gemv_bf16_residual_norm(
@@ -756,8 +756,12 @@ impl Gpu {
     pub fn gemv_qkv_supports(layout: QkvLayout, kparts: usize) -> bool {
         let hd = layout.head_dim;
         let rows_per_block = GEMV_ROWS_PER_WARP * (8 / kparts.clamp(1, 8));
+        // Every head must start a column group: the tail finds a head's slot by its first column.
+        let kv_aligned = layout.kv_heads == 0
+            || (layout.k_col.is_multiple_of(hd) && layout.v_col.is_multiple_of(hd));
         hd > 0
             && layout.row_stride.is_multiple_of(hd)
+            && kv_aligned
             && hd.is_multiple_of(rows_per_block)
             && hd / 2 <= 256 * QKV_MAX_PAIRS
     }
@@ -1022,6 +1026,13 @@ mod tests {
         assert!(!Gpu::gemv_qkv_supports(small, 1));
         assert!(!Gpu::gemv_qkv_supports(small, 2));
         assert!(Gpu::gemv_qkv_supports(small, 8));
+        // k or v heads that do not start a column group.
+        let shifted = QkvLayout {
+            k_col: layout(8, 2, 256, true).k_col + 8,
+            row_stride: layout(8, 2, 256, true).row_stride + 256,
+            ..layout(8, 2, 256, true)
+        };
+        assert!(!Gpu::gemv_qkv_supports(shifted, 8));
         // A padded row (not whole heads) and a head too wide for the tail's block.
         let padded = QkvLayout {
             row_stride: layout(8, 2, 256, true).row_stride + 8,

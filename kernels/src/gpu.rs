@@ -356,18 +356,24 @@ impl Gpu {
             &self.scratch_argmax,
             limits.argmax_rows * limits.argmax_cols.div_ceil(crate::ops::ARGMAX_CHUNK),
         )?;
-        // Partials for the per-head path's splits or the grouped path's (at most, with one kv head).
-        let (t, h) = (limits.attention_tokens, limits.attention_heads);
-        let splits = self
-            .attention_splits(t, h)
-            .max(self.attention_grouped_splits(t, 1));
-        let attention = if splits > 1 {
-            t * h * splits * (limits.attention_head_dim + 2)
-        } else {
-            0
-        };
-        grow(self, &self.scratch_attention, attention)?;
-        grow(self, &self.scratch_attention_counters, t * h)
+        // Attention's split partials and merge counters, at the bound that holds for every token count (so no
+        // later call, prefill included, grows them: a captured decode step keeps valid pointers).
+        if limits.attention_tokens > 0 && limits.attention_heads > 0 {
+            let (partials, counters) = self.attention_scratch_bound(limits.attention_head_dim);
+            grow(self, &self.scratch_attention, partials)?;
+            grow(self, &self.scratch_attention_counters, counters)?;
+        }
+        Ok(())
+    }
+
+    /// The most f32 partials and u32 merge counters any attention call needs, whatever its token count: a
+    /// query's keys are split only while its blocks number under two waves (`queries < 2 * SMs`, queries =
+    /// tokens x heads, or tokens x kv heads on the grouped path), so the counters stay under `2 * SMs`, and
+    /// `queries x splits < queries x (2 * SMs / queries + 1) < 4 * SMs` blocks write partials for each query
+    /// head they serve (up to [`crate::ATTENTION_GQA_MAX`]), each `head_dim + 2` floats.
+    pub fn attention_scratch_bound(&self, head_dim: usize) -> (usize, usize) {
+        let sms = self.multiprocessors() as usize;
+        (4 * crate::ATTENTION_GQA_MAX * sms * (head_dim + 2), 2 * sms)
     }
 
     /// A zero-filled device buffer of `len` elements.

@@ -484,8 +484,10 @@ impl Gpu {
             .scratch_attention_counters
             .lock()
             .expect("scratch lock");
-        if merge_in_kernel && counters.as_ref().is_none_or(|c| c.len() < tokens * heads) {
-            *counters = Some(self.alloc::<u32>(tokens * heads)?);
+        // One counter per query (tokens x heads), or per group (tokens x kv heads) on the grouped path.
+        let groups = tokens * if grouped { layout.kv_heads } else { heads };
+        if merge_in_kernel && counters.as_ref().is_none_or(|c| c.len() < groups) {
+            *counters = Some(self.alloc::<u32>(groups)?);
         }
         let counters_ptr = match counters.as_mut() {
             Some(c) if merge_in_kernel => c.device_ptr_mut(&self.stream).0,

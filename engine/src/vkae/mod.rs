@@ -489,21 +489,16 @@ impl VkaeModel {
             return Ok(());
         }
         let c = &self.config;
-        let heads = c.num_attention_heads.max(1);
-        // Attention keeps split partials only while tokens * heads is under two waves of blocks; reserving
-        // each such token count once (for the grouped path's splits too) covers every decode step, so a captured
-        // step never grows the scratch (a long prefill on the grouped path may, outside any capture).
-        let split_tokens = (2 * self.gpu.multiprocessors() as usize).div_ceil(heads) + 1;
-        for t in 1..=split_tokens.max(rows) {
-            self.gpu.reserve_scratch(ScratchLimits {
-                linear_elements: 0,
-                argmax_rows: rows,
-                argmax_cols: c.vocab_size,
-                attention_tokens: t,
-                attention_heads: heads,
-                attention_head_dim: c.head_dim.max(c.global_head_dim),
-            })?;
-        }
+        // Attention's scratch is reserved at its bound for any token count (Gpu::attention_scratch_bound), so no
+        // later call grows it and a captured step keeps valid pointers.
+        self.gpu.reserve_scratch(ScratchLimits {
+            linear_elements: 0,
+            argmax_rows: rows,
+            argmax_cols: c.vocab_size,
+            attention_tokens: rows,
+            attention_heads: c.num_attention_heads.max(1),
+            attention_head_dim: c.head_dim.max(c.global_head_dim),
+        })?;
         for b in self.buckets.values_mut() {
             b.graph = None;
         }
