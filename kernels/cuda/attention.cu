@@ -110,6 +110,46 @@ __device__ __forceinline__ void merge_splits(const float* __restrict__ part_ml, 
     __syncthreads();
 }
 
+// Walks this warp's keys j_begin + warp, + nwarps, ... <= j_end of one kv head with 16-byte loads
+// (head_dim == 32 * EPL, EPL % 8 == 0, 16-byte aligned caches): KEYS_IN_FLIGHT keys' K and V are loaded before
+// any is used, then on_key(kv, vv) gets each key's EPL dims of this lane (kv and vv: float[EPL]). Every lane of
+// the warp calls on_key for the same keys, so a warp_sum inside stays converged.
+template <int EPL, typename OnKey>
+__device__ __forceinline__ void walk_keys_16b(const bf16_t* __restrict__ k_cache, const bf16_t* __restrict__ v_cache,
+                                              size_t seq_base, size_t row, size_t head_off, int capacity,
+                                              int j_begin, int j_end, int warp, int nwarps, OnKey on_key) {
+    constexpr int C = EPL / 8;
+    for (int j0 = j_begin + warp; j0 <= j_end; j0 += nwarps * KEYS_IN_FLIGHT) {
+        uint4 kr[KEYS_IN_FLIGHT][C], vr[KEYS_IN_FLIGHT][C];
+#pragma unroll
+        for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+            const int j = j0 + u * nwarps;
+            if (j <= j_end) {
+                const size_t off = (seq_base + (size_t)(j % capacity)) * row + head_off;
+                const uint4* kp = (const uint4*)(k_cache + off);
+                const uint4* vp = (const uint4*)(v_cache + off);
+#pragma unroll
+                for (int c = 0; c < C; ++c) {
+                    kr[u][c] = kp[c];
+                    vr[u][c] = vp[c];
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+            if (j0 + u * nwarps <= j_end) {
+                float kv[EPL], vv[EPL];
+#pragma unroll
+                for (int c = 0; c < C; ++c) {
+                    unpack8(kr[u][c], kv + 8 * c);
+                    unpack8(vr[u][c], vv + 8 * c);
+                }
+                on_key(kv, vv);
+            }
+        }
+    }
+}
+
 // The end of a split block for query head th (= token * heads + head): merges the nwarps warps' online-softmax
 // states (sh_m, sh_l: one per warp; sh_acc: each warp's dims) and writes the normalised output (one split) or
 // the unnormalised partial (max, sum, acc) of split `split` that merge_splits merges. Every thread of the block
@@ -191,39 +231,10 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
     const size_t row = (size_t)kv_heads * head_dim;
     const bool vec = head_dim == 32 * EPL && aligned16(k_cache) && aligned16(v_cache);
     if constexpr ((EPL % 8) == 0) {
-        if (vec) {
-            // 16-byte loads of KEYS_IN_FLIGHT keys (K and V) before any of them is used.
-            constexpr int C = EPL / 8;
-            for (int j0 = j_begin + warp; j0 <= j_end; j0 += nwarps * KEYS_IN_FLIGHT) {
-                uint4 kr[KEYS_IN_FLIGHT][C], vr[KEYS_IN_FLIGHT][C];
-#pragma unroll
-                for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
-                    const int j = j0 + u * nwarps;
-                    if (j <= j_end) {
-                        const size_t off = (seq_base + (size_t)(j % capacity)) * row + (size_t)kvh * head_dim + d0;
-                        const uint4* kp = (const uint4*)(k_cache + off);
-                        const uint4* vp = (const uint4*)(v_cache + off);
-#pragma unroll
-                        for (int c = 0; c < C; ++c) {
-                            kr[u][c] = kp[c];
-                            vr[u][c] = vp[c];
-                        }
-                    }
-                }
-#pragma unroll
-                for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
-                    if (j0 + u * nwarps <= j_end) {  // the same for every lane: warp_sum stays converged
-                        float kv[EPL], vv[EPL];
-#pragma unroll
-                        for (int c = 0; c < C; ++c) {
-                            unpack8(kr[u][c], kv + 8 * c);
-                            unpack8(vr[u][c], vv + 8 * c);
-                        }
-                        online_step<EPL>(qv, kv, vv, m, l, acc);
-                    }
-                }
-            }
-        }
+        if (vec)
+            walk_keys_16b<EPL>(k_cache, v_cache, seq_base, row, (size_t)kvh * head_dim + d0, capacity, j_begin,
+                               j_end, warp, nwarps,
+                               [&](const float* kv, const float* vv) { online_step<EPL>(qv, kv, vv, m, l, acc); });
     }
     if (!vec || (EPL % 8) != 0) {
         for (int j = j_begin + warp; j <= j_end; j += nwarps) {
@@ -292,7 +303,6 @@ __device__ __forceinline__ void attention_gqa_impl(const float* __restrict__ q, 
     __shared__ float sh_l[GQA_MAX][MAX_WARPS];
     __shared__ float sh_acc[MAX_WARPS][EPL * 32];  // one query head at a time
 
-    constexpr int C = EPL / 8;
     const int t = blockIdx.x;
     const int kvh = blockIdx.y;
     const int split = blockIdx.z;
@@ -325,37 +335,12 @@ __device__ __forceinline__ void attention_gqa_impl(const float* __restrict__ q, 
 
     const size_t seq_base = (size_t)seq * capacity;
     const size_t row = (size_t)kv_heads * head_dim;
-    for (int j0 = j_begin + warp; j0 <= j_end; j0 += nwarps * KEYS_IN_FLIGHT) {
-        uint4 kr[KEYS_IN_FLIGHT][C], vr[KEYS_IN_FLIGHT][C];
+    walk_keys_16b<EPL>(k_cache, v_cache, seq_base, row, (size_t)kvh * head_dim + d0, capacity, j_begin, j_end,
+                       warp, nwarps, [&](const float* kv, const float* vv) {
 #pragma unroll
-        for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
-            const int j = j0 + u * nwarps;
-            if (j <= j_end) {
-                const size_t off = (seq_base + (size_t)(j % capacity)) * row + (size_t)kvh * head_dim + d0;
-                const uint4* kp = (const uint4*)(k_cache + off);
-                const uint4* vp = (const uint4*)(v_cache + off);
-#pragma unroll
-                for (int c = 0; c < C; ++c) {
-                    kr[u][c] = kp[c];
-                    vr[u][c] = vp[c];
-                }
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
-            if (j0 + u * nwarps <= j_end) {  // the same for every lane: warp_sum stays converged
-                float kv[EPL], vv[EPL];
-#pragma unroll
-                for (int c = 0; c < C; ++c) {
-                    unpack8(kr[u][c], kv + 8 * c);
-                    unpack8(vr[u][c], vv + 8 * c);
-                }
-#pragma unroll
-                for (int gi = 0; gi < GQA_MAX; ++gi)
-                    if (gi < g) online_step<EPL>(qv[gi], kv, vv, m[gi], l[gi], acc[gi]);
-            }
-        }
-    }
+                           for (int gi = 0; gi < GQA_MAX; ++gi)
+                               if (gi < g) online_step<EPL>(qv[gi], kv, vv, m[gi], l[gi], acc[gi]);
+                       });
 
     if (lane == 0) {
 #pragma unroll

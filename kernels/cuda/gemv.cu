@@ -184,27 +184,6 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
     }
 }
 
-// The entries with a tail exist for one row only: a tail runs its rows one after another in one block, where the
-// separate launch gives each row (and head) a block of its own, so past one row it would outgrow the launch it
-// saves; one-row entries also keep NVRTC's compile of this module short. They are built for 4 blocks an SM, as
-// the plain one-row GEMV (64 registers): the tail's registers must not cut the weight stream's occupancy.
-#define GEMV_TAIL_MIN_BLOCKS(M) ((M) == 1 ? 4 : 1)
-
-// The residual tail of gemv_bf16_residual_m1: runs after the block has written its part of y.
-template <int M>
-__device__ __forceinline__ void gemv_residual_tail(const float* y, int n, float* resid, const bf16_t* w_post,
-                                                   float s, const bf16_t* w_next, bf16_t* out_norm,
-                                                   bf16_t* out_x, float eps, unsigned* counter) {
-    if (!last_block_to_arrive(counter, gridDim.x)) return;
-#pragma unroll 1
-    for (int m = 0; m < M; ++m) {
-        const size_t base = (size_t)m * n;
-        residual_rms_norm_row(resid + base, y + base, w_post, s, w_next,
-                              out_norm != nullptr ? out_norm + base : nullptr,
-                              out_x != nullptr ? out_x + base : nullptr, n, eps);
-    }
-}
-
 #define GEMV_ENTRY(M)                                                                                   \
     extern "C" __global__ void __launch_bounds__(256) gemv_bf16_m##M(const bf16_t* x, const bf16_t* w,  \
                                                                      float* y, int n, int k, int kparts, \
@@ -223,25 +202,28 @@ GEMV_ENTRY(6)
 GEMV_ENTRY(7)
 GEMV_ENTRY(8)
 
-#define GEMV_RESIDUAL_ENTRY(M)                                                                              \
-    extern "C" __global__ void __launch_bounds__(256, GEMV_TAIL_MIN_BLOCKS(M))                             \
-        gemv_bf16_residual_m##M(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts,       \
-                                int prefetch_bytes, float* resid, const bf16_t* w_post, float s,           \
-                                const bf16_t* w_next, bf16_t* out_norm, bf16_t* out_x, float eps,          \
-                                unsigned* counter) {                                                       \
-        gemv_impl<M>(x, w, y, n, k, kparts, prefetch_bytes, GEMV_PLAIN, nullptr, 0, nullptr);               \
-        gemv_residual_tail<M>(y, n, resid, w_post, s, w_next, out_norm, out_x, eps, counter);              \
-    }
+// The entries with a tail exist for one row only: a tail would run its rows one after another in one block,
+// where the separate launch gives each row (and head) a block of its own, so past one row it would outgrow the
+// launch it saves; one-row entries also keep NVRTC's compile of this module short. They are built for 4 blocks
+// an SM, as the plain one-row GEMV (64 registers): the tail's registers must not cut the weight stream's
+// occupancy.
+extern "C" __global__ void __launch_bounds__(256, 4)
+    gemv_bf16_residual_m1(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts, int prefetch_bytes,
+                          float* resid, const bf16_t* w_post, float s, const bf16_t* w_next, bf16_t* out_norm,
+                          bf16_t* out_x, float eps, unsigned* counter) {
+    gemv_impl<1>(x, w, y, n, k, kparts, prefetch_bytes, GEMV_PLAIN, nullptr, 0, nullptr);
+    if (last_block_to_arrive(counter, gridDim.x))
+        residual_rms_norm_row(resid, y, w_post, s, w_next, out_norm, out_x, n, eps);
+}
 
-GEMV_RESIDUAL_ENTRY(1)
-
-// The q|k|v tail of gemv_bf16_qkv_m1: runs after the block has written its rows of y (= qkv).
-template <int M>
-__device__ __forceinline__ void gemv_qkv_tail(const float* y, int kparts, int row_stride, int k_col, int v_col,
-                                              float* q_out, const bf16_t* q_norm, const bf16_t* k_norm,
-                                              const float* inv_freq, const int* seq_ids, const int* positions,
-                                              bf16_t* k_cache, bf16_t* v_cache, int heads, int kv_heads, int hd,
-                                              int capacity, float eps, unsigned* counters) {
+extern "C" __global__ void __launch_bounds__(256, 4)
+    gemv_bf16_qkv_m1(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts, int prefetch_bytes,
+                     int k_col, int v_col, float* q_out, const bf16_t* q_norm, const bf16_t* k_norm,
+                     const float* inv_freq, const int* seq_ids, const int* positions, bf16_t* k_cache,
+                     bf16_t* v_cache, int heads, int kv_heads, int hd, int capacity, float eps, unsigned* counters) {
+    gemv_impl<1>(x, w, y, n, k, kparts, prefetch_bytes, GEMV_PLAIN, nullptr, 0, nullptr);
+    // This block's rows lie in one head column group (hd is a multiple of the rows a block writes); the last of
+    // the group's blocks applies the prologue to every head slot that starts at the group's first column.
     const int rows_per_block = GEMV_R * (GEMV_WARPS / kparts);
     const int group = blockIdx.x * rows_per_block / hd;
     if (!last_block_to_arrive(counters + group, (unsigned)(hd / rows_per_block))) return;
@@ -250,24 +232,8 @@ __device__ __forceinline__ void gemv_qkv_tail(const float* y, int kparts, int ro
         const int slot_col = slot < heads ? slot * hd
                              : slot < heads + kv_heads ? k_col + (slot - heads) * hd
                                                        : v_col + (slot - heads - kv_heads) * hd;
-        if (slot_col != col) continue;  // the same for the whole block
-#pragma unroll 1
-        for (int m = 0; m < M; ++m)
-            qkv_head_prologue(y, m, slot, row_stride, k_col, v_col, q_out, q_norm, k_norm, inv_freq, seq_ids,
-                              positions, k_cache, v_cache, heads, kv_heads, hd, capacity, eps);
+        if (slot_col == col)  // the same for the whole block
+            qkv_head_prologue(y, 0, slot, n, k_col, v_col, q_out, q_norm, k_norm, inv_freq, seq_ids, positions,
+                              k_cache, v_cache, heads, kv_heads, hd, capacity, eps);
     }
 }
-
-#define GEMV_QKV_ENTRY(M)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256, GEMV_TAIL_MIN_BLOCKS(M))                             \
-        gemv_bf16_qkv_m##M(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts,            \
-                           int prefetch_bytes, int k_col, int v_col, float* q_out, const bf16_t* q_norm,    \
-                           const bf16_t* k_norm, const float* inv_freq, const int* seq_ids,                \
-                           const int* positions, bf16_t* k_cache, bf16_t* v_cache, int heads, int kv_heads, \
-                           int hd, int capacity, float eps, unsigned* counters) {                          \
-        gemv_impl<M>(x, w, y, n, k, kparts, prefetch_bytes, GEMV_PLAIN, nullptr, 0, nullptr);               \
-        gemv_qkv_tail<M>(y, kparts, n, k_col, v_col, q_out, q_norm, k_norm, inv_freq, seq_ids, positions,   \
-                         k_cache, v_cache, heads, kv_heads, hd, capacity, eps, counters);                   \
-    }
-
-GEMV_QKV_ENTRY(1)

@@ -952,13 +952,7 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
     };
     // The GEMV with the residual step in its last block (one row), at the down projection's shape.
     let residual_checks = if batch == 1 {
-        c.gemv_residual(
-            batch,
-            HIDDEN,
-            INTERMEDIATE,
-            gpu.gemv_default_kparts(HIDDEN),
-            true,
-        )?
+        c.gemv_residual(HIDDEN, INTERMEDIATE, gpu.gemv_default_kparts(HIDDEN), true)?
     } else {
         vec![]
     };
@@ -1060,7 +1054,6 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         let kparts = gpu.gemv_default_kparts(stride);
         if batch == 1 && Gpu::gemv_qkv_supports(layout, kparts) {
             let tail_checks = Checker::new(gpu, seed ^ (hd as u64) << 10).gemv_qkv(
-                batch,
                 HEADS,
                 KV_HEADS,
                 rope,

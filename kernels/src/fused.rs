@@ -190,6 +190,9 @@ impl QkvPrologue<'_> {
     }
 }
 
+/// Rows the GEMV's tails take ([`Gpu::gemv_bf16_residual_norm`], [`Gpu::gemv_bf16_qkv`]): one (gemv.cu says why).
+pub const GEMV_TAIL_ROWS: usize = 1;
+
 /// Row elements one thread of the residual step holds (`RESID_PER_THREAD` in common.cuh).
 const RESID_PER_THREAD: usize = 12;
 
@@ -708,8 +711,11 @@ impl Gpu {
         counter: &mut CudaSlice<u32>,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16_residual_norm";
-        if m != 1 {
-            return Err(shape(OP, format!("m = {m}: the GEMV's tails take one row")));
+        if m != GEMV_TAIL_ROWS {
+            return Err(shape(
+                OP,
+                format!("m = {m}: the GEMV's tails take {GEMV_TAIL_ROWS} row"),
+            ));
         }
         if !Self::gemv_residual_supports(n) {
             return Err(shape(
@@ -785,8 +791,11 @@ impl Gpu {
         counters: &mut CudaSlice<u32>,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16_qkv";
-        if m != 1 {
-            return Err(shape(OP, format!("m = {m}: the GEMV's tails take one row")));
+        if m != GEMV_TAIL_ROWS {
+            return Err(shape(
+                OP,
+                format!("m = {m}: the GEMV's tails take {GEMV_TAIL_ROWS} row"),
+            ));
         }
         let layout = prologue.layout;
         let (n, hd) = (layout.row_stride, layout.head_dim);

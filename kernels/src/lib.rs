@@ -92,7 +92,7 @@ pub mod tolerance;
 pub use cudarc;
 pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 pub use error::{KernelError, Result};
-pub use fused::{QkvLayout, QkvPrologue, ResidualNorm, GEMV_MAX_ROWS};
+pub use fused::{QkvLayout, QkvPrologue, ResidualNorm, GEMV_MAX_ROWS, GEMV_TAIL_ROWS};
 pub use gpu::{cuda_libraries_present, Gpu, ScratchLimits};
 pub use half;
 pub use ops::{

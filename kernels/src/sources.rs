@@ -205,6 +205,15 @@ pub fn compile(source: &KernelSource, arch: &str) -> Result<CompiledModule> {
 mod tests {
     use super::*;
 
+    /// Whether `name` is defined by an `extern "C" __global__ void [__launch_bounds__(..)] name(` in the text.
+    fn defined_directly(source: &str, name: &str) -> bool {
+        source.match_indices(&format!("{name}(")).any(|(at, _)| {
+            // The declaration since the previous statement or block must be a kernel's.
+            let start = source[..at].rfind([';', '}']).map_or(0, |i| i + 1);
+            source[start..at].contains("extern \"C\" __global__")
+        })
+    }
+
     /// Whether `name` (a stem and a number, e.g. `gemv_bf16_m4`) comes from a macro that pastes the number onto
     /// the stem (`#define GEMV_ENTRY(M) ... gemv_bf16_m##M(`) and is invoked with it (`GEMV_ENTRY(4)`).
     fn defined_by_macro(source: &str, name: &str) -> bool {
@@ -227,8 +236,7 @@ mod tests {
     fn every_declared_kernel_is_defined_in_its_file() {
         for s in SOURCES {
             for f in s.functions {
-                let defined =
-                    s.source.contains(&format!("void {f}(")) || defined_by_macro(s.source, f);
+                let defined = defined_directly(s.source, f) || defined_by_macro(s.source, f);
                 assert!(defined, "{f} not found in {}.cu", s.name);
             }
         }
@@ -237,6 +245,14 @@ mod tests {
         assert!(
             !defined_by_macro(gemv, "gemv_bf16_fused_m1"),
             "no such stem"
+        );
+        assert!(
+            !defined_directly(gemv, "gemv_bf16_fused_m1"),
+            "no such kernel"
+        );
+        assert!(
+            !defined_directly(gemv, "gemv_impl"),
+            "a device function is not a kernel"
         );
     }
 

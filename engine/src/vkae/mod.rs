@@ -40,6 +40,7 @@ use vkae_kernels::cudarc::driver::CudaGraph;
 use vkae_kernels::half::bf16;
 use vkae_kernels::{
     AttentionPath, CudaSlice, Gpu, KvLayout, QkvLayout, QkvPrologue, ResidualNorm, ScratchLimits,
+    GEMV_TAIL_ROWS,
 };
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
@@ -71,7 +72,7 @@ pub struct VkaeOptions {
     /// Where the GEMV runs the MLP's gate|up projection or the per-layer-input gate, apply the GeGLU in its
     /// epilogue instead of a launch of its own.
     pub fuse_geglu: bool,
-    /// Where the GEMV runs the o, down or per-layer projection of at most [`FUSED_TAIL_MAX_ROWS`] rows, its last
+    /// Where the GEMV runs the o, down or per-layer projection at [`GEMV_TAIL_ROWS`] row (batch 1), its last
     /// block applies the residual add + norms that follow (gemv.cu's residual tail) instead of a launch of its
     /// own: three launches a layer fewer at batch 1. Off until measured on the H200 (the `vkae-bench`
     /// candidates).
@@ -83,7 +84,7 @@ pub struct VkaeOptions {
     /// The last split block of each query merges the attention partials (`AttentionPath::merge_in_kernel`)
     /// instead of a merge launch: one launch a layer fewer. Off until measured on the H200.
     pub merge_attention: bool,
-    /// Where the GEMV runs the q|k|v projection of at most [`FUSED_TAIL_MAX_ROWS`] rows, the last block to
+    /// Where the GEMV runs the q|k|v projection at [`GEMV_TAIL_ROWS`] row (batch 1), the last block to
     /// finish each head's columns applies the attention prologue (norms, RoPE, KV-cache write; gemv.cu's q|k|v
     /// tail) instead of a launch of its own. Off until measured on the H200.
     pub fuse_qkv_prologue: bool,
@@ -107,10 +108,6 @@ impl Default for VkaeOptions {
         }
     }
 }
-
-/// Rows the GEMV's tails (`fuse_residual`, `fuse_qkv_prologue`) take: one (gemv.cu: a tail runs its rows one
-/// after another in one block, where the separate launch gives each row and head a block of its own).
-pub const FUSED_TAIL_MAX_ROWS: usize = 1;
 
 /// Which kernel runs a decode projection of at most 32 rows (larger row counts, i.e. prefill, use cuBLAS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -831,7 +828,7 @@ impl VkaeModel {
         match self.kernel_for(m, layout.row_stride, k) {
             ProjectionKernel::Gemv { kparts }
                 if self.options.fuse_qkv_prologue
-                    && m <= FUSED_TAIL_MAX_ROWS
+                    && m == GEMV_TAIL_ROWS
                     && Gpu::gemv_qkv_supports(layout, kparts) =>
             {
                 g.gemv_bf16_qkv(x, w, m, k, kparts, qkv, prologue, counters)?
@@ -863,7 +860,7 @@ impl VkaeModel {
         match self.kernel_for(m, n, k) {
             ProjectionKernel::Gemv { kparts }
                 if self.options.fuse_residual
-                    && m <= FUSED_TAIL_MAX_ROWS
+                    && m == GEMV_TAIL_ROWS
                     && Gpu::gemv_residual_supports(n) =>
             {
                 g.gemv_bf16_residual_norm(x, w, m, n, k, kparts, y, residual, counter)?

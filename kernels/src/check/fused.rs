@@ -103,14 +103,13 @@ impl Checker<'_> {
         self.attention_prologue(tokens, heads, kv_heads, rope, values, capacity, None)
     }
 
-    /// The q|k|v GEMV with the attention prologue in its tail (`gemv_bf16_qkv`, one token): x (`[tokens, k]`) times a
+    /// The q|k|v GEMV with the attention prologue in its tail (`gemv_bf16_qkv`, one token): x (`[1, k]`) times a
     /// random q|k|v weight, launched twice on one set of counters (the second checked; the counters must be
     /// back at zero), against the f64 product followed by the same reference as [`Checker::qk_norm_rope_kv`];
     /// the projection itself is checked too.
     #[allow(clippy::too_many_arguments)]
     pub fn gemv_qkv(
         &mut self,
-        tokens: usize,
         heads: usize,
         kv_heads: usize,
         rope: Rope,
@@ -120,7 +119,7 @@ impl Checker<'_> {
         kparts: usize,
     ) -> Result<Vec<CheckReport>> {
         self.attention_prologue(
-            tokens,
+            1,
             heads,
             kv_heads,
             rope,
@@ -628,20 +627,19 @@ impl Checker<'_> {
         ))
     }
 
-    /// The GEMV with the residual step in its last block (`gemv_bf16_residual_norm`), launched twice on one
+    /// The one-row GEMV with the residual step in its last block (`gemv_bf16_residual_norm`), launched twice on one
     /// counter (the second launch only works if the first left it at zero): the projection `y`, the updated
     /// residual and both bf16 outputs of the second launch against f64 references, and the counter back at 0.
     /// `full`: with the post-norm weight, the next norm and the bf16 copy of x; otherwise only the residual
     /// update (no weight, no outputs).
     pub fn gemv_residual(
         &mut self,
-        m: usize,
         n: usize,
         k: usize,
         kparts: usize,
         full: bool,
     ) -> Result<Vec<CheckReport>> {
-        let g = self.gpu;
+        let (g, m) = (self.gpu, 1);
         let w = self.rng.normal_bf16(n * k, 1.0 / (k as f64).sqrt());
         let weight = |rng: &mut crate::rng::Rng| -> Vec<bf16> {
             (0..n)
@@ -811,10 +809,10 @@ impl Checker<'_> {
         )?);
         // The same prologue in the q|k|v GEMV's tail (one token): E4B's sliding (q|k|v, hd 256) and global (k = v,
         // hd 512) layers and a KV-shared one at their batch-1 k splits, and the widest block (kparts 1).
-        r.extend(self.gemv_qkv(1, 8, 2, sliding, Some(true), 5, 2560, 4)?);
-        r.extend(self.gemv_qkv(1, 8, 2, global, Some(false), 7, 2560, 2)?);
-        r.extend(self.gemv_qkv(1, 8, 2, sliding, None, 4, 2560, 8)?);
-        r.extend(self.gemv_qkv(1, 8, 2, sliding, Some(true), 9, 2560, 1)?);
+        r.extend(self.gemv_qkv(8, 2, sliding, Some(true), 5, 2560, 4)?);
+        r.extend(self.gemv_qkv(8, 2, global, Some(false), 7, 2560, 2)?);
+        r.extend(self.gemv_qkv(8, 2, sliding, None, 4, 2560, 8)?);
+        r.extend(self.gemv_qkv(8, 2, sliding, Some(true), 9, 2560, 1)?);
         r.push(self.ple_combine(3, 42, 256, 50)?);
         r.push(self.ple_combine(2, 3, 24, 10)?);
         r.extend(self.softcap_argmax(3, 262_144)?);
@@ -849,14 +847,14 @@ impl Checker<'_> {
         // The residual tail (one row): E4B's o (2560 x 2048), down (2560 x 10240) and per-layer projection
         // (2560 x 256) at their batch-1 k splits, down at the widest block, and a ragged shape whose last warp runs
         // past the end.
-        for (m, n, k, kparts, full) in [
-            (1, 2560, 2048, 4, true),
-            (1, 2560, 10240, 8, true),
-            (1, 2560, 256, 2, false),
-            (1, 2560, 10240, 1, true),
-            (1, 300, 64, 2, true),
+        for (n, k, kparts, full) in [
+            (2560, 2048, 4, true),
+            (2560, 10240, 8, true),
+            (2560, 256, 2, false),
+            (2560, 10240, 1, true),
+            (300, 64, 2, true),
         ] {
-            r.extend(self.gemv_residual(m, n, k, kparts, full)?);
+            r.extend(self.gemv_residual(n, k, kparts, full)?);
         }
         r.push(self.decode_advance(5)?);
         Ok(r)
