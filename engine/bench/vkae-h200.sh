@@ -50,7 +50,7 @@ if [ -z "${SKIP_LONG:-}" ]; then
     VKAE_BENCH_VARIANTS="${LONG_VARIANTS:-candidates}" VKAE_BENCH_GENERIC=0 VKAE_BENCH_TAG=-16k \
     "$bin/engine-vkae-bench" --ignored --nocapture
 fi
-stage kernel-bench 60 "$bin/kernel-bench" --batches ${KB_BATCHES:-1,8,32} --reps 10
+stage kernel-bench 60 "$bin/kernel-bench" --batches ${KB_BATCHES:-1,8,32} --reps 10 --contexts ${KB_CONTEXTS:-128,4096,16384}
 [ -n "${UNIT:-}" ] && stage kernels-unit-tests 30 "$bin/kernels-unit-tests" --test-threads=1
 grep -hE "^test |test result|FAIL|panicked|SKIP" "$out"/kernels-gpu-tests.log "$out"/vkae-tests.log "$out"/cli-tests.log | grep -v " ok$" | head -40
 grep -E "rel err|projection" "$out/vkae-tests.log" | head -20

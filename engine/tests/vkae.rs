@@ -422,57 +422,82 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
     drop(generic);
     let (dec_own, dec_gen, own_gen) =
         decode_vs_prefill(&model, &prompt, &gen_toks[..3], "synthetic E4B");
-    // The options not yet on by default, on E4B's own shapes (GQA 8/2, head_dim 256 and 512, the GEMV at one
-    // row): teacher-forced decode within f32 reduction order of the default path's.
+    // The options off by default, and the default's in-kernel attention merge turned off, on E4B's own shapes
+    // (GQA 8/2, head_dim 256 and 512, the GEMV at one row). The merge, by a launch or in the kernel, keeps the
+    // same operations in the same order: within 1e-4 of the default. The GEMV tails reduce their norms over
+    // another thread count and grouped attention splits the keys differently, so their f32 differences flip a
+    // few BF16 roundings that 42 random-weight layers amplify (the residual tail measured 3.6e-3 on the H200):
+    // they must stay in the BF16 band.
     let mut vk = VkaeModel::new(&model, VkaeOptions::default()).unwrap();
     let default_logits = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
-    for (label, o) in [
+    let d = VkaeOptions::default();
+    let mut failures = vec![];
+    for (label, o, bound) in [
+        (
+            "attention merged by a launch",
+            VkaeOptions {
+                merge_attention: false,
+                ..d
+            },
+            1e-4,
+        ),
         (
             "residual tail",
             VkaeOptions {
                 fuse_residual: true,
-                ..VkaeOptions::default()
+                ..d
             },
+            BF16_BAND,
         ),
         (
             "grouped attention",
             VkaeOptions {
                 grouped_attention: true,
-                ..VkaeOptions::default()
+                ..d
             },
+            BF16_BAND,
         ),
         (
-            "grouped attention merged in kernel",
+            "grouped attention merged by a launch",
             VkaeOptions {
                 grouped_attention: true,
-                merge_attention: true,
-                ..VkaeOptions::default()
+                merge_attention: false,
+                ..d
             },
+            BF16_BAND,
         ),
         (
             "q|k|v prologue in the GEMV",
             VkaeOptions {
                 fuse_qkv_prologue: true,
-                ..VkaeOptions::default()
+                ..d
             },
+            BF16_BAND,
         ),
         (
-            "all four",
+            "all three",
             VkaeOptions {
                 fuse_residual: true,
                 fuse_qkv_prologue: true,
                 grouped_attention: true,
-                merge_attention: true,
-                ..VkaeOptions::default()
+                ..d
             },
+            BF16_BAND,
         ),
     ] {
         vk.set_options(o).unwrap();
         let got = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
         let e = l2_rel_err(&got, &default_logits);
-        eprintln!("synthetic E4B teacher-forced decode, {label} vs default: {e:.2e}");
-        assert!(e <= 1e-4, "E4B {label} moved the logits by {e:e}");
+        eprintln!(
+            "synthetic E4B teacher-forced decode, {label} vs default: {e:.2e} (bound {bound:.0e})"
+        );
+        if !(e <= bound) {
+            failures.push(format!(
+                "{label} moved the logits by {e:e} (bound {bound:e})"
+            ));
+        }
     }
+    assert!(failures.is_empty(), "E4B options: {failures:?}");
     drop(vk);
     let mut cpu = Engine::new(model, Backend::Cpu).unwrap();
     let (cpu_toks, cpu_steps) =

@@ -606,6 +606,35 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                 stats: st,
                 bytes: bytes as f64,
             });
+            // The VKAE path's default: per query head, splits from the context, merged by the last split block.
+            let st = b.timer.time(|_| {
+                gpu.attention_with_path(
+                    &q,
+                    &kc,
+                    &vc,
+                    &ds,
+                    &dp,
+                    batch,
+                    HEADS,
+                    layout,
+                    window,
+                    1.0,
+                    Some(keys),
+                    crate::AttentionPath {
+                        grouped: false,
+                        merge_in_kernel: true,
+                    },
+                    &mut out,
+                )
+            })?;
+            b.rows.push(Row {
+                kernel: format!("{name}, splits from context, merged in kernel"),
+                shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
+                batch,
+                check: None,
+                stats: st,
+                bytes: bytes as f64,
+            });
             // One block per GQA group (K/V loaded once for its 4 query heads), splits from the context, merged
             // by the last split block of each group.
             let st = b.timer.time(|_| {

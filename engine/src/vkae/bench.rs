@@ -92,12 +92,20 @@ impl VkaeBenchSettings {
         variants
     }
 
-    /// The default and each option not yet on by default (alone, then together): what the next H200 call
-    /// decides on (`VKAE_BENCH_VARIANTS=candidates`, e.g. at 16k of context).
+    /// The default, the default without its newest step (attention merged by a launch of its own), and each
+    /// option built but off by default (alone, then together): what an H200 call decides on
+    /// (`VKAE_BENCH_VARIANTS=candidates`, e.g. at 16k of context).
     pub fn candidate_variants() -> Vec<(String, VkaeOptions)> {
         let d = VkaeOptions::default();
         vec![
             ("vkae (default)".into(), d),
+            (
+                "vkae default, attention splits merged by a launch of their own".into(),
+                VkaeOptions {
+                    merge_attention: false,
+                    ..d
+                },
+            ),
             (
                 "vkae default + residual tail in the GEMV".into(),
                 VkaeOptions {
@@ -113,28 +121,19 @@ impl VkaeBenchSettings {
                 },
             ),
             (
-                "vkae default + attention merged in kernel".into(),
-                VkaeOptions {
-                    merge_attention: true,
-                    ..d
-                },
-            ),
-            (
-                "vkae default + grouped attention merged in kernel".into(),
+                "vkae default + grouped attention".into(),
                 VkaeOptions {
                     grouped_attention: true,
-                    merge_attention: true,
                     ..d
                 },
             ),
             (
-                "vkae default + all four (residual tail, q|k|v prologue, grouped attention merged in kernel)"
+                "vkae default + all three (residual tail, q|k|v prologue, grouped attention)"
                     .into(),
                 VkaeOptions {
                     fuse_residual: true,
                     fuse_qkv_prologue: true,
                     grouped_attention: true,
-                    merge_attention: true,
                     ..d
                 },
             ),
