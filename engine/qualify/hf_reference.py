@@ -6,7 +6,8 @@ harness) names the checkpoint folder, the device, the prompt ids, the output len
 and warm-ups, and for mode "baseline" the quality stream and where its logits go.
 
 mode "baseline": transformers eager `generate` (greedy, EOS unable to stop it early, so every sequence has
-                 exactly the requested length), timed per batch with warm-up excluded; then the quality stream
+                 exactly the requested length), timed per batch with warm-up excluded (the plan's warm-ups, then more until two in a row agree
+                 within 3%, at most 6 more); then the quality stream
                  teacher-forced in one forward pass, its logits written as raw little-endian f32 rows
                  ([rows, vocab]); with "f32_logits" set, the same model converted to f32 does it again (how far
                  an honest BF16 path sits from an f32 computation: the calibration for the thresholds).
@@ -35,6 +36,10 @@ from hf_generate import timed_generate  # noqa: E402
 
 # Progress bars of weight loading would bury the lines that explain a failure.
 transformers.utils.logging.disable_progress_bar()
+
+# Warm-ups past the plan's count: until two in a row agree within this fraction, at most this many more.
+WARMUP_STEADY = 0.03
+WARMUP_EXTRA = 6
 
 
 def progress(phase, done, total):
@@ -75,13 +80,23 @@ def measure_batches(model, plan, result, result_path, peer):
         ids = torch.tensor([prompt] * b, dtype=torch.long, device=device)
         steps = plan["warmup"] + plan["reps"]
         progress(f"{label} batch {b}", 0, steps)
-        for w in range(plan["warmup"]):
+        warm_rates = []
+        while plan["warmup"] > 0:
             # A warm-up is a whole timed repetition (1 new, then N new), discarded: a shorter one left first-use
             # costs in the first timed repetition (the first H200 run: rep 1 at 0.6-0.85x the others). For the
-            # peer it is also where the decode step gets compiled.
-            gen(model, ids, 1, device)
-            gen(model, ids, new, device)
-            progress(f"{label} batch {b}", w + 1, steps)
+            # peer it is also where the decode step gets compiled. Past the requested count, warm up until two
+            # in a row agree within WARMUP_STEADY (at most WARMUP_EXTRA more): on the H200 the first batch a
+            # process measures kept speeding up for ~30 s (batch 1: 15.1, 17.6, 19.3 tok/s after 2 warm-ups).
+            t1, _ = gen(model, ids, 1, device)
+            tn, _ = gen(model, ids, new, device)
+            warm_rates.append(b * (new - 1) / max(tn - t1, 1e-9))
+            done = len(warm_rates)
+            progress(f"{label} batch {b}", min(done, plan["warmup"]), steps)
+            if done < plan["warmup"]:
+                continue
+            steady = done >= 2 and abs(warm_rates[-1] - warm_rates[-2]) <= WARMUP_STEADY * warm_rates[-1]
+            if steady or done >= plan["warmup"] + WARMUP_EXTRA:
+                break
         rates, generated, seq0, discarded = [], 0, None, 0
         for r in range(plan["reps"]):
             while True:
@@ -107,7 +122,8 @@ def measure_batches(model, plan, result, result_path, peer):
             seq0 = produced[0].tolist()
             progress(f"{label} batch {b}", plan["warmup"] + r + 1, steps)
         result["batches"].append({"batch": b, "tokens_per_s": rates, "tokens_generated": generated, "seq0_tokens": seq0,
-                                  "discarded_repetitions": discarded})
+                                  "discarded_repetitions": discarded, "warmup_repetitions": len(warm_rates),
+                                  "warmup_tokens_per_s": warm_rates})
         write_json(result_path, result)
 
 

@@ -63,6 +63,9 @@ pub struct BatchResult {
     /// Repetitions measured again because time(N new) <= time(1 new).
     #[serde(default)]
     pub discarded_repetitions: u32,
+    /// Warm-up repetitions run before the timed ones (the plan's count, then more until two in a row agreed).
+    #[serde(default)]
+    pub warmup_repetitions: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -666,7 +666,15 @@ fn run_in(
                         tokens_generated: b.tokens_generated,
                         detail: Some(format!(
                             "{reference_impl}; same checkpoint files and prompt ids; greedy, EOS cannot stop early; \
-                             rate = batch x (N - 1) / (time(N new) - time(1 new)){}",
+                             rate = batch x (N - 1) / (time(N new) - time(1 new)){}{}",
+                            if b.warmup_repetitions > 0 {
+                                format!(
+                                    "; {} warm-up repetition(s), until two in a row agreed within 3%",
+                                    b.warmup_repetitions
+                                )
+                            } else {
+                                String::new()
+                            },
                             if b.discarded_repetitions > 0 {
                                 format!("; {} repetition(s) measured again (time(N) <= time(1))", b.discarded_repetitions)
                             } else {
