@@ -15,9 +15,14 @@ src=${TMPDIR:-/tmp}/vkae-qualify-src-$commit
 if [ ! -d "$src" ]; then
   mkdir -p "$src.tmp" && git archive "$commit" | tar -x -C "$src.tmp" && mv "$src.tmp" "$src"
 fi
+# The archive's own target dir: a relative CARGO_TARGET_DIR from the caller would otherwise resolve elsewhere
+# and the binary copied below could be a working-tree build naming no (or the wrong) commit.
+export CARGO_TARGET_DIR="$src/target"
 (cd "$src" && VKAE_ENGINE_COMMIT=$commit cargo build --release -p vkae-engine --bin vkae-engine)
+bin="$CARGO_TARGET_DIR/release/vkae-engine"
+grep -q "$commit" "$bin" || { echo "$bin does not carry commit $commit: refusing to stage it"; exit 1; }
 # Copy then rename: a binary still running from a previous build stays intact ("Text file busy" otherwise).
-cp "${CARGO_TARGET_DIR:-$src/target}/release/vkae-engine" "$dest/.vkae-engine.new"
+cp "$bin" "$dest/.vkae-engine.new"
 strip "$dest/.vkae-engine.new"
 mv "$dest/.vkae-engine.new" "$dest/vkae-engine"
 echo "$commit" > "$dest/COMMIT"

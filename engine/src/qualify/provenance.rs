@@ -14,8 +14,10 @@ fn is_commit(s: &str) -> bool {
 }
 
 /// The engine commit: an explicit `--engine-commit`, else the one baked in at build time, else `git rev-parse
-/// HEAD` of the checkout this crate was built from (development runs). None when none is known: the record
-/// then omits it and fails the artifact lane, as it should.
+/// HEAD` of the checkout this crate was built from (development runs), but only while that checkout's tracked
+/// files are unmodified: a binary built from edited files, or a checkout whose files were replaced by a
+/// copy of another tree (as on the device machine), would otherwise name a commit whose code did not run.
+/// None when none is known: the record then omits it and fails the artifact lane, as it should.
 pub fn engine_commit(explicit: Option<&str>) -> Option<String> {
     if let Some(c) = explicit {
         return Some(c.to_string());
@@ -23,12 +25,20 @@ pub fn engine_commit(explicit: Option<&str>) -> Option<String> {
     if let Some(c) = BUILD_COMMIT.filter(|c| is_commit(c)) {
         return Some(c.to_string());
     }
-    let out = Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    let c = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && is_commit(&c)).then_some(c)
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR")])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let modified = git(&["status", "--porcelain", "--untracked-files=no"])?;
+    if !modified.is_empty() {
+        return None;
+    }
+    git(&["rev-parse", "HEAD"]).filter(|c| is_commit(c))
 }
 
 /// `nvidia-smi`'s name and driver version of GPU 0, when nvidia-smi answers.
