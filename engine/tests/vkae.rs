@@ -424,10 +424,11 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
         decode_vs_prefill(&model, &prompt, &gen_toks[..3], "synthetic E4B");
     // The options off by default, and the default's in-kernel attention merge turned off, on E4B's own shapes
     // (GQA 8/2, head_dim 256 and 512, the GEMV at one row). The merge, by a launch or in the kernel, keeps the
-    // same operations in the same order: within 1e-4 of the default. The GEMV tails reduce their norms over
-    // another thread count and grouped attention splits the keys differently, so their f32 differences flip a
-    // few BF16 roundings that 42 random-weight layers amplify (the residual tail measured 3.6e-3 on the H200):
-    // they must stay in the BF16 band.
+    // same operations in the same order: within 1e-4 of the default; so does the q|k|v tail (common.cuh's
+    // qkv_head_prologue, as the separate launch runs it: 0.0 on the H200). The residual tail reduces its norms
+    // over another thread count and grouped attention splits the keys differently, so their f32 differences
+    // flip a few BF16 roundings that 42 random-weight layers amplify (4.1e-3 and 5.5e-3 on the H200): they
+    // must stay in the BF16 band.
     let mut vk = VkaeModel::new(&model, VkaeOptions::default()).unwrap();
     let default_logits = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
     let d = VkaeOptions::default();
@@ -472,7 +473,7 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
                 fuse_qkv_prologue: true,
                 ..d
             },
-            BF16_BAND,
+            1e-4,
         ),
         (
             "all three",
