@@ -451,6 +451,15 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
             BF16_BAND,
         ),
         (
+            // One rescale a round of keys instead of one a key: another f32 rounding of the same sums.
+            "attention softmax per round of keys",
+            VkaeOptions {
+                attention_softmax_per_round: true,
+                ..d
+            },
+            BF16_BAND,
+        ),
+        (
             "grouped attention",
             VkaeOptions {
                 grouped_attention: true,

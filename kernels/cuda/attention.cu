@@ -45,6 +45,60 @@ __device__ __forceinline__ void online_step(const float* qv, const float* kv, co
     m = m_new;
 }
 
+// One round of keys at once (the first n of KEYS_IN_FLIGHT loaded 16-byte K/V chunks of this lane): the n
+// scores first (independent dot products whose shuffle reductions interleave), then one max and one rescale of
+// the running state, then the weighted V rows. Equal to n online_step calls up to f32 rounding, with one
+// dependent reduction chain and n + 1 exponentials a round instead of n of each.
+template <int EPL>
+__device__ __forceinline__ void online_round(const float* qv, const uint4 (&kr)[KEYS_IN_FLIGHT][EPL / 8],
+                                             const uint4 (&vr)[KEYS_IN_FLIGHT][EPL / 8], int n, float& m,
+                                             float& l, float* acc) {
+    constexpr int C = EPL / 8;
+    float s[KEYS_IN_FLIGHT];
+#pragma unroll
+    for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+        float kv[EPL];
+#pragma unroll
+        for (int c = 0; c < C; ++c) unpack8(kr[u][c], kv + 8 * c);
+        float d = 0.0f;
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) d += qv[e] * kv[e];
+        s[u] = d;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+        for (int u = 0; u < KEYS_IN_FLIGHT; ++u) s[u] += __shfl_xor_sync(0xffffffffu, s[u], o);
+    }
+    // Keys past n were not loaded: their scores are garbage and must not reach the max, the sum or acc.
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < KEYS_IN_FLIGHT; ++u)
+        if (u < n) m_new = fmaxf(m_new, s[u]);
+    const float corr = expf(m - m_new);
+    float p[KEYS_IN_FLIGHT];
+    float p_sum = 0.0f;
+#pragma unroll
+    for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+        p[u] = u < n ? expf(s[u] - m_new) : 0.0f;
+        p_sum += p[u];
+    }
+    l = l * corr + p_sum;
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) acc[e] *= corr;
+#pragma unroll
+    for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+        if (u < n) {
+            float vv[EPL];
+#pragma unroll
+            for (int c = 0; c < C; ++c) unpack8(vr[u][c], vv + 8 * c);
+#pragma unroll
+            for (int e = 0; e < EPL; ++e) acc[e] += p[u] * vv[e];
+        }
+    }
+    m = m_new;
+}
+
 // Block-wide max (blockDim.x a multiple of 32); every thread gets the result.
 __device__ __forceinline__ float block_max(float v) {
     __shared__ float partial[32];
@@ -111,13 +165,15 @@ __device__ __forceinline__ void merge_splits(const float* __restrict__ part_ml, 
 }
 
 // Walks this warp's keys j_begin + warp, + nwarps, ... <= j_end of one kv head with 16-byte loads
-// (head_dim == 32 * EPL, EPL % 8 == 0, 16-byte aligned caches): KEYS_IN_FLIGHT keys' K and V are loaded before
-// any is used, then on_key(kv, vv) gets each key's EPL dims of this lane (kv and vv: float[EPL]). Every lane of
-// the warp calls on_key for the same keys, so a warp_sum inside stays converged.
-template <int EPL, typename OnKey>
-__device__ __forceinline__ void walk_keys_16b(const bf16_t* __restrict__ k_cache, const bf16_t* __restrict__ v_cache,
-                                              size_t seq_base, size_t row, size_t head_off, int capacity,
-                                              int j_begin, int j_end, int warp, int nwarps, OnKey on_key) {
+// (head_dim == 32 * EPL, EPL % 8 == 0, 16-byte aligned caches) in rounds: KEYS_IN_FLIGHT keys' K and V are
+// loaded before any is used, then on_round(kr, vr, n) gets the round's raw chunks of this lane (kr, vr:
+// uint4[KEYS_IN_FLIGHT][EPL / 8]), of which the first n (>= 1) keys are loaded. Every lane of the warp calls
+// on_round for the same rounds, so a shuffle inside stays converged.
+template <int EPL, typename OnRound>
+__device__ __forceinline__ void walk_rounds_16b(const bf16_t* __restrict__ k_cache,
+                                                const bf16_t* __restrict__ v_cache, size_t seq_base, size_t row,
+                                                size_t head_off, int capacity, int j_begin, int j_end, int warp,
+                                                int nwarps, OnRound on_round) {
     constexpr int C = EPL / 8;
     for (int j0 = j_begin + warp; j0 <= j_end; j0 += nwarps * KEYS_IN_FLIGHT) {
         uint4 kr[KEYS_IN_FLIGHT][C], vr[KEYS_IN_FLIGHT][C];
@@ -135,19 +191,32 @@ __device__ __forceinline__ void walk_keys_16b(const bf16_t* __restrict__ k_cache
                 }
             }
         }
-#pragma unroll
-        for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
-            if (j0 + u * nwarps <= j_end) {
-                float kv[EPL], vv[EPL];
-#pragma unroll
-                for (int c = 0; c < C; ++c) {
-                    unpack8(kr[u][c], kv + 8 * c);
-                    unpack8(vr[u][c], vv + 8 * c);
-                }
-                on_key(kv, vv);
-            }
-        }
+        on_round(kr, vr, min(KEYS_IN_FLIGHT, (j_end - j0) / nwarps + 1));
     }
+}
+
+// walk_rounds_16b, one key at a time: on_key(kv, vv) gets each loaded key's EPL dims of this lane (kv and vv:
+// float[EPL]).
+template <int EPL, typename OnKey>
+__device__ __forceinline__ void walk_keys_16b(const bf16_t* __restrict__ k_cache, const bf16_t* __restrict__ v_cache,
+                                              size_t seq_base, size_t row, size_t head_off, int capacity,
+                                              int j_begin, int j_end, int warp, int nwarps, OnKey on_key) {
+    constexpr int C = EPL / 8;
+    walk_rounds_16b<EPL>(k_cache, v_cache, seq_base, row, head_off, capacity, j_begin, j_end, warp, nwarps,
+                         [&](const uint4 (&kr)[KEYS_IN_FLIGHT][C], const uint4 (&vr)[KEYS_IN_FLIGHT][C], int n) {
+#pragma unroll
+                             for (int u = 0; u < KEYS_IN_FLIGHT; ++u) {
+                                 if (u < n) {
+                                     float kv[EPL], vv[EPL];
+#pragma unroll
+                                     for (int c = 0; c < C; ++c) {
+                                         unpack8(kr[u][c], kv + 8 * c);
+                                         unpack8(vr[u][c], vv + 8 * c);
+                                     }
+                                     on_key(kv, vv);
+                                 }
+                             }
+                         });
 }
 
 // The end of a split block for query head th (= token * heads + head): merges the nwarps warps' online-softmax
@@ -188,7 +257,9 @@ __device__ __forceinline__ void store_split(const float* sh_m, const float* sh_l
     }
 }
 
-template <int EPL>
+// ROUNDS: on the 16-byte path, the online softmax takes a round of keys at once (online_round) rather than
+// one key at a time (online_step).
+template <int EPL, bool ROUNDS>
 __device__ __forceinline__ void attention_impl(const float* __restrict__ q, const bf16_t* __restrict__ k_cache,
                                                const bf16_t* __restrict__ v_cache,
                                                const int* __restrict__ seq_ids, const int* __restrict__ positions,
@@ -231,7 +302,13 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
     const size_t row = (size_t)kv_heads * head_dim;
     const bool vec = head_dim == 32 * EPL && aligned16(k_cache) && aligned16(v_cache);
     if constexpr ((EPL % 8) == 0) {
-        if (vec)
+        constexpr int C = EPL / 8;
+        if (vec && ROUNDS)
+            walk_rounds_16b<EPL>(k_cache, v_cache, seq_base, row, (size_t)kvh * head_dim + d0, capacity, j_begin,
+                                 j_end, warp, nwarps,
+                                 [&](const uint4 (&kr)[KEYS_IN_FLIGHT][C], const uint4 (&vr)[KEYS_IN_FLIGHT][C],
+                                     int n) { online_round<EPL>(qv, kr, vr, n, m, l, acc); });
+        else if (vec)
             walk_keys_16b<EPL>(k_cache, v_cache, seq_base, row, (size_t)kvh * head_dim + d0, capacity, j_begin,
                                j_end, warp, nwarps,
                                [&](const float* kv, const float* vv) { online_step<EPL>(qv, kv, vv, m, l, acc); });
@@ -264,23 +341,24 @@ __device__ __forceinline__ void attention_impl(const float* __restrict__ q, cons
         merge_splits(part_ml, part_acc, out, out_b, th, head_dim, splits);
 }
 
-#define ATTENTION_ENTRY(EPL)                                                                              \
-    extern "C" __global__ void attention_epl##EPL(const float* q, const bf16_t* k_cache, const bf16_t* v_cache, \
-                                                  const int* seq_ids, const int* positions, float* out,  \
-                                                  bf16_t* out_b, float* part_ml,                         \
-                                                  float* part_acc, int heads, int kv_heads, \
-                                                  int head_dim, int capacity, int window, float scale, \
-                                                  unsigned* counters) {                                  \
+#define ATTENTION_ENTRY(NAME, EPL, ROUNDS)                                                                \
+    extern "C" __global__ void NAME(const float* q, const bf16_t* k_cache, const bf16_t* v_cache,          \
+                                    const int* seq_ids, const int* positions, float* out, bf16_t* out_b,     \
+                                    float* part_ml, float* part_acc, int heads, int kv_heads, int head_dim,  \
+                                    int capacity, int window, float scale, unsigned* counters) {            \
         PDL_ENTRY();                                                                                      \
-        attention_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, out_b, part_ml, part_acc, heads, \
-                            kv_heads, head_dim, capacity, window, scale, counters);                      \
+        attention_impl<EPL, ROUNDS>(q, k_cache, v_cache, seq_ids, positions, out, out_b, part_ml, part_acc, \
+                                    heads, kv_heads, head_dim, capacity, window, scale, counters);         \
     }
 
-ATTENTION_ENTRY(1)
-ATTENTION_ENTRY(2)
-ATTENTION_ENTRY(4)
-ATTENTION_ENTRY(8)
-ATTENTION_ENTRY(16)
+ATTENTION_ENTRY(attention_epl1, 1, false)
+ATTENTION_ENTRY(attention_epl2, 2, false)
+ATTENTION_ENTRY(attention_epl4, 4, false)
+ATTENTION_ENTRY(attention_epl8, 8, false)
+ATTENTION_ENTRY(attention_epl16, 16, false)
+// The online softmax a round of keys at a time (head_dim 256 and 512 on the 16-byte path).
+ATTENTION_ENTRY(attention_rounds_epl8, 8, true)
+ATTENTION_ENTRY(attention_rounds_epl16, 16, true)
 
 // Decode attention for a whole GQA group (the grouped path; attention_impl serves one query head a block):
 // grid (tokens, kv_heads, splits), and the block serves the g = heads / kv_heads query heads (g <= GQA_MAX) of

@@ -532,6 +532,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         let grouped_path = crate::AttentionPath {
             grouped: true,
             merge_in_kernel: true,
+            ..Default::default()
         };
         let grouped_check =
             Checker::new(gpu, seed ^ (hd as u64) << 9).attention(AttentionCase {
@@ -621,14 +622,46 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                     1.0,
                     Some(keys),
                     crate::AttentionPath {
-                        grouped: false,
                         merge_in_kernel: true,
+                        ..Default::default()
                     },
                     &mut out,
                 )
             })?;
             b.rows.push(Row {
                 kernel: format!("{name}, splits from context, merged in kernel"),
+                shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
+                batch,
+                check: None,
+                stats: st,
+                bytes: bytes as f64,
+            });
+            // The same, its online softmax a round of keys at a time.
+            let st = b.timer.time(|_| {
+                gpu.attention_with_path(
+                    &q,
+                    &kc,
+                    &vc,
+                    &ds,
+                    &dp,
+                    batch,
+                    HEADS,
+                    layout,
+                    window,
+                    1.0,
+                    Some(keys),
+                    crate::AttentionPath {
+                        merge_in_kernel: true,
+                        softmax_per_round: true,
+                        ..Default::default()
+                    },
+                    &mut out,
+                )
+            })?;
+            b.rows.push(Row {
+                kernel: format!(
+                    "{name}, splits from context, merged in kernel, softmax per round of keys"
+                ),
                 shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
                 batch,
                 check: None,

@@ -388,9 +388,14 @@ impl<'a> Checker<'a> {
         } else {
             ""
         };
+        let rounds = if c.path.softmax_per_round && !c.path.grouped {
+            ", per round"
+        } else {
+            ""
+        };
         Ok(CheckReport::new(
             format!(
-                "attention ({}{ring}{bf16_out}{grouped}{merged})",
+                "attention ({}{ring}{bf16_out}{grouped}{merged}{rounds})",
                 c.window
                     .map_or("full".to_string(), |w| format!("window {w}"))
             ),
@@ -412,11 +417,12 @@ impl<'a> Checker<'a> {
     /// The decode attention paths that are not the default: the grouped kernel on E4B's decode shapes (GQA
     /// 8/2, head_dim 256 windowed in a ring and 512 full), a bf16 output, prefill, more than 32 splits (the
     /// block-wide merge), no split at all and two shapes it hands to the per-head kernel (no GQA; 8 query heads
-    /// a kv head); then the merge in the kernel, per head and grouped, over few and over more than 32 splits.
+    /// a kv head); then the merge in the kernel, per head and grouped, over few and over more than 32 splits;
+    /// then the per-head kernel's softmax a round of keys at a time.
     pub fn attention_path_cases() -> Vec<AttentionCase> {
         let grouped = AttentionPath {
             grouped: true,
-            merge_in_kernel: false,
+            ..AttentionPath::default()
         };
         let base = AttentionCase {
             num_seqs: 3,
@@ -442,6 +448,13 @@ impl<'a> Checker<'a> {
         let merged = |grouped| AttentionPath {
             grouped,
             merge_in_kernel: true,
+            ..AttentionPath::default()
+        };
+        // The per-head kernel a round of keys at a time (the grouped kernel ignores it).
+        let rounds = |merge_in_kernel| AttentionPath {
+            merge_in_kernel,
+            softmax_per_round: true,
+            ..AttentionPath::default()
         };
         vec![
             base,
@@ -504,6 +517,53 @@ impl<'a> Checker<'a> {
             AttentionCase {
                 path: merged(false),
                 ..long
+            },
+            // A round of keys at a time: partial rounds (a few keys a warp), full ones (700 keys, window 512),
+            // prefill rows, 32 splits of 5000 keys merged either way, one kv head, bf16 output, and a head_dim the 16-byte
+            // path does not take (the kernel's key-by-key fallback).
+            AttentionCase {
+                path: rounds(false),
+                ..base
+            },
+            AttentionCase {
+                path: rounds(true),
+                head_dim: 512,
+                bf16_out: true,
+                ..base
+            },
+            AttentionCase {
+                path: rounds(true),
+                context: 700,
+                window: Some(512),
+                capacity: 520,
+                max_keys: Some(512),
+                ..base
+            },
+            AttentionCase {
+                path: rounds(false),
+                context: 20,
+                new_tokens: 9,
+                window: Some(8),
+                ..base
+            },
+            AttentionCase {
+                path: rounds(true),
+                ..long
+            },
+            AttentionCase {
+                path: rounds(false),
+                ..long
+            },
+            AttentionCase {
+                path: rounds(true),
+                kv_heads: 1,
+                head_dim: 512,
+                ..base
+            },
+            AttentionCase {
+                path: rounds(false),
+                head_dim: 200,
+                ..base
             },
         ]
     }

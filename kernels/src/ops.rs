@@ -55,6 +55,10 @@ pub struct AttentionPath {
     pub grouped: bool,
     /// The last split block merges the partials (no `attention_combine` launch).
     pub merge_in_kernel: bool,
+    /// The per-head kernel's online softmax takes a round of keys (the 4 whose K/V loads are in flight) at
+    /// once: their scores, one max and one rescale, then their V rows (attention.cu `online_round`), where it
+    /// otherwise steps key by key. Head_dim 256 and 512 (the 16-byte path); no effect on the grouped kernel.
+    pub softmax_per_round: bool,
 }
 
 /// Element types [`Gpu::attention_with_max_keys`] writes: f32, or bf16 (the next projection's operand).
@@ -397,6 +401,8 @@ impl Gpu {
     ///   runs the per-head kernel.
     /// - `merge_in_kernel`: the last split block of each query (or group) merges the partials itself, counted
     ///   on device counters this `Gpu` keeps, instead of a second launch (`attention_combine`).
+    /// - `softmax_per_round`: the per-head kernel updates its online softmax once per round of keys
+    ///   (`attention_rounds_epl8/16`, head_dim 256 or 512) instead of once per key.
     #[allow(clippy::too_many_arguments)]
     pub fn attention_with_path<T: AttentionOutput>(
         &self,
@@ -454,14 +460,16 @@ impl Gpu {
             && (2..=ATTENTION_GQA_MAX).contains(&group)
             && k_cache.device_ptr(&self.stream).0 % 16 == 0
             && v_cache.device_ptr(&self.stream).0 % 16 == 0;
-        let func = match (grouped, epl) {
-            (true, 8) => "attention_gqa_epl8",
-            (true, _) => "attention_gqa_epl16",
-            (false, 1) => "attention_epl1",
-            (false, 2) => "attention_epl2",
-            (false, 4) => "attention_epl4",
-            (false, 8) => "attention_epl8",
-            (false, 16) => "attention_epl16",
+        let func = match (grouped, path.softmax_per_round, epl) {
+            (true, _, 8) => "attention_gqa_epl8",
+            (true, _, _) => "attention_gqa_epl16",
+            (false, true, 8) => "attention_rounds_epl8",
+            (false, true, 16) => "attention_rounds_epl16",
+            (false, _, 1) => "attention_epl1",
+            (false, _, 2) => "attention_epl2",
+            (false, _, 4) => "attention_epl4",
+            (false, _, 8) => "attention_epl8",
+            (false, _, 16) => "attention_epl16",
             _ => unreachable!("head_dim <= 512 gives at most 16 dims a lane"),
         };
         let heads_i = int(OP, "heads", heads)?;

@@ -46,6 +46,8 @@ pub const SOURCES: &[KernelSource] = &[
             "attention_epl4",
             "attention_epl8",
             "attention_epl16",
+            "attention_rounds_epl8",
+            "attention_rounds_epl16",
             "attention_gqa_epl8",
             "attention_gqa_epl16",
             "attention_combine"
@@ -232,11 +234,30 @@ mod tests {
         !number.is_empty() && source.contains(&format!("{macro_name}({number})"))
     }
 
+    /// Whether `name` comes from a macro that takes the whole name as its first parameter
+    /// (`#define ATTENTION_ENTRY(NAME, ...) ... __global__ void NAME(`) and is invoked with it
+    /// (`ATTENTION_ENTRY(attention_epl8, ...)`).
+    fn defined_by_named_macro(source: &str, name: &str) -> bool {
+        source.match_indices("#define ").any(|(at, _)| {
+            let rest = &source[at + 8..];
+            let Some((macro_name, params)) = rest.split_once('(') else {
+                return false;
+            };
+            let first = params.split([',', ')']).next().unwrap_or("").trim();
+            let body_end = rest.find("\n\n").unwrap_or(rest.len());
+            !first.is_empty()
+                && rest[..body_end].contains(&format!("__global__ void {first}("))
+                && source.contains(&format!("{macro_name}({name},"))
+        })
+    }
+
     #[test]
     fn every_declared_kernel_is_defined_in_its_file() {
         for s in SOURCES {
             for f in s.functions {
-                let defined = defined_directly(s.source, f) || defined_by_macro(s.source, f);
+                let defined = defined_directly(s.source, f)
+                    || defined_by_macro(s.source, f)
+                    || defined_by_named_macro(s.source, f);
                 assert!(defined, "{f} not found in {}.cu", s.name);
             }
         }
@@ -245,6 +266,16 @@ mod tests {
         assert!(
             !defined_by_macro(gemv, "gemv_bf16_fused_m1"),
             "no such stem"
+        );
+        let attention = SOURCES
+            .iter()
+            .find(|s| s.name == "attention")
+            .unwrap()
+            .source;
+        assert!(defined_by_named_macro(attention, "attention_rounds_epl16"));
+        assert!(
+            !defined_by_named_macro(attention, "attention_rounds_epl4"),
+            "no ATTENTION_ENTRY(attention_rounds_epl4, ...)"
         );
         assert!(
             !defined_directly(gemv, "gemv_bf16_fused_m1"),

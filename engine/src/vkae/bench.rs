@@ -107,6 +107,13 @@ impl VkaeBenchSettings {
                 },
             ),
             (
+                "vkae default + attention softmax per round of keys".into(),
+                VkaeOptions {
+                    attention_softmax_per_round: true,
+                    ..d
+                },
+            ),
+            (
                 "vkae default + residual tail in the GEMV".into(),
                 VkaeOptions {
                     fuse_residual: true,

@@ -90,6 +90,10 @@ pub struct VkaeOptions {
     /// tail) instead of a launch of its own. Off: measured no faster on the H200 (batch 1: 262.6 against
     /// 265.7 tok/s).
     pub fuse_qkv_prologue: bool,
+    /// Decode attention's online softmax takes each round of 4 keys at once (their scores, one max and one
+    /// rescale; `AttentionPath::softmax_per_round`) instead of key by key: a shorter dependent chain per key,
+    /// aimed at the 16k row, where the per-head kernel moves 1.03 TB/s. Off until measured on the H200.
+    pub attention_softmax_per_round: bool,
 }
 
 impl Default for VkaeOptions {
@@ -107,6 +111,7 @@ impl Default for VkaeOptions {
             grouped_attention: false,
             merge_attention: true,
             fuse_qkv_prologue: false,
+            attention_softmax_per_round: false,
         }
     }
 }
@@ -1015,6 +1020,7 @@ impl VkaeModel {
             let path = AttentionPath {
                 grouped: self.options.grouped_attention,
                 merge_in_kernel: self.options.merge_attention,
+                softmax_per_round: self.options.attention_softmax_per_round,
             };
             g.attention_with_path(
                 &w.q,
