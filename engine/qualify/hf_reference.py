@@ -7,7 +7,7 @@ and warm-ups, and for mode "baseline" the quality stream and where its logits go
 
 mode "baseline": transformers eager `generate` (greedy, EOS unable to stop it early, so every sequence has
                  exactly the requested length), timed per batch with warm-up excluded (the plan's warm-ups, then more until two in a row agree
-                 within 3%, at most 6 more); then the quality stream
+                 within 3% and 20 s of warm-up have run, at most 6 more); then the quality stream
                  teacher-forced in one forward pass, its logits written as raw little-endian f32 rows
                  ([rows, vocab]); with "f32_logits" set, the same model converted to f32 does it again (how far
                  an honest BF16 path sits from an f32 computation: the calibration for the thresholds).
@@ -37,8 +37,12 @@ from hf_generate import timed_generate  # noqa: E402
 # Progress bars of weight loading would bury the lines that explain a failure.
 transformers.utils.logging.disable_progress_bar()
 
-# Warm-ups past the plan's count: until two in a row agree within this fraction, at most this many more.
+# Warm-ups past the plan's count: until two in a row agree within WARMUP_STEADY and at least WARMUP_MIN_S
+# seconds of warm-up have run, at most WARMUP_EXTRA more. On the H200 two warm-ups agreeing was not enough: the
+# first batch a process measured kept speeding up through its timed repetitions (16.4, 17.2, 18.4 tok/s
+# after 3 warm-ups that agreed within 3%), so the warm-up also gets a minimum length.
 WARMUP_STEADY = 0.03
+WARMUP_MIN_S = 20.0
 WARMUP_EXTRA = 6
 
 
@@ -85,17 +89,23 @@ def measure_batches(model, plan, result, result_path, peer):
             # A warm-up is a whole timed repetition (1 new, then N new), discarded: a shorter one left first-use
             # costs in the first timed repetition (the first H200 run: rep 1 at 0.6-0.85x the others). For the
             # peer it is also where the decode step gets compiled. Past the requested count, warm up until two
-            # in a row agree within WARMUP_STEADY (at most WARMUP_EXTRA more): on the H200 the first batch a
-            # process measures kept speeding up for ~30 s (batch 1: 15.1, 17.6, 19.3 tok/s after 2 warm-ups).
+            # in a row agree within WARMUP_STEADY and WARMUP_MIN_S have passed (at most WARMUP_EXTRA more): on
+            # the H200 the first batch a process measures kept speeding up for ~30 s (batch 1: 15.1, 17.6,
+            # 19.3 tok/s after 2 warm-ups).
+            if not warm_rates:
+                warm_start = time.perf_counter()
             t1, _ = gen(model, ids, 1, device)
             tn, _ = gen(model, ids, new, device)
-            warm_rates.append(b * (new - 1) / max(tn - t1, 1e-9))
+            # None where host noise swamped it (time(N new) <= time(1 new)), as the timed repetitions treat it.
+            warm_rates.append(b * (new - 1) / (tn - t1) if tn > t1 else None)
             done = len(warm_rates)
             progress(f"{label} batch {b}", min(done, plan["warmup"]), steps)
             if done < plan["warmup"]:
                 continue
-            steady = done >= 2 and abs(warm_rates[-1] - warm_rates[-2]) <= WARMUP_STEADY * warm_rates[-1]
-            if steady or done >= plan["warmup"] + WARMUP_EXTRA:
+            last, prev = warm_rates[-1], warm_rates[-2] if done >= 2 else None
+            steady = last is not None and prev is not None and abs(last - prev) <= WARMUP_STEADY * last
+            long_enough = time.perf_counter() - warm_start >= WARMUP_MIN_S
+            if (steady and long_enough) or done >= plan["warmup"] + WARMUP_EXTRA:
                 break
         rates, generated, seq0, discarded = [], 0, None, 0
         for r in range(plan["reps"]):

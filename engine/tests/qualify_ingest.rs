@@ -207,13 +207,20 @@ async fn qualify_on_cpu_ingests_into_a_real_store_and_a_tampered_copy_is_refused
     assert_eq!(answer["run_id"], record.run_id.as_str());
     let artifact = lane(&answer, "artifact");
     assert_eq!(artifact["passed"], false, "{answer}");
-    // The commit comes from git where the checkout has one (CI's clone does); a tarball has none, and says so.
-    let head = Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    // The commit comes from git where the checkout has one and its tracked files are unmodified (CI's clone);
+    // a tarball, or a checkout with edits, names none, and says so.
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR")])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let clean =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| s.is_empty());
+    let head = git(&["rev-parse", "HEAD"]).filter(|_| clean);
     assert_eq!(record.engine.commit, head);
     let mut expected = vec!["engine.kernels_sha256 is missing"];
     if head.is_none() {

@@ -63,9 +63,14 @@ pub struct BatchResult {
     /// Repetitions measured again because time(N new) <= time(1 new).
     #[serde(default)]
     pub discarded_repetitions: u32,
-    /// Warm-up repetitions run before the timed ones (the plan's count, then more until two in a row agreed).
+    /// Warm-up repetitions run before the timed ones (the plan's count, then more until two in a row agreed and
+    /// a minimum time had passed).
     #[serde(default)]
     pub warmup_repetitions: u32,
+    /// The warm-up repetitions' rates (tokens/s; None where time(N new) <= time(1 new)), kept for the side
+    /// report.
+    #[serde(default)]
+    pub warmup_tokens_per_s: Vec<Option<f64>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -648,7 +648,15 @@ fn run_in(
                 s.baseline_time_limit,
                 &phase,
             )?;
-            child_logs.push(json!({"child": "baseline", "seconds": out.seconds, "log": out.log, "failure": out.failure}));
+            // Each batch's warm-up and timed rates, so a spread that fails its lane can be read against how the
+            // baseline warmed up.
+            let batches: Vec<_> = out
+                .result
+                .batches
+                .iter()
+                .map(|b| json!({"batch": b.batch, "warmup_tokens_per_s": b.warmup_tokens_per_s, "tokens_per_s": b.tokens_per_s}))
+                .collect();
+            child_logs.push(json!({"child": "baseline", "seconds": out.seconds, "log": out.log, "failure": out.failure, "batches": batches}));
             if let Some(f) = &out.failure {
                 bail!(
                     "the transformers baseline failed ({f}); its log: {}",
@@ -669,8 +677,9 @@ fn run_in(
                              rate = batch x (N - 1) / (time(N new) - time(1 new)){}{}",
                             if b.warmup_repetitions > 0 {
                                 format!(
-                                    "; {} warm-up repetition(s), until two in a row agreed within 3%",
-                                    b.warmup_repetitions
+                                    "; {} warm-up repetition(s) (rule: at least {}, then until two in a row agree \
+                                     within 3% after at least 20 s of warm-up, at most 6 more)",
+                                    b.warmup_repetitions, s.warmup
                                 )
                             } else {
                                 String::new()
