@@ -5,7 +5,8 @@
 # engine's generic and VKAE paths, the quality guard (2,048 tokens) and one signed record per batch.
 #   here:   engine/qualify/build-device.sh   (binary + .device/qualify/h200-lab.key, the lane's secret key)
 #   device: run tool, carry [".device/qualify"], command "bash engine/qualify/run-h200.sh"
-# $OUT receives (at most 8 files): qualify-e4b-b{1,8,32}.json, report-e4b.json, qualify.log, children.log, env.txt.
+# $OUT receives (at most 8 files): qualify-e4b-b{1,8,32}.json, report-e4b.json, qualify.log, children.log, env.txt,
+# monitor.txt.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bin=${QUALIFY_BIN:-.device/qualify}
@@ -46,6 +47,23 @@ done
   echo "engine commit baked in: $(cat "$bin/COMMIT" 2>/dev/null)"
 } 2>&1 | tee "$out/env.txt"
 [ -f "$key" ] || { echo "no lane key at $key (see engine/qualify/build-device.sh)"; exit 2; }
+
+# What the machine did meanwhile, every 5 s (the transformers baseline's repetitions have swung 2-43% between
+# H200 calls): load, CPU time stolen by the hypervisor and in iowait (jiffies since start), GPU clocks,
+# utilisation and power.
+monitor() {
+  local steal0
+  steal0=$(awk '/^cpu /{print $9, $6}' /proc/stat)
+  while :; do
+    printf '%s load %s steal,iowait %s (start %s) gpu %s\n' "$(date -u +%T)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+      "$(awk '/^cpu /{print $9, $6}' /proc/stat)" "$steal0" \
+      "$(nvidia-smi --query-gpu=clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv,noheader 2>/dev/null)"
+    sleep 5
+  done
+}
+monitor > "$out/monitor.txt" 2>&1 &
+monitor_pid=$!
+trap 'kill $monitor_pid 2>/dev/null' EXIT
 
 start=$(date +%s)
 # shellcheck disable=SC2086
