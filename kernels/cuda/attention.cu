@@ -99,58 +99,25 @@ __device__ __forceinline__ void online_round(const float* qv, const uint4 (&kr)[
     m = m_new;
 }
 
-// Block-wide max (blockDim.x a multiple of 32); every thread gets the result.
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float partial[32];
-    __shared__ float total;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        float w = lane < (int)(blockDim.x >> 5) ? partial[lane] : NEG_INF;
-        w = warp_max(w);
-        if (lane == 0) total = w;
-    }
-    __syncthreads();
-    return total;
-}
-
 // Merges the split partials of query head th (= token * heads + head) into its output: out = sum_s acc_s w_s
 // with w_s = e^(m_s - M) / sum_r l_r e^(m_r - M) (0 for a split that saw no key). The weights are computed
-// once, in parallel (one warp up to 32 splits, the whole block beyond, up to ATTENTION_MAX_SPLITS), then every
-// thread sums its dims over the splits with the loads unrolled. Partials are read through L2 (load_l2_f32), so
-// the last split block of the attention kernel itself may merge what the others wrote. Every thread of the
-// block must call it; it ends with a barrier, so it can be called again for another head.
-#define ATTENTION_MAX_SPLITS 256
+// once, one lane a split (at most ATTENTION_MAX_SPLITS), then every thread sums its dims over the splits with the
+// loads unrolled. Partials are read through L2 (load_l2_f32), so the last split block of the attention kernel
+// itself may merge what the others wrote. Every thread of the block must call it; it ends with a barrier.
+#define ATTENTION_MAX_SPLITS 32
 __device__ __forceinline__ void merge_splits(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
                                              float* __restrict__ out, bf16_t* __restrict__ out_b, size_t th,
                                              int head_dim, int splits) {
     __shared__ float weight[ATTENTION_MAX_SPLITS];
     const float* ml = part_ml + 2 * th * splits;
-    if (splits <= 32) {
-        if (threadIdx.x < 32) {
-            const int s = threadIdx.x;
-            const float m = s < splits ? load_l2_f32(ml + 2 * s) : NEG_INF;
-            const float l = s < splits ? load_l2_f32(ml + 2 * s + 1) : 0.0f;
-            const float gm = warp_max(m);
-            const float e = l > 0.0f ? expf(m - gm) : 0.0f;
-            const float gl = warp_sum(l * e);
-            weight[s] = e / gl;
-        }
-    } else {
-        float lm = NEG_INF;
-        for (int s = threadIdx.x; s < splits; s += blockDim.x) lm = fmaxf(lm, load_l2_f32(ml + 2 * s));
-        const float gm = block_max(lm);
-        float ls = 0.0f;
-        for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-            const float l = load_l2_f32(ml + 2 * s + 1);
-            const float e = l > 0.0f ? expf(load_l2_f32(ml + 2 * s) - gm) : 0.0f;
-            weight[s] = e;
-            ls += l * e;
-        }
-        const float gl = block_sum(ls);
-        for (int s = threadIdx.x; s < splits; s += blockDim.x) weight[s] /= gl;
+    if (threadIdx.x < 32) {
+        const int s = threadIdx.x;
+        const float m = s < splits ? load_l2_f32(ml + 2 * s) : NEG_INF;
+        const float l = s < splits ? load_l2_f32(ml + 2 * s + 1) : 0.0f;
+        const float gm = warp_max(m);
+        const float e = l > 0.0f ? expf(m - gm) : 0.0f;
+        const float gl = warp_sum(l * e);
+        weight[s] = e / gl;
     }
     __syncthreads();
     const float* acc = part_acc + th * splits * head_dim;
@@ -359,104 +326,6 @@ ATTENTION_ENTRY(attention_epl16, 16, false)
 // The online softmax a round of keys at a time (head_dim 256 and 512 on the 16-byte path).
 ATTENTION_ENTRY(attention_rounds_epl8, 8, true)
 ATTENTION_ENTRY(attention_rounds_epl16, 16, true)
-
-// Decode attention for a whole GQA group (the grouped path; attention_impl serves one query head a block):
-// grid (tokens, kv_heads, splits), and the block serves the g = heads / kv_heads query heads (g <= GQA_MAX) of
-// kv head blockIdx.y, so each K/V element is loaded once per block instead of once per query head (at long
-// context the repeated loads, served by L2, bound the ungrouped kernel). Same key partition, online softmax,
-// 16-byte K/V loads (head_dim == 32 * EPL, 16-byte aligned caches: the host checks) and output or partial
-// layout (indexed by query head) as attention_impl, so attention_combine merges either.
-#define GQA_MAX 4
-
-template <int EPL>
-__device__ __forceinline__ void attention_gqa_impl(const float* __restrict__ q, const bf16_t* __restrict__ k_cache,
-                                                   const bf16_t* __restrict__ v_cache,
-                                                   const int* __restrict__ seq_ids,
-                                                   const int* __restrict__ positions, float* __restrict__ out,
-                                                   bf16_t* __restrict__ out_b, float* __restrict__ part_ml,
-                                                   float* __restrict__ part_acc, int heads, int kv_heads,
-                                                   int head_dim, int capacity, int window, float scale,
-                                                   unsigned* __restrict__ counters) {
-    __shared__ float sh_m[GQA_MAX][MAX_WARPS];
-    __shared__ float sh_l[GQA_MAX][MAX_WARPS];
-    __shared__ float sh_acc[MAX_WARPS][EPL * 32];  // one query head at a time
-
-    const int t = blockIdx.x;
-    const int kvh = blockIdx.y;
-    const int split = blockIdx.z;
-    const int splits = gridDim.z;
-    const int g = heads / kv_heads;
-    const int h0 = kvh * g;
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int nwarps = blockDim.x >> 5;
-    const int seq = seq_ids[t];
-    const int pos = positions[t];
-    const int lo = window > 0 ? max(0, pos - window + 1) : 0;
-    const int per_split = (pos - lo + 1 + splits - 1) / splits;
-    const int j_begin = lo + split * per_split;
-    const int j_end = min(pos, j_begin + per_split - 1);
-    const int d0 = lane * EPL;
-
-    float qv[GQA_MAX][EPL], acc[GQA_MAX][EPL], m[GQA_MAX], l[GQA_MAX];
-#pragma unroll
-    for (int gi = 0; gi < GQA_MAX; ++gi) {
-        const float* qp = q + ((size_t)t * heads + h0 + min(gi, g - 1)) * head_dim + d0;
-#pragma unroll
-        for (int e = 0; e < EPL; ++e) {
-            qv[gi][e] = qp[e] * scale;
-            acc[gi][e] = 0.0f;
-        }
-        m[gi] = NEG_INF;
-        l[gi] = 0.0f;
-    }
-
-    const size_t seq_base = (size_t)seq * capacity;
-    const size_t row = (size_t)kv_heads * head_dim;
-    walk_keys_16b<EPL>(k_cache, v_cache, seq_base, row, (size_t)kvh * head_dim + d0, capacity, j_begin, j_end,
-                       warp, nwarps, [&](const float* kv, const float* vv) {
-#pragma unroll
-                           for (int gi = 0; gi < GQA_MAX; ++gi)
-                               if (gi < g) online_step<EPL>(qv[gi], kv, vv, m[gi], l[gi], acc[gi]);
-                       });
-
-    if (lane == 0) {
-#pragma unroll
-        for (int gi = 0; gi < GQA_MAX; ++gi) {
-            sh_m[gi][warp] = m[gi];
-            sh_l[gi][warp] = l[gi];
-        }
-    }
-#pragma unroll
-    for (int gi = 0; gi < GQA_MAX; ++gi) {
-        if (gi >= g) break;
-#pragma unroll
-        for (int e = 0; e < EPL; ++e) sh_acc[warp][d0 + e] = acc[gi][e];
-        __syncthreads();
-        store_split<EPL>(sh_m[gi], sh_l[gi], sh_acc, nwarps, (size_t)t * heads + h0 + gi, split, splits, head_dim,
-                         out, out_b, part_ml, part_acc);
-        __syncthreads();  // sh_acc is rewritten for the next query head
-    }
-    // With counters (one per token and kv head), the last of the group's split blocks merges every head.
-    if (splits > 1 && counters != nullptr &&
-        last_block_to_arrive(counters + (size_t)t * kv_heads + kvh, (unsigned)splits)) {
-        for (int gi = 0; gi < g; ++gi)
-            merge_splits(part_ml, part_acc, out, out_b, (size_t)t * heads + h0 + gi, head_dim, splits);
-    }
-}
-
-#define ATTENTION_GQA_ENTRY(EPL)                                                                          \
-    extern "C" __global__ void __launch_bounds__(256, 1) attention_gqa_epl##EPL(                         \
-        const float* q, const bf16_t* k_cache, const bf16_t* v_cache, const int* seq_ids,                 \
-        const int* positions, float* out, bf16_t* out_b, float* part_ml, float* part_acc, int heads,      \
-        int kv_heads, int head_dim, int capacity, int window, float scale, unsigned* counters) {          \
-        PDL_ENTRY();                                                                                      \
-        attention_gqa_impl<EPL>(q, k_cache, v_cache, seq_ids, positions, out, out_b, part_ml, part_acc,   \
-                                heads, kv_heads, head_dim, capacity, window, scale, counters);            \
-    }
-
-ATTENTION_GQA_ENTRY(8)
-ATTENTION_GQA_ENTRY(16)
 
 // Merges the split partials of every (token, head) (merge_splits). Grid (tokens, heads).
 extern "C" __global__ void attention_combine(const float* __restrict__ part_ml, const float* __restrict__ part_acc,

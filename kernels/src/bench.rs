@@ -529,19 +529,17 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             path: Default::default(),
         };
         let check = Checker::new(gpu, seed ^ (hd as u64) << 8).attention(case)?;
-        let grouped_path = crate::AttentionPath {
-            grouped: true,
-            merge_in_kernel: true,
-            ..Default::default()
-        };
-        let grouped_check =
-            Checker::new(gpu, seed ^ (hd as u64) << 9).attention(AttentionCase {
-                path: grouped_path,
-                ..case
-            })?;
+        // The VKAE path's form (merged in the kernel, a round of keys at a time), checked on the same case.
+        let rounds_check = Checker::new(gpu, seed ^ (hd as u64) << 9).attention(AttentionCase {
+            path: crate::AttentionPath {
+                merge_in_kernel: true,
+                softmax_per_round: true,
+            },
+            ..case
+        })?;
         if check_only {
             b.checks.push(check);
-            b.checks.push(grouped_check);
+            b.checks.push(rounds_check);
             continue;
         }
         for &context in &s.contexts {
@@ -668,39 +666,9 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                 stats: st,
                 bytes: bytes as f64,
             });
-            // One block per GQA group (K/V loaded once for its 4 query heads), splits from the context, merged
-            // by the last split block of each group.
-            let st = b.timer.time(|_| {
-                gpu.attention_with_path(
-                    &q,
-                    &kc,
-                    &vc,
-                    &ds,
-                    &dp,
-                    batch,
-                    HEADS,
-                    layout,
-                    window,
-                    1.0,
-                    Some(keys),
-                    grouped_path,
-                    &mut out,
-                )
-            })?;
-            let splits = gpu
-                .attention_grouped_splits(batch, KV_HEADS)
-                .min(keys.div_ceil(crate::ops::ATTENTION_KEYS_PER_SPLIT));
-            b.rows.push(Row {
-                kernel: format!("{name}, grouped (GQA), merged in kernel, splits from context"),
-                shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
-                batch,
-                check: Some(grouped_check.clone()),
-                stats: st,
-                bytes: bytes as f64,
-            });
         }
         b.checks.push(check);
-        b.checks.push(grouped_check);
+        b.checks.push(rounds_check);
     }
 
     // ---- GeGLU (fused gate|up output of the MLP)

@@ -382,20 +382,19 @@ impl<'a> Checker<'a> {
         );
         let ring = if c.capacity < hist_len { ", ring" } else { "" };
         let bf16_out = if c.bf16_out { ", bf16 out" } else { "" };
-        let grouped = if c.path.grouped { ", grouped" } else { "" };
         let merged = if c.path.merge_in_kernel {
             ", merged in kernel"
         } else {
             ""
         };
-        let rounds = if c.path.softmax_per_round && !c.path.grouped {
+        let rounds = if c.path.softmax_per_round {
             ", per round"
         } else {
             ""
         };
         Ok(CheckReport::new(
             format!(
-                "attention ({}{ring}{bf16_out}{grouped}{merged}{rounds})",
+                "attention ({}{ring}{bf16_out}{merged}{rounds})",
                 c.window
                     .map_or("full".to_string(), |w| format!("window {w}"))
             ),
@@ -414,14 +413,13 @@ impl<'a> Checker<'a> {
         ))
     }
 
-    /// The decode attention paths that are not the default: the grouped kernel on E4B's decode shapes (GQA
-    /// 8/2, head_dim 256 windowed in a ring and 512 full), a bf16 output, prefill, more than 32 splits (the
-    /// block-wide merge), no split at all and two shapes it hands to the per-head kernel (no GQA; 8 query heads
-    /// a kv head); then the merge in the kernel, per head and grouped, over few and over more than 32 splits;
-    /// then the per-head kernel's softmax a round of keys at a time.
+    /// The decode attention paths beside `attention`'s default (per-head kernel, separate merge launch): the merge
+    /// in the kernel, then the softmax a round of keys at a time, each with and without the other, on E4B's decode
+    /// shapes (GQA 8/2, head_dim 256 windowed in a ring and 512 full), bf16 output, prefill rows, 32 splits of
+    /// 5000 keys, one kv head, no GQA, and a head_dim the 16-byte path does not take.
     pub fn attention_path_cases() -> Vec<AttentionCase> {
-        let grouped = AttentionPath {
-            grouped: true,
+        let merged = AttentionPath {
+            merge_in_kernel: true,
             ..AttentionPath::default()
         };
         let base = AttentionCase {
@@ -435,7 +433,7 @@ impl<'a> Checker<'a> {
             capacity: 64,
             max_keys: None,
             bf16_out: false,
-            path: grouped,
+            path: merged,
         };
         let long = AttentionCase {
             num_seqs: 1,
@@ -445,22 +443,24 @@ impl<'a> Checker<'a> {
             max_keys: Some(5001),
             ..base
         };
-        let merged = |grouped| AttentionPath {
-            grouped,
-            merge_in_kernel: true,
-            ..AttentionPath::default()
-        };
-        // The per-head kernel a round of keys at a time (the grouped kernel ignores it).
         let rounds = |merge_in_kernel| AttentionPath {
             merge_in_kernel,
             softmax_per_round: true,
-            ..AttentionPath::default()
         };
         vec![
+            // Merged in the kernel: few splits, a ring window with bf16 output, prefill rows, 32 splits, one
+            // kv head, no GQA.
             base,
             AttentionCase {
                 head_dim: 512,
                 bf16_out: true,
+                ..base
+            },
+            AttentionCase {
+                bf16_out: true,
+                context: 300,
+                window: Some(16),
+                capacity: 16,
                 ..base
             },
             AttentionCase {
@@ -478,9 +478,8 @@ impl<'a> Checker<'a> {
             },
             long,
             AttentionCase {
-                num_seqs: 1,
-                context: 30,
-                max_keys: Some(31),
+                kv_heads: 1,
+                head_dim: 512,
                 ..base
             },
             AttentionCase {
@@ -488,39 +487,9 @@ impl<'a> Checker<'a> {
                 kv_heads: 4,
                 ..base
             },
-            AttentionCase {
-                kv_heads: 1,
-                head_dim: 512,
-                ..base
-            },
-            AttentionCase {
-                path: merged(false),
-                ..base
-            },
-            AttentionCase {
-                path: merged(false),
-                bf16_out: true,
-                context: 300,
-                window: Some(16),
-                capacity: 16,
-                ..base
-            },
-            AttentionCase {
-                path: merged(true),
-                bf16_out: true,
-                ..base
-            },
-            AttentionCase {
-                path: merged(true),
-                ..long
-            },
-            AttentionCase {
-                path: merged(false),
-                ..long
-            },
             // A round of keys at a time: partial rounds (a few keys a warp), full ones (700 keys, window 512),
-            // prefill rows, 32 splits of 5000 keys merged either way, one kv head, bf16 output, and a head_dim the 16-byte
-            // path does not take (the kernel's key-by-key fallback).
+            // prefill rows, 32 splits of 5000 keys merged either way, one kv head, bf16 output, and head_dim 200
+            // (the kernel's key-by-key fallback).
             AttentionCase {
                 path: rounds(false),
                 ..base

@@ -368,12 +368,11 @@ impl Gpu {
 
     /// The most f32 partials and u32 merge counters any attention call needs, whatever its token count: a
     /// query's keys are split only while its blocks number under two waves (`queries < 2 * SMs`, queries =
-    /// tokens x heads, or tokens x kv heads on the grouped path), so the counters stay under `2 * SMs`, and
-    /// `queries x splits < queries x (2 * SMs / queries + 1) < 4 * SMs` blocks write partials for each query
-    /// head they serve (up to [`crate::ATTENTION_GQA_MAX`]), each `head_dim + 2` floats.
+    /// tokens x heads), so the counters stay under `2 * SMs`, and `queries x splits < queries x (2 * SMs /
+    /// queries + 1) < 4 * SMs` blocks write partials of `head_dim + 2` floats each.
     pub fn attention_scratch_bound(&self, head_dim: usize) -> (usize, usize) {
         let sms = self.multiprocessors() as usize;
-        (4 * crate::ATTENTION_GQA_MAX * sms * (head_dim + 2), 2 * sms)
+        (4 * sms * (head_dim + 2), 2 * sms)
     }
 
     /// A zero-filled device buffer of `len` elements.

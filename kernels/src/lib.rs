@@ -96,8 +96,8 @@ pub use fused::{QkvLayout, QkvPrologue, ResidualNorm, GEMV_MAX_ROWS, GEMV_TAIL_R
 pub use gpu::{cuda_libraries_present, Gpu, ScratchLimits};
 pub use half;
 pub use ops::{
-    AttentionOutput, AttentionPath, KvLayout, ATTENTION_GQA_MAX, ATTENTION_KEYS_PER_SPLIT,
-    ATTENTION_MAX_SPLITS, MAX_HEAD_DIM,
+    AttentionOutput, AttentionPath, KvLayout, ATTENTION_KEYS_PER_SPLIT, ATTENTION_MAX_SPLITS,
+    MAX_HEAD_DIM,
 };
 pub use rope::Rope;
 pub use skinny::SKINNY_MAX_ROWS;

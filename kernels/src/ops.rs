@@ -40,24 +40,19 @@ pub const ATTENTION_KEYS_PER_SPLIT: usize = 64;
 /// Largest head_dim the attention kernel supports (32 lanes x 16 dims).
 pub const MAX_HEAD_DIM: usize = 512;
 
-/// Most key-range splits a query's attention takes (`ATTENTION_MAX_SPLITS` in attention.cu's combine); only
-/// the grouped path goes past 32.
-pub const ATTENTION_MAX_SPLITS: usize = 256;
-
-/// Most query heads one block of the grouped attention serves (`GQA_MAX` in attention.cu).
-pub const ATTENTION_GQA_MAX: usize = 4;
+/// Most key-range splits a query's attention takes (`ATTENTION_MAX_SPLITS` in attention.cu: the merge gives
+/// each split one lane of a warp).
+pub const ATTENTION_MAX_SPLITS: usize = 32;
 
 /// Which decode attention [`Gpu::attention_with_path`] runs; the default is the per-head kernel with a
 /// separate merge launch ([`Gpu::attention_with_max_keys`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AttentionPath {
-    /// One block per GQA group instead of one per query head.
-    pub grouped: bool,
     /// The last split block merges the partials (no `attention_combine` launch).
     pub merge_in_kernel: bool,
     /// The per-head kernel's online softmax takes a round of keys (the 4 whose K/V loads are in flight) at
     /// once: their scores, one max and one rescale, then their V rows (attention.cu `online_round`), where it
-    /// otherwise steps key by key. Head_dim 256 and 512 (the 16-byte path); no effect on the grouped kernel.
+    /// otherwise steps key by key. Head_dim 256 and 512 (the 16-byte path).
     pub softmax_per_round: bool,
 }
 
@@ -394,12 +389,7 @@ impl Gpu {
 
     /// [`Gpu::attention_with_max_keys`] on the path `path` says (both choices are results-equal up to f32
     /// reduction order):
-    /// - `grouped`: one block serves a whole GQA group (attention.cu `attention_gqa_epl*`), so each K/V element
-    ///   is loaded once per group instead of once per query head, and the key range is split over up to
-    ///   [`ATTENTION_MAX_SPLITS`] blocks (two waves with only `kv_heads` groups a token). Taken for head_dim 256
-    ///   or 512 with 2..=[`ATTENTION_GQA_MAX`] query heads per kv head and 16-byte aligned caches; any other case
-    ///   runs the per-head kernel.
-    /// - `merge_in_kernel`: the last split block of each query (or group) merges the partials itself, counted
+    /// - `merge_in_kernel`: the last split block of each query merges the partials itself, counted
     ///   on device counters this `Gpu` keeps, instead of a second launch (`attention_combine`).
     /// - `softmax_per_round`: the per-head kernel updates its online softmax once per round of keys
     ///   (`attention_rounds_epl8/16`, head_dim 256 or 512) instead of once per key.
@@ -453,23 +443,14 @@ impl Gpu {
             return Ok(());
         }
         let epl = hd.div_ceil(32).next_power_of_two();
-        let group = heads / layout.kv_heads;
-        let grouped = path.grouped
-            && (epl == 8 || epl == 16)
-            && hd == 32 * epl
-            && (2..=ATTENTION_GQA_MAX).contains(&group)
-            && k_cache.device_ptr(&self.stream).0 % 16 == 0
-            && v_cache.device_ptr(&self.stream).0 % 16 == 0;
-        let func = match (grouped, path.softmax_per_round, epl) {
-            (true, _, 8) => "attention_gqa_epl8",
-            (true, _, _) => "attention_gqa_epl16",
-            (false, true, 8) => "attention_rounds_epl8",
-            (false, true, 16) => "attention_rounds_epl16",
-            (false, _, 1) => "attention_epl1",
-            (false, _, 2) => "attention_epl2",
-            (false, _, 4) => "attention_epl4",
-            (false, _, 8) => "attention_epl8",
-            (false, _, 16) => "attention_epl16",
+        let func = match (path.softmax_per_round, epl) {
+            (true, 8) => "attention_rounds_epl8",
+            (true, 16) => "attention_rounds_epl16",
+            (_, 1) => "attention_epl1",
+            (_, 2) => "attention_epl2",
+            (_, 4) => "attention_epl4",
+            (_, 8) => "attention_epl8",
+            (_, 16) => "attention_epl16",
             _ => unreachable!("head_dim <= 512 gives at most 16 dims a lane"),
         };
         let heads_i = int(OP, "heads", heads)?;
@@ -477,25 +458,20 @@ impl Gpu {
         let hd_i = int(OP, "head_dim", hd)?;
         let cap = int(OP, "capacity", layout.capacity)?;
         let win = int(OP, "window", window.unwrap_or(0))?;
-        let most = if grouped {
-            self.attention_grouped_splits(tokens, layout.kv_heads)
-        } else {
-            self.attention_splits(tokens, heads)
-        };
+        let most = self.attention_splits(tokens, heads);
         let splits = match max_keys {
             Some(k) => most.min(k.div_ceil(ATTENTION_KEYS_PER_SPLIT).max(1)),
             None => most,
         };
-        // Merging in the kernel: one counter per query (per group on the grouped path), zero between launches.
+        // Merging in the kernel: one counter per query, zero between launches.
         let merge_in_kernel = path.merge_in_kernel && splits > 1;
         let mut counters = self
             .scratch_attention_counters
             .lock()
             .expect("scratch lock");
-        // One counter per query (tokens x heads), or per group (tokens x kv heads) on the grouped path.
-        let groups = tokens * if grouped { layout.kv_heads } else { heads };
-        if merge_in_kernel && counters.as_ref().is_none_or(|c| c.len() < groups) {
-            *counters = Some(self.alloc::<u32>(groups)?);
+        let queries = tokens * heads;
+        if merge_in_kernel && counters.as_ref().is_none_or(|c| c.len() < queries) {
+            *counters = Some(self.alloc::<u32>(queries)?);
         }
         let counters_ptr = match counters.as_mut() {
             Some(c) if merge_in_kernel => c.device_ptr_mut(&self.stream).0,
@@ -522,11 +498,11 @@ impl Gpu {
         // The kernel writes f32 `out`, or bf16 `out_b` where that pointer is not null.
         let (outp, _g6) = out.device_ptr_mut(&self.stream);
         let (op, obp) = if T::BF16 { (0u64, outp) } else { (outp, 0u64) };
-        // One block per (token, query head, split), or per (token, kv head, split) on the grouped path.
+        // One block per (token, query head, split).
         let cfg = LaunchConfig {
             grid_dim: (
                 int(OP, "tokens", tokens)? as u32,
-                if grouped { layout.kv_heads } else { heads } as u32,
+                heads as u32,
                 splits as u32,
             ),
             block_dim: (256, 1, 1),
@@ -564,15 +540,6 @@ impl Gpu {
         Ok(())
     }
 
-    /// Splits of each query's key range on the grouped path: two waves of `tokens * kv_heads` blocks, at
-    /// most [`ATTENTION_MAX_SPLITS`].
-    pub fn attention_grouped_splits(&self, tokens: usize, kv_heads: usize) -> usize {
-        let blocks = (tokens * kv_heads).max(1);
-        (2 * self.multiprocessors() as usize)
-            .div_ceil(blocks)
-            .clamp(1, ATTENTION_MAX_SPLITS)
-    }
-
     /// How many parts [`Gpu::attention`] splits each query's key range into: enough blocks for
     /// two waves over the multiprocessors, at most 32, and 1 (no combine pass) once
     /// `tokens * heads` fills the GPU by itself.
@@ -580,7 +547,7 @@ impl Gpu {
         let blocks = (tokens * heads).max(1);
         (2 * self.multiprocessors() as usize)
             .div_ceil(blocks)
-            .clamp(1, 32)
+            .clamp(1, ATTENTION_MAX_SPLITS)
     }
 
     /// GeGLU: `out[r, c] = gelu_tanh(gate[r * gate_stride + c]) * up[r * up_stride + c]` for

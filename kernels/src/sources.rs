@@ -48,8 +48,6 @@ pub const SOURCES: &[KernelSource] = &[
             "attention_epl16",
             "attention_rounds_epl8",
             "attention_rounds_epl16",
-            "attention_gqa_epl8",
-            "attention_gqa_epl16",
             "attention_combine"
         ]
     ),

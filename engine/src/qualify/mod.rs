@@ -1035,7 +1035,7 @@ fn measure_kernel_path(
     let note = format!(
         "VKAE kernel path: fused kernels, q|k|v and gate|up concatenated, one CUDA graph per decode step \
          (graphs {}), programmatic dependent launch {}, GeGLU in the GEMV epilogue {}, residual step in the \
-         GEMV's last block {}, q|k|v prologue in the GEMV's tail {}, attention one block per GQA group {}, \
+         GEMV's last block {}, q|k|v prologue in the GEMV's tail {}, \
          attention splits merged in the kernel {}, attention softmax per round of keys {}, \
          decode projections (<= 32 rows) on the weight-streaming GEMV, the tensor-core skinny GEMM or cuBLAS \
          as measured per shape and batch ({} GEMV, {} skinny, {} cuBLAS of {} shapes)",
@@ -1044,7 +1044,6 @@ fn measure_kernel_path(
         if options.fuse_geglu { "on" } else { "off" },
         if options.fuse_residual { "on" } else { "off" },
         if options.fuse_qkv_prologue { "on" } else { "off" },
-        if options.grouped_attention { "on" } else { "off" },
         if options.merge_attention { "on" } else { "off" },
         if options.attention_softmax_per_round { "on" } else { "off" },
         count("GEMV"),

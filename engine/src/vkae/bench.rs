@@ -128,19 +128,10 @@ impl VkaeBenchSettings {
                 },
             ),
             (
-                "vkae default + grouped attention".into(),
-                VkaeOptions {
-                    grouped_attention: true,
-                    ..d
-                },
-            ),
-            (
-                "vkae default + all three (residual tail, q|k|v prologue, grouped attention)"
-                    .into(),
+                "vkae default + both tails (residual, q|k|v prologue)".into(),
                 VkaeOptions {
                     fuse_residual: true,
                     fuse_qkv_prologue: true,
-                    grouped_attention: true,
                     ..d
                 },
             ),

@@ -77,10 +77,6 @@ pub struct VkaeOptions {
     /// own: three launches a layer fewer at batch 1. Off: measured slower on the H200 inside the captured step
     /// (batch 1: 254.7 against 265.7 tok/s), though faster alone in the micro-benchmark.
     pub fuse_residual: bool,
-    /// Decode attention with one block per GQA group (`AttentionPath::grouped`: K/V loaded once for the group's
-    /// query heads, up to 256 key splits) instead of one block per query head. Off: measured slower on the
-    /// H200 at every batch and at 16k of context (not yet profiled; its kernels hold 148-255 registers a thread).
-    pub grouped_attention: bool,
     /// The last split block of each query merges the attention partials (`AttentionPath::merge_in_kernel`)
     /// instead of a merge launch: one launch a layer fewer. On: measured faster on the H200 at every batch
     /// and at 16k of context (docs/benchmarks/vkae-path.md).
@@ -108,7 +104,6 @@ impl Default for VkaeOptions {
             prefetch_bytes: 0,
             fuse_geglu: true,
             fuse_residual: false,
-            grouped_attention: false,
             merge_attention: true,
             fuse_qkv_prologue: false,
             attention_softmax_per_round: false,
@@ -1018,7 +1013,6 @@ impl VkaeModel {
                 .then(|| window.map_or(cache.layout.capacity, |w| w.min(cache.layout.capacity)));
             // Attention writes the o projection's bf16 operand directly (no cast launch).
             let path = AttentionPath {
-                grouped: self.options.grouped_attention,
                 merge_in_kernel: self.options.merge_attention,
                 softmax_per_round: self.options.attention_softmax_per_round,
             };
