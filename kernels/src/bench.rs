@@ -579,93 +579,53 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                 stats: st,
                 bytes: bytes as f64,
             });
-            // The same with the split count bounded by the keys (the VKAE path knows its context).
-            let st = b.timer.time(|_| {
-                gpu.attention_with_max_keys(
-                    &q,
-                    &kc,
-                    &vc,
-                    &ds,
-                    &dp,
-                    batch,
-                    HEADS,
-                    layout,
-                    window,
-                    1.0,
-                    Some(keys),
-                    &mut out,
-                )
-            })?;
+            // The same with the split count bounded by the keys (the VKAE path knows its context): merged by the
+            // separate launch, by the last split block (the VKAE path's default), and that with its online
+            // softmax a round of keys at a time.
             let splits = splits.min(keys.div_ceil(crate::ops::ATTENTION_KEYS_PER_SPLIT));
-            b.rows.push(Row {
-                kernel: format!("{name}, splits from context"),
-                shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
-                batch,
-                check: None,
-                stats: st,
-                bytes: bytes as f64,
-            });
-            // The VKAE path's default: per query head, splits from the context, merged by the last split block.
-            let st = b.timer.time(|_| {
-                gpu.attention_with_path(
-                    &q,
-                    &kc,
-                    &vc,
-                    &ds,
-                    &dp,
-                    batch,
-                    HEADS,
-                    layout,
-                    window,
-                    1.0,
-                    Some(keys),
+            for (path, form) in [
+                (crate::AttentionPath::default(), ""),
+                (
                     crate::AttentionPath {
                         merge_in_kernel: true,
                         ..Default::default()
                     },
-                    &mut out,
-                )
-            })?;
-            b.rows.push(Row {
-                kernel: format!("{name}, splits from context, merged in kernel"),
-                shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
-                batch,
-                check: None,
-                stats: st,
-                bytes: bytes as f64,
-            });
-            // The same, its online softmax a round of keys at a time.
-            let st = b.timer.time(|_| {
-                gpu.attention_with_path(
-                    &q,
-                    &kc,
-                    &vc,
-                    &ds,
-                    &dp,
-                    batch,
-                    HEADS,
-                    layout,
-                    window,
-                    1.0,
-                    Some(keys),
+                    ", merged in kernel",
+                ),
+                (
                     crate::AttentionPath {
                         merge_in_kernel: true,
                         softmax_per_round: true,
-                        ..Default::default()
                     },
-                    &mut out,
-                )
-            })?;
-            b.rows.push(Row {
-                kernel: format!(
-                    "{name}, splits from context, merged in kernel, softmax per round of keys"
+                    ", merged in kernel, softmax per round of keys",
                 ),
-                shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
-                batch,
-                check: None,
-                stats: st,
-                bytes: bytes as f64,
-            });
+            ] {
+                let st = b.timer.time(|_| {
+                    gpu.attention_with_path(
+                        &q,
+                        &kc,
+                        &vc,
+                        &ds,
+                        &dp,
+                        batch,
+                        HEADS,
+                        layout,
+                        window,
+                        1.0,
+                        Some(keys),
+                        path,
+                        &mut out,
+                    )
+                })?;
+                b.rows.push(Row {
+                    kernel: format!("{name}, splits from context{form}"),
+                    shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
+                    batch,
+                    check: None,
+                    stats: st,
+                    bytes: bytes as f64,
+                });
+            }
         }
         b.checks.push(check);
         b.checks.push(rounds_check);
