@@ -1,6 +1,7 @@
 //! The GPU context: device, stream, cuBLAS handle, the compiled kernels, and device memory helpers.
 
 use crate::error::{shape, DriverContext, KernelError, Result};
+use crate::module_cache::ModuleCache;
 use crate::sources::{self, CompiledModule, SOURCES};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{
@@ -35,6 +36,7 @@ pub struct Gpu {
     arch: String,
     sms: u32,
     compile_seconds: f64,
+    modules_from_cache: usize,
     pub(crate) scratch_bf16: Mutex<Option<CudaSlice<bf16>>>,
     pub(crate) scratch_argmax: Mutex<Option<CudaSlice<u64>>>,
     pub(crate) scratch_attention: Mutex<Option<CudaSlice<f32>>>,
@@ -164,6 +166,12 @@ impl Gpu {
     /// a cuBLAS handle on the stream. Fails with [`KernelError::Unavailable`] where there is no
     /// CUDA library or device.
     pub fn with_device(ordinal: usize) -> Result<Self> {
+        Self::with_device_and_cache(ordinal, ModuleCache::from_env())
+    }
+
+    /// [`Gpu::with_device`], taking compiled modules from `cache` where it holds them and keeping what it
+    /// compiles there ([`crate::module_cache`]; [`Gpu::with_device`] uses the cache the environment names).
+    pub fn with_device_and_cache(ordinal: usize, cache: ModuleCache) -> Result<Self> {
         cuda_libraries_present().map_err(KernelError::Unavailable)?;
         let count = CudaContext::device_count().ctx(|| "counting CUDA devices".into())?;
         if count <= ordinal as i32 {
@@ -186,15 +194,32 @@ impl Gpu {
         let arch = format!("sm_{}{}", cc.0, cc.1);
 
         let started = Instant::now();
+        let nvrtc = sources::nvrtc_version()?;
+        let mut modules_from_cache = 0;
         let mut functions = HashMap::new();
         for source in SOURCES {
-            let module = match sources::compile(source, &arch)? {
-                CompiledModule::Cubin(bytes) => Ptx::from_binary(bytes),
-                CompiledModule::Ptx(text) => Ptx::from_src(text),
+            // A cached cubin of these exact sources, options and NVRTC (module_cache.rs); one the driver
+            // refuses is compiled again and replaced.
+            let cached = cache
+                .get(source, &arch, nvrtc)
+                .and_then(|bytes| ctx.load_module(Ptx::from_binary(bytes)).ok());
+            let module = match cached {
+                Some(module) => {
+                    modules_from_cache += 1;
+                    module
+                }
+                None => {
+                    let module = match sources::compile(source, &arch)? {
+                        CompiledModule::Cubin(bytes) => {
+                            cache.put(source, &arch, nvrtc, &bytes);
+                            Ptx::from_binary(bytes)
+                        }
+                        CompiledModule::Ptx(text) => Ptx::from_src(text),
+                    };
+                    ctx.load_module(module)
+                        .ctx(|| format!("loading module {}", source.name))?
+                }
             };
-            let module = ctx
-                .load_module(module)
-                .ctx(|| format!("loading module {}", source.name))?;
             for f in source.functions {
                 let func = module
                     .load_function(f)
@@ -238,6 +263,7 @@ impl Gpu {
             arch,
             sms,
             compile_seconds,
+            modules_from_cache,
             scratch_bf16: Mutex::new(None),
             scratch_argmax: Mutex::new(None),
             scratch_attention: Mutex::new(None),
@@ -312,6 +338,11 @@ impl Gpu {
     /// Wall time spent compiling and loading every module in [`Gpu::with_device`].
     pub fn compile_seconds(&self) -> f64 {
         self.compile_seconds
+    }
+
+    /// How many of the modules came from the on-disk cache ([`crate::module_cache`]) rather than NVRTC.
+    pub fn modules_from_cache(&self) -> usize {
+        self.modules_from_cache
     }
 
     /// The one stream all work goes to.

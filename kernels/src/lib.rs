@@ -81,6 +81,7 @@ mod error;
 mod fused;
 mod gemm;
 mod gpu;
+pub mod module_cache;
 mod ops;
 pub mod reference;
 pub mod rng;

@@ -130,6 +130,27 @@ pub fn nvrtc_options(arch: &str) -> Vec<String> {
     options
 }
 
+/// The NVRTC library's version (major, minor). Needs only the NVRTC library, not a GPU.
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    use cudarc::nvrtc::sys;
+    // SAFETY: probing for the shared library has no preconditions.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(KernelError::Unavailable(
+            "the NVRTC library (libnvrtc) was not found".into(),
+        ));
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: two valid out-pointers.
+    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| KernelError::Compile {
+            module: "(none)".into(),
+            message: format!("reading the NVRTC version: {e}"),
+            log: String::new(),
+        })?;
+    Ok((major, minor))
+}
+
 /// Compiles one module with NVRTC for `arch`. Needs only the NVRTC library, not a GPU.
 pub fn compile(source: &KernelSource, arch: &str) -> Result<CompiledModule> {
     use cudarc::nvrtc::{result as nv, sys};
@@ -307,6 +328,8 @@ mod tests {
                 .write_all(b"SKIP: no NVRTC library: every_module_compiles_for_sm_90\n");
             return;
         }
+        let (major, _) = nvrtc_version().unwrap();
+        assert!(major >= 12, "NVRTC {major}.x");
         for s in SOURCES {
             match compile(s, "sm_90") {
                 Ok(CompiledModule::Cubin(c)) => {

@@ -4,6 +4,7 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use vkae_kernels::check::{AttentionCase, CheckReport, Checker};
+use vkae_kernels::module_cache::ModuleCache;
 use vkae_kernels::rng::Rng;
 use vkae_kernels::tolerance::{passes, relative_error, F32_OP};
 use vkae_kernels::{Gpu, KernelError, KvLayout, Rope};
@@ -362,13 +363,62 @@ fn device_reports_its_architecture() {
     let (major, minor) = g.compute_capability();
     assert_eq!(g.arch(), format!("sm_{major}{minor}"));
     eprintln!(
-        "device {} ({}), {} SMs, modules compiled and loaded in {:.2} s, kernels sha256 {}",
+        "device {} ({}), {} SMs, modules compiled and loaded in {:.2} s ({} of {} from the module cache), kernels sha256 {}",
         g.device_name(),
         g.arch(),
         g.multiprocessors(),
         g.compile_seconds(),
+        g.modules_from_cache(),
+        vkae_kernels::sources::SOURCES.len(),
         vkae_kernels::kernels_sha256()
     );
+}
+
+/// The module cache: a fresh one fills on the first open, serves every module on the second (and the kernels
+/// loaded from it pass their checks), and an entry the driver refuses is compiled again and replaced.
+#[test]
+fn modules_come_back_from_the_cache_and_a_bad_entry_is_recompiled() {
+    // Held for the whole test: the other tests wait, and the device is known to work.
+    let _shared = gpu_or_skip!();
+    let dir = std::env::temp_dir().join(format!("vkae-gpu-module-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let modules = vkae_kernels::sources::SOURCES.len();
+    let cache = ModuleCache::at(&dir);
+
+    let first = Gpu::with_device_and_cache(0, cache.clone()).unwrap();
+    assert_eq!(first.modules_from_cache(), 0);
+    let cold = first.compile_seconds();
+    drop(first);
+    let entries = || {
+        let mut v: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(entries().len(), modules, "one cubin a module");
+
+    let second = Gpu::with_device_and_cache(0, cache.clone()).unwrap();
+    assert_eq!(second.modules_from_cache(), modules);
+    let warm = second.compile_seconds();
+    assert_all(&[
+        checker(&second).rms_norm(9, 2560, true, false).unwrap(),
+        checker(&second)
+            .attention(Checker::attention_path_cases()[0])
+            .unwrap(),
+    ]);
+    drop(second);
+
+    // Garbage in one entry: the driver refuses it, the module is compiled again and the entry rewritten.
+    let victim = entries()[0].clone();
+    std::fs::write(&victim, b"not a cubin").unwrap();
+    let third = Gpu::with_device_and_cache(0, cache).unwrap();
+    assert_eq!(third.modules_from_cache(), modules - 1);
+    assert_ne!(std::fs::read(&victim).unwrap(), b"not a cubin");
+    assert_all(&[checker(&third).rms_norm(9, 2560, true, false).unwrap()]);
+    eprintln!("module cache: cold open {cold:.2} s, warm open {warm:.2} s ({modules} modules)");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// With the scratch reserved, a chain of ops (GEMM, softcap, argmax, KV write, attention) can be
