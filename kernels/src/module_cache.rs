@@ -1,16 +1,19 @@
 //! An on-disk cache of the cubins NVRTC compiles, so that only the first process on a machine pays for them.
 //!
 //! Every [`crate::Gpu`] compiles every module for its device (about 8 s for all of them on the H200), and a test
-//! run or a qualification opens several. A cubin is stored under a key that is the SHA-256 of everything that
-//! decides its bytes: the module's name and full text (`common.cuh` + its `.cu` file), the target architecture,
-//! the NVRTC options and the NVRTC version. Changing any of those misses the cache, so a cached module is always
-//! what compiling the same sources would give, and [`crate::kernels_sha256`] keeps naming the code that runs.
+//! run or a qualification opens several. A cubin is stored under a key that is the SHA-256 of what decides it:
+//! the module's name and full text (`common.cuh` + its `.cu` file), the target architecture, the NVRTC options
+//! and the NVRTC version (major.minor, all NVRTC reports). Changing any of those misses the cache, so a cached
+//! module is a compile of exactly those sources and [`crate::kernels_sha256`] keeps naming the code that runs.
+//! (Two patch releases of one NVRTC minor version share keys; their cubins may differ in code generation, never
+//! in the sources they compile.)
 //!
 //! Where: `$VKAE_KERNEL_CACHE` (a directory; `off` turns the cache off), else `$XDG_CACHE_HOME/vkae/kernels`,
 //! else `$HOME/.cache/vkae/kernels`. The cache is best effort: a directory that cannot be created or written,
-//! or an entry that cannot be read, only means compiling again; entries are written to a temporary file and
-//! renamed into place, so a reader never sees half of one. A cached cubin the driver refuses is compiled again
-//! and replaced ([`crate::Gpu::with_device`]).
+//! or an entry that cannot be read, only means compiling again. An entry is the cubin followed by its SHA-256,
+//! written to a temporary file, flushed to disk and renamed into place; `get` returns only an ELF image whose
+//! digest matches, so a truncated or damaged entry is never handed to the driver (which takes no length). A
+//! cubin the driver still refuses is compiled again and replaced ([`crate::Gpu::with_device`]).
 
 use std::path::{Path, PathBuf};
 
@@ -71,7 +74,7 @@ impl ModuleCache {
         )))
     }
 
-    /// The cached cubin of `source` for `arch`, if there is one.
+    /// The cached cubin of `source` for `arch`, if there is an intact one.
     pub fn get(
         &self,
         source: &KernelSource,
@@ -79,7 +82,14 @@ impl ModuleCache {
         nvrtc_version: (i32, i32),
     ) -> Option<Vec<u8>> {
         let path = self.entry(source, arch, nvrtc_version)?;
-        std::fs::read(path).ok().filter(|bytes| !bytes.is_empty())
+        let mut bytes = std::fs::read(path).ok()?;
+        let body = bytes.len().checked_sub(DIGEST_LEN)?;
+        let intact = bytes[..body].starts_with(ELF_MAGIC)
+            && Sha256::digest(&bytes[..body]).as_slice() == &bytes[body..];
+        intact.then(|| {
+            bytes.truncate(body);
+            bytes
+        })
     }
 
     /// Keeps `cubin` as `source`'s module for `arch`; returns whether it was written (failures are not errors:
@@ -107,13 +117,26 @@ impl ModuleCache {
             std::process::id(),
             std::thread::current().id()
         ));
-        let written = std::fs::write(&tmp, cubin).and_then(|_| std::fs::rename(&tmp, &path));
+        let written = (|| {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(cubin)?;
+            f.write_all(&Sha256::digest(cubin))?;
+            // On disk before the rename, so a crash leaves the old entry or the whole new one.
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         written.is_ok()
     }
 }
+
+/// A cubin is an ELF image.
+const ELF_MAGIC: &[u8] = b"\x7fELF";
+/// An entry's trailer: the SHA-256 of the cubin before it.
+const DIGEST_LEN: usize = 32;
 
 /// The cache key of `source` compiled for `arch` by NVRTC `nvrtc_version` (hex SHA-256).
 pub fn entry_key(source: &KernelSource, arch: &str, nvrtc_version: (i32, i32)) -> String {
@@ -165,10 +188,10 @@ mod tests {
         let cache = ModuleCache::at(&dir);
         let s = &SOURCES[0];
         assert_eq!(cache.get(s, "sm_90", (13, 0)), None, "empty at first");
-        assert!(cache.put(s, "sm_90", (13, 0), b"cubin bytes"));
+        assert!(cache.put(s, "sm_90", (13, 0), b"\x7fELF cubin bytes"));
         assert_eq!(
             cache.get(s, "sm_90", (13, 0)).as_deref(),
-            Some(&b"cubin bytes"[..])
+            Some(&b"\x7fELF cubin bytes"[..])
         );
         assert_eq!(cache.get(s, "sm_90", (12, 9)), None, "another NVRTC misses");
         assert_eq!(
@@ -177,10 +200,10 @@ mod tests {
             "another module misses"
         );
         // A second write replaces the entry whole; no temporary file is left behind.
-        assert!(cache.put(s, "sm_90", (13, 0), b"newer"));
+        assert!(cache.put(s, "sm_90", (13, 0), b"\x7fELF newer"));
         assert_eq!(
             cache.get(s, "sm_90", (13, 0)).as_deref(),
-            Some(&b"newer"[..])
+            Some(&b"\x7fELF newer"[..])
         );
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -188,6 +211,46 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].starts_with(&format!("{}-", s.name)) && names[0].ends_with(".cubin"));
+        // A damaged or truncated entry, or one that is not an ELF image, is a miss, never handed to the driver.
+        let entry = dir.join(&names[0]);
+        let whole = std::fs::read(&entry).unwrap();
+        let mut flipped = whole.clone();
+        flipped[6] ^= 1;
+        for bad in [
+            &whole[..whole.len() - 1],
+            &flipped[..],
+            &whole[..3],
+            &b"not a cubin"[..],
+        ] {
+            std::fs::write(&entry, bad).unwrap();
+            assert_eq!(cache.get(s, "sm_90", (13, 0)), None, "{bad:?}");
+        }
+        assert!(cache.put(s, "sm_90", (13, 0), b"not ELF"));
+        assert_eq!(cache.get(s, "sm_90", (13, 0)), None, "not an ELF image");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A real cubin (where the NVRTC library is present; no GPU needed) comes back byte for byte.
+    #[test]
+    fn a_compiled_cubin_comes_back_whole() {
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            use std::io::Write;
+            let _ = std::io::stderr()
+                .lock()
+                .write_all(b"SKIP: no NVRTC library: a_compiled_cubin_comes_back_whole\n");
+            return;
+        }
+        let s = SOURCES.iter().find(|s| s.name == "rms_norm").unwrap();
+        let version = crate::sources::nvrtc_version().unwrap();
+        let crate::sources::CompiledModule::Cubin(cubin) =
+            crate::sources::compile(s, "sm_90").unwrap()
+        else {
+            panic!("sm_90 gives a cubin");
+        };
+        let dir = scratch_dir("real");
+        let cache = ModuleCache::at(&dir);
+        assert!(cache.put(s, "sm_90", version, &cubin));
+        assert_eq!(cache.get(s, "sm_90", version), Some(cubin));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
