@@ -489,7 +489,7 @@ impl<'a> Checker<'a> {
             },
             // A round of keys at a time: partial rounds (a few keys a warp), full ones (700 keys, window 512),
             // prefill rows, 32 splits of 5000 keys merged either way, one kv head, bf16 output, and head_dim 200
-            // (the kernel's key-by-key fallback).
+            // (the kernel's key-by-key fallback), and a single split with a round of two keys.
             AttentionCase {
                 path: rounds(false),
                 ..base
@@ -532,6 +532,15 @@ impl<'a> Checker<'a> {
             AttentionCase {
                 path: rounds(false),
                 head_dim: 200,
+                ..base
+            },
+            // One split of 48 keys: each warp takes a full round and a round of two, and the block writes the
+            // normalised output itself.
+            AttentionCase {
+                path: rounds(false),
+                num_seqs: 1,
+                context: 47,
+                max_keys: Some(48),
                 ..base
             },
         ]
