@@ -90,6 +90,16 @@ __device__ __forceinline__ bool last_block_to_arrive(unsigned* counter, unsigned
 // x and o are read through L2 (load_l2_f32) so a caller may pass rows that other blocks of its kernel just
 // wrote (gemv.cu's residual tail).
 #define RESID_PER_THREAD 12
+// 1 / sqrt(mean(v^2) + eps) of a row the block holds in registers (RESID_PER_THREAD values a thread, zeros past
+// cols); every thread gets it.
+__device__ __forceinline__ float row_inv_rms(const float (&v)[RESID_PER_THREAD], int cols, float eps) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int e = 0; e < RESID_PER_THREAD; ++e) ss += v[e] * v[e];
+    ss = block_sum(ss);
+    return 1.0f / sqrtf(ss / (float)cols + eps);
+}
+
 __device__ __forceinline__ void residual_rms_norm_row(float* __restrict__ xr, const float* __restrict__ orow,
                                                       const bf16_t* __restrict__ w_post, float s,
                                                       const bf16_t* __restrict__ w_next,
@@ -103,11 +113,7 @@ __device__ __forceinline__ void residual_rms_norm_row(float* __restrict__ xr, co
         ov[e] = (i < cols && orow != nullptr) ? load_l2_f32(orow + i) : 0.0f;
     }
     if (orow != nullptr) {
-        float ss = 0.0f;
-#pragma unroll
-        for (int e = 0; e < RESID_PER_THREAD; ++e) ss += ov[e] * ov[e];
-        ss = block_sum(ss);
-        const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+        const float inv = row_inv_rms(ov, cols, eps);
 #pragma unroll
         for (int e = 0; e < RESID_PER_THREAD; ++e) {
             const int i = threadIdx.x + e * blockDim.x;
@@ -127,11 +133,7 @@ __device__ __forceinline__ void residual_rms_norm_row(float* __restrict__ xr, co
         }
     }
     if (on != nullptr) {
-        float ss = 0.0f;
-#pragma unroll
-        for (int e = 0; e < RESID_PER_THREAD; ++e) ss += xv[e] * xv[e];
-        ss = block_sum(ss);
-        const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+        const float inv = row_inv_rms(xv, cols, eps);
 #pragma unroll
         for (int e = 0; e < RESID_PER_THREAD; ++e) {
             const int i = threadIdx.x + e * blockDim.x;

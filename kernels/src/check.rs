@@ -81,6 +81,28 @@ pub struct AttentionCase {
     pub path: AttentionPath,
 }
 
+impl AttentionCase {
+    /// A small decode case with E4B's GQA (8 query heads on 2 kv heads, head_dim 256): 3 sequences, 40 keys of
+    /// context, one new token each, 64 cache slots, no window, f32 output on the default path. The other cases
+    /// are this with fields changed.
+    pub const DECODE: AttentionCase = AttentionCase {
+        num_seqs: 3,
+        context: 40,
+        new_tokens: 1,
+        heads: 8,
+        kv_heads: 2,
+        head_dim: 256,
+        window: None,
+        capacity: 64,
+        max_keys: None,
+        bf16_out: false,
+        path: AttentionPath {
+            merge_in_kernel: false,
+            softmax_per_round: false,
+        },
+    };
+}
+
 /// Runs checks on one [`Gpu`] with one random stream.
 pub struct Checker<'a> {
     gpu: &'a Gpu,
@@ -134,9 +156,7 @@ impl<'a> Checker<'a> {
     ) -> Result<CheckReport> {
         let g = self.gpu;
         let x = self.rng.normal_vec(rows * cols, 3.0);
-        let w: Vec<bf16> = (0..cols)
-            .map(|_| bf16::from_f64(1.0 + 0.5 * self.rng.normal()))
-            .collect();
+        let w = self.rng.norm_weight_bf16(cols);
         let dw = g.upload(&w)?;
         let weight = weighted.then_some(&dw);
         let eps = 1e-6f32;
@@ -423,17 +443,8 @@ impl<'a> Checker<'a> {
             ..AttentionPath::default()
         };
         let base = AttentionCase {
-            num_seqs: 3,
-            context: 40,
-            new_tokens: 1,
-            heads: 8,
-            kv_heads: 2,
-            head_dim: 256,
-            window: None,
-            capacity: 64,
-            max_keys: None,
-            bf16_out: false,
             path: merged,
+            ..AttentionCase::DECODE
         };
         let long = AttentionCase {
             num_seqs: 1,
@@ -779,19 +790,7 @@ impl<'a> Checker<'a> {
             self.kv_append(3, 5, 2, 256)?,
             self.kv_append(2, 4, 1, 48)?,
         ];
-        let base = AttentionCase {
-            num_seqs: 3,
-            context: 40,
-            new_tokens: 1,
-            heads: 8,
-            kv_heads: 2,
-            head_dim: 256,
-            window: None,
-            capacity: 64,
-            max_keys: None,
-            bf16_out: false,
-            path: AttentionPath::default(),
-        };
+        let base = AttentionCase::DECODE;
         for c in [
             base, // decode, full
             AttentionCase {

@@ -49,6 +49,13 @@ impl Rng {
         (0..n).map(|_| (self.normal() * std) as f32).collect()
     }
 
+    /// `n` weights of a norm, `1 + 0.5 * normal`, rounded to bf16 (near one, as trained norm scales are).
+    pub fn norm_weight_bf16(&mut self, n: usize) -> Vec<half::bf16> {
+        (0..n)
+            .map(|_| half::bf16::from_f64(1.0 + 0.5 * self.normal()))
+            .collect()
+    }
+
     /// `n` normal values times `std`, rounded to bf16.
     pub fn normal_bf16(&mut self, n: usize, std: f64) -> Vec<half::bf16> {
         (0..n)

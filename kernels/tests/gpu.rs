@@ -140,19 +140,7 @@ fn kv_append_writes_exactly_its_slots() {
 fn attention_matches_reference() {
     let g = gpu_or_skip!();
     let mut c = checker(&g);
-    let base = AttentionCase {
-        num_seqs: 3,
-        context: 40,
-        new_tokens: 1,
-        heads: 8,
-        kv_heads: 2,
-        head_dim: 256,
-        window: None,
-        max_keys: None,
-        capacity: 64,
-        bf16_out: false,
-        path: Default::default(),
-    };
+    let base = AttentionCase::DECODE;
     let cases = [
         base,
         // The bf16 output (the VKAE path's o-projection operand), with split partials and without.

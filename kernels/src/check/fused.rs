@@ -25,12 +25,10 @@ impl Checker<'_> {
         let g = self.gpu;
         let x = self.rng.normal_vec(rows * cols, 2.0);
         let o = self.rng.normal_vec(rows * cols, 5.0);
-        let weight = |rng: &mut crate::rng::Rng| -> Vec<bf16> {
-            (0..cols)
-                .map(|_| bf16::from_f64(1.0 + 0.5 * rng.normal()))
-                .collect()
-        };
-        let (w_post, w_next) = (weight(&mut self.rng), weight(&mut self.rng));
+        let (w_post, w_next) = (
+            self.rng.norm_weight_bf16(cols),
+            self.rng.norm_weight_bf16(cols),
+        );
         let s = (0.25 + self.rng.uniform()) as f32;
         let eps = 1e-6f32;
         let mut dx = g.upload(&x)?;
@@ -174,12 +172,7 @@ impl Checker<'_> {
             Some((_, _, y)) => y.iter().map(|&v| v as f32).collect(),
             None => self.rng.normal_vec(tokens * row_stride, 2.0),
         };
-        let wv = |rng: &mut crate::rng::Rng| -> Vec<bf16> {
-            (0..hd)
-                .map(|_| bf16::from_f64(1.0 + 0.5 * rng.normal()))
-                .collect()
-        };
-        let (q_norm, k_norm) = (wv(&mut self.rng), wv(&mut self.rng));
+        let (q_norm, k_norm) = (self.rng.norm_weight_bf16(hd), self.rng.norm_weight_bf16(hd));
         let seqs = 2usize;
         let seq_ids: Vec<i32> = (0..tokens).map(|t| (t % seqs) as i32).collect();
         // Distinct slots per token (so no two tokens write one slot), positions past the capacity (ring).
@@ -380,9 +373,7 @@ impl Checker<'_> {
         let ids: Vec<u32> = (0..rows)
             .map(|_| self.rng.below(vocab as u64) as u32)
             .collect();
-        let norm_w: Vec<bf16> = (0..dim)
-            .map(|_| bf16::from_f64(1.0 + 0.5 * self.rng.normal()))
-            .collect();
+        let norm_w = self.rng.norm_weight_bf16(dim);
         let scales = [1.0 / 2560f32.sqrt(), (dim as f32).sqrt(), 0.5f32.sqrt()];
         let (dp, dt, di, dn) = (
             g.upload(&proj)?,
@@ -641,12 +632,7 @@ impl Checker<'_> {
     ) -> Result<Vec<CheckReport>> {
         let (g, m) = (self.gpu, 1);
         let w = self.rng.normal_bf16(n * k, 1.0 / (k as f64).sqrt());
-        let weight = |rng: &mut crate::rng::Rng| -> Vec<bf16> {
-            (0..n)
-                .map(|_| bf16::from_f64(1.0 + 0.5 * rng.normal()))
-                .collect()
-        };
-        let (w_post, w_next) = (weight(&mut self.rng), weight(&mut self.rng));
+        let (w_post, w_next) = (self.rng.norm_weight_bf16(n), self.rng.norm_weight_bf16(n));
         let s = (0.25 + self.rng.uniform()) as f32;
         let eps = 1e-6f32;
         let (dw, dwp, dwn) = (g.upload(&w)?, g.upload(&w_post)?, g.upload(&w_next)?);
