@@ -92,8 +92,9 @@ impl VkaeBenchSettings {
         variants
     }
 
-    /// The default, the default without its newest step (attention merged by a launch of its own), and each
-    /// option built but off by default (alone, then together): what an H200 call decides on
+    /// The default, the default without each of its two newest steps (attention merged by a launch of its own;
+    /// the online softmax key by key), and each option built but off by default (alone, then together): what
+    /// an H200 call decides on
     /// (`VKAE_BENCH_VARIANTS=candidates`, e.g. at 16k of context).
     pub fn candidate_variants() -> Vec<(String, VkaeOptions)> {
         let d = VkaeOptions::default();
@@ -107,9 +108,9 @@ impl VkaeBenchSettings {
                 },
             ),
             (
-                "vkae default + attention softmax per round of keys".into(),
+                "vkae default, attention softmax key by key".into(),
                 VkaeOptions {
-                    attention_softmax_per_round: true,
+                    attention_softmax_per_round: false,
                     ..d
                 },
             ),
