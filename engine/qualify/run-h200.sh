@@ -50,13 +50,19 @@ done
 
 # What the machine did meanwhile, every 5 s (the transformers baseline's repetitions have swung 2-43% between
 # H200 calls): load, CPU time stolen by the hypervisor and in iowait (jiffies since start), GPU clocks,
-# utilisation and power.
+# utilisation and power, and a CPU probe: the ms a fixed awk loop takes on the last CPU (outside BASELINE_CPUS).
+# The baseline is bound by its host thread, so if the host CPU slows (a busy neighbour, a clock change the VM
+# cannot see) the probe slows in the same seconds.
 monitor() {
-  local steal0
+  local steal0 probe_cpu t0
   steal0=$(awk '/^cpu /{print $9, $6}' /proc/stat)
+  probe_cpu=$(( $(nproc) - 1 ))
   while :; do
-    printf '%s load %s steal,iowait %s (start %s) gpu %s\n' "$(date -u +%T)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
-      "$(awk '/^cpu /{print $9, $6}' /proc/stat)" "$steal0" \
+    t0=$(date +%s%N)
+    taskset -c "$probe_cpu" awk 'BEGIN { for (i = 0; i < 5000000; i++) s += i * 0.5 }' 2>/dev/null
+    printf '%s load %s steal,iowait %s (start %s) cpu-probe %s ms gpu %s\n' "$(date -u +%T)" \
+      "$(cut -d' ' -f1-3 /proc/loadavg)" "$(awk '/^cpu /{print $9, $6}' /proc/stat)" "$steal0" \
+      "$(( ($(date +%s%N) - t0) / 1000000 ))" \
       "$(nvidia-smi --query-gpu=clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv,noheader 2>/dev/null)"
     sleep 5
   done
