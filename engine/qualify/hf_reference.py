@@ -50,6 +50,16 @@ def progress(phase, done, total):
     print("@progress " + json.dumps({"phase": phase, "done": done, "total": total}), file=sys.stderr, flush=True)
 
 
+def log_timing(kind, b, i, started, rate):
+    """One line per timed pair on stderr (the harness keeps it in the child's log): its wall-clock window, to
+    read against what the machine did meanwhile (run-h200.sh's monitor.txt samples a CPU probe every 5 s)."""
+    def utc(t):
+        return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 10)}"
+
+    shown = f"{rate:.2f}" if rate is not None else "none"
+    print(f"timing: batch {b} {kind} {i} {utc(started)}-{utc(time.time())} UTC {shown} tok/s", file=sys.stderr, flush=True)
+
+
 def write_json(path, value):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -94,10 +104,12 @@ def measure_batches(model, plan, result, result_path, peer):
             # 19.3 tok/s after 2 warm-ups).
             if not warm_rates:
                 warm_start = time.perf_counter()
+            started = time.time()
             t1, _ = gen(model, ids, 1, device)
             tn, _ = gen(model, ids, new, device)
             # None where host noise swamped it (time(N new) <= time(1 new)), as the timed repetitions treat it.
             warm_rates.append(b * (new - 1) / (tn - t1) if tn > t1 else None)
+            log_timing("warm-up", b, len(warm_rates), started, warm_rates[-1])
             done = len(warm_rates)
             progress(f"{label} batch {b}", min(done, plan["warmup"]), steps)
             if done < plan["warmup"]:
@@ -114,11 +126,13 @@ def measure_batches(model, plan, result, result_path, peer):
                 # repetition and not another is host noise, not the path's speed.
                 gc.collect()
                 gc.disable()
+                started = time.time()
                 try:
                     t1, _ = gen(model, ids, 1, device)
                     tn, out = gen(model, ids, new, device)
                 finally:
                     gc.enable()
+                log_timing("repetition", b, r + 1, started, b * (new - 1) / (tn - t1) if tn > t1 else None)
                 if tn > t1:
                     break
                 # time(N new) <= time(1 new): host noise swamped the measurement (seen only on loaded CPUs).

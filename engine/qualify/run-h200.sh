@@ -6,7 +6,7 @@
 #   here:   engine/qualify/build-device.sh   (binary + .device/qualify/h200-lab.key, the lane's secret key)
 #   device: run tool, carry [".device/qualify"], command "bash engine/qualify/run-h200.sh"
 # $OUT receives (at most 8 files): qualify-e4b-b{1,8,32}.json, report-e4b.json, qualify.log, children.log, env.txt,
-# monitor.txt.
+# monitor.txt; with ROUNDS=N > 1 (see below), qualify-e4b-r{1..N}-bB.json and logs.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bin=${QUALIFY_BIN:-.device/qualify}
@@ -48,8 +48,8 @@ done
 } 2>&1 | tee "$out/env.txt"
 [ -f "$key" ] || { echo "no lane key at $key (see engine/qualify/build-device.sh)"; exit 2; }
 
-# What the machine did meanwhile, every 5 s (the transformers baseline's repetitions have swung 2-43% between
-# H200 calls): load, CPU time stolen by the hypervisor and in iowait (jiffies since start), GPU clocks,
+# What the machine did meanwhile (the transformers baseline's repetitions have swung 2-43% between
+# H200 calls), every ~2 s: load, CPU time stolen by the hypervisor and in iowait (jiffies since start), GPU clocks,
 # utilisation and power, and a CPU probe: the ms a fixed awk loop takes on the last CPU (outside BASELINE_CPUS).
 # The baseline is bound by its host thread, so if the host CPU slows (a busy neighbour, a clock change the VM
 # cannot see) the probe slows in the same seconds.
@@ -57,6 +57,8 @@ monitor() {
   local steal0 probe_cpu t0
   steal0=$(awk '/^cpu /{print $9, $6}' /proc/stat)
   probe_cpu=$(( $(nproc) - 1 ))
+  # The monitor itself (nvidia-smi included) stays on that CPU, off the baseline's.
+  taskset -cp "$probe_cpu" $BASHPID > /dev/null 2>&1
   while :; do
     t0=$(date +%s%N)
     taskset -c "$probe_cpu" awk 'BEGIN { for (i = 0; i < 5000000; i++) s += i * 0.5 }' 2>/dev/null
@@ -64,21 +66,38 @@ monitor() {
       "$(cut -d' ' -f1-3 /proc/loadavg)" "$(awk '/^cpu /{print $9, $6}' /proc/stat)" "$steal0" \
       "$(( ($(date +%s%N) - t0) / 1000000 ))" \
       "$(nvidia-smi --query-gpu=clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv,noheader 2>/dev/null)"
-    sleep 5
+    sleep 2
   done
 }
-monitor > "$out/monitor.txt" 2>&1 &
+# ROUNDS=N (default 1) runs the whole qualification N times in this call (the checkpoint is written once), each
+# round its own records: more tries at a steady baseline for one machine start. With N > 1 the records are
+# qualify-e4b-rR-bB.json and everything else goes into logs.tgz, refreshed after each round (the device tool
+# returns at most 8 files, and what a time limit leaves under $OUT still comes back).
+rounds=${ROUNDS:-1}
+logs=$out
+[ "$rounds" -gt 1 ] && logs=$work/logs && mkdir -p "$logs" && mv "$out/env.txt" "$logs/env.txt"
+monitor > "$logs/monitor.txt" 2>&1 &
 monitor_pid=$!
 trap 'kill $monitor_pid 2>/dev/null' EXIT
 
-start=$(date +%s)
-# shellcheck disable=SC2086
-"$bin/vkae-engine" qualify $model_args --batch "$batches" \
-  --prompt-tokens "$prompt" --output-tokens "$output" --reps "$reps" --warmup "$warmup" --quality-tokens 2048 \
-  --device "$device" --baseline hf --python "$python" --baseline-time-limit 420 --peer-time-limit "$peer_limit" \
-  --work-dir "$work" --lane-key "$key" \
-  --out "$out/qualify-e4b-b{batch}.json" --report "$out/report-e4b.json" --no-progress 2>&1 | tee "$out/qualify.log"
-status=${PIPESTATUS[0]}
-echo "qualify wall time: $(( $(date +%s) - start )) s, exit status $status" | tee -a "$out/env.txt"
-for f in "$work"/*-child.log; do [ -f "$f" ] && { echo "==== $f"; tail -n 60 "$f"; }; done > "$out/children.log" 2>&1
+status=0
+for round in $(seq 1 "$rounds"); do
+  tag= ; [ "$rounds" -gt 1 ] && tag=-r$round
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  "$bin/vkae-engine" qualify $model_args --batch "$batches" \
+    --prompt-tokens "$prompt" --output-tokens "$output" --reps "$reps" --warmup "$warmup" --quality-tokens 2048 \
+    --device "$device" --baseline hf --python "$python" --baseline-time-limit 420 --peer-time-limit "$peer_limit" \
+    --work-dir "$work" --lane-key "$key" \
+    --out "$out/qualify-e4b$tag-b{batch}.json" --report "$logs/report-e4b$tag.json" --no-progress 2>&1 |
+    tee "$logs/qualify$tag.log"
+  round_status=${PIPESTATUS[0]}
+  [ "$round_status" -ne 0 ] && status=$round_status
+  echo "qualify$tag wall time: $(( $(date +%s) - start )) s, exit status $round_status" | tee -a "$logs/env.txt"
+  # The children's logs (the baseline's per-repetition timing lines among them) before the next round rewrites them.
+  for f in "$work"/*-child.log; do [ -f "$f" ] && { echo "==== $f"; tail -n 200 "$f"; }; done > "$logs/children$tag.log" 2>&1
+  if [ "$rounds" -gt 1 ]; then
+    tar czf "$out/.logs.tgz.tmp" -C "$logs" . && mv "$out/.logs.tgz.tmp" "$out/logs.tgz"
+  fi
+done
 exit "$status"
