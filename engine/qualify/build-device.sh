@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, on this CUDA-less machine, what engine/qualify/run-h200.sh runs on the H200 device machine: the release
-# vkae-engine binary with the engine commit baked in, in .device/qualify/ (git-ignored; pass it in the device
-# tool's `carry`). The lane's secret key lives there too (never in git): created once with
+# vkae-engine binary with the engine commit baked in (HEAD, or the commit given as the argument), in
+# .device/qualify/ (git-ignored; pass it in the device tool's `carry`). The lane's secret key lives there too
+# (never in git): created once with
 #   .device/qualify/vkae-engine keygen --out .device/qualify/h200-lab.key
 # and its public key committed as content/evidence/h200-lab.pub.
 set -euo pipefail
@@ -9,8 +10,9 @@ cd "$(dirname "$0")/../.."
 dest=$PWD/.device/qualify
 mkdir -p "$dest"
 # Build exactly the committed tree (other work in progress in this checkout stays out of the binary), so the
-# commit baked into the record names the code that runs.
-commit=$(git rev-parse HEAD)
+# commit baked into the record names the code that runs. An argument names another commit to build (e.g. the
+# commit whose path earlier records measured, so new records of the same path name the same commit).
+commit=$(git rev-parse --verify "${1:-HEAD}^{commit}")
 src=${TMPDIR:-/tmp}/vkae-qualify-src-$commit
 if [ ! -d "$src" ]; then
   mkdir -p "$src.tmp" && git archive "$commit" | tar -x -C "$src.tmp" && mv "$src.tmp" "$src"
