@@ -49,23 +49,31 @@ done
 [ -f "$key" ] || { echo "no lane key at $key (see engine/qualify/build-device.sh)"; exit 2; }
 
 # What the machine did meanwhile (the transformers baseline's repetitions have swung 2-43% between
-# H200 calls), every ~2 s: load, CPU time stolen by the hypervisor and in iowait (jiffies since start), GPU clocks,
-# utilisation and power, and a CPU probe: the ms a fixed awk loop takes on the last CPU (outside BASELINE_CPUS).
+# H200 calls), every ~2 s: load, CPU time stolen by the hypervisor and in iowait (jiffies since start), a CPU
+# probe: the ms a fixed awk loop takes on the last CPU (outside BASELINE_CPUS), and every ~10 s the GPU's clocks,
+# utilisation and power.
 # The baseline is bound by its host thread, so if the host CPU slows (a busy neighbour, a clock change the VM
 # cannot see) the probe slows in the same seconds.
 monitor() {
-  local steal0 probe_cpu t0
+  local steal0 probe_cpu t0 probe_ms
   steal0=$(awk '/^cpu /{print $9, $6}' /proc/stat)
   probe_cpu=$(( $(nproc) - 1 ))
   # The monitor itself (nvidia-smi included) stays on that CPU, off the baseline's.
   taskset -cp "$probe_cpu" $BASHPID > /dev/null 2>&1
+  local n=0 gpu=
   while :; do
     t0=$(date +%s%N)
     taskset -c "$probe_cpu" awk 'BEGIN { for (i = 0; i < 5000000; i++) s += i * 0.5 }' 2>/dev/null
+    probe_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    # nvidia-smi only every 5th sample (~10 s): it is the monitor's heaviest call, and it talks to the driver
+    # the baseline is using.
+    if (( n++ % 5 == 0 )); then
+      gpu=$(nvidia-smi --query-gpu=clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv,noheader 2>/dev/null)
+    else
+      gpu=-
+    fi
     printf '%s load %s steal,iowait %s (start %s) cpu-probe %s ms gpu %s\n' "$(date -u +%T)" \
-      "$(cut -d' ' -f1-3 /proc/loadavg)" "$(awk '/^cpu /{print $9, $6}' /proc/stat)" "$steal0" \
-      "$(( ($(date +%s%N) - t0) / 1000000 ))" \
-      "$(nvidia-smi --query-gpu=clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv,noheader 2>/dev/null)"
+      "$(cut -d' ' -f1-3 /proc/loadavg)" "$(awk '/^cpu /{print $9, $6}' /proc/stat)" "$steal0" "$probe_ms" "$gpu"
     sleep 2
   done
 }
