@@ -5,5 +5,5 @@
 # qualify + ingest test; these targets are built by then, so this costs seconds.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-python3 -c "import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]" engine/qualify/hf_reference.py engine/bench/hf_generate.py
+python3 -c "import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]" engine/qualify/hf_reference.py engine/qualify/host-noise.py engine/bench/hf_generate.py
 cargo test -p vkae-engine --test qualify_child --test qualify_evidence
