@@ -22,6 +22,7 @@ USAGE:
   vkae lane-key add NAME PUBLIC_KEY_BASE64
   vkae keygen SECRET_KEY_FILE              (writes a new Ed25519 secret key; prints its public key)
   vkae ingest FILE...                      (same checks as POST /api/internal/runs)
+  vkae verify RECORD_FILE PUBLIC_KEY_BASE64   (offline: does the signed record verify under that key?)
   vkae promote RUN_ID --operator NAME --level SLUG --reason TEXT
   vkae retract RUN_ID --operator NAME --reason TEXT
   vkae backup PATH                         (a consistent copy of the database, VACUUM INTO)
@@ -294,6 +295,25 @@ async fn run(raw: Vec<String>, site: Option<SiteRoutes>) -> Result<(), Failure> 
             vkae_record::write_signing_key_file(std::path::Path::new(&p[0]), &secret)
                 .map_err(|e| format!("cannot write {}: {e}", p[0]))?;
             println!("{}", vkae_record::encode_verifying_key(&public));
+        }
+        "verify" => {
+            // No database: a claim's record (GET /api/v1/claims/{run_id}/record) and its lane key
+            // (`provenance.lane_public_key` of the claim) are all it takes.
+            args.only(&[])?;
+            let p = args.positionals(2, "verify RECORD_FILE PUBLIC_KEY_BASE64")?;
+            let bytes = std::fs::read(&p[0]).map_err(|e| format!("cannot read {}: {e}", p[0]))?;
+            let key = vkae_record::decode_verifying_key(&p[1])
+                .map_err(|e| Failure::Usage(format!("the public key: {e}")))?;
+            let record = vkae_record::RunRecord::parse(&bytes)
+                .map_err(|e| format!("{} is not a vkae.run.v1 record: {e}", p[0]))?;
+            record.verify(&key).map_err(|e| format!("{}: {e}", p[0]))?;
+            println!(
+                "{}: run {} verifies under lane key {:?}; canonical record sha256 {}",
+                p[0],
+                record.run_id,
+                record.lane_key,
+                crate::auth::sha256_hex(&record.canonical_bytes())
+            );
         }
         "ingest" => {
             args.only(&["database", "content"])?;

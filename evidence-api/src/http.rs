@@ -32,6 +32,7 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/claims"),
+    ("GET", "/api/v1/claims/{run_id}/record"),
     ("GET", "/api/v1/models"),
     ("GET", "/api/v1/gpus"),
     ("GET", "/api/v1/sizing"),
@@ -59,6 +60,7 @@ pub fn router(state: AppState, site: Option<SiteRoutes>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/claims", get(claims))
+        .route("/api/v1/claims/{run_id}/record", get(claim_record))
         .route("/api/v1/models", get(models))
         .route("/api/v1/gpus", get(gpus))
         .route("/api/v1/sizing", get(sizing))
@@ -261,6 +263,17 @@ async fn claims(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiRe
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoQuery {}
+
+/// The signed record behind a promoted claim, byte for byte as stored (so its signature can be checked).
+async fn claim_record(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    parse_query::<NoQuery>(raw)?;
+    let record = service::public_claim_record(&state, &run_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], record).into_response())
+}
 
 async fn models(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     parse_query::<NoQuery>(raw)?;

@@ -1,6 +1,7 @@
 //! The public read side. This module reads exactly one database object, the `public_claims` view, which holds
-//! only claims that are promoted and not retracted, already shaped for the public (computed at promotion).
-//! Raw run records, lane verdicts and unpromoted runs are not reachable from here; a test checks that this file
+//! only claims that are promoted and not retracted, already shaped for the public (computed at promotion), with
+//! the signed record behind each one and the lane key that signed it, so that anyone can check a claim offline.
+//! Lane verdicts, unpromoted runs and their records are not reachable from here; a test checks that this file
 //! names no other table.
 
 use crate::content::Content;
@@ -61,8 +62,10 @@ pub async fn claims(
     filter: &ClaimFilter,
 ) -> ApiResult<Vec<Value>> {
     filter.validate(content)?;
-    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT run_id, level, promoted_at, public_json FROM public_claims
+    type Row = (String, String, String, String, String, String, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT run_id, level, promoted_at, public_json, record_sha256, lane_key, lane_public_key
+         FROM public_claims
          WHERE (?1 IS NULL OR family = ?1) AND (?2 IS NULL OR gpu_id = ?2) AND (?3 IS NULL OR level = ?3)
          ORDER BY promoted_at DESC, run_id",
     )
@@ -72,16 +75,47 @@ pub async fn claims(
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|(run_id, level, promoted_at, public_json)| {
-            let mut claim: Value = serde_json::from_str(&public_json)
-                .map_err(|e| ApiError::internal("claim unreadable", e))?;
-            claim["run_id"] = json!(run_id);
-            claim["level"] = json!(level);
-            claim["level_label"] = json!(ClaimLevel::parse(&level).map(|l| l.label()));
-            claim["promoted_at"] = json!(promoted_at);
-            Ok(claim)
-        })
+        .map(
+            |(run_id, level, promoted_at, public_json, sha256, lane_key, lane_public_key)| {
+                let mut claim: Value = serde_json::from_str(&public_json)
+                    .map_err(|e| ApiError::internal("claim unreadable", e))?;
+                claim["provenance"] = json!({
+                    "record": record_path(&run_id),
+                    "record_sha256": sha256,
+                    "lane_key": lane_key,
+                    "lane_public_key": lane_public_key,
+                });
+                claim["run_id"] = json!(run_id);
+                claim["level"] = json!(level);
+                claim["level_label"] = json!(ClaimLevel::parse(&level).map(|l| l.label()));
+                claim["promoted_at"] = json!(promoted_at);
+                Ok(claim)
+            },
+        )
         .collect()
+}
+
+/// Where the signed record behind the claim of `run_id` is served.
+pub fn record_path(run_id: &str) -> String {
+    format!("/api/v1/claims/{run_id}/record")
+}
+
+/// The signed record behind the promoted, unretracted claim of `run_id`, exactly as stored (its RFC 8785
+/// canonical form, signature included). 404 when no such claim exists, whether the run is unknown, not
+/// promoted or retracted: the answer does not tell them apart.
+pub async fn claim_record(pool: &SqlitePool, run_id: &str) -> ApiResult<String> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT record_json FROM public_claims WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|(record,)| record).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "claim_not_found",
+            format!("no promoted claim has run id {run_id:?}"),
+        )
+    })
 }
 
 /// The `GET /api/v1/claims` document.

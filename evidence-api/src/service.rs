@@ -2,7 +2,8 @@
 //! handlers call too: one implementation per operation.
 //!
 //! - Public reads (no authentication; only promoted claims and catalog data can come out):
-//!   [`public_claims`], [`public_models`], [`public_gpus`], [`public_sizing`], [`submit_preview_request`].
+//!   [`public_claims`], [`public_claim_record`], [`public_models`], [`public_gpus`], [`public_sizing`],
+//!   [`submit_preview_request`].
 //! - Sessions: [`login`], [`logout`], [`session_from_cookie_header`], [`check_csrf`], [`authenticate_operator`].
 //! - Internal (take an [`Operator`], which only authentication produces): [`internal_runs`], [`internal_run`],
 //!   [`promote`], [`retract`], [`audit_log`], [`preview_requests`], [`preview_requests_csv`].
@@ -25,6 +26,12 @@ pub use crate::auth::{Operator, Session, CSRF_HEADER, SESSION_COOKIE};
 /// `GET /api/v1/claims`: promoted claims only, with derived figures labelled derived.
 pub async fn public_claims(state: &AppState, filter: &ClaimFilter) -> ApiResult<Value> {
     public::claims_document(&state.db.reader, &state.content, filter).await
+}
+
+/// `GET /api/v1/claims/{run_id}/record`: the signed record behind a promoted claim, exactly as stored; 404 for
+/// any run id that has no promoted, unretracted claim.
+pub async fn public_claim_record(state: &AppState, run_id: &str) -> ApiResult<String> {
+    public::claim_record(&state.db.reader, run_id).await
 }
 
 /// `GET /api/v1/models`: the catalog with profiles, the adjacent lane, exclusions and service paths.

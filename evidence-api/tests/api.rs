@@ -101,6 +101,62 @@ async fn ingest_promote_retract_flow() {
     assert_eq!(actions, ["retract", "promote", "ingest", "lane-key-add"]);
 }
 
+/// A promoted claim names the signed record behind it and the lane key that signed it; the record is served
+/// byte for byte as stored and verifies offline under that key. Unknown, unpromoted and retracted runs answer
+/// the same 404, so the route tells nothing about runs that are not public.
+#[tokio::test]
+async fn a_promoted_claim_serves_its_signed_record_which_verifies_offline() {
+    let app = spawn().await;
+    let path = "/api/v1/claims/run-v/record";
+    assert_eq!(app.ingest(record("run-v")).await.status(), 201);
+    for p in [path, "/api/v1/claims/no-such-run/record"] {
+        let (status, body) = json(app.get(p).await).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("claim_not_found")),
+            "{p}: {body}"
+        );
+    }
+
+    assert_eq!(app.promote("run-v").await.status(), 200);
+    let (_, claims) = json(app.get("/api/v1/claims").await).await;
+    let provenance = &claims["claims"][0]["provenance"];
+    assert_eq!(provenance["record"], path, "{provenance}");
+    assert_eq!(provenance["lane_key"], LANE_KEY);
+    let public = provenance["lane_public_key"].as_str().unwrap();
+    assert_eq!(
+        public,
+        vkae_record::encode_verifying_key(&app.key.verifying_key())
+    );
+
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let bytes = r.bytes().await.unwrap().to_vec();
+    assert_eq!(
+        provenance["record_sha256"].as_str().unwrap(),
+        vkae_evidence::auth::sha256_hex(&bytes)
+    );
+    let served = vkae_record::RunRecord::parse(&bytes).unwrap();
+    let key = vkae_record::decode_verifying_key(public).unwrap();
+    served.verify(&key).unwrap();
+    assert_eq!(served.run_id, "run-v");
+    assert_eq!(served.paths, record("run-v").paths);
+    // The check can fail: a served record altered by one figure no longer verifies.
+    let mut altered = served.clone();
+    altered.paths[0].tokens_per_s[0] += 1.0;
+    assert!(altered.verify(&key).is_err());
+
+    // No query parameters; and once retracted, the record is gone with the claim.
+    assert_eq!(app.get(&format!("{path}?full=1")).await.status(), 400);
+    assert_eq!(app.retract("run-v").await.status(), 200);
+    let (status, body) = json(app.get(path).await).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("claim_not_found"))
+    );
+}
+
 #[tokio::test]
 async fn promotion_gate_names_failing_lanes() {
     let app = spawn().await;
@@ -815,6 +871,16 @@ async fn security_headers_and_openapi_cover_every_public_route() {
             .get(*path)
             .unwrap_or_else(|| panic!("{path} missing from OpenAPI"))[method.to_ascii_lowercase()];
         assert!(op.is_object(), "{method} {path} missing from OpenAPI");
+        // A templated path is served by its own handler: with no such claim it answers its own 404.
+        if path.contains('{') {
+            let (status, body) = json(app.get(&path.replace("{run_id}", "none")).await).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (404, Some("claim_not_found")),
+                "{method} {path}: {body}"
+            );
+            continue;
+        }
         // And the route is served (a GET answers 200; the POST answers a validation error, not 404/405).
         let r = app
             .client

@@ -45,7 +45,8 @@ fn content_dir() -> String {
 fn vkae(db: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(vkae_bin());
     cmd.args(args).env("RUST_LOG", "warn");
-    if args[0] != "keygen" {
+    // keygen and verify touch no database.
+    if !["keygen", "verify"].contains(&args[0]) {
         cmd.arg("--database").arg(db);
     }
     cmd.stdin(Stdio::piped())
@@ -202,6 +203,34 @@ fn cli_end_to_end() {
         None,
     );
     assert!(out.contains("cli-run promoted by ada"), "{out}");
+
+    // Anyone holding the record and the lane's public key can check it offline; an altered record, another
+    // key or a malformed key is refused.
+    let public = vkae_record::encode_verifying_key(&s.key.verifying_key());
+    let out = ok(&s.db, &["verify", file.to_str().unwrap(), &public], None);
+    assert!(
+        out.contains("run cli-run verifies under lane key \"lab-test\"")
+            && out.contains("canonical record sha256 "),
+        "{out}"
+    );
+    let altered = s._dir.0.join("altered.json");
+    let text = String::from_utf8(record.to_json_bytes()).unwrap();
+    assert!(text.contains("301.2"), "the sample record's VKAE rate");
+    std::fs::write(&altered, text.replacen("301.2", "401.2", 1)).unwrap();
+    let (code, _, err) = vkae(&s.db, &["verify", altered.to_str().unwrap(), &public], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not verify"), "{err}");
+    let other = vkae_record::encode_verifying_key(&vkae_record::keygen().1);
+    let (code, _, err) = vkae(&s.db, &["verify", file.to_str().unwrap(), &other], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not verify"), "{err}");
+    let (code, _, err) = vkae(
+        &s.db,
+        &["verify", file.to_str().unwrap(), "not-a-key"],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("public key"), "{err}");
     let out = ok(
         &s.db,
         &[

@@ -231,6 +231,12 @@ test('an operator logs in, promotes a run, and the public pages show the claim; 
   await shot(page, 'home-with-claim');
   await page.goto('/evidence');
   await expect(page.locator(`#claim-${GOOD}`)).toBeVisible();
+  // The claim links its signed record, served as stored (its signature and run id inside).
+  const recordHref = await page.locator(`#claim-${GOOD} a.record-link`).getAttribute('href');
+  expect(recordHref).toBe(`/api/v1/claims/${GOOD}/record`);
+  const served = await page.evaluate(async (href) => (await fetch(href)).json(), recordHref);
+  expect(served.run_id).toBe(GOOD);
+  expect(typeof served.signature).toBe('string');
   await shot(page, 'evidence-with-claim');
   await page.goto('/sizing');
   await hydrated(page, 'form.filters');

@@ -117,6 +117,9 @@ pub fn read_claims(doc: &Value) -> StoreResult<Vec<Claim>> {
                     mean_kl: num(&c["quality"]["mean_kl"]),
                 },
                 engine_commit: text(&c["engine"]["commit"]),
+                record_url: text(&c["provenance"]["record"]),
+                lane_key: text(&c["provenance"]["lane_key"]),
+                lane_public_key: text(&c["provenance"]["lane_public_key"]),
                 measured_at: text(&c["measured_at"]),
                 promoted_at: text(&c["promoted_at"]),
             })

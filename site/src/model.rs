@@ -69,6 +69,12 @@ pub struct Claim {
     pub derived: Option<Derived>,
     pub quality: Quality,
     pub engine_commit: String,
+    /// Where the signed run record behind the claim is served (`/api/v1/claims/{run_id}/record`).
+    pub record_url: String,
+    /// The lane key that signed the record, and its Ed25519 public key (base64): with the record, all a reader
+    /// needs to check the claim offline (`vkae verify`).
+    pub lane_key: String,
+    pub lane_public_key: String,
     /// RFC 3339 date of the run.
     pub measured_at: String,
     pub promoted_at: String,

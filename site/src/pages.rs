@@ -465,6 +465,13 @@ fn ClaimRow(claim: Claim) -> impl IntoView {
                 "engine " <code>{claim.engine_commit.chars().take(12).collect::<String>()}</code>
                 <br />
                 <small>"run " <code>{claim.run_id.clone()}</code> ", " <time datetime=claim.measured_at.clone()>{date(&claim.measured_at)}</time></small>
+                <br />
+                <small>
+                    <a class="record-link" href=claim.record_url.clone() title=format!("signed by lane key {}, public key {}", claim.lane_key, claim.lane_public_key)>
+                        "signed record"
+                    </a>
+                    " (lane " <code>{claim.lane_key.clone()}</code> ")"
+                </small>
             </td>
         </tr>
     }

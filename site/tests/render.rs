@@ -48,6 +48,9 @@ fn claim(family: &str, level: ClaimLevel, baseline: f64, vkae: f64) -> Claim {
             mean_kl: 0.0012,
         },
         engine_commit: "0123456789abcdef0123".into(),
+        record_url: format!("/api/v1/claims/run-{family}-{}/record", level.slug()),
+        lane_key: "lab-h200".into(),
+        lane_public_key: "ghdCWdiCDnKsXmWe1zqo5dYYidWieCws+VDYCCyJwSg=".into(),
         measured_at: "2026-11-20T10:00:00Z".into(),
         promoted_at: "2026-11-21T10:00:00Z".into(),
     }
@@ -203,6 +206,12 @@ fn evidence_groups_by_level_and_blocks_porting_track_numbers() {
     let html = render(|| view! { <EvidenceView data=data(claims) /> });
     assert!(html.contains("id=\"claim-run-E4B-vkae-path\""));
     assert!(html.contains("111.1 → 222.2 tok/s"), "{html}");
+    // Each claim links the signed record behind it and names the lane key that signed it.
+    assert!(
+        html.contains("href=\"/api/v1/claims/run-E4B-vkae-path/record\"")
+            && html.contains("signed record"),
+        "{html}"
+    );
     assert!(
         !html.contains("987.6") && !html.contains("1234.5") && !html.contains("1235"),
         "blocked numbers leaked: {html}"
