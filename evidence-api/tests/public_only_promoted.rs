@@ -117,6 +117,20 @@ fn public_routes_show_exactly_the_promoted_runs() {
                     .map(|c| c["run_id"].as_str().unwrap())
                     .collect();
                 prop_assert_eq!(&listed, &promoted);
+                // A run's signed record is served exactly while it is promoted.
+                for (run_id, (_, is_promoted)) in known.iter() {
+                    let status = app
+                        .get(&format!("/api/v1/claims/{run_id}/record"))
+                        .await
+                        .status()
+                        .as_u16();
+                    prop_assert_eq!(
+                        status,
+                        if *is_promoted { 200 } else { 404 },
+                        "record of {}",
+                        run_id
+                    );
+                }
                 for path in PUBLIC_GETS {
                     let body = app.get(path).await.text().await.unwrap();
                     for (run_id, (_, is_promoted)) in known.iter() {
