@@ -45,6 +45,18 @@ done
   nproc; free -g | head -2
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
   echo "engine commit baked in: $(cat "$bin/COMMIT" 2>/dev/null)"
+  # Every CPU's speed, before anything else runs: the monitor's fixed awk loop twice on each CPU in turn (ms).
+  # Whether the host's slow spells hit some CPUs more than others decides whether choosing BASELINE_CPUS helps.
+  printf 'cpu survey (ms for the probe loop, twice each):'
+  for cpu in $(seq 0 $(( $(nproc) - 1 ))); do
+    printf ' %s:' "$cpu"
+    for _ in 1 2; do
+      t0=$(date +%s%N)
+      taskset -c "$cpu" awk 'BEGIN { for (i = 0; i < 5000000; i++) s += i * 0.5 }' 2>/dev/null
+      printf '%s,' "$(( ($(date +%s%N) - t0) / 1000000 ))"
+    done
+  done
+  echo
 } 2>&1 | tee "$out/env.txt"
 [ -f "$key" ] || { echo "no lane key at $key (see engine/qualify/build-device.sh)"; exit 2; }
 
