@@ -60,6 +60,15 @@ def log_timing(kind, b, i, started, rate):
     print(f"timing: batch {b} {kind} {i} {utc(started)}-{utc(time.time())} UTC {shown} tok/s", file=sys.stderr, flush=True)
 
 
+def timed_pair(gen, model, ids, new, device, b):
+    """One repetition: time(1 new), then time(N new). Returns (wall-clock start, decode rate or None where host
+    noise swamped it, i.e. time(N new) <= time(1 new), the N-token output)."""
+    started = time.time()
+    t1, _ = gen(model, ids, 1, device)
+    tn, out = gen(model, ids, new, device)
+    return started, (b * (new - 1) / (tn - t1) if tn > t1 else None), out
+
+
 def write_json(path, value):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -104,12 +113,9 @@ def measure_batches(model, plan, result, result_path, peer):
             # 19.3 tok/s after 2 warm-ups).
             if not warm_rates:
                 warm_start = time.perf_counter()
-            started = time.time()
-            t1, _ = gen(model, ids, 1, device)
-            tn, _ = gen(model, ids, new, device)
-            # None where host noise swamped it (time(N new) <= time(1 new)), as the timed repetitions treat it.
-            warm_rates.append(b * (new - 1) / (tn - t1) if tn > t1 else None)
-            log_timing("warm-up", b, len(warm_rates), started, warm_rates[-1])
+            started, rate, _ = timed_pair(gen, model, ids, new, device, b)
+            warm_rates.append(rate)
+            log_timing("warm-up", b, len(warm_rates), started, rate)
             done = len(warm_rates)
             progress(f"{label} batch {b}", min(done, plan["warmup"]), steps)
             if done < plan["warmup"]:
@@ -126,14 +132,12 @@ def measure_batches(model, plan, result, result_path, peer):
                 # repetition and not another is host noise, not the path's speed.
                 gc.collect()
                 gc.disable()
-                started = time.time()
                 try:
-                    t1, _ = gen(model, ids, 1, device)
-                    tn, out = gen(model, ids, new, device)
+                    started, rate, out = timed_pair(gen, model, ids, new, device, b)
                 finally:
                     gc.enable()
-                log_timing("repetition", b, r + 1, started, b * (new - 1) / (tn - t1) if tn > t1 else None)
-                if tn > t1:
+                log_timing("repetition", b, r + 1, started, rate)
+                if rate is not None:
                     break
                 # time(N new) <= time(1 new): host noise swamped the measurement (seen only on loaded CPUs).
                 # Repeat it, say so in the result, and give up after 3 such repeats.
@@ -142,7 +146,7 @@ def measure_batches(model, plan, result, result_path, peer):
                     raise RuntimeError(f"batch {b}: time({new} new) <= time(1 new) four times; no valid decode rate")
             produced = out[:, len(prompt):]
             generated += produced.numel()
-            rates.append(b * (new - 1) / (tn - t1))
+            rates.append(rate)
             seq0 = produced[0].tolist()
             progress(f"{label} batch {b}", plan["warmup"] + r + 1, steps)
         result["batches"].append({"batch": b, "tokens_per_s": rates, "tokens_generated": generated, "seq0_tokens": seq0,

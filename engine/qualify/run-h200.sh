@@ -39,6 +39,13 @@ for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
     [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
 done
+# ms that a fixed awk loop takes on CPU $1: how fast that CPU is running right now (the survey below, the monitor).
+probe_ms() {
+  local t0
+  t0=$(date +%s%N)
+  taskset -c "$1" awk 'BEGIN { for (i = 0; i < 5000000; i++) s += i * 0.5 }' 2>/dev/null
+  echo $(( ($(date +%s%N) - t0) / 1000000 ))
+}
 {
   date -u
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
@@ -50,11 +57,7 @@ done
   printf 'cpu survey (ms for the probe loop, twice each):'
   for cpu in $(seq 0 $(( $(nproc) - 1 ))); do
     printf ' %s:' "$cpu"
-    for _ in 1 2; do
-      t0=$(date +%s%N)
-      taskset -c "$cpu" awk 'BEGIN { for (i = 0; i < 5000000; i++) s += i * 0.5 }' 2>/dev/null
-      printf '%s,' "$(( ($(date +%s%N) - t0) / 1000000 ))"
-    done
+    for _ in 1 2; do printf '%s,' "$(probe_ms "$cpu")"; done
   done
   echo
 } 2>&1 | tee "$out/env.txt"
@@ -67,16 +70,14 @@ done
 # The baseline is bound by its host thread, so if the host CPU slows (a busy neighbour, a clock change the VM
 # cannot see) the probe slows in the same seconds.
 monitor() {
-  local steal0 probe_cpu t0 probe_ms
+  local steal0 probe_cpu ms
   steal0=$(awk '/^cpu /{print $9, $6}' /proc/stat)
   probe_cpu=$(( $(nproc) - 1 ))
   # The monitor itself (nvidia-smi included) stays on that CPU, off the baseline's.
   taskset -cp "$probe_cpu" $BASHPID > /dev/null 2>&1
   local n=0 gpu=
   while :; do
-    t0=$(date +%s%N)
-    taskset -c "$probe_cpu" awk 'BEGIN { for (i = 0; i < 5000000; i++) s += i * 0.5 }' 2>/dev/null
-    probe_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    ms=$(probe_ms "$probe_cpu")
     # nvidia-smi only every 5th sample (~10 s): it is the monitor's heaviest call, and it talks to the driver
     # the baseline is using.
     if (( n++ % 5 == 0 )); then
@@ -85,7 +86,7 @@ monitor() {
       gpu=-
     fi
     printf '%s load %s steal,iowait %s (start %s) cpu-probe %s ms gpu %s\n' "$(date -u +%T)" \
-      "$(cut -d' ' -f1-3 /proc/loadavg)" "$(awk '/^cpu /{print $9, $6}' /proc/stat)" "$steal0" "$probe_ms" "$gpu"
+      "$(cut -d' ' -f1-3 /proc/loadavg)" "$(awk '/^cpu /{print $9, $6}' /proc/stat)" "$steal0" "$ms" "$gpu"
     sleep 2
   done
 }

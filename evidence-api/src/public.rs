@@ -96,7 +96,7 @@ pub async fn claims(
 }
 
 /// Where the signed record behind the claim of `run_id` is served.
-pub fn record_path(run_id: &str) -> String {
+fn record_path(run_id: &str) -> String {
     format!("/api/v1/claims/{run_id}/record")
 }
 

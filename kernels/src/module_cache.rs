@@ -233,11 +233,7 @@ mod tests {
     /// A real cubin (where the NVRTC library is present; no GPU needed) comes back byte for byte.
     #[test]
     fn a_compiled_cubin_comes_back_whole() {
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            use std::io::Write;
-            let _ = std::io::stderr()
-                .lock()
-                .write_all(b"SKIP: no NVRTC library: a_compiled_cubin_comes_back_whole\n");
+        if !crate::sources::nvrtc_or_skip("a_compiled_cubin_comes_back_whole") {
             return;
         }
         let s = SOURCES.iter().find(|s| s.name == "rms_norm").unwrap();

@@ -222,6 +222,19 @@ pub fn compile(source: &KernelSource, arch: &str) -> Result<CompiledModule> {
     }
 }
 
+/// For tests that need only the NVRTC library: whether it is present; if not, says so on stderr (the test then
+/// returns, skipped visibly).
+#[cfg(test)]
+pub(crate) fn nvrtc_or_skip(test: &str) -> bool {
+    // SAFETY: probing for the shared library has no preconditions.
+    let present = unsafe { cudarc::nvrtc::sys::is_culib_present() };
+    if !present {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "SKIP: no NVRTC library: {test}");
+    }
+    present
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,11 +334,7 @@ mod tests {
     /// Compiles every module for sm_90 where the NVRTC library is present (no GPU needed).
     #[test]
     fn every_module_compiles_for_sm_90() {
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            use std::io::Write;
-            let _ = std::io::stderr()
-                .lock()
-                .write_all(b"SKIP: no NVRTC library: every_module_compiles_for_sm_90\n");
+        if !nvrtc_or_skip("every_module_compiles_for_sm_90") {
             return;
         }
         let (major, _) = nvrtc_version().unwrap();
