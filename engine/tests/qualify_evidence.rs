@@ -2,6 +2,8 @@
 //! key committed beside it, adds up (tokens generated = batch x output x reps on every path), and ingests into
 //! a real evidence store (port 0, fresh SQLite file, the repository's content) passing the artifact, benchmark
 //! and quality lanes as judged (printed; the artifact lane must pass and the token accounting add up).
+//! The final VKAE path (`FINAL_PATH_COMMIT`, the commit docs/benchmarks/ quotes) must have, for each of batch 1,
+//! 8 and 32, at least one record that passes all three lanes, and all its records must pass the quality lane.
 
 use std::path::PathBuf;
 
@@ -10,6 +12,10 @@ use vkae_evidence::auth::{self, TokenKind};
 use vkae_evidence::store::{self, Actor};
 use vkae_evidence::{Application, Settings};
 use vkae_record::{Role, RunRecord};
+
+/// The engine commit whose records docs/benchmarks/{vkae-path,qualification}.md quote as the final VKAE path.
+/// Changing the path means committing passing records of the new commit and naming it here.
+const FINAL_PATH_COMMIT: &str = "a63679427b343d32fc5053185933f5eb72cff0b8";
 
 fn evidence_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../content/evidence")
@@ -100,6 +106,8 @@ async fn committed_records_ingest_cleanly_with_their_lanes_judged() {
     let token = auth::issue_token(&state.db.writer, TokenKind::Ingest, None, "evidence test")
         .await
         .unwrap();
+    // (batch, every lane passed) of each final-path record.
+    let mut final_path = vec![];
     for (path, bytes, rec) in records {
         let (url, token) = (url.clone(), token.clone());
         let (status, answer) = tokio::task::spawn_blocking(move || {
@@ -148,6 +156,24 @@ async fn committed_records_ingest_cleanly_with_their_lanes_judged() {
                 path.display()
             );
         }
+        if rec.engine.commit.as_deref() == Some(FINAL_PATH_COMMIT) {
+            assert_eq!(
+                lane("quality")["passed"],
+                true,
+                "{}: {answer}",
+                path.display()
+            );
+            let all_pass = ["artifact", "benchmark", "quality"]
+                .iter()
+                .all(|l| lane(l)["passed"] == true);
+            final_path.push((rec.recipe.batch, all_pass));
+        }
+    }
+    for batch in [1, 8, 32] {
+        assert!(
+            final_path.iter().any(|&(b, ok)| b == batch && ok),
+            "no record of the final path {FINAL_PATH_COMMIT} at batch {batch} passes all lanes: {final_path:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
