@@ -87,8 +87,8 @@ __device__ __forceinline__ bool last_block_to_arrive(unsigned* counter, unsigned
 // v * rsqrt(mean(v^2) + eps), f32 accumulation, products ordered as in rms_norm.cu. Each thread holds its
 // elements (i = threadIdx.x + e * blockDim.x) in registers from one round of loads to the end, so the row costs
 // one memory round trip and two block reductions; the caller guarantees cols <= blockDim.x * RESID_PER_THREAD.
-// x and o are read through L2 (load_l2_f32) so a caller may pass rows that other blocks of its kernel just
-// wrote (gemv.cu's residual tail).
+// x and o are read through L2 (load_l2_f32), as when a GEMV tail (since removed) passed rows other blocks of
+// its kernel had just written; kept so that residual_norm.cu's code stays the code measured on the H200.
 #define RESID_PER_THREAD 12
 // 1 / sqrt(mean(v^2) + eps) of a row the block holds in registers (RESID_PER_THREAD values a thread, zeros past
 // cols); every thread gets it.
@@ -205,8 +205,8 @@ __device__ __forceinline__ void pdl_wait() {
 #define QKV_MAX_PAIRS 4
 
 // The fused attention prologue (qk_norm_rope_kv.cu says exactly what) for one token t and one head slot (q heads
-// first, then k heads, then v heads), by the whole block. qkv is read through L2 (load_l2_f32), so the GEMV's
-// q|k|v tail may pass rows other blocks of its kernel just wrote.
+// first, then k heads, then v heads), by the whole block. qkv is read through L2 (load_l2_f32), as when the
+// GEMV's q|k|v tail (since removed) shared it; kept so that qk_norm_rope_kv.cu's code stays the measured one.
 __device__ __forceinline__ void qkv_head_prologue(const float* __restrict__ qkv, int t, int slot, int row_stride,
                                                   int k_col, int v_col, float* __restrict__ q_out,
                                                   const bf16_t* __restrict__ q_norm,

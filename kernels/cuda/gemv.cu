@@ -17,17 +17,6 @@
 //   GEMV_GEGLU_HALVES  w is a fused [gate; up] matrix of n = 2 * h rows; each warp takes rows j, j + 1 of the
 //                      gate half and the same rows of the up half, and out_b[m, j] = bf16(gelu_tanh(gate_j) *
 //                      up_j) for j < h (the MLP's gate|up projection). Grid ceil(h / (2 * groups)).
-//
-// The residual entry (gemv_bf16_residual_m1) writes y as GEMV_PLAIN does, then the last block to finish
-// applies the residual add + RMSNorm that follows the o, down and per-layer projections (common.cuh
-// residual_rms_norm_row, o = y, the row of n values), so that step needs no launch of its own. "Last"
-// is counted on `counter` (one u32, zero before the launch, left at zero: common.cuh last_block_to_arrive).
-//
-// The q|k|v entry (gemv_bf16_qkv_m1) writes the fused q|k|v projection (n = row_stride, a multiple of hd,
-// and hd a multiple of the rows a block writes) as GEMV_PLAIN does; the blocks that write one head's hd columns
-// count on that column group's counter, and the last of them applies the attention prologue (common.cuh
-// qkv_head_prologue: norms, RoPE, the KV-cache write) to every head slot reading those columns, so
-// qk_norm_rope_kv needs no launch. Counters: row_stride / hd u32s, zero, left at zero.
 #define GEMV_PLAIN 0
 #define GEMV_GEGLU_WITH 1
 #define GEMV_GEGLU_HALVES 2
@@ -201,39 +190,3 @@ GEMV_ENTRY(5)
 GEMV_ENTRY(6)
 GEMV_ENTRY(7)
 GEMV_ENTRY(8)
-
-// The entries with a tail exist for one row only: a tail would run its rows one after another in one block,
-// where the separate launch gives each row (and head) a block of its own, so past one row it would outgrow the
-// launch it saves; one-row entries also keep NVRTC's compile of this module short. They are built for 4 blocks
-// an SM, as the plain one-row GEMV (64 registers): the tail's registers must not cut the weight stream's
-// occupancy.
-extern "C" __global__ void __launch_bounds__(256, 4)
-    gemv_bf16_residual_m1(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts, int prefetch_bytes,
-                          float* resid, const bf16_t* w_post, float s, const bf16_t* w_next, bf16_t* out_norm,
-                          bf16_t* out_x, float eps, unsigned* counter) {
-    gemv_impl<1>(x, w, y, n, k, kparts, prefetch_bytes, GEMV_PLAIN, nullptr, 0, nullptr);
-    if (last_block_to_arrive(counter, gridDim.x))
-        residual_rms_norm_row(resid, y, w_post, s, w_next, out_norm, out_x, n, eps);
-}
-
-extern "C" __global__ void __launch_bounds__(256, 4)
-    gemv_bf16_qkv_m1(const bf16_t* x, const bf16_t* w, float* y, int n, int k, int kparts, int prefetch_bytes,
-                     int k_col, int v_col, float* q_out, const bf16_t* q_norm, const bf16_t* k_norm,
-                     const float* inv_freq, const int* seq_ids, const int* positions, bf16_t* k_cache,
-                     bf16_t* v_cache, int heads, int kv_heads, int hd, int capacity, float eps, unsigned* counters) {
-    gemv_impl<1>(x, w, y, n, k, kparts, prefetch_bytes, GEMV_PLAIN, nullptr, 0, nullptr);
-    // This block's rows lie in one head column group (hd is a multiple of the rows a block writes); the last of
-    // the group's blocks applies the prologue to every head slot that starts at the group's first column.
-    const int rows_per_block = GEMV_R * (GEMV_WARPS / kparts);
-    const int group = blockIdx.x * rows_per_block / hd;
-    if (!last_block_to_arrive(counters + group, (unsigned)(hd / rows_per_block))) return;
-    const int col = group * hd;
-    for (int slot = 0; slot < heads + 2 * kv_heads; ++slot) {
-        const int slot_col = slot < heads ? slot * hd
-                             : slot < heads + kv_heads ? k_col + (slot - heads) * hd
-                                                       : v_col + (slot - heads - kv_heads) * hd;
-        if (slot_col == col)  // the same for the whole block
-            qkv_head_prologue(y, 0, slot, n, k_col, v_col, q_out, q_norm, k_norm, inv_freq, seq_ids, positions,
-                              k_cache, v_cache, heads, kv_heads, hd, capacity, eps);
-    }
-}

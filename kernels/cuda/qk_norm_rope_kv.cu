@@ -9,7 +9,7 @@
 // computed in double as in rope.cu (inv_freq 0: pair unrotated).
 // Grid (tokens, heads + 2 * kv_heads); block: threads own rotation pairs (i, i + hd/2), at most
 // QKV_MAX_PAIRS each (the host picks blockDim so that hd / 2 <= blockDim * QKV_MAX_PAIRS). The work of one block
-// is common.cuh's qkv_head_prologue (shared with gemv.cu's q|k|v tail).
+// is common.cuh's qkv_head_prologue.
 
 extern "C" __global__ void qk_norm_rope_kv(const float* __restrict__ qkv, int row_stride, int k_col, int v_col,
                                            float* __restrict__ q_out, const bf16_t* __restrict__ q_norm,

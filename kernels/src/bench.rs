@@ -940,14 +940,7 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
     } else {
         None
     };
-    // The GEMV with the residual step in its last block (one row), at the down projection's shape.
-    let residual_checks = if batch == 1 {
-        c.gemv_residual(HIDDEN, INTERMEDIATE, gpu.gemv_default_kparts(HIDDEN), true)?
-    } else {
-        vec![]
-    };
     if s.check_only {
-        b.checks.extend(residual_checks);
         b.checks.extend(norm_checks);
         b.checks.extend(qkv_checks.into_iter().flatten());
         b.checks.extend([ple_check, gg_check]);
@@ -1040,94 +1033,6 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             st,
             (batch * (stride * 4 + HEADS * hd * 4 + 2 * KV_HEADS * hd * 2)) as f64,
         );
-        // The q|k|v projection with that prologue in its tail, against the GEMV then the launch above.
-        let kparts = gpu.gemv_default_kparts(stride);
-        if batch == 1 && Gpu::gemv_qkv_supports(layout, kparts) {
-            let tail_checks = Checker::new(gpu, seed ^ (hd as u64) << 10).gemv_qkv(
-                HEADS,
-                KV_HEADS,
-                rope,
-                Some(true),
-                1024,
-                HIDDEN,
-                kparts,
-            )?;
-            let (n, k) = (stride, HIDDEN);
-            let sets = sets_for(n * k * 2);
-            let ws = b.bf16s(n * k * sets)?;
-            let x = b.bf16s(batch * k)?;
-            let mut y = b.f32s(batch * n)?;
-            let mut counters = gpu.alloc::<u32>(n / hd)?;
-            let bytes = (n * k * 2
-                + batch * k * 2
-                + batch * (stride * 4 * 2 + HEADS * hd * 4 + 2 * KV_HEADS * hd * 2))
-                as f64;
-            let st = b.timer.time(|i| {
-                gpu.gemv_bf16_qkv(
-                    &x,
-                    &weight_set(&ws, n * k, i, sets),
-                    batch,
-                    k,
-                    kparts,
-                    &mut y,
-                    crate::QkvPrologue {
-                        layout,
-                        q_out: &mut q,
-                        q_norm: &qn,
-                        k_norm: Some(&qn),
-                        inv_freq: &freq,
-                        seq_ids: &seqs,
-                        positions: &pos,
-                        cache: Some((kv, &mut kc, &mut vc)),
-                        eps: 1e-6,
-                    },
-                    &mut counters,
-                )
-            })?;
-            for extra in tail_checks.iter().skip(1) {
-                b.checks.push(extra.clone());
-            }
-            b.record(
-                "gemv_bf16 + q|k|v prologue tail (one launch)",
-                format!("[{batch}, {k}] x [{n}, {k}]^T hd {hd}"),
-                batch,
-                Some(tail_checks[0].clone()),
-                st,
-                bytes,
-            );
-            let st = b.timer.time(|i| {
-                gpu.gemv_bf16_split(
-                    &x,
-                    &weight_set(&ws, n * k, i, sets),
-                    batch,
-                    n,
-                    k,
-                    kparts,
-                    &mut y,
-                )?;
-                gpu.qk_norm_rope_kv(
-                    &y,
-                    layout,
-                    &mut q,
-                    &qn,
-                    Some(&qn),
-                    &freq,
-                    &seqs,
-                    &pos,
-                    batch,
-                    Some((kv, &mut kc, &mut vc)),
-                    1e-6,
-                )
-            })?;
-            b.record(
-                "gemv_bf16, then qk_norm_rope_kv (two launches)",
-                format!("[{batch}, {k}] x [{n}, {k}]^T hd {hd}"),
-                batch,
-                None,
-                st,
-                bytes,
-            );
-        }
     }
     // Per-layer inputs: projection (f32) + table row (bf16) -> f32.
     let width = layers * PLE_DIM;
@@ -1252,85 +1157,6 @@ fn bench_fused(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             st,
             (n * k * 2 + batch * k * 2 + batch * n * (4 + 2)) as f64,
         );
-    }
-    if !residual_checks.is_empty() {
-        // A projection followed by its residual step (E4B's o and down): one launch whose last block applies
-        // the step, against the GEMV then `residual_rms_norm`. Bytes: weights + x + y + the step's traffic.
-        b.checks.extend(residual_checks.iter().skip(1).cloned());
-        let wn = b.bf16s(HIDDEN)?;
-        let mut resid = b.f32s(batch * HIDDEN)?;
-        let (mut on, mut ox) = (b.bf16s(batch * HIDDEN)?, b.bf16s(batch * HIDDEN)?);
-        let mut y = b.f32s(batch * HIDDEN)?;
-        let mut counter = gpu.alloc::<u32>(1)?;
-        for (what, k) in [("o", HEADS * HEAD_DIM_SLIDING), ("down", INTERMEDIATE)] {
-            let n = HIDDEN;
-            let sets = sets_for(n * k * 2);
-            let ws = b.bf16s(n * k * sets)?;
-            let x = b.bf16s(batch * k)?;
-            let kparts = gpu.gemv_default_kparts(n);
-            let bytes =
-                (n * k * 2 + batch * k * 2 + batch * n * 4 + batch * n * (4 * 3 + 2 * 2)) as f64;
-            let st = b.timer.time(|i| {
-                gpu.gemv_bf16_residual_norm(
-                    &x,
-                    &weight_set(&ws, n * k, i, sets),
-                    batch,
-                    n,
-                    k,
-                    kparts,
-                    &mut y,
-                    crate::ResidualNorm {
-                        x: &mut resid,
-                        w_post: Some(&wn),
-                        s: 1.0,
-                        w_next: Some(&wn),
-                        out_norm: Some(&mut on),
-                        out_x: Some(&mut ox),
-                        eps: 1e-6,
-                    },
-                    &mut counter,
-                )
-            })?;
-            b.record(
-                &format!("gemv_bf16 + residual tail ({what}, one launch)"),
-                format!("[{batch}, {k}] x [{n}, {k}]^T, then residual + 2 norms"),
-                batch,
-                (what == "down").then(|| residual_checks[0].clone()),
-                st,
-                bytes,
-            );
-            let st = b.timer.time(|i| {
-                gpu.gemv_bf16_split(
-                    &x,
-                    &weight_set(&ws, n * k, i, sets),
-                    batch,
-                    n,
-                    k,
-                    kparts,
-                    &mut y,
-                )?;
-                gpu.residual_rms_norm(
-                    &mut resid,
-                    Some(&y),
-                    Some(&wn),
-                    1.0,
-                    Some(&wn),
-                    Some(&mut on),
-                    Some(&mut ox),
-                    batch,
-                    HIDDEN,
-                    1e-6,
-                )
-            })?;
-            b.record(
-                &format!("gemv_bf16, then residual_rms_norm ({what}, two launches)"),
-                format!("[{batch}, {k}] x [{n}, {k}]^T, then residual + 2 norms"),
-                batch,
-                None,
-                st,
-                bytes,
-            );
-        }
     }
     Ok(())
 }

@@ -13,43 +13,10 @@ pub const GEMV_MAX_ROWS: usize = 8;
 
 /// Where a GEMV's results go (gemv.cu's epilogues); device pointers, already checked for size.
 #[derive(Clone, Copy)]
-enum GemvEpilogue<'a> {
-    Plain {
-        y: u64,
-    },
-    GegluWith {
-        z: u64,
-        z_stride: i64,
-        out: u64,
-    },
-    GegluHalves {
-        out: u64,
-    },
-    /// `y` as `Plain`, then the last block's residual add + RMSNorm (`gemv_bf16_residual_m1`).
-    Residual {
-        y: u64,
-        tail: ResidualTail,
-    },
-    /// `y` (= q|k|v) as `Plain`, then the attention prologue per head column group (`gemv_bf16_qkv_m1`).
-    Qkv {
-        y: u64,
-        prologue: &'a QkvPrologueArgs,
-        counters: u64,
-    },
-}
-
-/// The residual add + RMSNorm that [`Gpu::gemv_bf16_residual_norm`]'s last block applies; device pointers
-/// (0 for an absent operand), already checked for size.
-#[derive(Clone, Copy)]
-struct ResidualTail {
-    resid: u64,
-    w_post: u64,
-    s: f32,
-    w_next: u64,
-    out_norm: u64,
-    out_x: u64,
-    eps: f32,
-    counter: u64,
+enum GemvEpilogue {
+    Plain { y: u64 },
+    GegluWith { z: u64, z_stride: i64, out: u64 },
+    GegluHalves { out: u64 },
 }
 
 /// The residual step after a projection: `x = (x + rmsnorm(o) * w_post) * s`, then `out_norm =
@@ -190,9 +157,6 @@ impl QkvPrologue<'_> {
     }
 }
 
-/// Rows the GEMV's tails take ([`Gpu::gemv_bf16_residual_norm`], [`Gpu::gemv_bf16_qkv`]): one (gemv.cu says why).
-pub const GEMV_TAIL_ROWS: usize = 1;
-
 /// Row elements one thread of the residual step holds (`RESID_PER_THREAD` in common.cuh).
 const RESID_PER_THREAD: usize = 12;
 
@@ -251,8 +215,7 @@ impl Gpu {
         self.residual_step(o, step, rows, cols)
     }
 
-    /// [`Gpu::residual_rms_norm`] with its operands in a [`ResidualNorm`] (as the GEMV's residual tail takes
-    /// them).
+    /// [`Gpu::residual_rms_norm`] with its operands in a [`ResidualNorm`].
     pub fn residual_step(
         &self,
         o: Option<&CudaSlice<f32>>,
@@ -338,7 +301,7 @@ impl Gpu {
         self.qkv_prologue(qkv, prologue, tokens)
     }
 
-    /// [`Gpu::qk_norm_rope_kv`] with its operands in a [`QkvPrologue`] (as the GEMV's q|k|v tail takes them).
+    /// [`Gpu::qk_norm_rope_kv`] with its operands in a [`QkvPrologue`].
     pub fn qkv_prologue(
         &self,
         qkv: &CudaSlice<f32>,
@@ -686,151 +649,6 @@ impl Gpu {
         )
     }
 
-    /// Whether [`Gpu::gemv_bf16_residual_norm`] takes rows of `n` values (its tail's block holds a row in
-    /// registers).
-    pub fn gemv_residual_supports(n: usize) -> bool {
-        n <= 256 * RESID_PER_THREAD
-    }
-
-    /// The GEMV followed by the residual step it feeds, in one launch (gemv.cu `gemv_bf16_residual_m1`), for one
-    /// row (`m == 1`): `y = x · wᵀ` (f32 `[1, n]`, written as [`Gpu::gemv_bf16_split`] does), then the last block
-    /// to finish applies `residual` with `o = y`, as [`Gpu::residual_rms_norm`] does (the same row function, over
-    /// 256 threads instead of that kernel's block: equal up to the f32 reduction order). `counter` is one u32 that must be zero before the launch; the kernel leaves it
-    /// zero, so one counter serves every such launch on this stream, graph replays included.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gemv_bf16_residual_norm(
-        &self,
-        x: &impl DevicePtr<bf16>,
-        w: &impl DevicePtr<bf16>,
-        m: usize,
-        n: usize,
-        k: usize,
-        kparts: usize,
-        y: &mut impl DevicePtrMut<f32>,
-        residual: ResidualNorm<'_>,
-        counter: &mut CudaSlice<u32>,
-    ) -> Result<()> {
-        const OP: &str = "gemv_bf16_residual_norm";
-        if m != GEMV_TAIL_ROWS {
-            return Err(shape(
-                OP,
-                format!("m = {m}: the GEMV's tails take {GEMV_TAIL_ROWS} row"),
-            ));
-        }
-        if !Self::gemv_residual_supports(n) {
-            return Err(shape(
-                OP,
-                format!(
-                    "n = {n}: the tail's 256 threads hold at most {} values a row",
-                    256 * RESID_PER_THREAD
-                ),
-            ));
-        }
-        need(OP, "y", y.len(), m * n)?;
-        residual.check(OP, m, n)?;
-        need(OP, "counter", counter.len(), 1)?;
-        let (yp, _g1) = y.device_ptr_mut(&self.stream);
-        let (rp, _g2) = residual.x.device_ptr_mut(&self.stream);
-        let (cp, _g3) = counter.device_ptr_mut(&self.stream);
-        let tail = ResidualTail {
-            resid: rp,
-            w_post: ptr_or_null(self, residual.w_post),
-            s: residual.s,
-            w_next: ptr_or_null(self, residual.w_next),
-            out_norm: residual
-                .out_norm
-                .map_or(0, |b| b.device_ptr_mut(&self.stream).0),
-            out_x: residual
-                .out_x
-                .map_or(0, |b| b.device_ptr_mut(&self.stream).0),
-            eps: residual.eps,
-            counter: cp,
-        };
-        self.gemv_launch(
-            x,
-            w,
-            m,
-            n,
-            k,
-            kparts,
-            GemvEpilogue::Residual { y: yp, tail },
-        )
-    }
-
-    /// Whether [`Gpu::gemv_bf16_qkv`] takes `layout` at this k split (whole heads per column group, whole
-    /// column groups per block).
-    pub fn gemv_qkv_supports(layout: QkvLayout, kparts: usize) -> bool {
-        let hd = layout.head_dim;
-        let rows_per_block = GEMV_ROWS_PER_WARP * (8 / kparts.clamp(1, 8));
-        // Every head must start a column group: the tail finds a head's slot by its first column.
-        let kv_aligned = layout.kv_heads == 0
-            || (layout.k_col.is_multiple_of(hd) && layout.v_col.is_multiple_of(hd));
-        hd > 0
-            && layout.row_stride.is_multiple_of(hd)
-            && kv_aligned
-            && hd.is_multiple_of(rows_per_block)
-            && hd / 2 <= 256 * QKV_MAX_PAIRS
-    }
-
-    /// The fused q|k|v projection followed by its attention prologue, in one launch (gemv.cu
-    /// `gemv_bf16_qkv_m1`), for one token (`m == 1`): `qkv = x · wᵀ` (f32 `[1, layout.row_stride]`, written as
-    /// [`Gpu::gemv_bf16_split`] does), then, as each head's columns complete, the last block that wrote them
-    /// applies [`Gpu::qk_norm_rope_kv`]'s work to them (the same device function). Needs
-    /// `row_stride` a multiple of `head_dim`, and `head_dim` a multiple of the rows a block writes
-    /// (`4 * 8 / kparts`). `counters`: `row_stride / head_dim` u32s, zero before the launch and left at zero.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gemv_bf16_qkv(
-        &self,
-        x: &impl DevicePtr<bf16>,
-        w: &impl DevicePtr<bf16>,
-        m: usize,
-        k: usize,
-        kparts: usize,
-        qkv: &mut CudaSlice<f32>,
-        prologue: QkvPrologue<'_>,
-        counters: &mut CudaSlice<u32>,
-    ) -> Result<()> {
-        const OP: &str = "gemv_bf16_qkv";
-        if m != GEMV_TAIL_ROWS {
-            return Err(shape(
-                OP,
-                format!("m = {m}: the GEMV's tails take {GEMV_TAIL_ROWS} row"),
-            ));
-        }
-        let layout = prologue.layout;
-        let (n, hd) = (layout.row_stride, layout.head_dim);
-        let rows_per_block = GEMV_ROWS_PER_WARP * (8 / kparts.clamp(1, 8));
-        // The tail's block of 256 threads holds at most QKV_MAX_PAIRS rotation pairs a thread.
-        if !Self::gemv_qkv_supports(layout, kparts) {
-            return Err(shape(
-                OP,
-                format!(
-                    "row_stride {n} must be a multiple of head_dim {hd}, and head_dim (at most {}) of \
-                     the {rows_per_block} rows a block writes at kparts {kparts}",
-                    512 * QKV_MAX_PAIRS
-                ),
-            ));
-        }
-        need(OP, "qkv", qkv.len(), m * n)?;
-        need(OP, "counters", counters.len(), n / hd)?;
-        let args = prologue.resolve(self, OP, m)?;
-        let (yp, _g1) = qkv.device_ptr_mut(&self.stream);
-        let (cp, _g2) = counters.device_ptr_mut(&self.stream);
-        self.gemv_launch(
-            x,
-            w,
-            m,
-            n,
-            k,
-            kparts,
-            GemvEpilogue::Qkv {
-                y: yp,
-                prologue: &args,
-                counters: cp,
-            },
-        )
-    }
-
     /// The checks the weight-streaming kernels (the GEMV, the skinny GEMM) share: the k split, the operand sizes
     /// and 16-byte alignment. The x and w device pointers, or `None` when there is nothing to compute (`n == 0`).
     #[allow(clippy::too_many_arguments)]
@@ -870,7 +688,7 @@ impl Gpu {
         n: usize,
         k: usize,
         kparts: usize,
-        epilogue: GemvEpilogue<'_>,
+        epilogue: GemvEpilogue,
     ) -> Result<()> {
         const OP: &str = "gemv_bf16";
         if !Self::gemv_supports(m, k) {
@@ -884,9 +702,7 @@ impl Gpu {
         };
         let groups = 8 / kparts;
         let (mode, yp, zp, z_stride, op, blocks) = match epilogue {
-            GemvEpilogue::Plain { y }
-            | GemvEpilogue::Residual { y, .. }
-            | GemvEpilogue::Qkv { y, .. } => (
+            GemvEpilogue::Plain { y } => (
                 0i32,
                 y,
                 0u64,
@@ -929,46 +745,6 @@ impl Gpu {
             shared_mem_bytes: 0,
         };
         let prefetch = self.gemv_prefetch_bytes().min(i32::MAX as u32) as i32;
-        if let GemvEpilogue::Qkv {
-            prologue: p,
-            counters,
-            ..
-        } = epilogue
-        {
-            let mut b = self.launcher("gemv_bf16_qkv_m1");
-            b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
-            b.arg(&prefetch)
-                .arg(&p.ints[1])
-                .arg(&p.ints[2])
-                .arg(&p.q_out);
-            b.arg(&p.q_norm)
-                .arg(&p.k_norm)
-                .arg(&p.inv_freq)
-                .arg(&p.seq_ids);
-            b.arg(&p.positions)
-                .arg(&p.k_cache)
-                .arg(&p.v_cache)
-                .arg(&p.ints[3]);
-            b.arg(&p.ints[4])
-                .arg(&p.ints[5])
-                .arg(&p.ints[6])
-                .arg(&p.eps);
-            b.arg(&counters);
-            unsafe { b.launch(cfg) }.ctx(launched(OP))?;
-            return Ok(());
-        }
-        if let GemvEpilogue::Residual { tail: t, .. } = epilogue {
-            let mut b = self.launcher("gemv_bf16_residual_m1");
-            b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
-            b.arg(&prefetch)
-                .arg(&t.resid)
-                .arg(&t.w_post)
-                .arg(&t.s)
-                .arg(&t.w_next);
-            b.arg(&t.out_norm).arg(&t.out_x).arg(&t.eps).arg(&t.counter);
-            unsafe { b.launch(cfg) }.ctx(launched(OP))?;
-            return Ok(());
-        }
         let mut b = self.launcher(PLAIN[m - 1]);
         b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
         b.arg(&prefetch).arg(&mode).arg(&zp).arg(&z_stride).arg(&op);
@@ -991,72 +767,5 @@ impl Gpu {
             }
         }
         8
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layout(heads: usize, kv_heads: usize, head_dim: usize, v_sep: bool) -> QkvLayout {
-        let kv_cols = if v_sep { 2 * kv_heads } else { kv_heads };
-        QkvLayout {
-            heads,
-            kv_heads,
-            head_dim,
-            row_stride: (heads + kv_cols) * head_dim,
-            k_col: heads * head_dim,
-            v_col: if v_sep {
-                (heads + kv_heads) * head_dim
-            } else {
-                heads * head_dim
-            },
-        }
-    }
-
-    #[test]
-    fn qkv_tail_takes_e4b_layers_at_every_k_split() {
-        // E4B: sliding q|k|v at head_dim 256, global k = v at 512, KV-shared q only.
-        for l in [
-            layout(8, 2, 256, true),
-            layout(8, 2, 512, false),
-            layout(8, 0, 256, true),
-        ] {
-            for kparts in [1, 2, 4, 8] {
-                assert!(Gpu::gemv_qkv_supports(l, kparts), "{l:?} kparts {kparts}");
-            }
-        }
-    }
-
-    #[test]
-    fn qkv_tail_refuses_heads_a_block_would_straddle() {
-        // A block writes 4 * 8 / kparts rows: head_dim 40 is not a multiple of 32 (kparts 1) or 16 (kparts 2).
-        let small = layout(4, 1, 40, true);
-        assert!(!Gpu::gemv_qkv_supports(small, 1));
-        assert!(!Gpu::gemv_qkv_supports(small, 2));
-        assert!(Gpu::gemv_qkv_supports(small, 8));
-        // k or v heads that do not start a column group.
-        let shifted = QkvLayout {
-            k_col: layout(8, 2, 256, true).k_col + 8,
-            row_stride: layout(8, 2, 256, true).row_stride + 256,
-            ..layout(8, 2, 256, true)
-        };
-        assert!(!Gpu::gemv_qkv_supports(shifted, 8));
-        // A padded row (not whole heads) and a head too wide for the tail's block.
-        let padded = QkvLayout {
-            row_stride: layout(8, 2, 256, true).row_stride + 8,
-            ..layout(8, 2, 256, true)
-        };
-        assert!(!Gpu::gemv_qkv_supports(padded, 8));
-        assert!(!Gpu::gemv_qkv_supports(layout(1, 0, 4096, true), 8));
-    }
-
-    #[test]
-    fn residual_tail_holds_gemma_hidden_sizes_up_to_its_register_budget() {
-        for hidden in [1536, 2560, 3072] {
-            assert!(Gpu::gemv_residual_supports(hidden), "{hidden}");
-        }
-        assert!(!Gpu::gemv_residual_supports(3073));
-        assert!(!Gpu::gemv_residual_supports(5376));
     }
 }

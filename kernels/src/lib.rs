@@ -59,7 +59,7 @@
 //! | [`Gpu::ple_combine`] | per-layer inputs: norm of the scaled model projection + the table row, combined |
 //! | [`Gpu::softcap_argmax`] | soft-cap fused into the argmax's first pass (capped logits optionally written back) |
 //! | [`Gpu::geglu_to_bf16`] | GeGLU writing the next projection's bf16 operand |
-//! | [`Gpu::gemv_bf16`] | weight-streaming GEMM for 1..=8 rows: 16-byte loads, 4 rows a warp, split-K inside the block; [`Gpu::gemv_bf16_geglu_halves`] / [`Gpu::gemv_bf16_geglu_with`] apply GeGLU in its epilogue; [`Gpu::gemv_bf16_residual_norm`] has its last block apply the residual step that follows ([`ResidualNorm`]) |
+//! | [`Gpu::gemv_bf16`] | weight-streaming GEMM for 1..=8 rows: 16-byte loads, 4 rows a warp, split-K inside the block; [`Gpu::gemv_bf16_geglu_halves`] / [`Gpu::gemv_bf16_geglu_with`] apply GeGLU in its epilogue |
 //! | [`Gpu::skinny_gemm_bf16`] | tensor-core weight-streaming GEMM for 1..=32 rows (`mma.sync` m16n8k16, bf16 in, f32 accumulate): 16-byte loads, 16 or 32 output rows a warp, split-K inside the block; `k % 32 == 0` |
 //! | [`Gpu::decode_advance`] | end of a captured decode step: ids to history, positions + 1, step + 1 on the device |
 //!
@@ -93,7 +93,7 @@ pub mod tolerance;
 pub use cudarc;
 pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 pub use error::{KernelError, Result};
-pub use fused::{QkvLayout, QkvPrologue, ResidualNorm, GEMV_MAX_ROWS, GEMV_TAIL_ROWS};
+pub use fused::{QkvLayout, QkvPrologue, ResidualNorm, GEMV_MAX_ROWS};
 pub use gpu::{cuda_libraries_present, Gpu, ScratchLimits};
 pub use half;
 pub use ops::{

@@ -73,8 +73,6 @@ pub const SOURCES: &[KernelSource] = &[
             "gemv_bf16_m6",
             "gemv_bf16_m7",
             "gemv_bf16_m8",
-            "gemv_bf16_residual_m1",
-            "gemv_bf16_qkv_m1",
         ]
     ),
     cu!(

@@ -1034,16 +1034,13 @@ fn measure_kernel_path(
     let count = |name: &str| choices.iter().filter(|c| c.chosen.name() == name).count();
     let note = format!(
         "VKAE kernel path: fused kernels, q|k|v and gate|up concatenated, one CUDA graph per decode step \
-         (graphs {}), programmatic dependent launch {}, GeGLU in the GEMV epilogue {}, residual step in the \
-         GEMV's last block {}, q|k|v prologue in the GEMV's tail {}, \
+         (graphs {}), programmatic dependent launch {}, GeGLU in the GEMV epilogue {}, \
          attention splits merged in the kernel {}, attention softmax per round of keys {}, \
          decode projections (<= 32 rows) on the weight-streaming GEMV, the tensor-core skinny GEMM or cuBLAS \
          as measured per shape and batch ({} GEMV, {} skinny, {} cuBLAS of {} shapes)",
         options.graphs,
         if options.programmatic_launch { "on" } else { "off" },
         if options.fuse_geglu { "on" } else { "off" },
-        if options.fuse_residual { "on" } else { "off" },
-        if options.fuse_qkv_prologue { "on" } else { "off" },
         if options.merge_attention { "on" } else { "off" },
         if options.attention_softmax_per_round { "on" } else { "off" },
         count("GEMV"),

@@ -92,10 +92,9 @@ impl VkaeBenchSettings {
         variants
     }
 
-    /// The default, the default without each of its two newest steps (attention merged by a launch of its own;
-    /// the online softmax key by key), and each option built but off by default (alone, then together): what
-    /// an H200 call decides on
-    /// (`VKAE_BENCH_VARIANTS=candidates`, e.g. at 16k of context).
+    /// The default and the default without each of its two newest steps (attention merged by a launch of its
+    /// own; the online softmax key by key), and any option built but off by default: what an H200 call decides
+    /// on (`VKAE_BENCH_VARIANTS=candidates`, e.g. at 16k of context).
     pub fn candidate_variants() -> Vec<(String, VkaeOptions)> {
         let d = VkaeOptions::default();
         vec![
@@ -111,28 +110,6 @@ impl VkaeBenchSettings {
                 "vkae default, attention softmax key by key".into(),
                 VkaeOptions {
                     attention_softmax_per_round: false,
-                    ..d
-                },
-            ),
-            (
-                "vkae default + residual tail in the GEMV".into(),
-                VkaeOptions {
-                    fuse_residual: true,
-                    ..d
-                },
-            ),
-            (
-                "vkae default + q|k|v prologue in the GEMV".into(),
-                VkaeOptions {
-                    fuse_qkv_prologue: true,
-                    ..d
-                },
-            ),
-            (
-                "vkae default + both tails (residual, q|k|v prologue)".into(),
-                VkaeOptions {
-                    fuse_residual: true,
-                    fuse_qkv_prologue: true,
                     ..d
                 },
             ),

@@ -40,7 +40,6 @@ use vkae_kernels::cudarc::driver::CudaGraph;
 use vkae_kernels::half::bf16;
 use vkae_kernels::{
     AttentionPath, CudaSlice, Gpu, KvLayout, QkvLayout, QkvPrologue, ResidualNorm, ScratchLimits,
-    GEMV_TAIL_ROWS,
 };
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
@@ -72,20 +71,10 @@ pub struct VkaeOptions {
     /// Where the GEMV runs the MLP's gate|up projection or the per-layer-input gate, apply the GeGLU in its
     /// epilogue instead of a launch of its own.
     pub fuse_geglu: bool,
-    /// Where the GEMV runs the o, down or per-layer projection at [`GEMV_TAIL_ROWS`] row (batch 1), its last
-    /// block applies the residual add + norms that follow (gemv.cu's residual tail) instead of a launch of its
-    /// own: three launches a layer fewer at batch 1. Off: measured slower on the H200 inside the captured step
-    /// (batch 1: 254.7 against 265.7 tok/s), though faster alone in the micro-benchmark.
-    pub fuse_residual: bool,
     /// The last split block of each query merges the attention partials (`AttentionPath::merge_in_kernel`)
     /// instead of a merge launch: one launch a layer fewer. On: measured faster on the H200 at every batch
     /// and at 16k of context (docs/benchmarks/vkae-path.md).
     pub merge_attention: bool,
-    /// Where the GEMV runs the q|k|v projection at [`GEMV_TAIL_ROWS`] row (batch 1), the last block to
-    /// finish each head's columns applies the attention prologue (norms, RoPE, KV-cache write; gemv.cu's q|k|v
-    /// tail) instead of a launch of its own. Off: measured no faster on the H200 (batch 1: 262.6 against
-    /// 265.7 tok/s).
-    pub fuse_qkv_prologue: bool,
     /// Decode attention's online softmax takes each round of 4 keys at once (their scores, one max and one
     /// rescale; `AttentionPath::softmax_per_round`) instead of key by key: a shorter dependent chain per key,
     /// aimed at the 16k row, where the per-head kernel moves 1.03 TB/s. On: measured no slower at any batch
@@ -104,9 +93,7 @@ impl Default for VkaeOptions {
             programmatic_launch: true,
             prefetch_bytes: 0,
             fuse_geglu: true,
-            fuse_residual: false,
             merge_attention: true,
-            fuse_qkv_prologue: false,
             attention_softmax_per_round: true,
         }
     }
@@ -234,10 +221,6 @@ struct Work {
     ids: CudaSlice<u32>,
     pos: CudaSlice<i32>,
     seq: CudaSlice<i32>,
-    /// The GEMV residual tail's block counter (zero between launches; `VkaeOptions::fuse_residual`).
-    tail_counter: CudaSlice<u32>,
-    /// The GEMV q|k|v tail's counters, one per head column group (`VkaeOptions::fuse_qkv_prologue`).
-    qkv_counters: CudaSlice<u32>,
 }
 
 struct LayerKv {
@@ -548,15 +531,6 @@ impl VkaeModel {
             ids: g.alloc::<u32>(rows.max(1))?,
             pos: g.alloc::<i32>(rows.max(1))?,
             seq: g.alloc::<i32>(rows.max(1))?,
-            tail_counter: g.alloc::<u32>(1)?,
-            qkv_counters: g.alloc::<u32>(
-                self.layers
-                    .iter()
-                    .map(|l| l.qkv_layout.row_stride / l.qkv_layout.head_dim.max(1))
-                    .max()
-                    .unwrap_or(1)
-                    .max(1),
-            )?,
         })
     }
 
@@ -812,10 +786,7 @@ impl VkaeModel {
         Ok(())
     }
 
-    /// The fused q|k|v projection and its attention prologue: one launch whose blocks finishing each head apply
-    /// the prologue where the GEMV runs this shape and `fuse_qkv_prologue` is on, else the projection and
-    /// `qk_norm_rope_kv`.
-    #[allow(clippy::too_many_arguments)]
+    /// The fused q|k|v projection, then its attention prologue (`qk_norm_rope_kv`).
     fn proj_qkv(
         &self,
         x: &W,
@@ -824,29 +795,15 @@ impl VkaeModel {
         k: usize,
         qkv: &mut CudaSlice<f32>,
         prologue: QkvPrologue<'_>,
-        counters: &mut CudaSlice<u32>,
     ) -> Result<()> {
-        let g = &self.gpu;
-        let layout = prologue.layout;
-        match self.kernel_for(m, layout.row_stride, k) {
-            ProjectionKernel::Gemv { kparts }
-                if self.options.fuse_qkv_prologue
-                    && m == GEMV_TAIL_ROWS
-                    && Gpu::gemv_qkv_supports(layout, kparts) =>
-            {
-                g.gemv_bf16_qkv(x, w, m, k, kparts, qkv, prologue, counters)?
-            }
-            kernel => {
-                self.run_projection(kernel, x, w, m, layout.row_stride, k, qkv)?;
-                g.qkv_prologue(qkv, prologue, m)?;
-            }
-        }
+        let n = prologue.layout.row_stride;
+        self.run_projection(self.kernel_for(m, n, k), x, w, m, n, k, qkv)?;
+        self.gpu.qkv_prologue(qkv, prologue, m)?;
         Ok(())
     }
 
-    /// A projection and the residual step it feeds (`y = x · wᵀ`, then `residual` with `o = y`): one launch
-    /// whose last block applies the step where the GEMV runs this shape and `fuse_residual` is on, else the
-    /// projection and `residual_rms_norm`.
+    /// A projection and the residual step it feeds: `y = x · wᵀ`, then `residual` with `o = y`
+    /// (`residual_rms_norm`).
     #[allow(clippy::too_many_arguments)]
     fn proj_residual(
         &self,
@@ -857,22 +814,9 @@ impl VkaeModel {
         k: usize,
         y: &mut CudaSlice<f32>,
         residual: ResidualNorm<'_>,
-        counter: &mut CudaSlice<u32>,
     ) -> Result<()> {
-        let g = &self.gpu;
-        match self.kernel_for(m, n, k) {
-            ProjectionKernel::Gemv { kparts }
-                if self.options.fuse_residual
-                    && m == GEMV_TAIL_ROWS
-                    && Gpu::gemv_residual_supports(n) =>
-            {
-                g.gemv_bf16_residual_norm(x, w, m, n, k, kparts, y, residual, counter)?
-            }
-            kernel => {
-                self.run_projection(kernel, x, w, m, n, k, y)?;
-                g.residual_step(Some(y), residual, m, n)?;
-            }
-        }
+        self.run_projection(self.kernel_for(m, n, k), x, w, m, n, k, y)?;
+        self.gpu.residual_step(Some(y), residual, m, n)?;
         Ok(())
     }
 
@@ -993,15 +937,7 @@ impl VkaeModel {
                 cache,
                 eps,
             };
-            self.proj_qkv(
-                &w.a,
-                &l.qkv,
-                n,
-                h,
-                &mut w.qkv,
-                prologue,
-                &mut w.qkv_counters,
-            )?;
+            self.proj_qkv(&w.a, &l.qkv, n, h, &mut w.qkv, prologue)?;
             let cache = kv[s.kv_source.unwrap_or(li)]
                 .as_ref()
                 .expect("owner has a cache");
@@ -1049,7 +985,6 @@ impl VkaeModel {
                     out_x: None,
                     eps,
                 },
-                &mut w.tail_counter,
             )?;
             // Feed-forward: gate|up in one projection, GeGLU to BF16, down.
             let inter = s.intermediate_size;
@@ -1076,16 +1011,7 @@ impl VkaeModel {
                     eps,
                 },
             };
-            self.proj_residual(
-                &w.act,
-                &l.down,
-                n,
-                h,
-                inter,
-                &mut w.o,
-                after_down,
-                &mut w.tail_counter,
-            )?;
+            self.proj_residual(&w.act, &l.down, n, h, inter, &mut w.o, after_down)?;
             if let Some(p) = &l.ple {
                 self.gate_geglu(
                     &w.xb,
@@ -1115,7 +1041,6 @@ impl VkaeModel {
                         out_x: None,
                         eps,
                     },
-                    &mut w.tail_counter,
                 )?;
             }
         }

@@ -98,54 +98,12 @@ impl Checker<'_> {
         values: Option<bool>,
         capacity: usize,
     ) -> Result<Vec<CheckReport>> {
-        self.attention_prologue(tokens, heads, kv_heads, rope, values, capacity, None)
-    }
-
-    /// The q|k|v GEMV with the attention prologue in its tail (`gemv_bf16_qkv`, one token): x (`[1, k]`) times a
-    /// random q|k|v weight, launched twice on one set of counters (the second checked; the counters must be
-    /// back at zero), against the f64 product followed by the same reference as [`Checker::qk_norm_rope_kv`];
-    /// the projection itself is checked too.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gemv_qkv(
-        &mut self,
-        heads: usize,
-        kv_heads: usize,
-        rope: Rope,
-        values: Option<bool>,
-        capacity: usize,
-        k: usize,
-        kparts: usize,
-    ) -> Result<Vec<CheckReport>> {
-        self.attention_prologue(
-            1,
-            heads,
-            kv_heads,
-            rope,
-            values,
-            capacity,
-            Some((k, kparts)),
-        )
-    }
-
-    /// `gemv`: None checks `qk_norm_rope_kv` on random q|k|v rows; Some((k, kparts)) the GEMV whose tail does it.
-    #[allow(clippy::too_many_arguments)]
-    fn attention_prologue(
-        &mut self,
-        tokens: usize,
-        heads: usize,
-        kv_heads: usize,
-        rope: Rope,
-        values: Option<bool>,
-        capacity: usize,
-        gemv: Option<(usize, usize)>,
-    ) -> Result<Vec<CheckReport>> {
         let g = self.gpu;
         let hd = rope.head_dim();
         let kvh = if values.is_some() { kv_heads } else { 0 };
         let v_sep = values == Some(true);
-        // Padded on the separate launch (strides matter); the GEMV's columns are whole heads.
-        let pad = if gemv.is_some() { 0 } else { 8 };
-        let row_stride = (heads + kvh + if v_sep { kvh } else { 0 }) * hd + pad;
+        // Padded rows: the launch must honour the stride.
+        let row_stride = (heads + kvh + if v_sep { kvh } else { 0 }) * hd + 8;
         let layout = QkvLayout {
             heads,
             kv_heads: kvh,
@@ -158,20 +116,7 @@ impl Checker<'_> {
                 heads * hd
             },
         };
-        // The q|k|v rows: random, or the GEMV's product of random bf16 operands (its f64 value, in f32, is what
-        // the reference starts from).
-        let product = gemv.map(|(k, _)| {
-            let x = bf16_round(&self.rng.normal_vec(tokens * k, 1.0));
-            let w = self
-                .rng
-                .normal_bf16(row_stride * k, 2.0 / (k as f64).sqrt());
-            let y = cpu::gemm(&x, &w, tokens, row_stride, k);
-            (x, w, y)
-        });
-        let qkv: Vec<f32> = match &product {
-            Some((_, _, y)) => y.iter().map(|&v| v as f32).collect(),
-            None => self.rng.normal_vec(tokens * row_stride, 2.0),
-        };
+        let qkv = self.rng.normal_vec(tokens * row_stride, 2.0);
         let (q_norm, k_norm) = (self.rng.norm_weight_bf16(hd), self.rng.norm_weight_bf16(hd));
         let seqs = 2usize;
         let seq_ids: Vec<i32> = (0..tokens).map(|t| (t % seqs) as i32).collect();
@@ -197,63 +142,19 @@ impl Checker<'_> {
         let mut q_out = poison_f32(g, tokens * heads * hd)?;
         let mut kc = g.upload(&vec![bf16::NAN; kv.elements()])?;
         let mut vc = g.upload(&vec![bf16::NAN; kv.elements()])?;
-        let mut gemv_reports = vec![];
-        match (gemv, &product) {
-            (Some((k, kparts)), Some((x, w, y))) => {
-                let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
-                let (dx, dw) = (g.upload(&xb)?, g.upload(w)?);
-                let mut counters = g.alloc::<u32>(row_stride / hd)?;
-                let mut dy = poison_f32(g, tokens * row_stride)?;
-                for _ in 0..2 {
-                    g.gemv_bf16_qkv(
-                        &dx,
-                        &dw,
-                        tokens,
-                        k,
-                        kparts,
-                        &mut dy,
-                        crate::QkvPrologue {
-                            layout,
-                            q_out: &mut q_out,
-                            q_norm: &dqn,
-                            k_norm: Some(&dkn),
-                            inv_freq: &df,
-                            seq_ids: &ds,
-                            positions: &dp,
-                            cache: (kvh > 0).then_some((kv, &mut kc, &mut vc)),
-                            eps,
-                        },
-                        &mut counters,
-                    )?;
-                }
-                let left = g.download(&counters)?;
-                gemv_reports.push(CheckReport::new(
-                    "gemv_bf16_qkv: q|k|v projection",
-                    format!(
-                        "m {tokens} n {row_stride} k {k} kparts {kparts}, counters left {left:?}"
-                    ),
-                    if left.iter().all(|&c| c == 0) {
-                        relative_error(&g.download(&dy)?, y)
-                    } else {
-                        f64::NAN
-                    },
-                    tol::F32_ACCUMULATION,
-                ));
-            }
-            _ => g.qk_norm_rope_kv(
-                &dqkv,
-                layout,
-                &mut q_out,
-                &dqn,
-                Some(&dkn),
-                &df,
-                &ds,
-                &dp,
-                tokens,
-                (kvh > 0).then_some((kv, &mut kc, &mut vc)),
-                eps,
-            )?,
-        }
+        g.qk_norm_rope_kv(
+            &dqkv,
+            layout,
+            &mut q_out,
+            &dqn,
+            Some(&dkn),
+            &df,
+            &ds,
+            &dp,
+            tokens,
+            (kvh > 0).then_some((kv, &mut kc, &mut vc)),
+            eps,
+        )?;
         let got_q = g.download(&q_out)?;
         let (got_k, got_v) = (
             bf16_to_f32(&g.download(&kc)?),
@@ -282,18 +183,13 @@ impl Checker<'_> {
                 None => "q only (shared KV)",
             }
         );
-        // Through the GEMV, q carries the product's f32 accumulation error.
-        let (name, q_tol) = match gemv {
-            Some(_) => ("gemv_bf16_qkv tail", tol::F32_ACCUMULATION),
-            None => ("qk_norm_rope_kv", tol::F32_OP),
-        };
-        let mut r = gemv_reports;
-        r.push(CheckReport::new(
+        let name = "qk_norm_rope_kv";
+        let mut r = vec![CheckReport::new(
             format!("{name}: q"),
             shape.clone(),
             relative_error(&got_q, &want_q),
-            q_tol,
-        ));
+            tol::F32_OP,
+        )];
         // Untouched cache slots must keep the poison; written ones match the reference.
         let width = kv.kv_heads * hd;
         let mut written = vec![false; seqs * capacity];
@@ -618,127 +514,6 @@ impl Checker<'_> {
         ))
     }
 
-    /// The one-row GEMV with the residual step in its last block (`gemv_bf16_residual_norm`), launched twice on one
-    /// counter (the second launch only works if the first left it at zero): the projection `y`, the updated
-    /// residual and both bf16 outputs of the second launch against f64 references, and the counter back at 0.
-    /// `full`: with the post-norm weight, the next norm and the bf16 copy of x; otherwise only the residual
-    /// update (no weight, no outputs).
-    pub fn gemv_residual(
-        &mut self,
-        n: usize,
-        k: usize,
-        kparts: usize,
-        full: bool,
-    ) -> Result<Vec<CheckReport>> {
-        let (g, m) = (self.gpu, 1);
-        let w = self.rng.normal_bf16(n * k, 1.0 / (k as f64).sqrt());
-        let (w_post, w_next) = (self.rng.norm_weight_bf16(n), self.rng.norm_weight_bf16(n));
-        let s = (0.25 + self.rng.uniform()) as f32;
-        let eps = 1e-6f32;
-        let (dw, dwp, dwn) = (g.upload(&w)?, g.upload(&w_post)?, g.upload(&w_next)?);
-        let mut counter = g.alloc::<u32>(1)?;
-        let mut last = None;
-        for _ in 0..2 {
-            let x = bf16_round(&self.rng.normal_vec(m * k, 1.0));
-            let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
-            let resid = self.rng.normal_vec(m * n, 2.0);
-            let dx = g.upload(&xb)?;
-            let mut dres = g.upload(&resid)?;
-            let mut y = poison_f32(g, m * n)?;
-            let mut on = g.upload(&vec![bf16::NAN; m * n])?;
-            let mut ox = g.upload(&vec![bf16::NAN; m * n])?;
-            g.gemv_bf16_residual_norm(
-                &dx,
-                &dw,
-                m,
-                n,
-                k,
-                kparts,
-                &mut y,
-                crate::fused::ResidualNorm {
-                    x: &mut dres,
-                    w_post: full.then_some(&dwp),
-                    s,
-                    w_next: full.then_some(&dwn),
-                    out_norm: full.then_some(&mut on),
-                    out_x: full.then_some(&mut ox),
-                    eps,
-                },
-                &mut counter,
-            )?;
-            last = Some((
-                x,
-                resid,
-                g.download(&y)?,
-                g.download(&dres)?,
-                bf16_to_f32(&g.download(&on)?),
-                bf16_to_f32(&g.download(&ox)?),
-            ));
-        }
-        let (x, resid, got_y, got_x, got_n, got_xb) = last.expect("two launches");
-        let counter_left = g.download(&counter)?[0];
-        let want_y = cpu::gemm(&x, &w, m, n, k);
-        let y32: Vec<f32> = want_y.iter().map(|&v| v as f32).collect();
-        let (want_x, want_n) = cpu::residual_rms_norm(
-            &resid,
-            Some(&y32),
-            full.then_some(&w_post[..]),
-            s as f64,
-            full.then_some(&w_next[..]),
-            m,
-            n,
-            eps as f64,
-        );
-        let shape = format!(
-            "m {m} n {n} k {k} kparts {kparts}{}, 2nd launch, counter left {counter_left}",
-            if full {
-                ""
-            } else {
-                " (no weights, no outputs)"
-            }
-        );
-        let counter_ok = |e: f64| if counter_left == 0 { e } else { f64::NAN };
-        let mut r = vec![
-            CheckReport::new(
-                "gemv_bf16_residual_norm: y",
-                shape.clone(),
-                counter_ok(relative_error(&got_y, &want_y)),
-                tol::F32_ACCUMULATION,
-            ),
-            // x_new carries y's accumulation error through the norm.
-            CheckReport::new(
-                "gemv_bf16_residual_norm: x",
-                shape.clone(),
-                counter_ok(relative_error(&got_x, &want_x)),
-                tol::F32_ACCUMULATION,
-            ),
-        ];
-        if full {
-            r.push(CheckReport::new(
-                "gemv_bf16_residual_norm: bf16 norm",
-                shape.clone(),
-                relative_error(&got_n, &want_n),
-                tol::BF16_ROUNDING,
-            ));
-            r.push(CheckReport::new(
-                "gemv_bf16_residual_norm: bf16 x",
-                shape,
-                relative_error(&got_xb, &want_x),
-                tol::BF16_ROUNDING,
-            ));
-        } else {
-            // Absent outputs stay untouched.
-            let untouched = got_n.iter().chain(&got_xb).all(|v| v.is_nan());
-            r.push(CheckReport::new(
-                "gemv_bf16_residual_norm: absent outputs untouched",
-                shape,
-                if untouched { 0.0 } else { f64::NAN },
-                0.0,
-            ));
-        }
-        Ok(r)
-    }
-
     /// The decode-step bookkeeping: history row, positions + 1, step + 1, and no write past capacity.
     pub fn decode_advance(&mut self, batch: usize) -> Result<CheckReport> {
         let g = self.gpu;
@@ -793,12 +568,6 @@ impl Checker<'_> {
             Some(true),
             9,
         )?);
-        // The same prologue in the q|k|v GEMV's tail (one token): E4B's sliding (q|k|v, hd 256) and global (k = v,
-        // hd 512) layers and a KV-shared one at their batch-1 k splits, and the widest block (kparts 1).
-        r.extend(self.gemv_qkv(8, 2, sliding, Some(true), 5, 2560, 4)?);
-        r.extend(self.gemv_qkv(8, 2, global, Some(false), 7, 2560, 2)?);
-        r.extend(self.gemv_qkv(8, 2, sliding, None, 4, 2560, 8)?);
-        r.extend(self.gemv_qkv(8, 2, sliding, Some(true), 9, 2560, 1)?);
         r.push(self.ple_combine(3, 42, 256, 50)?);
         r.push(self.ple_combine(2, 3, 24, 10)?);
         r.extend(self.softcap_argmax(3, 262_144)?);
@@ -829,18 +598,6 @@ impl Checker<'_> {
             (2, 45, 96, 2, false),
         ] {
             r.push(self.gemv_geglu(m, n, k, kparts, halves)?);
-        }
-        // The residual tail (one row): E4B's o (2560 x 2048), down (2560 x 10240) and per-layer projection
-        // (2560 x 256) at their batch-1 k splits, down at the widest block, and a ragged shape whose last warp runs
-        // past the end.
-        for (n, k, kparts, full) in [
-            (2560, 2048, 4, true),
-            (2560, 10240, 8, true),
-            (2560, 256, 2, false),
-            (2560, 10240, 1, true),
-            (300, 64, 2, true),
-        ] {
-            r.extend(self.gemv_residual(n, k, kparts, full)?);
         }
         r.push(self.decode_advance(5)?);
         Ok(r)
