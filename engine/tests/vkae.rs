@@ -400,7 +400,8 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
     // at one row). The merge, by a launch or in the kernel, keeps the same operations in the same order: within
     // 1e-4 of the default. The softmax key by key rescales once a key where the default rescales once a round
     // of keys: their f32 differences may flip a few BF16 roundings that 42 random-weight layers amplify, so it
-    // must stay in the BF16 band (0.0 on the H200 at 131 keys, its scores peaked).
+    // must stay in the BF16 band (0.0 on the H200 at 131 keys, its scores peaked); so must cuBLASLt's
+    // algorithms where the projection choice takes one (another accumulation order).
     let mut vk = VkaeModel::new(&model, VkaeOptions::default()).unwrap();
     let default_logits = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
     let d = VkaeOptions::default();
@@ -419,6 +420,15 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
             "attention softmax key by key",
             VkaeOptions {
                 attention_softmax_per_round: false,
+                ..d
+            },
+            BF16_BAND,
+        ),
+        (
+            // cuBLASLt's algorithms may win some shapes: another kernel, another f32 accumulation order.
+            "cuBLASLt algorithms in the projection choice",
+            VkaeOptions {
+                cublaslt_candidates: true,
                 ..d
             },
             BF16_BAND,

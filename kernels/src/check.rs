@@ -14,6 +14,7 @@ use cudarc::driver::CudaSlice;
 use half::bf16;
 
 mod fused;
+mod gemm_lt;
 mod skinny;
 
 /// One check's outcome.

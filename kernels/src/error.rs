@@ -1,4 +1,4 @@
-//! The crate's one error type: every CUDA, NVRTC and cuBLAS failure, with what was being done.
+//! The crate's one error type: every CUDA, NVRTC, cuBLAS and cuBLASLt failure, with what was being done.
 
 use cudarc::cublas::result::CublasError;
 use cudarc::driver::DriverError;
@@ -29,6 +29,13 @@ pub enum KernelError {
         context: String,
         #[source]
         source: CublasError,
+    },
+    /// A cuBLASLt call failed (a missing libcublasLt is [`KernelError::Unavailable`]).
+    #[error("cuBLASLt error while {context}: {source}")]
+    CublasLt {
+        context: String,
+        #[source]
+        source: cudarc::cublaslt::result::CublasError,
     },
     /// An op was called with sizes that do not fit its buffers or its limits.
     #[error("{op}: {message}")]

@@ -47,6 +47,8 @@ pub struct Gpu {
     programmatic: AtomicBool,
     /// Bytes of its weight rows each GEMV block asks L2 for before its PDL wait (0: none).
     gemv_prefetch: AtomicU32,
+    /// cuBLASLt (gemm_lt.rs), created on first use, or why it cannot be.
+    pub(crate) lt: std::sync::OnceLock<std::result::Result<crate::gemm_lt::LtState, String>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -270,6 +272,7 @@ impl Gpu {
             scratch_attention_counters: Mutex::new(None),
             programmatic: AtomicBool::new(false),
             gemv_prefetch: AtomicU32::new(0),
+            lt: std::sync::OnceLock::new(),
         })
     }
 

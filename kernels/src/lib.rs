@@ -80,6 +80,7 @@ pub mod check;
 mod error;
 mod fused;
 mod gemm;
+mod gemm_lt;
 mod gpu;
 pub mod module_cache;
 mod ops;
@@ -94,6 +95,7 @@ pub use cudarc;
 pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 pub use error::{KernelError, Result};
 pub use fused::{QkvLayout, QkvPrologue, ResidualNorm, GEMV_MAX_ROWS};
+pub use gemm_lt::{LT_MAX_ALGOS, LT_WORKSPACE_BYTES};
 pub use gpu::{cuda_libraries_present, Gpu, ScratchLimits};
 pub use half;
 pub use ops::{

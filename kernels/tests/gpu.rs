@@ -532,6 +532,15 @@ fn skinny_gemm_matches_reference() {
     assert_all(&checker(&g).skinny_suite().unwrap());
 }
 
+/// The projection GEMM through cuBLASLt, every algorithm its heuristic lists for E4B's decode shapes at 1, 8
+/// and 32 rows, against the f64 product of the same bf16 operands (the engine times these algorithms beside
+/// its own kernels when `VkaeOptions::cublaslt_candidates` is on).
+#[test]
+fn cublaslt_algorithms_match_reference() {
+    let g = gpu_or_skip!();
+    assert_all(&checker(&g).gemm_lt_suite().unwrap());
+}
+
 /// Shapes the skinny GEMM does not take (rows outside 1..=32, k not a multiple of 32, a bad k split,
 /// a misaligned operand) are refused with a shape error, never run.
 #[test]

@@ -1036,16 +1036,18 @@ fn measure_kernel_path(
         "VKAE kernel path: fused kernels, q|k|v and gate|up concatenated, one CUDA graph per decode step \
          (graphs {}), programmatic dependent launch {}, GeGLU in the GEMV epilogue {}, \
          attention splits merged in the kernel {}, attention softmax per round of keys {}, \
-         decode projections (<= 32 rows) on the weight-streaming GEMV, the tensor-core skinny GEMM or cuBLAS \
-         as measured per shape and batch ({} GEMV, {} skinny, {} cuBLAS of {} shapes)",
+         decode projections (<= 32 rows) on the weight-streaming GEMV, the tensor-core skinny GEMM or cuBLAS{} \
+         as measured per shape and batch ({} GEMV, {} skinny, {} cuBLAS{} of {} shapes)",
         options.graphs,
         if options.programmatic_launch { "on" } else { "off" },
         if options.fuse_geglu { "on" } else { "off" },
         if options.merge_attention { "on" } else { "off" },
         if options.attention_softmax_per_round { "on" } else { "off" },
+        if options.cublaslt_candidates { " (or one of cuBLASLt's listed algorithms)" } else { "" },
         count("GEMV"),
         count("skinny"),
         count("cuBLAS"),
+        if options.cublaslt_candidates { format!(", {} cuBLASLt", count("cuBLASLt")) } else { String::new() },
         choices.len()
     );
     // The quality stream goes through the decode step itself (the captured graph, one token a step, its first

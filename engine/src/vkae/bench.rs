@@ -113,6 +113,13 @@ impl VkaeBenchSettings {
                     ..d
                 },
             ),
+            (
+                "vkae default + cuBLASLt algorithms in the projection choice".into(),
+                VkaeOptions {
+                    cublaslt_candidates: true,
+                    ..d
+                },
+            ),
         ]
     }
 }
@@ -333,9 +340,9 @@ pub fn markdown(r: &VkaeBenchReport) -> String {
     }
     if !r.projection_timings.is_empty() {
         out.push_str(
-            "\nProjection choice (per shape, mean us per matrix over the model's weights of that shape, best k split in \
-             parentheses; - where the kernel does not take the shape):\n\n\
-             | rows | out | in | GEMV us | skinny us | cuBLAS us | chosen |\n|---|---|---|---|---|---|---|\n",
+            "\nProjection choice (per shape, mean us per matrix over the model's weights of that shape, best k split or \
+             cuBLASLt algorithm in parentheses; - where the kernel does not take the shape or was not timed):\n\n\
+             | rows | out | in | GEMV us | skinny us | cuBLAS us | cuBLASLt us (algorithm) | chosen |\n|---|---|---|---|---|---|---|---|\n",
         );
         let cell = |us: Option<f64>, kp: Option<usize>| match (us, kp) {
             (Some(us), Some(kp)) => format!("{us:.2} ({kp})"),
@@ -343,13 +350,14 @@ pub fn markdown(r: &VkaeBenchReport) -> String {
         };
         for t in &r.projection_timings {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.2} | {} |\n",
+                "| {} | {} | {} | {} | {} | {:.2} | {} | {} |\n",
                 t.rows,
                 t.out,
                 t.inner,
                 cell(t.gemv_us, t.gemv_kparts),
                 cell(t.skinny_us, t.skinny_kparts),
                 t.cublas_us,
+                cell(t.cublaslt_us, t.cublaslt_algo),
                 t.chosen.name()
             ));
         }

@@ -80,6 +80,11 @@ pub struct VkaeOptions {
     /// aimed at the 16k row, where the per-head kernel moves 1.03 TB/s. On: measured no slower at any batch
     /// and faster at 16k on the H200 (16k, batch 1: 244.8 against 241.7 tok/s; docs/benchmarks/vkae-path.md).
     pub attention_softmax_per_round: bool,
+    /// With [`ProjectionMode::Measured`], also time the algorithms cuBLASLt's heuristic lists for each shape
+    /// (up to 8; `Gpu::gemm_bf16_lt`) beside the GEMV, the skinny GEMM and cuBLAS, each first checked against
+    /// cuBLAS's output on the model's own weights. Aimed at batch 8 and 32, where cuBLAS's one choice runs the
+    /// big projections (gate|up, down, the LM head) at 2.7-3.9 TB/s. Off until measured on the H200.
+    pub cublaslt_candidates: bool,
 }
 
 impl Default for VkaeOptions {
@@ -95,6 +100,7 @@ impl Default for VkaeOptions {
             fuse_geglu: true,
             merge_attention: true,
             attention_softmax_per_round: true,
+            cublaslt_candidates: false,
         }
     }
 }
@@ -139,6 +145,10 @@ pub enum ProjectionKernel {
         kparts: usize,
     },
     Cublas,
+    /// cuBLASLt with the algorithm of this index among those its heuristic lists for the shape.
+    CublasLt {
+        algo: usize,
+    },
 }
 
 impl ProjectionKernel {
@@ -147,6 +157,7 @@ impl ProjectionKernel {
             Self::Gemv { .. } => "GEMV",
             Self::Skinny { .. } => "skinny",
             Self::Cublas => "cuBLAS",
+            Self::CublasLt { .. } => "cuBLASLt",
         }
     }
 }
@@ -164,6 +175,9 @@ pub struct ProjectionTiming {
     pub skinny_us: Option<f64>,
     pub skinny_kparts: Option<usize>,
     pub cublas_us: f64,
+    /// The fastest cuBLASLt algorithm (with `VkaeOptions::cublaslt_candidates`) and its index.
+    pub cublaslt_us: Option<f64>,
+    pub cublaslt_algo: Option<usize>,
     pub chosen: ProjectionKernel,
 }
 
@@ -642,6 +656,9 @@ impl VkaeModel {
                     continue;
                 }
                 candidates.push(ProjectionKernel::Cublas);
+                if self.options.cublaslt_candidates {
+                    candidates.extend(self.checked_lt_algorithms(rows, *n, *k, &x, ws[0])?);
+                }
                 let mut best = vec![f64::INFINITY; candidates.len()];
                 for round in 0..7 {
                     for (kernel, slot) in candidates.iter().zip(best.iter_mut()) {
@@ -677,6 +694,14 @@ impl VkaeModel {
                     ProjectionKernel::Skinny { kparts } => Some(*kparts),
                     _ => None,
                 });
+                let lt = best_of(|c| match c {
+                    ProjectionKernel::CublasLt { algo } => Some(*algo),
+                    _ => None,
+                });
+                let cublas = candidates
+                    .iter()
+                    .position(|c| *c == ProjectionKernel::Cublas)
+                    .expect("cuBLAS is a candidate");
                 let (ci, _) = best
                     .iter()
                     .enumerate()
@@ -692,7 +717,9 @@ impl VkaeModel {
                     gemv_kparts: gemv.map(|g| g.0),
                     skinny_us: skinny.map(|s| s.1),
                     skinny_kparts: skinny.map(|s| s.0),
-                    cublas_us: *best.last().expect("cuBLAS is a candidate"),
+                    cublas_us: best[cublas],
+                    cublaslt_us: lt.map(|l| l.1),
+                    cublaslt_algo: lt.map(|l| l.0),
                     chosen: candidates[ci],
                 });
             }
@@ -703,6 +730,34 @@ impl VkaeModel {
             self.timings.push(r);
         }
         Ok(())
+    }
+
+    /// The cuBLASLt algorithms listed for `[rows, k] x [n, k]ᵀ` whose output on `x` and the weight `w` matches
+    /// cuBLAS's within the tolerance the reference checks give a tensor-core product with f32 accumulation: an
+    /// algorithm is timed only once it has computed this shape correctly here.
+    fn checked_lt_algorithms(
+        &self,
+        rows: usize,
+        n: usize,
+        k: usize,
+        x: &W,
+        w: &W,
+    ) -> Result<Vec<ProjectionKernel>> {
+        let g = &self.gpu;
+        let algos = g.gemm_lt_algorithms(rows, n, k)?;
+        let mut want = g.alloc::<f32>(rows * n)?;
+        g.gemm_bf16(x, w, rows, n, k, &mut want)?;
+        let want: Vec<f64> = g.download(&want)?.into_iter().map(f64::from).collect();
+        let mut got = g.alloc::<f32>(rows * n)?;
+        let mut passed = vec![];
+        for algo in 0..algos {
+            g.gemm_bf16_lt(x, w, rows, n, k, algo, &mut got)?;
+            let e = vkae_kernels::tolerance::relative_error(&g.download(&got)?, &want);
+            if e <= vkae_kernels::tolerance::MMA_F32_ACCUMULATION {
+                passed.push(ProjectionKernel::CublasLt { algo });
+            }
+        }
+        Ok(passed)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -723,6 +778,7 @@ impl VkaeModel {
                 g.skinny_gemm_bf16_split(x, w, m, n, k, kparts, y)?
             }
             ProjectionKernel::Cublas => g.gemm_bf16(x, w, m, n, k, y)?,
+            ProjectionKernel::CublasLt { algo } => g.gemm_bf16_lt(x, w, m, n, k, algo, y)?,
         }
         Ok(())
     }
