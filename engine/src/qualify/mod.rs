@@ -868,7 +868,12 @@ fn run_in(
             if kernel_path_on {
                 k.push("cuda_graph_decode_step".into());
                 k.push("programmatic_dependent_launch".into());
-                k.push("projections=measured(gemv|skinny|cublas)".into());
+                // The qualification runs the default options (`measure_kernel_path`).
+                k.push(if crate::vkae::VkaeOptions::default().cublaslt_candidates {
+                    "projections=measured(gemv|skinny|cublas|cublaslt)".into()
+                } else {
+                    "projections=measured(gemv|skinny|cublas)".into()
+                });
             }
             (Some(vkae_kernels::kernels_sha256()), k, "bf16")
         }
