@@ -626,6 +626,47 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                     bytes: bytes as f64,
                 });
             }
+            // Full attention with one KV head per query head: every block reads as many bytes as above, but
+            // they are all distinct (4x the unique bytes of E4B's 8/2 grouping). If this row takes about as
+            // long as the grouped one, the kernel is bound by what its blocks read (the group's query heads
+            // each re-read their KV head), not by DRAM: the case for loading K/V once per group.
+            if window.is_none() {
+                let per_head = KvLayout {
+                    kv_heads: HEADS,
+                    ..layout
+                };
+                let (kc, vc) = (b.bf16s(per_head.elements())?, b.bf16s(per_head.elements())?);
+                let st = b.timer.time(|_| {
+                    gpu.attention_with_path(
+                        &q,
+                        &kc,
+                        &vc,
+                        &ds,
+                        &dp,
+                        batch,
+                        HEADS,
+                        per_head,
+                        None,
+                        1.0,
+                        Some(keys),
+                        crate::AttentionPath {
+                            merge_in_kernel: true,
+                            softmax_per_round: true,
+                        },
+                        &mut out,
+                    )
+                })?;
+                b.rows.push(Row {
+                    kernel: format!(
+                        "{name}, splits from context, merged in kernel, softmax per round, one KV head per query head"
+                    ),
+                    shape: format!("ctx {context} h {HEADS}/{HEADS} hd {hd} splits {splits}"),
+                    batch,
+                    check: None,
+                    stats: st,
+                    bytes: (batch * keys * HEADS * hd * 2 * 2 + 2 * batch * HEADS * hd * 4) as f64,
+                });
+            }
         }
         b.checks.push(check);
         b.checks.push(rounds_check);
