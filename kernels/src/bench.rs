@@ -626,16 +626,12 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                     bytes: bytes as f64,
                 });
             }
-            // Full attention with one KV head per query head: every block reads as many bytes as above, but
-            // they are all distinct (4x the unique bytes of E4B's 8/2 grouping). If this row takes about as
-            // long as the grouped one, the kernel is bound by what its blocks read (the group's query heads
-            // each re-read their KV head), not by DRAM: the case for loading K/V once per group.
+            // Full attention with only one query head per KV head (2/2): the same KV heads and keys, a quarter of
+            // the blocks, so a quarter of what E4B's 8/2 blocks read (each of a group's 4 query heads re-reads
+            // its KV head). About as long as the 8/2 row: each block's own chain of loads binds, and sharing K/V
+            // across a group would not help; about a quarter: what the blocks read together binds, and loading
+            // K/V once per group is the lever.
             if window.is_none() {
-                let per_head = KvLayout {
-                    kv_heads: HEADS,
-                    ..layout
-                };
-                let (kc, vc) = (b.bf16s(per_head.elements())?, b.bf16s(per_head.elements())?);
                 let st = b.timer.time(|_| {
                     gpu.attention_with_path(
                         &q,
@@ -644,8 +640,8 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                         &ds,
                         &dp,
                         batch,
-                        HEADS,
-                        per_head,
+                        KV_HEADS,
+                        layout,
                         None,
                         1.0,
                         Some(keys),
@@ -656,15 +652,18 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                         &mut out,
                     )
                 })?;
+                let splits = gpu
+                    .attention_splits(batch, KV_HEADS)
+                    .min(keys.div_ceil(crate::ops::ATTENTION_KEYS_PER_SPLIT));
                 b.rows.push(Row {
                     kernel: format!(
-                        "{name}, splits from context, merged in kernel, softmax per round, one KV head per query head"
+                        "{name}, splits from context, merged in kernel, softmax per round, one query head per KV head"
                     ),
-                    shape: format!("ctx {context} h {HEADS}/{HEADS} hd {hd} splits {splits}"),
+                    shape: format!("ctx {context} h {KV_HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
                     batch,
                     check: None,
                     stats: st,
-                    bytes: (batch * keys * HEADS * hd * 2 * 2 + 2 * batch * HEADS * hd * 4) as f64,
+                    bytes: (batch * keys * KV_HEADS * hd * 2 * 2 + 2 * batch * KV_HEADS * hd * 4) as f64,
                 });
             }
         }
