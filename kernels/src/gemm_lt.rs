@@ -6,7 +6,7 @@
 //! so a `Gpu` that never asks pays nothing; without libcublasLt every call answers
 //! [`KernelError::Unavailable`].
 
-use crate::error::{shape, KernelError, Result};
+use crate::error::{shape, DriverContext, KernelError, Result};
 use crate::gpu::Gpu;
 use cudarc::cublaslt::result::CublasError;
 use cudarc::cublaslt::{result as lt, sys};
@@ -183,6 +183,10 @@ impl LtState {
 
 impl Gpu {
     fn lt(&self) -> Result<&LtState> {
+        // cuBLASLt works in the calling thread's current context (as cuBLAS does): make it this Gpu's.
+        self.ctx
+            .bind_to_thread()
+            .ctx(|| "binding the CUDA context for cuBLASLt".into())?;
         self.lt
             .get_or_init(|| LtState::new(self))
             .as_ref()
