@@ -285,7 +285,11 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
                     .and_then(|g| g[0].iter().zip(&toks[0]).position(|(a, b)| a != b));
                 results.push(r);
             }
-            if *options == VkaeOptions::default() {
+            // The cuBLASLt variant's choice times every candidate the default's does and cuBLASLt's algorithms
+            // besides, so its table (when run) is the one reported; otherwise the default's.
+            if options.cublaslt_candidates
+                || (*options == VkaeOptions::default() && projection_timings.is_empty())
+            {
                 projection_timings = v.projection_timings().to_vec();
             }
         }

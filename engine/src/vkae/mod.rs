@@ -439,15 +439,20 @@ impl VkaeModel {
             b.graph = None;
         }
         Self::apply_launch_options(&self.gpu, options)?;
-        // The kernel choices were timed under the old launch settings; time them again when those change.
+        // The kernel choices were timed under the old launch settings and among the old candidates; time them
+        // again when either changes.
         let o = self.options;
-        if (o.programmatic_launch, o.prefetch_bytes, o.split_search)
-            != (
-                options.programmatic_launch,
-                options.prefetch_bytes,
-                options.split_search,
-            )
-        {
+        if (
+            o.programmatic_launch,
+            o.prefetch_bytes,
+            o.split_search,
+            o.cublaslt_candidates,
+        ) != (
+            options.programmatic_launch,
+            options.prefetch_bytes,
+            options.split_search,
+            options.cublaslt_candidates,
+        ) {
             self.timings.clear();
             self.choices.clear();
         }
