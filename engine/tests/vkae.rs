@@ -436,6 +436,15 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
     ] {
         vk.set_options(o).unwrap();
         let got = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
+        // The option must reach the projection choice (it once reran the default's choices unnoticed).
+        if o.cublaslt_candidates
+            && !vk
+                .projection_timings()
+                .iter()
+                .any(|t| t.cublaslt_us.is_some())
+        {
+            failures.push(format!("{label}: no shape timed a cuBLASLt algorithm"));
+        }
         let e = l2_rel_err(&got, &default_logits);
         eprintln!(
             "synthetic E4B teacher-forced decode, {label} vs default: {e:.2e} (bound {bound:.0e})"
