@@ -845,9 +845,13 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
         } else {
             None
         };
+        // cuBLASLt's listed algorithms for the shape, each checked (a shape with none listed fails its check).
+        let lt_checks = Checker::new(gpu, seed ^ 0x17a1 ^ n as u64 ^ (batch as u64) << 40)
+            .gemm_lt(batch, n, k, sample)?;
         if check_only {
             b.checks.push(check);
             b.checks.extend(skinny_check);
+            b.checks.extend(lt_checks);
             continue;
         }
         let wbytes = n * k * 2;
@@ -868,6 +872,45 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             st,
             bytes,
         );
+        // Every listed algorithm is timed; the fastest is reported with its own check, the others' checks are
+        // kept in the summary.
+        let algos = gpu.gemm_lt_algorithms(batch, n, k)?;
+        let mut fastest: Option<(usize, Stats)> = None;
+        for algo in 0..algos {
+            let st = b.timer.time(|i| {
+                gpu.gemm_bf16_lt(
+                    &x,
+                    &weight_set(&ws, n * k, i, sets),
+                    batch,
+                    n,
+                    k,
+                    algo,
+                    &mut y,
+                )
+            })?;
+            if fastest.is_none_or(|(_, f)| st.median_us < f.median_us) {
+                fastest = Some((algo, st));
+            }
+        }
+        if let Some((algo, st)) = fastest {
+            for (a, c) in lt_checks.iter().enumerate() {
+                if a != algo {
+                    b.checks.push(c.clone());
+                }
+            }
+            b.record(
+                &format!(
+                    "gemm_bf16_lt {label} (cuBLASLt, fastest of {algos} listed: algorithm {algo})"
+                ),
+                format!("[{batch}, {k}] x [{n}, {k}]^T"),
+                batch,
+                lt_checks.get(algo).cloned(),
+                st,
+                (wbytes + batch * k * 2 + batch * n * 4) as f64,
+            );
+        } else {
+            b.checks.extend(lt_checks);
+        }
         let st = b
             .timer
             .time(|i| gpu.linear(&xf, &weight_set(&ws, n * k, i, sets), batch, n, k, &mut y))?;
