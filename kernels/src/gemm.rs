@@ -27,18 +27,7 @@ impl Gpu {
         k: usize,
         y: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
-        for (what, have, want) in [
-            ("x", x.len(), m * k),
-            ("w", w.len(), n * k),
-            ("y", y.len(), m * n),
-        ] {
-            if have < want {
-                return Err(shape(
-                    "gemm",
-                    format!("{what} holds {have} elements, [m={m}, n={n}, k={k}] needs {want}"),
-                ));
-            }
-        }
+        gemm_operands("gemm", [x.len(), w.len(), y.len()], m, n, k)?;
         if m == 0 || n == 0 {
             return Ok(());
         }
@@ -108,4 +97,28 @@ impl Gpu {
         self.cast_f32_to_bf16(x, m * k, xb)?;
         self.gemm_bf16(xb, w, m, n, k, y)
     }
+}
+
+/// Checks that `x`, `w` and `y` (their lengths, in that order) hold `[m, k]`, `[n, k]` and `[m, n]`: the
+/// operands of `y = x · wᵀ`, for every projection GEMM entry point; the error names the short one.
+pub(crate) fn gemm_operands(
+    op: &'static str,
+    lens: [usize; 3],
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Result<()> {
+    for (what, have, want) in [
+        ("x", lens[0], m * k),
+        ("w", lens[1], n * k),
+        ("y", lens[2], m * n),
+    ] {
+        if have < want {
+            return Err(shape(
+                op,
+                format!("{what} holds {have} elements, [m={m}, n={n}, k={k}] needs {want}"),
+            ));
+        }
+    }
+    Ok(())
 }

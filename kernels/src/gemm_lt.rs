@@ -214,18 +214,7 @@ impl Gpu {
         y: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         const OP: &str = "gemm_lt";
-        for (what, have, want) in [
-            ("x", x.len(), m * k),
-            ("w", w.len(), n * k),
-            ("y", y.len(), m * n),
-        ] {
-            if have < want {
-                return Err(shape(
-                    OP,
-                    format!("{what} holds {have} elements, [m={m}, n={n}, k={k}] needs {want}"),
-                ));
-            }
-        }
+        crate::gemm::gemm_operands(OP, [x.len(), w.len(), y.len()], m, n, k)?;
         if m == 0 || n == 0 {
             return Ok(());
         }
