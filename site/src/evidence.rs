@@ -81,6 +81,16 @@ fn median_of(claim: &Value, role: &str) -> Option<f64> {
         .and_then(|p| p["tokens_per_s"]["median"].as_f64())
 }
 
+/// The name of a claim's path in `role`, if it has one.
+fn path_name(claim: &Value, role: &str) -> Option<String> {
+    claim["paths"]
+        .as_array()?
+        .iter()
+        .find(|p| p["role"] == role)
+        .and_then(|p| p["name"].as_str())
+        .map(str::to_string)
+}
+
 pub fn read_claims(doc: &Value) -> StoreResult<Vec<Claim>> {
     let list = doc["claims"]
         .as_array()
@@ -100,6 +110,7 @@ pub fn read_claims(doc: &Value) -> StoreResult<Vec<Claim>> {
                 run_id: text(&c["run_id"]),
                 family: text(&c["model"]["family"]),
                 repo: text(&c["model"]["repo"]),
+                weights: text(&c["model"]["weights"]),
                 level,
                 gpu: text(&c["hardware"]["gpu"]),
                 gpu_count: int(&c["hardware"]["gpu_count"]) as u32,
@@ -107,6 +118,7 @@ pub fn read_claims(doc: &Value) -> StoreResult<Vec<Claim>> {
                 batch: int(&c["recipe"]["batch"]) as u32,
                 prompt_tokens: int(&c["recipe"]["prompt_tokens"]) as u32,
                 output_tokens: int(&c["recipe"]["output_tokens"]) as u32,
+                baseline_name: path_name(c, "baseline"),
                 baseline_tokens_per_s: median_of(c, "baseline"),
                 vkae_tokens_per_s: vkae,
                 derived,

@@ -54,6 +54,9 @@ pub struct Claim {
     pub run_id: String,
     pub family: String,
     pub repo: String,
+    /// What weights the run loaded, as its record names them: `synthetic:seed=N` (random weights of the
+    /// family's shape, written as a checkpoint both sides load) or `sha256:…` over the checkpoint files.
+    pub weights: String,
     pub level: ClaimLevel,
     pub gpu: String,
     pub gpu_count: u32,
@@ -61,6 +64,8 @@ pub struct Claim {
     pub batch: u32,
     pub prompt_tokens: u32,
     pub output_tokens: u32,
+    /// The baseline path's name in the record (e.g. `hf-transformers-eager`), when the run had one.
+    pub baseline_name: Option<String>,
     /// Median of the baseline path's repetitions, when the run had a baseline path.
     pub baseline_tokens_per_s: Option<f64>,
     /// Median of VKAE's path.
@@ -78,6 +83,27 @@ pub struct Claim {
     /// RFC 3339 date of the run.
     pub measured_at: String,
     pub promoted_at: String,
+}
+
+impl Claim {
+    /// The weights in words, for every place a figure of this claim is shown: a speed measured on synthetic
+    /// weights streams the same bytes as the released checkpoint, but the page must not let it pass for a run
+    /// of the released model.
+    pub fn weights_label(&self) -> String {
+        if let Some(seed) = self.weights.strip_prefix("synthetic:seed=") {
+            format!(
+                "synthetic BF16 weights of the {} shape (seed {seed}), not the released checkpoint",
+                self.family
+            )
+        } else if let Some(digest) = self.weights.strip_prefix("sha256:") {
+            format!(
+                "checkpoint sha256:{}…",
+                digest.chars().take(12).collect::<String>()
+            )
+        } else {
+            format!("weights {}", self.weights)
+        }
+    }
 }
 
 /// Figures derived from a claim's medians (the evidence store computes them at promotion).

@@ -127,7 +127,10 @@ fn ClaimFigures(claim: Claim) -> impl IntoView {
     let derived = claim.derived.clone();
     view! {
         <dl class="figures">
-            <div><dt>"Baseline"</dt><dd><span class="num">{claim.baseline_tokens_per_s.map(fmt_tps)}</span> " tok/s"</dd></div>
+            <div>
+                <dt>"Baseline" {claim.baseline_name.clone().map(|n| view! { <br /><small><code>{n}</code></small> })}</dt>
+                <dd><span class="num">{claim.baseline_tokens_per_s.map(fmt_tps)}</span> " tok/s"</dd>
+            </div>
             <div><dt>"VKAE"</dt><dd><span class="num">{fmt_tps(claim.vkae_tokens_per_s)}</span> " tok/s"</dd></div>
             {derived.map(|d| view! {
                 <div><dt>"Relative lift " <small>"(derived)"</small></dt><dd><span class="num">{format!("{:.2}×", d.lift)}</span></dd></div>
@@ -141,7 +144,8 @@ fn ClaimFigures(claim: Claim) -> impl IntoView {
         <p class="provenance">
             "Claim level: " <strong>{claim.level.label()}</strong> " · "
             {format!("{}× {}", claim.gpu_count, claim.gpu)} " · "
-            {format!("{}, batch {}, {} prompt + {} output tokens", claim.precision, claim.batch, claim.prompt_tokens, claim.output_tokens)} " · measured "
+            {format!("{}, batch {}, {} prompt + {} output tokens", claim.precision, claim.batch, claim.prompt_tokens, claim.output_tokens)} " · "
+            <span class="weights">{claim.weights_label()}</span> " · measured "
             <time datetime=claim.measured_at.clone()>{date(&claim.measured_at)}</time> " · run "
             <code>{claim.run_id.clone()}</code>
         </p>
@@ -384,12 +388,16 @@ pub fn EvidenceView(data: PublicData) -> impl IntoView {
         {ClaimLevel::ALL
             .into_iter()
             .map(|level| {
-                let claims: Vec<Claim> = data
+                let mut claims: Vec<Claim> = data
                     .claims
                     .iter()
                     .filter(|c| c.level == level && !porting.contains(&c.family))
                     .cloned()
                     .collect();
+                // Read as a table: by family, then batch size, newest run first within one.
+                claims.sort_by(|a, b| {
+                    (&a.family, a.batch, &b.measured_at).cmp(&(&b.family, b.batch, &a.measured_at))
+                });
                 let empty = empty_level.clone();
                 view! {
                     <section class="level" id=format!("level-{}", level.slug())>
@@ -445,7 +453,10 @@ fn ClaimRow(claim: Claim) -> impl IntoView {
     let q = &claim.quality;
     view! {
         <tr id=format!("claim-{}", claim.run_id)>
-            <th scope="row">{claim.family.clone()} <br /> <small><code>{claim.repo.clone()}</code></small></th>
+            <th scope="row">
+                {claim.family.clone()} <br /> <small><code>{claim.repo.clone()}</code></small>
+                <br /> <small class="weights">{claim.weights_label()}</small>
+            </th>
             <td>{format!("{}× {}", claim.gpu_count, claim.gpu)}</td>
             <td>{format!("{}, batch {}, {}+{} tokens", claim.precision, claim.batch, claim.prompt_tokens, claim.output_tokens)}</td>
             <td class="num">
@@ -455,6 +466,7 @@ fn ClaimRow(claim: Claim) -> impl IntoView {
                 }}
                 <br />
                 <small>{claim.derived.as_ref().map(|d| format!("{:.2}× (derived)", d.lift))}</small>
+                {claim.baseline_name.clone().map(|n| view! { <br /><small>"baseline: " <code>{n}</code></small> })}
             </td>
             <td>
                 {format!("PPL {:.3} vs reference {:.3}", q.vkae_ppl, q.reference_ppl)}

@@ -27,6 +27,7 @@ fn claim(family: &str, level: ClaimLevel, baseline: f64, vkae: f64) -> Claim {
         run_id: format!("run-{family}-{}", level.slug()),
         family: family.into(),
         repo: format!("google/gemma-4-{family}-it"),
+        weights: "synthetic:seed=0".into(),
         level,
         gpu: "L40S".into(),
         gpu_count: 1,
@@ -34,6 +35,7 @@ fn claim(family: &str, level: ClaimLevel, baseline: f64, vkae: f64) -> Claim {
         batch: 8,
         prompt_tokens: 512,
         output_tokens: 128,
+        baseline_name: Some("hf-transformers-eager".into()),
         baseline_tokens_per_s: Some(baseline),
         vkae_tokens_per_s: vkae,
         derived: Some(Derived {
@@ -189,10 +191,24 @@ fn home_card_shows_the_promoted_claim_with_derived_figures_labelled() {
         "L40S",
         "2026-11-20",
         "run-E4B-optimized-showcase",
+        // What was measured against, and on what weights: a synthetic-weights run must say so.
+        "hf-transformers-eager",
+        "synthetic BF16 weights of the E4B shape (seed 0), not the released checkpoint",
     ] {
         assert!(html.contains(expected), "missing {expected}: {html}");
     }
     assert!(html.matches("(derived)").count() >= 3);
+}
+
+#[test]
+fn a_checkpoint_run_names_its_digest_not_synthetic_weights() {
+    let mut c = claim("E4B", ClaimLevel::VkaePath, 100.0, 532.0);
+    c.weights = format!("sha256:{}", "ab12".repeat(16));
+    c.baseline_name = None;
+    let html = render(|| view! { <EvidenceView data=data(vec![c]) /> });
+    assert!(html.contains("checkpoint sha256:ab12ab12ab12…"), "{html}");
+    assert!(!html.contains("synthetic"), "{html}");
+    assert!(!html.contains("baseline: "), "{html}");
 }
 
 #[test]
@@ -229,6 +245,22 @@ fn evidence_groups_by_level_and_blocks_porting_track_numbers() {
     );
     assert!(html.contains("PPL 7.131 vs reference 7.123"));
     assert!(html.contains("0123456789ab"));
+    // Rows read by family, then batch size, whatever order the store listed them in.
+    let mut b1 = claim("E4B", ClaimLevel::VkaePath, 10.0, 270.0);
+    (b1.batch, b1.run_id) = (1, "run-b1".into());
+    let mut b32 = claim("E4B", ClaimLevel::VkaePath, 600.0, 5900.0);
+    (b32.batch, b32.run_id) = (32, "run-b32".into());
+    let sorted = render(|| {
+        view! { <EvidenceView data=data(vec![b32, claim("E4B", ClaimLevel::VkaePath, 111.1, 222.2), b1]) /> }
+    });
+    let at = |id: &str| sorted.find(&format!("id=\"claim-{id}\"")).expect(id);
+    assert!(at("run-b1") < at("run-E4B-vkae-path") && at("run-E4B-vkae-path") < at("run-b32"));
+    // Each shown claim names its weights and its baseline path.
+    assert_eq!(html.matches("class=\"weights\"").count(), 2, "{html}");
+    assert!(
+        html.contains("baseline: <code>hf-transformers-eager</code>"),
+        "{html}"
+    );
 }
 
 #[test]
