@@ -385,9 +385,26 @@ pub async fn internal_data(
                 claim_ready: r.profile_status == Some("claim-ready"),
                 baseline_tokens_per_s: median(&r.record, "baseline"),
                 vkae_tokens_per_s: median(&r.record, "vkae"),
+                comparable: path_name(&r.record, "baseline")
+                    .map(|b| {
+                        let rec = &r.record;
+                        format!(
+                            "{}|{}|{}|{}|{}|{}|{b}",
+                            r.family,
+                            text(&rec["model"]["weights"]),
+                            r.gpu,
+                            int(&rec["recipe"]["batch"]),
+                            int(&rec["recipe"]["prompt_tokens"]),
+                            int(&rec["recipe"]["output_tokens"]),
+                        )
+                    })
+                    .unwrap_or_default(),
+                baseline_context: None,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut runs = runs;
+    crate::model::baseline_contexts(&mut runs);
     let audit = audit
         .into_iter()
         .map(|e| AuditEntry {

@@ -300,6 +300,65 @@ pub struct RunSummary {
     pub claim_ready: bool,
     pub baseline_tokens_per_s: Option<f64>,
     pub vkae_tokens_per_s: Option<f64>,
+    /// What makes two runs' baselines comparable: model family, weights, GPU, batch, prompt and output tokens
+    /// and the baseline path's name (empty without a baseline path).
+    pub comparable: String,
+    /// This run's baseline beside the other ingested runs of the same `comparable` (see [`baseline_contexts`]).
+    pub baseline_context: Option<BaselineContext>,
+}
+
+/// A run's baseline median against the median of the other comparable runs' baseline medians. The benchmark
+/// lane only checks a run's spread, so a run whose host was slow (or fast) throughout passes with a baseline
+/// that inflates (or deflates) the derived speed-up; this shows the operator before promoting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaselineContext {
+    /// How many other runs were compared.
+    pub others: usize,
+    pub others_median: f64,
+    /// This run's baseline / `others_median` - 1.
+    pub deviation: f64,
+}
+
+impl BaselineContext {
+    /// Off by more than a quarter: worth a look before promoting (a caution, not a lane).
+    pub fn notable(&self) -> bool {
+        self.deviation.abs() > 0.25
+    }
+}
+
+/// Fills each run's [`RunSummary::baseline_context`] from the other runs with the same `comparable` key that
+/// have a baseline; needs at least two others.
+pub fn baseline_contexts(runs: &mut [RunSummary]) {
+    let medians: Vec<(String, Option<f64>)> = runs
+        .iter()
+        .map(|r| (r.comparable.clone(), r.baseline_tokens_per_s))
+        .collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        let Some(own) = run.baseline_tokens_per_s else {
+            continue;
+        };
+        let mut others: Vec<f64> = medians
+            .iter()
+            .enumerate()
+            .filter(|(j, (key, _))| *j != i && !key.is_empty() && *key == run.comparable)
+            .filter_map(|(_, (_, b))| *b)
+            .collect();
+        if others.len() < 2 {
+            continue;
+        }
+        others.sort_by(f64::total_cmp);
+        let n = others.len();
+        let mid = if n % 2 == 1 {
+            others[n / 2]
+        } else {
+            0.5 * (others[n / 2 - 1] + others[n / 2])
+        };
+        run.baseline_context = Some(BaselineContext {
+            others: n,
+            others_median: mid,
+            deviation: own / mid - 1.0,
+        });
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

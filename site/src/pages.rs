@@ -621,6 +621,17 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                                             {format!("{} on {}, batch {}, ingested {}", run.family, run.gpu, run.batch, date(&run.ingested_at))}
                                             {run.baseline_tokens_per_s.zip(run.vkae_tokens_per_s).map(|(b, v)| format!(" · raw: baseline {} → VKAE {} tok/s (not public)", fmt_tps(b), fmt_tps(v)))}
                                         </p>
+                                        {run.baseline_context.clone().map(|c| view! {
+                                            <p class=if c.notable() { "baseline-context notable" } else { "baseline-context" }>
+                                                {format!(
+                                                    "Baseline {:+.0}% against the median {} tok/s of {} comparable runs (same model, weights, GPU, recipe and baseline)",
+                                                    c.deviation * 100.0,
+                                                    fmt_tps(c.others_median),
+                                                    c.others,
+                                                )}
+                                                {c.notable().then_some(": more than a quarter off, so its derived speed-up would be too. The benchmark lane checks only the spread within a run.")}
+                                            </p>
+                                        })}
                                         <ul class="lanes">
                                             {run
                                                 .lanes

@@ -368,6 +368,8 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
             claim_ready: true,
             baseline_tokens_per_s: Some(10.0),
             vkae_tokens_per_s: Some(20.0),
+            comparable: "E4B|synthetic:seed=0|L40S|8|128|128|hf-transformers-eager".into(),
+            baseline_context: None,
         }],
         audit: vec![],
         inbox: vec![],
@@ -377,4 +379,71 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
     assert!(html.contains("id=\"promote-r1\""));
     assert!(html.contains("No decision recorded yet."));
     assert!(html.contains("/internal/preview-requests.csv"));
+    // One run alone has nothing to be compared with.
+    assert!(!html.contains("baseline-context"), "{html}");
+}
+
+/// A run summary with only what the baseline comparison reads.
+fn run(id: &str, comparable: &str, baseline: Option<f64>) -> RunSummary {
+    RunSummary {
+        run_id: id.into(),
+        family: "E4B".into(),
+        gpu: "NVIDIA H200".into(),
+        batch: 1,
+        ingested_at: "2026-11-28T19:00:00Z".into(),
+        lanes: vec![],
+        status: "ingested".into(),
+        level: None,
+        claim_ready: true,
+        baseline_tokens_per_s: baseline,
+        vkae_tokens_per_s: Some(272.0),
+        comparable: comparable.into(),
+        baseline_context: None,
+    }
+}
+
+#[test]
+fn a_baseline_is_compared_with_the_comparable_runs_only() {
+    let (b1, b8) = (
+        "E4B|synthetic:seed=0|NVIDIA H200|1|128|128|hf",
+        "E4B|synthetic:seed=0|NVIDIA H200|8|128|128|hf",
+    );
+    let mut runs = vec![
+        run("slow", b1, Some(11.57)),
+        run("a", b1, Some(17.29)),
+        run("b", b1, Some(14.47)),
+        run("c", b1, Some(16.98)),
+        // Another batch size, and a run without a baseline path: compared with nothing, counted by nobody.
+        run("other-batch", b8, Some(140.0)),
+        run("no-baseline", "", None),
+    ];
+    baseline_contexts(&mut runs);
+    let slow = runs[0]
+        .baseline_context
+        .clone()
+        .expect("three comparable runs");
+    assert_eq!((slow.others, slow.others_median), (3, 16.98));
+    assert!((slow.deviation - (11.57 / 16.98 - 1.0)).abs() < 1e-12 && slow.notable());
+    let a = runs[1].baseline_context.clone().unwrap();
+    assert_eq!(a.others, 3);
+    assert!(!a.notable(), "{a:?}");
+    assert!(runs[4].baseline_context.is_none() && runs[5].baseline_context.is_none());
+
+    let d = InternalData {
+        operator: "ada".into(),
+        csrf_token: "tok".into(),
+        runs,
+        audit: vec![],
+        inbox: vec![],
+    };
+    let html = render(move || view! { <InternalView data=d /> });
+    assert!(
+        html.contains("Baseline -32% against the median 17.0 tok/s of 3 comparable runs"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("baseline-context notable").count(),
+        1,
+        "{html}"
+    );
 }
