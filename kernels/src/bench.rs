@@ -583,6 +583,29 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             // separate launch, by the last split block (the VKAE path's default), and that with its online
             // softmax a round of keys at a time.
             let splits = splits.min(keys.div_ceil(crate::ops::ATTENTION_KEYS_PER_SPLIT));
+            // One timing of this context's case through `attention_with_path`, for `heads` query heads.
+            let time_path = |b: &mut Bench<'_>,
+                             out: &mut CudaSlice<f32>,
+                             heads: usize,
+                             path: crate::AttentionPath| {
+                b.timer.time(|_| {
+                    gpu.attention_with_path(
+                        &q,
+                        &kc,
+                        &vc,
+                        &ds,
+                        &dp,
+                        batch,
+                        heads,
+                        layout,
+                        window,
+                        1.0,
+                        Some(keys),
+                        path,
+                        &mut *out,
+                    )
+                })
+            };
             for (path, form) in [
                 (crate::AttentionPath::default(), ""),
                 (
@@ -600,23 +623,7 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
                     ", merged in kernel, softmax per round of keys",
                 ),
             ] {
-                let st = b.timer.time(|_| {
-                    gpu.attention_with_path(
-                        &q,
-                        &kc,
-                        &vc,
-                        &ds,
-                        &dp,
-                        batch,
-                        HEADS,
-                        layout,
-                        window,
-                        1.0,
-                        Some(keys),
-                        path,
-                        &mut out,
-                    )
-                })?;
+                let st = time_path(b, &mut out, HEADS, path)?;
                 b.rows.push(Row {
                     kernel: format!("{name}, splits from context{form}"),
                     shape: format!("ctx {context} h {HEADS}/{KV_HEADS} hd {hd} splits {splits}"),
@@ -632,26 +639,11 @@ fn bench_batch(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()> {
             // across a group would not help; about a quarter: what the blocks read together binds, and loading
             // K/V once per group is the lever.
             if window.is_none() {
-                let st = b.timer.time(|_| {
-                    gpu.attention_with_path(
-                        &q,
-                        &kc,
-                        &vc,
-                        &ds,
-                        &dp,
-                        batch,
-                        KV_HEADS,
-                        layout,
-                        None,
-                        1.0,
-                        Some(keys),
-                        crate::AttentionPath {
-                            merge_in_kernel: true,
-                            softmax_per_round: true,
-                        },
-                        &mut out,
-                    )
-                })?;
+                let rounds = crate::AttentionPath {
+                    merge_in_kernel: true,
+                    softmax_per_round: true,
+                };
+                let st = time_path(b, &mut out, KV_HEADS, rounds)?;
                 let splits = gpu
                     .attention_splits(batch, KV_HEADS)
                     .min(keys.div_ceil(crate::ops::ATTENTION_KEYS_PER_SPLIT));

@@ -73,22 +73,19 @@ pub async fn public_data(state: &AppState) -> StoreResult<PublicData> {
     })
 }
 
-fn median_of(claim: &Value, role: &str) -> Option<f64> {
-    claim["paths"]
-        .as_array()?
-        .iter()
-        .find(|p| p["role"] == role)
-        .and_then(|p| p["tokens_per_s"]["median"].as_f64())
+/// The path in `role` of a claim or a raw record (both list `paths` with a `role`).
+fn path_in<'a>(doc: &'a Value, role: &str) -> Option<&'a Value> {
+    doc["paths"].as_array()?.iter().find(|p| p["role"] == role)
 }
 
-/// The name of a claim's path in `role`, if it has one.
-fn path_name(claim: &Value, role: &str) -> Option<String> {
-    claim["paths"]
-        .as_array()?
-        .iter()
-        .find(|p| p["role"] == role)
-        .and_then(|p| p["name"].as_str())
-        .map(str::to_string)
+/// The median a claim states for its path in `role`.
+fn median_of(claim: &Value, role: &str) -> Option<f64> {
+    path_in(claim, role)?["tokens_per_s"]["median"].as_f64()
+}
+
+/// The name of a claim's (or record's) path in `role`, if it has one.
+fn path_name(doc: &Value, role: &str) -> Option<String> {
+    path_in(doc, role)?["name"].as_str().map(str::to_string)
 }
 
 pub fn read_claims(doc: &Value) -> StoreResult<Vec<Claim>> {
@@ -355,7 +352,7 @@ pub async fn internal_data(
     let runs = service::internal_runs(state, operator).await?;
     let audit = service::audit_log(state, operator, None, 200).await?;
     let inbox = service::preview_requests(state, operator).await?;
-    let runs = runs
+    let mut runs: Vec<RunSummary> = runs
         .into_iter()
         .map(|r| {
             let lanes = r
@@ -402,8 +399,7 @@ pub async fn internal_data(
                 baseline_context: None,
             }
         })
-        .collect::<Vec<_>>();
-    let mut runs = runs;
+        .collect();
     crate::model::baseline_contexts(&mut runs);
     let audit = audit
         .into_iter()
@@ -440,25 +436,12 @@ pub async fn internal_data(
 
 /// Median of a raw record's path (internal view only: raw numbers never reach a public page).
 fn median(record: &Value, role: &str) -> Option<f64> {
-    let path = record["paths"]
-        .as_array()?
-        .iter()
-        .find(|p| p["role"] == role)?;
-    let mut values: Vec<f64> = path["tokens_per_s"]
+    let mut values: Vec<f64> = path_in(record, role)?["tokens_per_s"]
         .as_array()?
         .iter()
         .filter_map(Value::as_f64)
         .collect();
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    })
+    crate::model::median(&mut values)
 }
 
 /// An audit entry's JSON detail as one line for people: level, reason, blockers.

@@ -326,6 +326,17 @@ impl BaselineContext {
     }
 }
 
+/// The median of `values` (sorted in place); None when empty.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
 /// Fills each run's [`RunSummary::baseline_context`] from the other runs with the same `comparable` key that
 /// have a baseline; needs at least two others.
 pub fn baseline_contexts(runs: &mut [RunSummary]) {
@@ -346,15 +357,9 @@ pub fn baseline_contexts(runs: &mut [RunSummary]) {
         if others.len() < 2 {
             continue;
         }
-        others.sort_by(f64::total_cmp);
-        let n = others.len();
-        let mid = if n % 2 == 1 {
-            others[n / 2]
-        } else {
-            0.5 * (others[n / 2 - 1] + others[n / 2])
-        };
+        let mid = median(&mut others).expect("two or more values");
         run.baseline_context = Some(BaselineContext {
-            others: n,
+            others: others.len(),
             others_median: mid,
             deviation: own / mid - 1.0,
         });

@@ -346,10 +346,8 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
         operator: "ada".into(),
         csrf_token: "tok".into(),
         runs: vec![RunSummary {
-            run_id: "r1".into(),
-            family: "E4B".into(),
-            gpu: "L40S".into(),
             batch: 8,
+            gpu: "L40S".into(),
             ingested_at: "2026-11-20T10:00:00Z".into(),
             lanes: vec![
                 LaneVerdict {
@@ -363,13 +361,12 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
                     reasons: vec!["ppl ratio 1.09 over 1.02".into()],
                 },
             ],
-            status: "ingested".into(),
-            level: None,
-            claim_ready: true,
-            baseline_tokens_per_s: Some(10.0),
             vkae_tokens_per_s: Some(20.0),
-            comparable: "E4B|synthetic:seed=0|L40S|8|128|128|hf-transformers-eager".into(),
-            baseline_context: None,
+            ..run(
+                "r1",
+                "E4B|synthetic:seed=0|L40S|8|128|128|hf-transformers-eager",
+                Some(10.0),
+            )
         }],
         audit: vec![],
         inbox: vec![],
