@@ -27,6 +27,7 @@
 //! ```
 
 pub mod jcs;
+pub mod stats;
 mod time;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
