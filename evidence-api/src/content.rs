@@ -2,6 +2,9 @@
 //! `content/*.toml` at start-up and validated. A broken file stops start-up with an error naming file and field.
 
 use serde::{Deserialize, Serialize};
+pub use vkae_domain::{
+    Adjacent, BenchmarkRules, Excluded, Family, Gpu, ProfileStatus, ServicePathInfo,
+};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -28,65 +31,10 @@ const EMBEDDED: [(&str, &str); 5] = [
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Family {
-    pub slug: String,
-    pub name: String,
-    pub repos: Vec<String>,
-    pub params_total_b: f64,
-    pub params_effective_b: f64,
-    pub hidden_size: u32,
-    pub num_hidden_layers: u32,
-    /// Sliding-window layers per full-attention layer in the repeating pattern.
-    pub sliding_per_full: u32,
-    pub attention_heads: u32,
-    pub kv_heads_sliding: u32,
-    pub kv_heads_global: u32,
-    pub head_dim_sliding: u32,
-    pub head_dim_global: u32,
-    pub attention_k_eq_v: bool,
-    pub num_kv_shared_layers: u32,
-    pub sliding_window: u32,
-    pub max_context: u32,
-    pub bf16_weights_gb: f64,
-    pub decode_gb_per_token: f64,
-    pub decode_source: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Adjacent {
-    pub slug: String,
-    pub name: String,
-    pub repos: Vec<String>,
-    pub note: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Excluded {
-    pub name: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Catalog {
     pub families: Vec<Family>,
     pub adjacent: Adjacent,
     pub excluded: Vec<Excluded>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Gpu {
-    pub id: String,
-    pub name: String,
-    pub memory_gb: f64,
-    pub memory_type: String,
-    pub bandwidth_gb_s: f64,
-    pub bf16_dense_tflops: f64,
-    pub source: String,
-    pub match_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,32 +45,8 @@ struct GpuFile {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServicePath {
-    pub slug: String,
-    pub name: String,
-    pub summary: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ServicePathFile {
-    paths: Vec<ServicePath>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProfileStatus {
-    ClaimReady,
-    PortingTrack,
-}
-
-impl ProfileStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProfileStatus::ClaimReady => "claim-ready",
-            ProfileStatus::PortingTrack => "porting-track",
-        }
-    }
+    paths: Vec<ServicePathInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,13 +58,6 @@ pub struct Profile {
     pub max_ppl_relative: f64,
     pub min_top1_agreement: f64,
     pub max_mean_kl: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BenchmarkRules {
-    pub min_repetitions: u32,
-    pub max_spread: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,7 +88,7 @@ pub struct SizingRules {
 pub struct Content {
     pub catalog: Catalog,
     pub gpus: Vec<Gpu>,
-    pub service_paths: Vec<ServicePath>,
+    pub service_paths: Vec<ServicePathInfo>,
     pub benchmark: BenchmarkRules,
     pub profiles: Vec<Profile>,
     pub sizing: SizingRules,
@@ -451,7 +368,7 @@ impl Content {
         let mut seen = HashSet::new();
         for (i, p) in self.profiles.iter().enumerate() {
             let at = |name: &str| format!("profiles[{i}].{name}");
-            if !slugs.contains(&p.family) || !seen.insert(p.family.clone()) {
+            if !slugs.iter().any(|s| *s == p.family) || !seen.insert(p.family.clone()) {
                 return Err(err(
                     profiles,
                     at("family"),
@@ -552,7 +469,7 @@ impl Content {
         })
     }
 
-    pub fn service_path(&self, slug: &str) -> Option<&ServicePath> {
+    pub fn service_path(&self, slug: &str) -> Option<&ServicePathInfo> {
         self.service_paths.iter().find(|p| p.slug == slug)
     }
 }

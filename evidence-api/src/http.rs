@@ -246,6 +246,13 @@ fn client_key(
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// A public document as JSON with its object keys in sorted order (the order the API has always written).
+fn sorted_json<T: serde::Serialize>(doc: &T) -> ApiResult<Json<Value>> {
+    serde_json::to_value(doc)
+        .map(Json)
+        .map_err(|e| ApiError::internal("document does not serialise", e))
+}
+
 async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     sqlx::query("SELECT 1").execute(&state.db.reader).await?;
     Ok(Json(json!({ "status": "ok" })))
@@ -257,7 +264,7 @@ async fn openapi() -> Response {
 
 async fn claims(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let filter: ClaimFilter = parse_query(raw)?;
-    Ok(Json(service::public_claims(&state, &filter).await?))
+    sorted_json(&service::public_claims(&state, &filter).await?)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,12 +284,12 @@ async fn claim_record(
 
 async fn models(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     parse_query::<NoQuery>(raw)?;
-    Ok(Json(service::public_models(&state)))
+    sorted_json(&service::public_models(&state))
 }
 
 async fn gpus(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     parse_query::<NoQuery>(raw)?;
-    Ok(Json(service::public_gpus(&state)))
+    sorted_json(&service::public_gpus(&state))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,9 +300,7 @@ struct SizingQuery {
 
 async fn sizing(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let q: SizingQuery = parse_query(raw)?;
-    Ok(Json(
-        service::public_sizing(&state, q.family.as_deref()).await?,
-    ))
+    sorted_json(&service::public_sizing(&state, q.family.as_deref()).await?)
 }
 
 async fn preview_request(

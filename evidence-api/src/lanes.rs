@@ -4,7 +4,11 @@
 use crate::content::{Content, ProfileStatus};
 use serde::Serialize;
 use serde_json::{json, Value};
-use vkae_record::{Role, RunRecord};
+use vkae_domain::{
+    ClaimEngine, ClaimFigures, ClaimHardware, ClaimLanes, ClaimModel, ClaimPath, ClaimQuality, ClaimRecipe,
+    Derived, FamilyId, GpuSlug, ParseError, PathRole, RateSummary, RunId, UnavailableClaimPath,
+};
+use vkae_record::{stats, Role, RunRecord};
 
 /// A lane of the verification board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,18 +59,6 @@ fn verdict(lane: Lane, failures: Vec<String>, checked: Vec<String>) -> Verdict {
 
 fn is_hex(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Median of a non-empty slice.
-pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Judges the three ingest-time lanes. `lane_key` is the registered key the signature verified under.
@@ -140,26 +132,23 @@ fn benchmark(record: &RunRecord, content: &Content) -> Verdict {
                 path.name, rules.min_repetitions
             ));
         }
-        let med = median(&path.tokens_per_s);
-        let (lo, hi) = path
-            .tokens_per_s
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        let spread = (hi - lo) / med;
-        if spread > rules.max_spread {
-            failures.push(format!(
+        match stats::spread(&path.tokens_per_s) {
+            None => failures.push(format!(
+                "path {}: no spread: it has no timed repetitions or its median is not positive",
+                path.name
+            )),
+            Some(spread) if spread > rules.max_spread => failures.push(format!(
                 "path {}: spread (max - min) / median = {:.1}% exceeds {:.1}%",
                 path.name,
                 spread * 100.0,
                 rules.max_spread * 100.0
-            ));
-        } else {
-            checked.push(format!(
+            )),
+            Some(spread) => checked.push(format!(
                 "path {}: {reps} repetitions, spread {:.1}% within {:.1}%",
                 path.name,
                 spread * 100.0,
                 rules.max_spread * 100.0
-            ));
+            )),
         }
         let expected = per_rep * reps as u64;
         if path.tokens_generated != expected {
@@ -243,48 +232,16 @@ pub fn promotion_blockers(
     blockers
 }
 
-/// A public claim level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClaimLevel {
-    DeclaredBaseline,
-    VkaePath,
-    OptimizedShowcase,
-    PreviewSmoke,
-}
-
-impl ClaimLevel {
-    pub const ALL: [ClaimLevel; 4] = [
-        ClaimLevel::DeclaredBaseline,
-        ClaimLevel::VkaePath,
-        ClaimLevel::OptimizedShowcase,
-        ClaimLevel::PreviewSmoke,
-    ];
-    pub fn slug(self) -> &'static str {
-        match self {
-            ClaimLevel::DeclaredBaseline => "declared-baseline",
-            ClaimLevel::VkaePath => "vkae-path",
-            ClaimLevel::OptimizedShowcase => "optimized-showcase",
-            ClaimLevel::PreviewSmoke => "preview-smoke",
-        }
-    }
-    pub fn label(self) -> &'static str {
-        match self {
-            ClaimLevel::DeclaredBaseline => "Declared baseline",
-            ClaimLevel::VkaePath => "VKAE path",
-            ClaimLevel::OptimizedShowcase => "Optimized showcase",
-            ClaimLevel::PreviewSmoke => "Preview / smoke",
-        }
-    }
-    pub fn parse(s: &str) -> Option<ClaimLevel> {
-        ClaimLevel::ALL.into_iter().find(|l| l.slug() == s)
-    }
-}
-
-fn rate_summary(rates: &[f64]) -> Value {
+fn rate_summary(rates: &[f64]) -> RateSummary {
     let (lo, hi) = rates
         .iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    json!({ "median": median(rates), "min": lo, "max": hi, "repetitions": rates.len() })
+    RateSummary {
+        median: stats::median(rates),
+        min: lo,
+        max: hi,
+        repetitions: rates.len(),
+    }
 }
 
 fn round(v: f64, digits: i32) -> f64 {
@@ -292,51 +249,92 @@ fn round(v: f64, digits: i32) -> f64 {
     (v * scale).round() / scale
 }
 
-/// The claim as the public API shows it, computed from a stored record at promotion. Level and promotion time
-/// are added from the claim row when read.
-pub fn public_claim(record: &RunRecord, gpu_id: Option<&str>) -> Value {
-    let paths: Vec<Value> = record
-        .paths
-        .iter()
-        .map(|p| json!({ "name": p.name, "role": p.role.as_str(), "tokens_per_s": rate_summary(&p.tokens_per_s), "detail": p.detail }))
-        .collect();
-    let base = record.paths.iter().find(|p| p.role == Role::Baseline);
-    let ours = record.paths.iter().find(|p| p.role == Role::Vkae);
-    let derived = match (base, ours) {
-        (Some(b), Some(v)) => {
-            let (b_med, v_med) = (median(&b.tokens_per_s), median(&v.tokens_per_s));
-            json!({
-                "label": "derived",
-                "note": "Derived from the medians of this run's baseline and VKAE paths (same machine, weights and tokens). Token-cost reduction assumes the same GPU rate per hour.",
-                "baseline_path": b.name,
-                "vkae_path": v.name,
-                "lift": round(v_med / b_med, 3),
-                "additional_tokens_per_s": round(v_med - b_med, 2),
-                "token_cost_reduction": round(1.0 - b_med / v_med, 4),
+fn role(role: Role) -> PathRole {
+    match role {
+        Role::Baseline => PathRole::Baseline,
+        Role::Vkae => PathRole::Vkae,
+        Role::Peer => PathRole::Peer,
+    }
+}
+
+/// Figures derived from the medians of the baseline and VKAE paths; None without both (or without medians).
+fn derived(record: &RunRecord) -> Option<Derived> {
+    let b = record.paths.iter().find(|p| p.role == Role::Baseline)?;
+    let v = record.paths.iter().find(|p| p.role == Role::Vkae)?;
+    let (b_med, v_med) = (stats::median(&b.tokens_per_s)?, stats::median(&v.tokens_per_s)?);
+    Some(Derived {
+        label: "derived".into(),
+        note: "Derived from the medians of this run's baseline and VKAE paths (same machine, weights and tokens). Token-cost reduction assumes the same GPU rate per hour.".into(),
+        baseline_path: b.name.clone(),
+        vkae_path: v.name.clone(),
+        lift: round(v_med / b_med, 3),
+        additional_tokens_per_s: round(v_med - b_med, 2),
+        token_cost_reduction: round(1.0 - b_med / v_med, 4),
+    })
+}
+
+/// The claim as the public API shows it, computed from a stored record at promotion. Level, promotion time and
+/// provenance are added from the claim row when read.
+pub fn public_claim(record: &RunRecord, gpu_id: Option<GpuSlug>) -> Result<ClaimFigures, ParseError> {
+    let pass = || "pass".to_string();
+    Ok(ClaimFigures {
+        run_id: RunId::parse(&record.run_id)?,
+        model: ClaimModel {
+            repo: record.model.repo.clone(),
+            family: FamilyId::parse(&record.model.family)?,
+            weights: record.model.weights.clone(),
+        },
+        hardware: ClaimHardware {
+            gpu: record.hardware.gpu.clone(),
+            gpu_id,
+            gpu_count: record.hardware.gpu_count,
+            driver: record.hardware.driver.clone(),
+            cuda: record.hardware.cuda.clone(),
+        },
+        engine: ClaimEngine {
+            version: record.engine.version.clone(),
+            commit: record.engine.commit.clone(),
+            kernels: record.engine.kernels.clone(),
+        },
+        recipe: ClaimRecipe {
+            precision: record.recipe.precision.clone(),
+            batch: record.recipe.batch,
+            prompt_tokens: record.recipe.prompt_tokens,
+            output_tokens: record.recipe.output_tokens,
+        },
+        paths: record
+            .paths
+            .iter()
+            .map(|p| ClaimPath {
+                name: p.name.clone(),
+                role: role(p.role),
+                tokens_per_s: rate_summary(&p.tokens_per_s),
+                detail: p.detail.clone(),
             })
-        }
-        _ => Value::Null,
-    };
-    json!({
-        "run_id": record.run_id,
-        "model": { "repo": record.model.repo, "family": record.model.family, "weights": record.model.weights },
-        "hardware": {
-            "gpu": record.hardware.gpu, "gpu_id": gpu_id, "gpu_count": record.hardware.gpu_count,
-            "driver": record.hardware.driver, "cuda": record.hardware.cuda,
+            .collect(),
+        unavailable_paths: record
+            .unavailable_paths
+            .iter()
+            .map(|u| UnavailableClaimPath {
+                name: u.name.clone(),
+                role: role(u.role),
+                reason: u.reason.clone(),
+            })
+            .collect(),
+        quality: ClaimQuality {
+            tokens: record.quality.tokens,
+            reference_ppl: record.quality.reference_ppl,
+            vkae_ppl: record.quality.vkae_ppl,
+            top1_agreement: record.quality.top1_agreement,
+            mean_kl: record.quality.mean_kl,
         },
-        "engine": { "version": record.engine.version, "commit": record.engine.commit, "kernels": record.engine.kernels },
-        "recipe": {
-            "precision": record.recipe.precision, "batch": record.recipe.batch,
-            "prompt_tokens": record.recipe.prompt_tokens, "output_tokens": record.recipe.output_tokens,
+        measured_at: record.finished_at.clone(),
+        lanes: ClaimLanes {
+            artifact: pass(),
+            benchmark: pass(),
+            quality: pass(),
+            dashboard_valid: pass(),
         },
-        "paths": paths,
-        "unavailable_paths": record.unavailable_paths.iter().map(|u| json!({ "name": u.name, "role": u.role.as_str(), "reason": u.reason })).collect::<Vec<_>>(),
-        "quality": {
-            "tokens": record.quality.tokens, "reference_ppl": record.quality.reference_ppl, "vkae_ppl": record.quality.vkae_ppl,
-            "top1_agreement": record.quality.top1_agreement, "mean_kl": record.quality.mean_kl,
-        },
-        "measured_at": record.finished_at,
-        "lanes": { "artifact": "pass", "benchmark": "pass", "quality": "pass", "dashboard_valid": "pass" },
-        "derived": derived,
+        derived: derived(record),
     })
 }

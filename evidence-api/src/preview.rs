@@ -5,43 +5,13 @@ use crate::content::Content;
 use crate::db::{now_rfc3339, Db};
 use crate::error::{ApiError, ApiResult};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The honeypot field: hidden from people by the form, filled by bots.
-pub const HONEYPOT_FIELD: &str = "website";
-/// Longest message accepted, in characters.
-pub const MESSAGE_MAX_CHARS: usize = 2000;
-/// Values of `model_family` and `gpu` besides catalog ids.
-pub const UNDECIDED: &str = "undecided";
-
-/// A request as submitted (JSON or form-encoded). Every field is a string; absent means empty.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewInput {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub email: String,
-    #[serde(default)]
-    pub company: String,
-    #[serde(default)]
-    pub service_path: String,
-    #[serde(default)]
-    pub model_family: String,
-    #[serde(default)]
-    pub gpu: String,
-    #[serde(default)]
-    pub message: String,
-    /// The honeypot.
-    #[serde(default)]
-    pub website: String,
-    /// Present when a browser form posts it; ignored here.
-    #[serde(default)]
-    pub csrf_token: Option<String>,
-}
+pub use vkae_domain::preview::{HONEYPOT_FIELD, MESSAGE_MAX_CHARS, UNDECIDED};
+pub use vkae_domain::{PreviewChoices, PreviewInput, ValidPreview};
 
 /// A stored request.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
@@ -57,147 +27,20 @@ pub struct PreviewRequest {
     pub message: String,
 }
 
-/// Free mail domains: a preview request needs a work email.
-const FREE_MAIL: &[&str] = &[
-    "gmail.com",
-    "googlemail.com",
-    "yahoo.com",
-    "yahoo.co.uk",
-    "hotmail.com",
-    "outlook.com",
-    "live.com",
-    "msn.com",
-    "icloud.com",
-    "me.com",
-    "aol.com",
-    "proton.me",
-    "protonmail.com",
-    "gmx.com",
-    "gmx.de",
-    "mail.com",
-    "yandex.com",
-    "yandex.ru",
-    "mail.ru",
-    "qq.com",
-    "163.com",
-    "126.com",
-    "naver.com",
-    "hanmail.net",
-    "web.de",
-    "zoho.com",
-];
-
-fn text_field(field: &str, value: &str, max: usize) -> ApiResult<String> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("{field} is required"),
-        ));
+/// The values the catalog offers for the request's choice fields.
+pub fn choices(content: &Content) -> PreviewChoices {
+    PreviewChoices {
+        service_paths: content.service_paths.iter().map(|p| p.slug.to_string()).collect(),
+        families: content.catalog.families.iter().map(|f| f.slug.to_string()).collect(),
+        gpus: content.gpus.iter().map(|g| g.id.to_string()).collect(),
     }
-    if v.chars().count() > max {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("{field} is at most {max} characters"),
-        ));
-    }
-    if v.chars().any(|c| c.is_control()) {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("{field} may not contain control characters"),
-        ));
-    }
-    Ok(v.to_string())
-}
-
-fn validate_email(value: &str) -> ApiResult<String> {
-    let email = value.trim().to_ascii_lowercase();
-    let bad = || ApiError::invalid_field("email", "a valid work email address is required");
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad());
-    }
-    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
-    if local.is_empty() || local.contains('@') || domain.len() < 4 || !domain.contains('.') {
-        return Err(bad());
-    }
-    let labels_ok = domain.split('.').all(|l| {
-        !l.is_empty()
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    });
-    if !labels_ok {
-        return Err(bad());
-    }
-    if FREE_MAIL.contains(&domain) {
-        return Err(ApiError::invalid_field(
-            "email",
-            format!("please use a work email address ({domain} is a personal mail provider)"),
-        ));
-    }
-    Ok(email)
-}
-
-/// A validated request, ready to store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidPreview {
-    pub name: String,
-    pub email: String,
-    pub company: String,
-    pub service_path: String,
-    pub model_family: String,
-    pub gpu: String,
-    pub message: String,
 }
 
 /// Validates each field; the first failing field is named in the error (422).
 pub fn validate(input: &PreviewInput, content: &Content) -> ApiResult<ValidPreview> {
-    let name = text_field("name", &input.name, 200)?;
-    let email = validate_email(&input.email)?;
-    let company = text_field("company", &input.company, 200)?;
-    let service_path = input.service_path.trim().to_string();
-    if content.service_path(&service_path).is_none() {
-        return Err(ApiError::invalid_field(
-            "service_path",
-            "one of report, managed-endpoint, private-docker, on-prem, custom-build",
-        ));
-    }
-    let model_family = input.model_family.trim().to_string();
-    if model_family != UNDECIDED && content.family(&model_family).is_none() {
-        let slugs: Vec<&str> = content
-            .catalog
-            .families
-            .iter()
-            .map(|f| f.slug.as_str())
-            .collect();
-        return Err(ApiError::invalid_field(
-            "model_family",
-            format!("one of {} or {UNDECIDED}", slugs.join(", ")),
-        ));
-    }
-    let gpu = input.gpu.trim().to_string();
-    if gpu != UNDECIDED && content.gpu(&gpu).is_none() {
-        let ids: Vec<&str> = content.gpus.iter().map(|g| g.id.as_str()).collect();
-        return Err(ApiError::invalid_field(
-            "gpu",
-            format!("one of {} or {UNDECIDED}", ids.join(", ")),
-        ));
-    }
-    let message = input.message.trim().to_string();
-    if message.chars().count() > MESSAGE_MAX_CHARS {
-        return Err(ApiError::invalid_field(
-            "message",
-            format!("message is at most {MESSAGE_MAX_CHARS} characters"),
-        ));
-    }
-    Ok(ValidPreview {
-        name,
-        email,
-        company,
-        service_path,
-        model_family,
-        gpu,
-        message,
+    input.validate(&choices(content)).map_err(|problems| {
+        let first = &problems[0];
+        ApiError::invalid_field(first.field, first.api_message())
     })
 }
 
@@ -368,22 +211,5 @@ mod tests {
         assert!(csv.contains("\"A \"\"B\"\"\""));
         assert!(csv.contains("\"'=HYPERLINK()\""));
         assert!(csv.contains("\"line1\nline2, more\""));
-    }
-
-    #[test]
-    fn emails() {
-        assert!(validate_email("Ada@Example.COM").is_ok());
-        for bad in [
-            "",
-            "a",
-            "a@b",
-            "@example.com",
-            "a@gmail.com",
-            "a b@example.com",
-            "a@-x.com",
-            "a@x..com",
-        ] {
-            assert!(validate_email(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -6,11 +6,13 @@
 
 use crate::content::Content;
 use crate::error::{ApiError, ApiResult};
-use crate::lanes::ClaimLevel;
 use crate::sizing;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use sqlx::SqlitePool;
+use vkae_domain::{
+    CatalogFamily, ClaimFigures, ClaimLevel, ClaimsDocument, FamilyProfile, GpusDocument, LevelEntry,
+    ModelsDocument, Provenance, PublicClaim, RunId, SizingDocument, Thresholds,
+};
 
 /// Filters of `GET /api/v1/claims` (all optional).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -43,7 +45,7 @@ impl ClaimFilter {
             }
         }
         if let Some(l) = &self.level {
-            if ClaimLevel::parse(l).is_none() {
+            if ClaimLevel::parse(l).is_err() {
                 return Err(ApiError::bad_request(
                     "invalid_query",
                     format!("level {l:?} is not a claim level"),
@@ -60,7 +62,7 @@ pub async fn claims(
     pool: &SqlitePool,
     content: &Content,
     filter: &ClaimFilter,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<PublicClaim>> {
     filter.validate(content)?;
     type Row = (String, String, String, String, String, String, String);
     let rows: Vec<Row> = sqlx::query_as(
@@ -77,19 +79,24 @@ pub async fn claims(
     rows.into_iter()
         .map(
             |(run_id, level, promoted_at, public_json, sha256, lane_key, lane_public_key)| {
-                let mut claim: Value = serde_json::from_str(&public_json)
+                let mut figures: ClaimFigures = serde_json::from_str(&public_json)
                     .map_err(|e| ApiError::internal("claim unreadable", e))?;
-                claim["provenance"] = json!({
-                    "record": record_path(&run_id),
-                    "record_sha256": sha256,
-                    "lane_key": lane_key,
-                    "lane_public_key": lane_public_key,
-                });
-                claim["run_id"] = json!(run_id);
-                claim["level"] = json!(level);
-                claim["level_label"] = json!(ClaimLevel::parse(&level).map(|l| l.label()));
-                claim["promoted_at"] = json!(promoted_at);
-                Ok(claim)
+                figures.run_id =
+                    RunId::parse(&run_id).map_err(|e| ApiError::internal("claim run id unreadable", e))?;
+                let level =
+                    ClaimLevel::parse(&level).map_err(|e| ApiError::internal("claim level unreadable", e))?;
+                Ok(PublicClaim {
+                    provenance: Provenance {
+                        record: record_path(&run_id),
+                        record_sha256: sha256,
+                        lane_key,
+                        lane_public_key,
+                    },
+                    figures,
+                    level,
+                    level_label: level.label().to_string(),
+                    promoted_at,
+                })
             },
         )
         .collect()
@@ -123,50 +130,55 @@ pub async fn claims_document(
     pool: &SqlitePool,
     content: &Content,
     filter: &ClaimFilter,
-) -> ApiResult<Value> {
-    let claims = claims(pool, content, filter).await?;
-    Ok(json!({
-        "claims": claims,
-        "levels": ClaimLevel::ALL.iter().map(|l| json!({ "slug": l.slug(), "label": l.label() })).collect::<Vec<_>>(),
-        "note": "Only runs an operator promoted after their artifact, benchmark and quality lanes passed. Figures under `derived` are derived from the run's medians.",
-    }))
-}
-
-/// The `GET /api/v1/models` document: catalog, profiles, adjacent lane, exclusions, service paths.
-pub fn models_document(content: &Content) -> Value {
-    let families: Vec<Value> = content
-        .catalog
-        .families
-        .iter()
-        .map(|f| {
-            let profile = content.profile(&f.slug);
-            let mut v = serde_json::to_value(f).expect("families serialise");
-            v["profile"] = json!(profile.map(|p| json!({
-                "status": p.status.as_str(),
-                "note": p.note,
-                "thresholds": {
-                    "basis": "transformers BF16 vs f32 on random-weight models (docs/benchmarks/qualification.md)",
-                    "max_ppl_relative": p.max_ppl_relative,
-                    "min_top1_agreement": p.min_top1_agreement,
-                    "max_mean_kl": p.max_mean_kl,
-                },
-            })));
-            v
-        })
-        .collect();
-    json!({
-        "families": families,
-        "repo_count": content.catalog.families.iter().map(|f| f.repos.len()).sum::<usize>(),
-        "adjacent": content.catalog.adjacent,
-        "excluded": content.catalog.excluded,
-        "benchmark_rules": content.benchmark,
-        "service_paths": content.service_paths,
+) -> ApiResult<ClaimsDocument> {
+    Ok(ClaimsDocument {
+        claims: claims(pool, content, filter).await?,
+        levels: ClaimLevel::ALL
+            .iter()
+            .map(|&l| LevelEntry {
+                slug: l,
+                label: l.label().to_string(),
+            })
+            .collect(),
+        note: "Only runs an operator promoted after their artifact, benchmark and quality lanes passed. Figures under `derived` are derived from the run's medians.".to_string(),
     })
 }
 
+/// The `GET /api/v1/models` document: catalog, profiles, adjacent lane, exclusions, service paths.
+pub fn models_document(content: &Content) -> ModelsDocument {
+    let families = content
+        .catalog
+        .families
+        .iter()
+        .map(|f| CatalogFamily {
+            family: f.clone(),
+            profile: content.profile(&f.slug).map(|p| FamilyProfile {
+                status: p.status,
+                note: p.note.clone(),
+                thresholds: Thresholds {
+                    basis: "transformers BF16 vs f32 on random-weight models (docs/benchmarks/qualification.md)".to_string(),
+                    max_ppl_relative: p.max_ppl_relative,
+                    min_top1_agreement: p.min_top1_agreement,
+                    max_mean_kl: p.max_mean_kl,
+                },
+            }),
+        })
+        .collect();
+    ModelsDocument {
+        families,
+        repo_count: content.catalog.families.iter().map(|f| f.repos.len()).sum(),
+        adjacent: content.catalog.adjacent.clone(),
+        excluded: content.catalog.excluded.clone(),
+        benchmark_rules: content.benchmark.clone(),
+        service_paths: content.service_paths.clone(),
+    }
+}
+
 /// The `GET /api/v1/gpus` document.
-pub fn gpus_document(content: &Content) -> Value {
-    json!({ "gpus": content.gpus })
+pub fn gpus_document(content: &Content) -> GpusDocument {
+    GpusDocument {
+        gpus: content.gpus.clone(),
+    }
 }
 
 /// The `GET /api/v1/sizing` document (measured figures only from promoted claims).
@@ -174,7 +186,7 @@ pub async fn sizing_document(
     pool: &SqlitePool,
     content: &Content,
     family: Option<&str>,
-) -> ApiResult<Value> {
+) -> ApiResult<SizingDocument> {
     if let Some(f) = family {
         if content.family(f).is_none() {
             return Err(ApiError::bad_request(

@@ -19,12 +19,12 @@ use crate::preview::{self, PreviewInput, PreviewRequest, Submitted};
 use crate::public::{self, ClaimFilter};
 use crate::store::{self, Actor, AuditEntry, Decision, IngestOutcome, RunSummary};
 use axum::http::{HeaderMap, Method};
-use serde_json::Value;
+use vkae_domain::{ClaimsDocument, GpusDocument, ModelsDocument, SizingDocument};
 
 pub use crate::auth::{Operator, Session, CSRF_HEADER, SESSION_COOKIE};
 
 /// `GET /api/v1/claims`: promoted claims only, with derived figures labelled derived.
-pub async fn public_claims(state: &AppState, filter: &ClaimFilter) -> ApiResult<Value> {
+pub async fn public_claims(state: &AppState, filter: &ClaimFilter) -> ApiResult<ClaimsDocument> {
     public::claims_document(&state.db.reader, &state.content, filter).await
 }
 
@@ -35,17 +35,20 @@ pub async fn public_claim_record(state: &AppState, run_id: &str) -> ApiResult<St
 }
 
 /// `GET /api/v1/models`: the catalog with profiles, the adjacent lane, exclusions and service paths.
-pub fn public_models(state: &AppState) -> Value {
+pub fn public_models(state: &AppState) -> ModelsDocument {
     public::models_document(&state.content)
 }
 
 /// `GET /api/v1/gpus`: GPU specs with their datasheet sources.
-pub fn public_gpus(state: &AppState) -> Value {
+pub fn public_gpus(state: &AppState) -> GpusDocument {
     public::gpus_document(&state.content)
 }
 
 /// `GET /api/v1/sizing`: min/recommended lanes, memory arithmetic, planning index, measured where promoted.
-pub async fn public_sizing(state: &AppState, family: Option<&str>) -> ApiResult<Value> {
+pub async fn public_sizing(
+    state: &AppState,
+    family: Option<&str>,
+) -> ApiResult<SizingDocument> {
     public::sizing_document(&state.db.reader, &state.content, family).await
 }
 

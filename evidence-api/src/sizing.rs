@@ -4,7 +4,10 @@
 //! and GPU; the caller passes the public claims in, so nothing unpromoted can reach this output.
 
 use crate::content::{Content, Family, Gpu, Scenario};
-use serde_json::{json, Value};
+use vkae_domain::{
+    FamilySizing, GpuSpeed, KvLayers, LaneFit, MeasuredSpeed, MemoryLane, PathRole, PlanningIndex, PublicClaim,
+    SizingAssumptions, SizingDocument,
+};
 
 const GB: f64 = 1e9;
 
@@ -37,7 +40,7 @@ fn round2(v: f64) -> f64 {
 }
 
 /// The memory arithmetic of one scenario and the first lane (smallest count, then catalog order) it fits.
-fn lane(content: &Content, f: &Family, scenario: Scenario) -> Value {
+fn lane(content: &Content, f: &Family, scenario: Scenario) -> MemoryLane {
     let context = scenario.context_tokens.min(f.max_context);
     let weights = f.bf16_weights_gb;
     let kv = kv_bytes_per_sequence(f, context) * f64::from(scenario.batch) / GB;
@@ -46,19 +49,24 @@ fn lane(content: &Content, f: &Family, scenario: Scenario) -> Value {
     let fit = content.sizing.gpu_counts.iter().find_map(|&count| {
         content.gpus.iter().find_map(|g| {
             let usable = g.memory_gb * f64::from(count) * (1.0 - h);
-            (needed <= usable).then(|| json!({ "gpu_id": g.id, "gpu": g.name, "gpu_count": count, "usable_gb": round2(usable) }))
+            (needed <= usable).then(|| LaneFit {
+                gpu_id: g.id.clone(),
+                gpu: g.name.clone(),
+                gpu_count: count,
+                usable_gb: round2(usable),
+            })
         })
     });
-    json!({
-        "context_tokens": context,
-        "batch": scenario.batch,
-        "weights_gb": weights,
-        "kv_cache_gb": round2(kv),
-        "needed_gb": round2(needed),
-        "headroom_fraction": h,
-        "rule": "fits when weights_gb + kv_cache_gb <= gpu_count x memory_gb x (1 - headroom_fraction)",
-        "lane": fit,
-    })
+    MemoryLane {
+        context_tokens: context,
+        batch: scenario.batch,
+        weights_gb: weights,
+        kv_cache_gb: round2(kv),
+        needed_gb: round2(needed),
+        headroom_fraction: h,
+        rule: "fits when weights_gb + kv_cache_gb <= gpu_count x memory_gb x (1 - headroom_fraction)".to_string(),
+        lane: fit,
+    }
 }
 
 /// Smallest count of this GPU that holds the minimum scenario.
@@ -74,64 +82,76 @@ fn min_count(content: &Content, f: &Family, g: &Gpu) -> Option<u32> {
         .find(|&c| needed <= g.memory_gb * f64::from(c) * (1.0 - content.sizing.headroom_fraction))
 }
 
+/// The newest promoted claim's VKAE figure for family `f` on GPU `g` (claims arrive newest first).
+fn measured(claims: &[PublicClaim], f: &Family, g: &Gpu) -> Option<MeasuredSpeed> {
+    let c = claims
+        .iter()
+        .find(|c| c.figures.model.family == f.slug && c.figures.hardware.gpu_id.as_ref() == Some(&g.id))?;
+    let vkae = c.figures.path(PathRole::Vkae)?;
+    Some(MeasuredSpeed {
+        label: "measured".to_string(),
+        tokens_per_s: vkae.tokens_per_s.median,
+        run_id: c.figures.run_id.clone(),
+        level: c.level,
+        batch: c.figures.recipe.batch,
+        gpu_count: c.figures.hardware.gpu_count,
+    })
+}
+
+fn gpu_speed(content: &Content, claims: &[PublicClaim], f: &Family, g: &Gpu) -> GpuSpeed {
+    let count = min_count(content, f, g);
+    let planning = count.map(|c| PlanningIndex {
+        label: "planning".to_string(),
+        tokens_per_s: round2(f64::from(c) * g.bandwidth_gb_s / f.decode_gb_per_token),
+        basis: format!(
+            "batch-1 bandwidth roofline: {c} x {} GB/s / {} GB per token; a ceiling, not a measurement",
+            g.bandwidth_gb_s, f.decode_gb_per_token
+        ),
+    });
+    GpuSpeed {
+        gpu_id: g.id.clone(),
+        gpu: g.name.clone(),
+        gpu_count: count,
+        fits: count.is_some(),
+        planning,
+        measured: measured(claims, f, g),
+    }
+}
+
 /// Sizing for every family (or one). `claims` are public claims (as the public API serves them).
-pub fn sizing(content: &Content, claims: &[Value], family: Option<&str>) -> Value {
-    let families: Vec<Value> = content
+pub fn sizing(content: &Content, claims: &[PublicClaim], family: Option<&str>) -> SizingDocument {
+    let families = content
         .catalog
         .families
         .iter()
-        .filter(|f| family.is_none_or(|want| want == f.slug))
+        .filter(|f| family.is_none_or(|want| want == f.slug.as_str()))
         .map(|f| {
             let (sliding, global) = kv_layers(f);
-            let speed: Vec<Value> = content
-                .gpus
-                .iter()
-                .map(|g| {
-                    let count = min_count(content, f, g);
-                    let planning = count.map(|c| {
-                        json!({
-                            "label": "planning",
-                            "tokens_per_s": round2(f64::from(c) * g.bandwidth_gb_s / f.decode_gb_per_token),
-                            "basis": format!("batch-1 bandwidth roofline: {c} x {} GB/s / {} GB per token; a ceiling, not a measurement", g.bandwidth_gb_s, f.decode_gb_per_token),
-                        })
-                    });
-                    // The newest promoted claim of this family on this GPU (claims arrive newest first).
-                    let measured = claims.iter().find(|c| c["model"]["family"] == f.slug.as_str() && c["hardware"]["gpu_id"] == g.id.as_str()).and_then(|c| {
-                        let vkae = c["paths"].as_array()?.iter().find(|p| p["role"] == "vkae")?;
-                        Some(json!({
-                            "label": "measured",
-                            "tokens_per_s": vkae["tokens_per_s"]["median"],
-                            "run_id": c["run_id"],
-                            "level": c["level"],
-                            "batch": c["recipe"]["batch"],
-                            "gpu_count": c["hardware"]["gpu_count"],
-                        }))
-                    });
-                    json!({ "gpu_id": g.id, "gpu": g.name, "gpu_count": count, "fits": count.is_some(), "planning": planning, "measured": measured })
-                })
-                .collect();
-            json!({
-                "family": f.slug,
-                "kv_layers": { "sliding": sliding, "global": global },
-                "kv_bytes_per_token_global": f64::from(global) * f64::from(f.kv_heads_global) * f64::from(f.head_dim_global) * 4.0,
-                "decode_gb_per_token": f.decode_gb_per_token,
-                "decode_source": f.decode_source,
-                "minimum": lane(content, f, content.sizing.minimum),
-                "recommended": lane(content, f, content.sizing.recommended),
-                "speed": speed,
-            })
+            FamilySizing {
+                family: f.slug.clone(),
+                kv_layers: KvLayers { sliding, global },
+                kv_bytes_per_token_global: f64::from(global)
+                    * f64::from(f.kv_heads_global)
+                    * f64::from(f.head_dim_global)
+                    * 4.0,
+                decode_gb_per_token: f.decode_gb_per_token,
+                decode_source: f.decode_source.clone(),
+                minimum: lane(content, f, content.sizing.minimum),
+                recommended: lane(content, f, content.sizing.recommended),
+                speed: content.gpus.iter().map(|g| gpu_speed(content, claims, f, g)).collect(),
+            }
         })
         .collect();
-    json!({
-        "assumptions": {
-            "precision": "bf16 weights and KV cache",
-            "headroom_fraction": content.sizing.headroom_fraction,
-            "gpu_counts": content.sizing.gpu_counts,
-            "gb": "10^9 bytes",
-            "planning_note": "Planning speed indexes are bandwidth-roofline ceilings, not measurements; a measured figure appears only where a promoted claim exists for that family and GPU.",
+    SizingDocument {
+        assumptions: SizingAssumptions {
+            precision: "bf16 weights and KV cache".to_string(),
+            headroom_fraction: content.sizing.headroom_fraction,
+            gpu_counts: content.sizing.gpu_counts.clone(),
+            gb: "10^9 bytes".to_string(),
+            planning_note: "Planning speed indexes are bandwidth-roofline ceilings, not measurements; a measured figure appears only where a promoted claim exists for that family and GPU.".to_string(),
         },
-        "families": families,
-    })
+        families,
+    }
 }
 
 #[cfg(test)]
@@ -162,33 +182,26 @@ mod tests {
     fn lanes_and_planning_index() {
         let c = content();
         let s = sizing(&c, &[], None);
-        let fams = s["families"].as_array().unwrap();
+        let fams = &s.families;
         assert_eq!(fams.len(), 5);
-        let e4b = fams.iter().find(|f| f["family"] == "E4B").unwrap();
-        assert_eq!(e4b["minimum"]["lane"]["gpu_id"], "l4");
-        let f31 = fams.iter().find(|f| f["family"] == "31B").unwrap();
+        let e4b = fams.iter().find(|f| f.family == "E4B").unwrap();
+        assert_eq!(e4b.minimum.lane.as_ref().unwrap().gpu_id, "l4");
+        let f31 = fams.iter().find(|f| f.family == "31B").unwrap();
         // 69.9 GB weights + 0.67 GB global KV (8k) + 0.84 GB sliding KV = 71.4 GB <= 80 x 0.9: one 80 GB GPU,
         // the first in catalog order being the A100; at 32k x 8 (+28.2 GB KV) only the 141 GB H200 holds it.
-        assert!(
-            (f31["minimum"]["needed_gb"].as_f64().unwrap() - 71.41).abs() < 0.01,
-            "{}",
-            f31["minimum"]
-        );
-        assert_eq!(f31["minimum"]["lane"]["gpu_id"], "a100-80gb");
-        assert_eq!(f31["minimum"]["lane"]["gpu_count"], 1);
+        assert!((f31.minimum.needed_gb - 71.41).abs() < 0.01, "{:?}", f31.minimum);
+        let min_lane = f31.minimum.lane.as_ref().unwrap();
+        assert_eq!(min_lane.gpu_id, "a100-80gb");
+        assert_eq!(min_lane.gpu_count, 1);
         assert_eq!(
-            f31["recommended"]["lane"]["gpu_id"], "h200",
-            "{}",
-            f31["recommended"]
+            f31.recommended.lane.as_ref().unwrap().gpu_id, "h200",
+            "{:?}",
+            f31.recommended
         );
-        let h200 = e4b["speed"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["gpu_id"] == "h200")
-            .unwrap();
-        assert_eq!(h200["planning"]["label"], "planning");
-        assert!((h200["planning"]["tokens_per_s"].as_f64().unwrap() - 4800.0 / 9.29).abs() < 0.01);
-        assert!(h200["measured"].is_null());
+        let h200 = e4b.speed.iter().find(|g| g.gpu_id == "h200").unwrap();
+        let planning = h200.planning.as_ref().unwrap();
+        assert_eq!(planning.label, "planning");
+        assert!((planning.tokens_per_s - 4800.0 / 9.29).abs() < 0.01);
+        assert!(h200.measured.is_none());
     }
 }

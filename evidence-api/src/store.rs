@@ -5,7 +5,8 @@ use crate::auth::{sha256_hex, Operator};
 use crate::content::Content;
 use crate::db::{now_rfc3339, Db};
 use crate::error::{ApiError, ApiResult};
-use crate::lanes::{self, ClaimLevel, Lane, Verdict};
+use crate::lanes::{self, Lane, Verdict};
+use vkae_domain::{ClaimLevel, GpuSlug};
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -210,7 +211,7 @@ pub async fn ingest(
     .bind(&record.model.family)
     .bind(&record.model.repo)
     .bind(&record.hardware.gpu)
-    .bind(&gpu_id)
+    .bind(gpu_id.as_deref())
     .bind(key_id)
     .bind(now_rfc3339())
     .execute(&mut *tx)
@@ -313,7 +314,7 @@ pub async fn promote(
     level: &str,
     reason: &str,
 ) -> ApiResult<Decision> {
-    let level = ClaimLevel::parse(level).ok_or_else(|| {
+    let level = ClaimLevel::parse(level).map_err(|_| {
         ApiError::invalid_field(
             "level",
             "one of declared-baseline, vkae-path, optimized-showcase, preview-smoke",
@@ -370,7 +371,14 @@ pub async fn promote(
         )
         .with_details(json!({ "blockers": blockers })));
     }
-    let public = lanes::public_claim(&record, gpu_id.as_deref());
+    let gpu_id = gpu_id
+        .map(|g| GpuSlug::parse(&g))
+        .transpose()
+        .map_err(|e| ApiError::internal("stored gpu id unreadable", e))?;
+    let public = lanes::public_claim(&record, gpu_id)
+        .map_err(|e| ApiError::internal("stored record has an unreadable id", e))?;
+    // Stored with sorted keys, as the claims document writes them.
+    let public = serde_json::to_value(&public).map_err(|e| ApiError::internal("claim does not serialise", e))?;
     let at = now_rfc3339();
     sqlx::query(
         "INSERT INTO claims (run_id, level, promoted_by, promoted_at, reason, public_json) VALUES (?, ?, ?, ?, ?, ?)

@@ -16,21 +16,14 @@ pub async fn load_public() -> Result<PublicData, ServerFnError> {
 
 #[server(prefix = "/_site", endpoint = "preview-request")]
 pub async fn submit_preview(input: PreviewInput) -> Result<PreviewOutcome, ServerFnError> {
-    use crate::preview_form::FieldError;
+    use crate::preview_form::{form_errors, FieldError};
     let state = ssr::state()?;
     ssr::check_origin(&state)?;
     let data = crate::evidence::public_data(&state)
         .await
         .map_err(ssr::fail)?;
-    let families: Vec<String> = data
-        .catalog
-        .families
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
-    let gpus: Vec<String> = data.gpus.iter().map(|g| g.id.clone()).collect();
     if input.website.is_empty() {
-        let errors = input.validate(&families, &gpus);
+        let errors = form_errors(&input, &data.preview_choices());
         if !errors.is_empty() {
             return Ok(PreviewOutcome::Invalid { errors });
         }

@@ -1,10 +1,13 @@
 //! The site's reads and writes over the evidence store's library, in-process: the same `vkae_evidence::service`
 //! functions the JSON API's handlers call, so the pages can show nothing the public API could not. Public
-//! documents arrive as the API's JSON and are read into the site's view types here, in one place.
+//! documents arrive as the typed documents of `vkae_domain` and are read into the site's view types here, in
+//! one place.
 
 use crate::model::*;
 use serde_json::Value;
+use vkae_domain as d;
 use vkae_evidence::service;
+use vkae_record::{stats, Role, RunRecord};
 use vkae_evidence::{ApiError, AppState};
 
 /// A refusal or failure from the store, as the site reports it.
@@ -40,24 +43,6 @@ impl From<String> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
-}
-
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
-}
-
-fn int(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_default()
-}
-
-fn malformed(what: &str) -> StoreError {
-    StoreError::from(format!(
-        "the store's {what} document is not in the expected shape"
-    ))
-}
-
 /// Everything the public pages show.
 pub async fn public_data(state: &AppState) -> StoreResult<PublicData> {
     let claims = service::public_claims(state, &Default::default()).await?;
@@ -66,71 +51,53 @@ pub async fn public_data(state: &AppState) -> StoreResult<PublicData> {
     let sizing = service::public_sizing(state, None).await?;
     Ok(PublicData {
         claims: read_claims(&claims)?,
-        catalog: read_catalog(&models)?,
-        gpus: read_gpus(&gpus)?,
-        sizing: read_sizing(&sizing)?,
-        service_paths: read_service_paths(&models)?,
+        catalog: read_catalog(&models),
+        gpus: read_gpus(&gpus),
+        sizing: read_sizing(&sizing),
+        service_paths: read_service_paths(&models),
     })
 }
 
-/// The path in `role` of a claim or a raw record (both list `paths` with a `role`).
-fn path_in<'a>(doc: &'a Value, role: &str) -> Option<&'a Value> {
-    doc["paths"].as_array()?.iter().find(|p| p["role"] == role)
-}
-
-/// The median a claim states for its path in `role`.
-fn median_of(claim: &Value, role: &str) -> Option<f64> {
-    path_in(claim, role)?["tokens_per_s"]["median"].as_f64()
-}
-
-/// The name of a claim's (or record's) path in `role`, if it has one.
-fn path_name(doc: &Value, role: &str) -> Option<String> {
-    path_in(doc, role)?["name"].as_str().map(str::to_string)
-}
-
-pub fn read_claims(doc: &Value) -> StoreResult<Vec<Claim>> {
-    let list = doc["claims"]
-        .as_array()
-        .ok_or_else(|| malformed("claims"))?;
-    list.iter()
+pub fn read_claims(doc: &d::ClaimsDocument) -> StoreResult<Vec<Claim>> {
+    doc.claims
+        .iter()
         .map(|c| {
-            let level = ClaimLevel::parse(c["level"].as_str().unwrap_or_default())
-                .map_err(StoreError::from)?;
-            let vkae = median_of(c, "vkae").ok_or_else(|| malformed("claims (no VKAE path)"))?;
-            let d = &c["derived"];
-            let derived = d.is_object().then(|| Derived {
-                lift: num(&d["lift"]),
-                additional_tokens_per_s: num(&d["additional_tokens_per_s"]),
-                cost_reduction: num(&d["token_cost_reduction"]),
-            });
+            let f = &c.figures;
+            let vkae = f.median(d::PathRole::Vkae).ok_or_else(|| {
+                StoreError::from(format!("claim {} has no VKAE median", f.run_id))
+            })?;
             Ok(Claim {
-                run_id: text(&c["run_id"]),
-                family: text(&c["model"]["family"]),
-                repo: text(&c["model"]["repo"]),
-                weights: text(&c["model"]["weights"]),
-                level,
-                gpu: text(&c["hardware"]["gpu"]),
-                gpu_count: int(&c["hardware"]["gpu_count"]) as u32,
-                precision: text(&c["recipe"]["precision"]),
-                batch: int(&c["recipe"]["batch"]) as u32,
-                prompt_tokens: int(&c["recipe"]["prompt_tokens"]) as u32,
-                output_tokens: int(&c["recipe"]["output_tokens"]) as u32,
-                baseline_name: path_name(c, "baseline"),
-                baseline_tokens_per_s: median_of(c, "baseline"),
+                run_id: f.run_id.to_string(),
+                family: f.model.family.to_string(),
+                repo: f.model.repo.clone(),
+                weights: f.model.weights.clone(),
+                level: c.level,
+                gpu: f.hardware.gpu.clone(),
+                gpu_count: f.hardware.gpu_count,
+                precision: f.recipe.precision.clone(),
+                batch: f.recipe.batch,
+                prompt_tokens: f.recipe.prompt_tokens,
+                output_tokens: f.recipe.output_tokens,
+                baseline_name: f.path(d::PathRole::Baseline).map(|p| p.name.clone()),
+                baseline_tokens_per_s: f.median(d::PathRole::Baseline),
                 vkae_tokens_per_s: vkae,
-                derived,
+                derived: f.derived.as_ref().map(|d| Derived {
+                    lift: d.lift,
+                    additional_tokens_per_s: d.additional_tokens_per_s,
+                    cost_reduction: d.token_cost_reduction,
+                }),
                 quality: Quality {
-                    reference_ppl: num(&c["quality"]["reference_ppl"]),
-                    vkae_ppl: num(&c["quality"]["vkae_ppl"]),
-                    top1_agreement: num(&c["quality"]["top1_agreement"]),
-                    mean_kl: num(&c["quality"]["mean_kl"]),
+                    reference_ppl: f.quality.reference_ppl,
+                    vkae_ppl: f.quality.vkae_ppl,
+                    top1_agreement: f.quality.top1_agreement,
+                    mean_kl: f.quality.mean_kl,
                 },
-                engine_commit: text(&c["engine"]["commit"]),
-                record_url: text(&c["provenance"]["record"]),
-                lane_key: text(&c["provenance"]["lane_key"]),
-                lane_public_key: text(&c["provenance"]["lane_public_key"]),
-                measured_at: text(&c["measured_at"]),
-                promoted_at: text(&c["promoted_at"]),
+                engine_commit: f.engine.commit.clone().unwrap_or_default(),
+                record_url: c.provenance.record.clone(),
+                lane_key: c.provenance.lane_key.clone(),
+                lane_public_key: c.provenance.lane_public_key.clone(),
+                measured_at: f.measured_at.clone(),
+                promoted_at: c.promoted_at.clone(),
             })
         })
         .collect()
@@ -140,15 +107,13 @@ fn billions(v: f64) -> String {
     format!("{v}B")
 }
 
-pub fn read_catalog(doc: &Value) -> StoreResult<Catalog> {
-    let families = doc["families"]
-        .as_array()
-        .ok_or_else(|| malformed("models"))?;
-    let families = families
+pub fn read_catalog(doc: &d::ModelsDocument) -> Catalog {
+    let families = doc
+        .families
         .iter()
-        .map(|f| {
-            let total = num(&f["params_total_b"]);
-            let effective = num(&f["params_effective_b"]);
+        .map(|entry| {
+            let f = &entry.family;
+            let (total, effective) = (f.params_total_b, f.params_effective_b);
             let params = if (total - effective).abs() < 1e-9 {
                 billions(total)
             } else {
@@ -159,166 +124,131 @@ pub fn read_catalog(doc: &Value) -> StoreResult<Catalog> {
                 )
             };
             Family {
-                name: text(&f["slug"]),
-                description: text(&f["name"]),
-                repos: f["repos"]
-                    .as_array()
-                    .map(|r| r.iter().map(text).collect())
-                    .unwrap_or_default(),
-                claim_ready: f["profile"]["status"] == "claim-ready",
+                name: f.slug.to_string(),
+                description: f.name.clone(),
+                repos: f.repos.clone(),
+                claim_ready: entry
+                    .profile
+                    .as_ref()
+                    .is_some_and(|p| p.status == d::ProfileStatus::ClaimReady),
                 params,
-                layers: int(&f["num_hidden_layers"]) as u32,
-                context_tokens: int(&f["max_context"]),
-                weights_gb: num(&f["bf16_weights_gb"]),
+                layers: f.num_hidden_layers,
+                context_tokens: u64::from(f.max_context),
+                weights_gb: f.bf16_weights_gb,
             }
         })
         .collect();
-    let adjacent = match &doc["adjacent"] {
-        Value::Array(list) => list.iter().map(read_adjacent).collect(),
-        Value::Object(_) => vec![read_adjacent(&doc["adjacent"])],
-        _ => Vec::new(),
-    };
-    let excluded = doc["excluded"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .map(|e| Excluded {
-                    name: text(&e["name"]),
-                    reason: text(&e["reason"]),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Catalog {
+    Catalog {
         families,
-        adjacent,
-        excluded,
-    })
-}
-
-fn read_adjacent(a: &Value) -> Adjacent {
-    Adjacent {
-        name: text(&a["name"]),
-        repo: a["repos"]
-            .as_array()
-            .map(|r| r.iter().map(text).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default(),
-        note: text(&a["note"]),
+        adjacent: vec![Adjacent {
+            name: doc.adjacent.name.clone(),
+            repo: doc.adjacent.repos.join(", "),
+            note: doc.adjacent.note.clone(),
+        }],
+        excluded: doc
+            .excluded
+            .iter()
+            .map(|e| Excluded {
+                name: e.name.clone(),
+                reason: e.reason.clone(),
+            })
+            .collect(),
     }
 }
 
-pub fn read_service_paths(doc: &Value) -> StoreResult<Vec<ServicePath>> {
-    let list = doc["service_paths"]
-        .as_array()
-        .ok_or_else(|| malformed("models (service paths)"))?;
-    Ok(list
+/// The service paths as content declares them (served in the models document).
+pub fn read_service_paths(doc: &d::ModelsDocument) -> Vec<ServicePath> {
+    doc.service_paths
         .iter()
         .map(|p| ServicePath {
-            slug: text(&p["slug"]),
-            label: text(&p["name"]),
-            description: text(&p["summary"]),
+            slug: p.slug.to_string(),
+            label: p.name.clone(),
+            description: p.summary.clone(),
         })
-        .collect())
+        .collect()
 }
 
-pub fn read_gpus(doc: &Value) -> StoreResult<Vec<Gpu>> {
-    let list = doc["gpus"].as_array().ok_or_else(|| malformed("gpus"))?;
-    Ok(list
+pub fn read_gpus(doc: &d::GpusDocument) -> Vec<Gpu> {
+    doc.gpus
         .iter()
         .map(|g| Gpu {
-            id: text(&g["id"]),
-            name: text(&g["name"]),
-            memory_gb: num(&g["memory_gb"]),
-            bandwidth_gb_s: num(&g["bandwidth_gb_s"]),
-            bf16_tflops: num(&g["bf16_dense_tflops"]),
-            source: text(&g["source"]),
+            id: g.id.to_string(),
+            name: g.name.clone(),
+            memory_gb: g.memory_gb,
+            bandwidth_gb_s: g.bandwidth_gb_s,
+            bf16_tflops: g.bf16_dense_tflops,
+            source: g.source.clone(),
         })
-        .collect())
+        .collect()
 }
 
-fn read_lane(v: &Value) -> Lane {
-    let lane = &v["lane"];
+fn read_lane(v: &d::MemoryLane) -> Lane {
     Lane {
-        context_tokens: int(&v["context_tokens"]),
-        batch: int(&v["batch"]) as u32,
-        weights_gb: num(&v["weights_gb"]),
-        kv_cache_gb: num(&v["kv_cache_gb"]),
-        needed_gb: num(&v["needed_gb"]),
-        headroom_fraction: num(&v["headroom_fraction"]),
-        gpu: lane["gpu"].as_str().map(str::to_string),
-        gpu_count: lane["gpu_count"].as_u64().map(|c| c as u32),
-        usable_gb: lane["usable_gb"].as_f64(),
+        context_tokens: u64::from(v.context_tokens),
+        batch: v.batch,
+        weights_gb: v.weights_gb,
+        kv_cache_gb: v.kv_cache_gb,
+        needed_gb: v.needed_gb,
+        headroom_fraction: v.headroom_fraction,
+        gpu: v.lane.as_ref().map(|l| l.gpu.clone()),
+        gpu_count: v.lane.as_ref().map(|l| l.gpu_count),
+        usable_gb: v.lane.as_ref().map(|l| l.usable_gb),
     }
 }
 
-pub fn read_sizing(doc: &Value) -> StoreResult<Sizing> {
-    let families = doc["families"]
-        .as_array()
-        .ok_or_else(|| malformed("sizing"))?;
+pub fn read_sizing(doc: &d::SizingDocument) -> Sizing {
     let mut rows = Vec::new();
     let mut speed = Vec::new();
-    for f in families {
-        let family = text(&f["family"]);
+    for f in &doc.families {
+        let family = f.family.to_string();
         rows.push(SizingRow {
             family: family.clone(),
-            minimum: read_lane(&f["minimum"]),
-            recommended: read_lane(&f["recommended"]),
+            minimum: read_lane(&f.minimum),
+            recommended: read_lane(&f.recommended),
         });
-        for g in f["speed"].as_array().into_iter().flatten() {
-            let gpu = text(&g["gpu"]);
-            let measured = &g["measured"];
-            if let Some(value) = measured["tokens_per_s"].as_f64() {
-                speed.push(SpeedPoint {
-                    family: family.clone(),
-                    gpu: gpu.clone(),
-                    batch: int(&measured["batch"]) as u32,
-                    kind: SpeedKind::Measured,
-                    value,
-                    run_id: measured["run_id"].as_str().map(str::to_string),
-                });
+        for g in &f.speed {
+            if let Some(measured) = &g.measured {
+                if let Some(value) = measured.tokens_per_s {
+                    speed.push(SpeedPoint {
+                        family: family.clone(),
+                        gpu: g.gpu.clone(),
+                        batch: measured.batch,
+                        kind: SpeedKind::Measured,
+                        value,
+                        run_id: Some(measured.run_id.to_string()),
+                    });
+                }
             }
-            if let Some(value) = g["planning"]["tokens_per_s"].as_f64() {
+            if let Some(planning) = &g.planning {
                 // The planning index is the batch-1 roofline.
                 speed.push(SpeedPoint {
                     family: family.clone(),
-                    gpu,
+                    gpu: g.gpu.clone(),
                     batch: 1,
                     kind: SpeedKind::Planning,
-                    value,
+                    value: planning.tokens_per_s,
                     run_id: None,
                 });
             }
         }
     }
-    let a = &doc["assumptions"];
+    let a = &doc.assumptions;
     let method = format!(
         "{} Precision: {}. Runtime headroom: {:.0}% of GPU memory. GPU counts tried: {}. GB = {}.",
-        text(&a["planning_note"]),
-        text(&a["precision"]),
-        num(&a["headroom_fraction"]) * 100.0,
-        a["gpu_counts"]
-            .as_array()
-            .map(|c| c
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", "))
-            .unwrap_or_default(),
-        text(&a["gb"]),
+        a.planning_note,
+        a.precision,
+        a.headroom_fraction * 100.0,
+        a.gpu_counts
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.gb,
     );
-    Ok(Sizing {
+    Sizing {
         rows,
         speed,
         method,
-    })
-}
-
-/// `None` for the store's `undecided`, so the form can use an empty choice.
-fn undecided(value: &str) -> String {
-    if value.trim().is_empty() {
-        vkae_evidence::preview::UNDECIDED.to_string()
-    } else {
-        value.trim().to_string()
     }
 }
 
@@ -327,18 +257,8 @@ pub async fn submit_preview(
     client: &str,
     input: &crate::preview_form::PreviewInput,
 ) -> StoreResult<Option<i64>> {
-    let store_input = vkae_evidence::preview::PreviewInput {
-        name: input.name.clone(),
-        email: input.email.clone(),
-        company: input.company.clone(),
-        service_path: input.service_path.clone(),
-        model_family: undecided(&input.model_family),
-        gpu: undecided(&input.gpu),
-        message: input.message.clone(),
-        website: input.website.clone(),
-        csrf_token: None,
-    };
-    match service::submit_preview_request(state, client, &store_input).await? {
+    let input = input.clone().with_undecided_defaults();
+    match service::submit_preview_request(state, client, &input).await? {
         vkae_evidence::preview::Submitted::Stored(id) => Ok(Some(id)),
         vkae_evidence::preview::Submitted::Discarded => Ok(None),
     }
@@ -355,23 +275,24 @@ pub async fn internal_data(
     let mut runs: Vec<RunSummary> = runs
         .into_iter()
         .map(|r| {
+            let record: RunRecord = serde_json::from_value(r.record.clone())
+                .map_err(|e| StoreError::from(format!("run {}: stored record unreadable: {e}", r.run_id)))?;
             let lanes = r
                 .lanes
                 .iter()
-                .map(|v| {
-                    let value = serde_json::to_value(v).unwrap_or_default();
-                    LaneVerdict {
-                        lane: text(&value["lane"]),
-                        passed: v.passed,
-                        reasons: v.reasons.clone(),
-                    }
+                .map(|v| LaneVerdict {
+                    lane: v.lane.as_str().to_string(),
+                    passed: v.passed,
+                    reasons: v.reasons.clone(),
                 })
                 .collect();
-            RunSummary {
+            let path = |role: Role| record.paths.iter().find(|p| p.role == role);
+            let recipe = &record.recipe;
+            Ok(RunSummary {
                 run_id: r.run_id.clone(),
                 family: r.family.clone(),
                 gpu: r.gpu.clone(),
-                batch: int(&r.record["recipe"]["batch"]) as u32,
+                batch: recipe.batch,
                 ingested_at: r.ingested_at.clone(),
                 lanes,
                 status: r.claim_status.clone(),
@@ -380,27 +301,27 @@ pub async fn internal_data(
                     .as_deref()
                     .and_then(|l| ClaimLevel::parse(l).ok()),
                 claim_ready: r.profile_status == Some("claim-ready"),
-                baseline_tokens_per_s: median(&r.record, "baseline"),
-                vkae_tokens_per_s: median(&r.record, "vkae"),
-                comparable: path_name(&r.record, "baseline")
+                baseline_tokens_per_s: path(Role::Baseline).and_then(|p| stats::median(&p.tokens_per_s)),
+                vkae_tokens_per_s: path(Role::Vkae).and_then(|p| stats::median(&p.tokens_per_s)),
+                comparable: path(Role::Baseline)
                     .map(|b| {
-                        let rec = &r.record;
                         format!(
-                            "{}|{}|{}|{}|{}|{}|{b}",
+                            "{}|{}|{}|{}|{}|{}|{}",
                             r.family,
-                            text(&rec["model"]["weights"]),
+                            record.model.weights,
                             r.gpu,
-                            int(&rec["recipe"]["batch"]),
-                            int(&rec["recipe"]["prompt_tokens"]),
-                            int(&rec["recipe"]["output_tokens"]),
+                            recipe.batch,
+                            recipe.prompt_tokens,
+                            recipe.output_tokens,
+                            b.name,
                         )
                     })
                     .unwrap_or_default(),
                 baseline_context: None,
-            }
+            })
         })
-        .collect();
-    crate::model::baseline_contexts(&mut runs);
+        .collect::<StoreResult<_>>()?;
+    baseline_contexts(&mut runs);
     let audit = audit
         .into_iter()
         .map(|e| AuditEntry {
@@ -434,14 +355,35 @@ pub async fn internal_data(
     })
 }
 
-/// Median of a raw record's path (internal view only: raw numbers never reach a public page).
-fn median(record: &Value, role: &str) -> Option<f64> {
-    let mut values: Vec<f64> = path_in(record, role)?["tokens_per_s"]
-        .as_array()?
+/// Fills each run's [`RunSummary::baseline_context`] from the other runs with the same `comparable` key that
+/// have a baseline; needs at least two others.
+pub fn baseline_contexts(runs: &mut [RunSummary]) {
+    let medians: Vec<(String, Option<f64>)> = runs
         .iter()
-        .filter_map(Value::as_f64)
+        .map(|r| (r.comparable.clone(), r.baseline_tokens_per_s))
         .collect();
-    crate::model::median(&mut values)
+    for (i, run) in runs.iter_mut().enumerate() {
+        let Some(own) = run.baseline_tokens_per_s else {
+            continue;
+        };
+        let others: Vec<f64> = medians
+            .iter()
+            .enumerate()
+            .filter(|(j, (key, _))| *j != i && !key.is_empty() && *key == run.comparable)
+            .filter_map(|(_, (_, b))| *b)
+            .collect();
+        if others.len() < 2 {
+            continue;
+        }
+        let Some(mid) = stats::median(&others) else {
+            continue;
+        };
+        run.baseline_context = Some(BaselineContext {
+            others: others.len(),
+            others_median: mid,
+            deviation: own / mid - 1.0,
+        });
+    }
 }
 
 /// An audit entry's JSON detail as one line for people: level, reason, blockers.

@@ -4,7 +4,9 @@
 use crate::api::{self, LoginOutcome};
 use crate::chart::{speed_svg, SpeedFilter};
 use crate::model::{ClaimLevel, SpeedKind, SpeedPoint};
-use crate::preview_form::{FieldError, PreviewInput, PreviewOutcome, MESSAGE_MAX_CHARS};
+use crate::preview_form::{
+    form_errors, FieldError, PreviewChoices, PreviewInput, PreviewOutcome, MESSAGE_MAX_CHARS,
+};
 use leptos::prelude::*;
 
 /// "true" once the island runs in the browser (effects never run on the server): the end-to-end tests wait
@@ -169,10 +171,12 @@ pub fn PreviewForm(
     let accepted = RwSignal::new(None::<String>);
     let family_choices: Vec<(String, String)> =
         families.iter().map(|f| (f.clone(), f.clone())).collect();
-    let gpu_ids: Vec<String> = gpus.iter().map(|(id, _)| id.clone()).collect();
-    let families = StoredValue::new(families);
+    let choices = StoredValue::new(PreviewChoices {
+        service_paths: paths.iter().map(|(slug, _)| slug.clone()).collect(),
+        families: families.clone(),
+        gpus: gpus.iter().map(|(id, _)| id.clone()).collect(),
+    });
     let gpu_choices = gpus;
-    let gpus = StoredValue::new(gpu_ids);
     let send = Action::new(|input: &PreviewInput| api::submit_preview(input.clone()));
 
     Effect::new(move |_| {
@@ -201,7 +205,7 @@ pub fn PreviewForm(
         ev.prevent_default();
         failure.set(None);
         let current = input.get_untracked();
-        let found = families.with_value(|f| gpus.with_value(|g| current.validate(f, g)));
+        let found = choices.with_value(|c| form_errors(&current, c));
         if let Some(first) = found.first() {
             if let Some(element) = document().get_element_by_id(&format!("pf-{}", first.field)) {
                 use leptos::wasm_bindgen::JsCast;

@@ -1,52 +1,10 @@
 //! What the pages show, as plain data. These types are the site's own view of the evidence store: the server
-//! fills them from `vkae_evidence` (see `source.rs`) and islands receive them serialized. Every number a page
+//! fills them from the evidence store's typed documents (see `evidence.rs`) and islands receive them serialized. Every number a page
 //! prints comes from one of these fields; no page holds a number of its own.
 
 use serde::{Deserialize, Serialize};
 
-/// A claim level, in the order the evidence page lists them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ClaimLevel {
-    DeclaredBaseline,
-    VkaePath,
-    OptimizedShowcase,
-    PreviewSmoke,
-}
-
-impl ClaimLevel {
-    pub const ALL: [ClaimLevel; 4] = [
-        ClaimLevel::DeclaredBaseline,
-        ClaimLevel::VkaePath,
-        ClaimLevel::OptimizedShowcase,
-        ClaimLevel::PreviewSmoke,
-    ];
-
-    pub fn slug(self) -> &'static str {
-        match self {
-            ClaimLevel::DeclaredBaseline => "declared-baseline",
-            ClaimLevel::VkaePath => "vkae-path",
-            ClaimLevel::OptimizedShowcase => "optimized-showcase",
-            ClaimLevel::PreviewSmoke => "preview-smoke",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ClaimLevel::DeclaredBaseline => "Declared baseline",
-            ClaimLevel::VkaePath => "VKAE path",
-            ClaimLevel::OptimizedShowcase => "Optimized showcase",
-            ClaimLevel::PreviewSmoke => "Preview / smoke",
-        }
-    }
-
-    /// Parses a slug as the evidence API writes it.
-    pub fn parse(slug: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|level| level.slug() == slug)
-            .ok_or_else(|| format!("unknown claim level `{slug}` (expected one of declared-baseline, vkae-path, optimized-showcase, preview-smoke)"))
-    }
-}
+pub use vkae_domain::ClaimLevel;
 
 /// A promoted claim: one run an operator promoted, with the figures derived from it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -271,6 +229,15 @@ impl PublicData {
     pub fn family(&self, name: &str) -> Option<&Family> {
         self.catalog.families.iter().find(|f| f.name == name)
     }
+
+    /// What the preview form may offer: the service paths, families and GPUs of the catalog.
+    pub fn preview_choices(&self) -> vkae_domain::PreviewChoices {
+        vkae_domain::PreviewChoices {
+            service_paths: self.service_paths.iter().map(|p| p.slug.clone()).collect(),
+            families: self.catalog.families.iter().map(|f| f.name.clone()).collect(),
+            gpus: self.gpus.iter().map(|g| g.id.clone()).collect(),
+        }
+    }
 }
 
 fn lift(claim: &Claim) -> f64 {
@@ -303,7 +270,8 @@ pub struct RunSummary {
     /// What makes two runs' baselines comparable: model family, weights, GPU, batch, prompt and output tokens
     /// and the baseline path's name (empty without a baseline path).
     pub comparable: String,
-    /// This run's baseline beside the other ingested runs of the same `comparable` (see [`baseline_contexts`]).
+    /// This run's baseline beside the other ingested runs of the same `comparable` (filled by
+    /// `evidence::baseline_contexts`).
     pub baseline_context: Option<BaselineContext>,
 }
 
@@ -323,46 +291,6 @@ impl BaselineContext {
     /// Off by more than a quarter: worth a look before promoting (a caution, not a lane).
     pub fn notable(&self) -> bool {
         self.deviation.abs() > 0.25
-    }
-}
-
-/// The median of `values` (sorted in place); None when empty.
-pub fn median(values: &mut [f64]) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
-    }
-}
-
-/// Fills each run's [`RunSummary::baseline_context`] from the other runs with the same `comparable` key that
-/// have a baseline; needs at least two others.
-pub fn baseline_contexts(runs: &mut [RunSummary]) {
-    let medians: Vec<(String, Option<f64>)> = runs
-        .iter()
-        .map(|r| (r.comparable.clone(), r.baseline_tokens_per_s))
-        .collect();
-    for (i, run) in runs.iter_mut().enumerate() {
-        let Some(own) = run.baseline_tokens_per_s else {
-            continue;
-        };
-        let mut others: Vec<f64> = medians
-            .iter()
-            .enumerate()
-            .filter(|(j, (key, _))| *j != i && !key.is_empty() && *key == run.comparable)
-            .filter_map(|(_, (_, b))| *b)
-            .collect();
-        if others.len() < 2 {
-            continue;
-        }
-        let mid = median(&mut others).expect("two or more values");
-        run.baseline_context = Some(BaselineContext {
-            others: others.len(),
-            others_median: mid,
-            deviation: own / mid - 1.0,
-        });
     }
 }
 
@@ -431,15 +359,5 @@ mod tests {
         assert_eq!(fmt_int(1000), "1,000");
         assert_eq!(fmt_tps(9.76), "9.8");
         assert_eq!(fmt_tps(1043.4), "1043");
-    }
-
-    #[test]
-    fn claim_levels_round_trip_their_slugs() {
-        for level in ClaimLevel::ALL {
-            assert_eq!(ClaimLevel::parse(level.slug()), Ok(level));
-        }
-        assert!(ClaimLevel::parse("best-ever")
-            .unwrap_err()
-            .contains("best-ever"));
     }
 }

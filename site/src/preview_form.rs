@@ -1,40 +1,12 @@
-//! The private-preview request form's fields and their validation. The same code runs in the browser (so a
-//! visitor sees a field's problem before sending) and on the server (which never trusts the browser); the
-//! evidence store validates once more when it stores the request.
+//! The private-preview request form's outcome types and the form's reading of the one validator
+//! ([`vkae_domain::PreviewInput::validate`]), which runs in the browser (so a visitor sees a field's problem
+//! before sending), in the site's server function (which never trusts the browser) and in the evidence store.
 
 use serde::{Deserialize, Serialize};
+pub use vkae_domain::preview::MESSAGE_MAX_CHARS;
+pub use vkae_domain::{PreviewChoices, PreviewInput};
 
-/// The longest message the form accepts, in characters.
-pub const MESSAGE_MAX_CHARS: usize = 2000;
-/// The longest name or company, in characters.
-pub const SHORT_FIELD_MAX_CHARS: usize = 200;
-
-/// The five service paths, as (slug, label). The slugs are the evidence API's.
-pub const SERVICE_PATHS: [(&str, &str); 5] = [
-    ("report", "Acceleration report"),
-    ("managed-endpoint", "Managed endpoint"),
-    ("private-docker", "Private Docker evaluation"),
-    ("on-prem", "Enterprise on-prem"),
-    ("custom-build", "Custom engine build"),
-];
-
-/// What a visitor typed, exactly as typed (so it can be shown again after an error). A field left out of a
-/// request reads as empty, so validation (not parsing) names it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PreviewInput {
-    pub name: String,
-    pub email: String,
-    pub company: String,
-    pub service_path: String,
-    pub model_family: String,
-    pub gpu: String,
-    pub message: String,
-    /// Left empty by people; bots fill it.
-    pub website: String,
-}
-
-/// A problem with one field, named by its form field name.
+/// A problem with one field, named by its form field name, in the form's wording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
@@ -56,95 +28,32 @@ pub enum PreviewOutcome {
     },
 }
 
-impl PreviewInput {
-    /// Checks every field; an empty list means the input may be sent. `families` and `gpus` are the names
-    /// the catalog knows (an empty string means "not sure yet" and is allowed).
-    pub fn validate(&self, families: &[String], gpus: &[String]) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        let mut fail = |field: &str, message: String| {
-            errors.push(FieldError {
-                field: field.to_string(),
-                message,
-            })
-        };
-        check_short(&self.name, "Your name")
-            .map_err(|m| fail("name", m))
-            .ok();
-        if let Err(m) = check_email(&self.email) {
-            fail("email", m);
-        }
-        check_short(&self.company, "Company")
-            .map_err(|m| fail("company", m))
-            .ok();
-        if !SERVICE_PATHS
+/// The form's problems with `input`; empty when it may be sent. The form's empty family and GPU choice means
+/// "not sure yet" (the store's `undecided`).
+pub fn form_errors(input: &PreviewInput, choices: &PreviewChoices) -> Vec<FieldError> {
+    match input.clone().with_undecided_defaults().validate(choices) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems
             .iter()
-            .any(|(slug, _)| *slug == self.service_path)
-        {
-            fail(
-                "service_path",
-                "Choose one of the five service paths.".to_string(),
-            );
-        }
-        if !self.model_family.is_empty() && !families.contains(&self.model_family) {
-            fail(
-                "model_family",
-                format!("`{}` is not a Gemma 4 family we list.", self.model_family),
-            );
-        }
-        if !self.gpu.is_empty() && !gpus.contains(&self.gpu) {
-            fail("gpu", format!("`{}` is not a GPU lane we list.", self.gpu));
-        }
-        let chars = self.message.chars().count();
-        if chars > MESSAGE_MAX_CHARS {
-            fail(
-                "message",
-                format!("Keep the message to {MESSAGE_MAX_CHARS} characters (it has {chars})."),
-            );
-        }
-        errors
-    }
-}
-
-fn check_short(value: &str, what: &str) -> Result<(), String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err(format!("{what} is required."));
-    }
-    if trimmed.chars().count() > SHORT_FIELD_MAX_CHARS {
-        return Err(format!(
-            "{what} must be at most {SHORT_FIELD_MAX_CHARS} characters."
-        ));
-    }
-    Ok(())
-}
-
-/// A work email: one `@`, a local part, and a domain with a dot and no spaces.
-fn check_email(value: &str) -> Result<(), String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err("Work email is required.".to_string());
-    }
-    let valid = match value.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !value.chars().any(char::is_whitespace)
-        }
-        None => false,
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err("Enter a work email such as name@company.com.".to_string())
+            .map(|p| FieldError {
+                field: p.field.to_string(),
+                message: p.form_message(),
+            })
+            .collect(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn choices() -> PreviewChoices {
+        PreviewChoices {
+            service_paths: vec!["managed-endpoint".into()],
+            families: vec!["E4B".into()],
+            gpus: vec!["l40s".into()],
+        }
+    }
 
     fn good() -> PreviewInput {
         PreviewInput {
@@ -153,27 +62,32 @@ mod tests {
             company: "Analytical Engines".into(),
             service_path: "managed-endpoint".into(),
             model_family: "E4B".into(),
-            gpu: "L40S".into(),
+            gpu: "l40s".into(),
             message: "Batch 8 chat serving".into(),
-            website: String::new(),
+            ..PreviewInput::default()
         }
     }
 
     fn fields(input: &PreviewInput) -> Vec<String> {
-        input
-            .validate(&["E4B".into()], &["L40S".into()])
+        form_errors(input, &choices())
             .into_iter()
             .map(|e| e.field)
             .collect()
     }
 
     #[test]
-    fn accepts_a_complete_request() {
+    fn accepts_a_complete_request_and_an_empty_choice_as_not_sure_yet() {
         assert!(fields(&good()).is_empty());
+        let not_sure = PreviewInput {
+            model_family: String::new(),
+            gpu: String::new(),
+            ..good()
+        };
+        assert!(fields(&not_sure).is_empty());
     }
 
     #[test]
-    fn names_each_bad_field() {
+    fn names_each_bad_field_in_the_forms_words() {
         let input = PreviewInput {
             name: " ".into(),
             email: "ada@localhost".into(),
@@ -182,10 +96,15 @@ mod tests {
             message: "x".repeat(MESSAGE_MAX_CHARS + 1),
             ..good()
         };
+        let errors = form_errors(&input, &choices());
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
-            fields(&input),
+            fields,
             ["name", "email", "service_path", "model_family", "message"]
         );
+        assert_eq!(errors[0].message, "Your name is required.");
+        assert!(errors[1].message.contains("work email"), "{errors:?}");
+        assert_eq!(errors[3].message, "`E9B` is not a Gemma 4 family we list.");
     }
 
     #[test]

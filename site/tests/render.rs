@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 use std::sync::Arc;
+use vkae_site::evidence::baseline_contexts;
 use vkae_site::model::*;
 use vkae_site::pages::*;
 
