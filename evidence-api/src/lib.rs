@@ -6,7 +6,9 @@
 //! versioned JSON API that can read only promoted claims (the `public_claims` view) and catalog data.
 //!
 //! - [`service`]: the functions the site calls in-process (the HTTP handlers call the same ones).
-//! - [`app::Application`]: the server built from typed [`app::Settings`]; [`cli::main`] is the `vkae` binary.
+//! - [`settings::Settings`] (typed) -> [`state::AppState`] (content, database, limiter) ->
+//!   [`startup::Application`] (bound, served, drained); [`routes`] per URL space; [`cli::main`] is the `vkae`
+//!   binary. Imports run one way: `startup` -> `routes` -> `service` -> the store modules -> `state`/`settings`.
 //! - `docs/API.md`: the HTTP contract; `migrations/`: the schema; `content/`: catalog data.
 //!
 //! ## Error-handling policy
@@ -22,19 +24,24 @@
 //! - Start-up errors (broken content, unreadable database, failed migration) stop the process with a message that
 //!   names the file and field; the CLI exits 2 for usage mistakes and 1 for failures.
 
-pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod content;
 pub mod db;
 pub mod error;
-pub mod http;
 pub mod lanes;
 pub mod preview;
 pub mod public;
+pub mod routes;
 pub mod service;
+pub mod settings;
 pub mod sizing;
+pub mod startup;
+pub mod state;
 pub mod store;
 
-pub use app::{AppState, Application, Settings, SiteRoutes};
+pub use routes::SiteRoutes;
+pub use settings::{PublicOrigin, Settings};
+pub use startup::Application;
+pub use state::AppState;
 pub use error::{ApiError, ApiResult};

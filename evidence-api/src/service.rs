@@ -12,7 +12,7 @@
 //! A Leptos server function that changes state must call [`check_csrf`] (or [`authenticate_operator`] with the
 //! request's headers) before acting: the session cookie alone is not enough.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::auth::{self, Need, NewSession, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::preview::{self, PreviewInput, PreviewRequest, Submitted};
@@ -84,7 +84,7 @@ pub async fn login(
     origin: Option<&str>,
     cookie_header: Option<&str>,
 ) -> ApiResult<Login> {
-    auth::check_origin(&state.settings.public_origin, origin, false)?;
+    auth::check_origin(state.settings.public_origin.as_str(), origin, false)?;
     let session = auth::login(&state.db.writer, name, password, cookie_header).await?;
     let set_cookie =
         auth::session_cookie(&session.session_token, state.settings.session_idle_seconds);
@@ -119,7 +119,7 @@ pub fn check_csrf(
     origin: Option<&str>,
     csrf_token: Option<&str>,
 ) -> ApiResult<()> {
-    auth::check_csrf(session, &state.settings.public_origin, origin, csrf_token)
+    auth::check_csrf(session, state.settings.public_origin.as_str(), origin, csrf_token)
 }
 
 /// Authenticates an operator from request headers: `Authorization: Bearer <operator token>`, or the session
@@ -136,7 +136,7 @@ pub async fn authenticate_operator(
         headers,
         method,
         Need::Operator,
-        &s.public_origin,
+        s.public_origin.as_str(),
         s.session_idle_seconds,
         form_csrf,
     )

@@ -10,8 +10,7 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 t0=$SECONDS
 
 # One test at a time: each #[tokio::test] brings its own runtime, and with several rendering in parallel in one
-# process a page's render sometimes never finished (the router answered 408 after 15 s; 1 run in ~10-20 here).
-# The real server (one runtime) served 1,050 page requests at 16 concurrent with no such answer.
+# process a page's render sometimes never finished (the router answered 408). The real server runs one runtime.
 cargo test -p vkae-site -- --test-threads=1
 scripts/build-site
 cargo build -p vkae-site --bin vkae --example e2e_seed

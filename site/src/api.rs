@@ -195,7 +195,7 @@ pub mod ssr {
     /// A state change must carry this site's Origin (the configured public origin).
     pub fn check_origin(state: &AppState) -> Result<(), ServerFnError> {
         let origin = header(&headers()?, "origin");
-        vkae_evidence::auth::check_origin(&state.settings.public_origin, origin.as_deref(), true)
+        vkae_evidence::auth::check_origin(state.settings.public_origin.as_str(), origin.as_deref(), true)
             .map_err(|e| fail(e.into()))
     }
 

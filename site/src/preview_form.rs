@@ -106,23 +106,4 @@ mod tests {
         assert!(errors[1].message.contains("work email"), "{errors:?}");
         assert_eq!(errors[3].message, "`E9B` is not a Gemma 4 family we list.");
     }
-
-    #[test]
-    fn rejects_malformed_emails() {
-        for email in [
-            "",
-            "ada",
-            "@x.com",
-            "ada@.com",
-            "ada@x.",
-            "a b@x.com",
-            "a@b@c.com",
-        ] {
-            let input = PreviewInput {
-                email: email.into(),
-                ..good()
-            };
-            assert_eq!(fields(&input), ["email"], "{email:?}");
-        }
-    }
 }

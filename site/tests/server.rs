@@ -36,7 +36,7 @@ async fn site() -> Site {
     let routes: vkae_evidence::SiteRoutes =
         Box::new(move |state| vkae_site::server::routes(state, site_settings));
     Site {
-        router: vkae_evidence::http::router(state.clone(), Some(routes)),
+        router: vkae_evidence::routes::router(state.clone(), Some(routes)),
         state,
         _dir: TempDir(dir),
     }

@@ -35,7 +35,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use time::Timestamp;
 
@@ -547,6 +547,32 @@ pub fn read_signing_key_file(path: &Path) -> std::io::Result<SigningKey> {
     let text = std::fs::read_to_string(path)?;
     decode_signing_key(&text)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// A lane key pair written by [`write_keypair`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeypairFiles {
+    /// Base64 of the public key (what `vkae lane-key add NAME PUBLIC_KEY_BASE64` takes).
+    pub public_key: String,
+    /// `SECRET_KEY_FILE.pub`, holding `public_key` and a newline.
+    pub public_key_file: PathBuf,
+}
+
+/// Generates a lane key pair and writes it: the secret key to `secret_key_file` (created, never overwritten;
+/// mode 0600 on Unix) and the public key beside it in `secret_key_file.pub`. Both `vkae keygen` and
+/// `vkae-engine keygen` call this, so the two behave the same.
+pub fn write_keypair(secret_key_file: &Path) -> std::io::Result<KeypairFiles> {
+    let (secret, public) = keygen();
+    write_signing_key_file(secret_key_file, &secret)?;
+    let public_key = encode_verifying_key(&public);
+    let mut name = secret_key_file.as_os_str().to_owned();
+    name.push(".pub");
+    let public_key_file = PathBuf::from(name);
+    std::fs::write(&public_key_file, format!("{public_key}\n"))?;
+    Ok(KeypairFiles {
+        public_key,
+        public_key_file,
+    })
 }
 
 /// Writes a secret key file (mode 0600 on Unix) holding base64 of the seed and a newline.

@@ -65,7 +65,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     tokio::spawn(app.run_until(std::future::pending()));
     let base = format!("http://127.0.0.1:{port}");
     // The configured origin is what a browser on this site sends.
-    let origin = state.settings.public_origin.clone();
+    let origin = state.settings.public_origin.to_string();
 
     let (key, public) = vkae_record::keygen();
     store::add_lane_key(

@@ -3,9 +3,7 @@
 //! digest, the promotion time) are replaced by placeholders; everything else (key order, number formatting,
 //! nulls) must match exactly. `UPDATE_SNAPSHOTS=1` rewrites the files.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::PathBuf;
 

@@ -1,0 +1,67 @@
+//! `/api/internal/session`: log in with name and password (POST: a fresh session cookie and CSRF token), read
+//! the live session (GET), log out (DELETE).
+
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::extract::{header_str, parse_body, AuthenticatedOperator};
+use crate::service;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    name: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let origin = header_str(&headers, header::ORIGIN);
+    let cookie = header_str(&headers, header::COOKIE);
+    let b: LoginBody = parse_body(&headers, &body)?;
+    let login = service::login(&state, &b.name, &b.password, origin, cookie).await?;
+    let mut response = Json(
+        json!({ "operator": login.session.operator.name, "csrf_token": login.session.csrf_token }),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&login.set_cookie).expect("cookie is ASCII"),
+    );
+    Ok(response)
+}
+
+pub async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let cookie = header_str(&headers, header::COOKIE);
+    let session = service::session_from_cookie_header(&state, cookie)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("no live session"))?;
+    Ok(Json(
+        json!({ "operator": session.operator.name, "csrf_token": session.csrf_token }),
+    ))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    _operator: AuthenticatedOperator,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let cookie = header_str(&headers, header::COOKIE);
+    service::logout(&state, cookie).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&auth::clear_session_cookie()).expect("ASCII"),
+    );
+    Ok(response)
+}

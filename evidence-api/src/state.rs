@@ -1,0 +1,44 @@
+//! The state every request shares: settings, content, the database pools and the preview rate limiter.
+
+use crate::content::Content;
+use crate::db::Db;
+use crate::preview::RateLimiter;
+use crate::settings::Settings;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// State shared by every request (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<StateInner>);
+
+#[derive(Debug)]
+pub struct StateInner {
+    pub settings: Settings,
+    pub content: Content,
+    pub db: Db,
+    pub preview_limiter: RateLimiter,
+}
+
+impl Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens the database, applies migrations and loads content.
+    pub async fn open(settings: Settings) -> Result<AppState, String> {
+        let content = settings.load_content()?;
+        let db = Db::open(&settings.database).await?;
+        db.migrate().await?;
+        let preview_limiter =
+            RateLimiter::new(settings.preview_rate_limit, settings.preview_rate_window);
+        Ok(AppState(Arc::new(StateInner {
+            settings,
+            content,
+            db,
+            preview_limiter,
+        })))
+    }
+}

@@ -1,0 +1,4 @@
+mod auth;
+mod bad_inputs;
+mod runs;
+mod session;

@@ -1,0 +1,5 @@
+mod bad_inputs;
+mod claims;
+mod documents;
+mod health;
+mod preview;
