@@ -20,8 +20,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-/// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+pub use public::health::OPENAPI;
 
 /// Every public route as (method, path template); a test checks each is routed and in the OpenAPI document.
 pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
