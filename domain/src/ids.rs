@@ -11,8 +11,7 @@ fn is_slug(s: &str) -> bool {
 /// A run id: 1 to 128 characters of `A-Z a-z 0-9 . _ : -` (the run record's rule).
 fn is_run_id(s: &str) -> bool {
     (1..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
@@ -118,14 +117,20 @@ mod tests {
         let family = FamilyId::parse("E4B").unwrap();
         assert_eq!(family.to_string(), "E4B");
         assert_eq!(serde_json::to_string(&family).unwrap(), "\"E4B\"");
-        assert_eq!(RunId::parse("run:2026-01-01_a.b").unwrap().as_str(), "run:2026-01-01_a.b");
+        assert_eq!(
+            RunId::parse("run:2026-01-01_a.b").unwrap().as_str(),
+            "run:2026-01-01_a.b"
+        );
         assert_eq!(GpuSlug::parse("a100-80gb").unwrap(), "a100-80gb");
     }
 
     #[test]
     fn bad_ids_are_refused_with_the_value_and_the_rule() {
         let e = FamilyId::parse("E4B!").unwrap_err();
-        assert!(e.message.contains("`E4B!`") && e.message.contains("A-Z"), "{e}");
+        assert!(
+            e.message.contains("`E4B!`") && e.message.contains("A-Z"),
+            "{e}"
+        );
         assert!(GpuSlug::parse("").is_err());
         assert!(GpuSlug::parse(&"x".repeat(33)).is_err());
         assert!(RunId::parse("a b").is_err());

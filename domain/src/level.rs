@@ -74,6 +74,9 @@ mod tests {
             assert_eq!(serde_json::from_str::<ClaimLevel>(&json).unwrap(), level);
         }
         let e = ClaimLevel::parse("best-ever").unwrap_err();
-        assert!(e.message.contains("best-ever") && e.message.contains("preview-smoke"), "{e}");
+        assert!(
+            e.message.contains("best-ever") && e.message.contains("preview-smoke"),
+            "{e}"
+        );
     }
 }

@@ -89,12 +89,20 @@ pub struct ValidPreview {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProblemKind {
     Required,
-    TooLong { max: usize, chars: usize },
+    TooLong {
+        max: usize,
+        chars: usize,
+    },
     ControlCharacters,
     InvalidEmail,
-    PersonalEmail { domain: String },
+    PersonalEmail {
+        domain: String,
+    },
     /// Not one of the catalog's values (`choices`, in catalog order).
-    NotAChoice { value: String, choices: Vec<String> },
+    NotAChoice {
+        value: String,
+        choices: Vec<String>,
+    },
 }
 
 /// A problem with one field, named by its form (and JSON) field name.
@@ -118,9 +126,9 @@ impl PreviewProblem {
                 format!("{field} may not contain control characters")
             }
             ProblemKind::InvalidEmail => "a valid work email address is required".to_string(),
-            ProblemKind::PersonalEmail { domain } => format!(
-                "please use a work email address ({domain} is a personal mail provider)"
-            ),
+            ProblemKind::PersonalEmail { domain } => {
+                format!("please use a work email address ({domain} is a personal mail provider)")
+            }
             ProblemKind::NotAChoice { choices, .. } if field == "service_path" => {
                 format!("one of {}", choices.join(", "))
             }
@@ -156,7 +164,9 @@ impl PreviewProblem {
             ProblemKind::NotAChoice { value, .. } if self.field == "model_family" => {
                 format!("`{value}` is not a Gemma 4 family we list.")
             }
-            ProblemKind::NotAChoice { value, .. } => format!("`{value}` is not a GPU lane we list."),
+            ProblemKind::NotAChoice { value, .. } => {
+                format!("`{value}` is not a GPU lane we list.")
+            }
         }
     }
 }
@@ -185,8 +195,14 @@ impl PreviewInput {
         let name = check("name", short_text(&self.name));
         let email = check("email", work_email(&self.email));
         let company = check("company", short_text(&self.company));
-        let service_path = check("service_path", choice(&self.service_path, &choices.service_paths, false));
-        let model_family = check("model_family", choice(&self.model_family, &choices.families, true));
+        let service_path = check(
+            "service_path",
+            choice(&self.service_path, &choices.service_paths, false),
+        );
+        let model_family = check(
+            "model_family",
+            choice(&self.model_family, &choices.families, true),
+        );
         let gpu = check("gpu", choice(&self.gpu, &choices.gpus, true));
         let message = check("message", message(&self.message));
         if !problems.is_empty() {
@@ -320,7 +336,10 @@ mod tests {
         }
         .with_undecided_defaults();
         let valid = undecided.validate(&choices()).unwrap();
-        assert_eq!((valid.model_family.as_str(), valid.gpu.as_str()), (UNDECIDED, UNDECIDED));
+        assert_eq!(
+            (valid.model_family.as_str(), valid.gpu.as_str()),
+            (UNDECIDED, UNDECIDED)
+        );
     }
 
     #[test]
@@ -341,12 +360,25 @@ mod tests {
             model_family: String::new(),
             ..good()
         };
-        assert_eq!(fields(&empty_family), ["model_family"], "the API spells not-sure-yet as `undecided`");
+        assert_eq!(
+            fields(&empty_family),
+            ["model_family"],
+            "the API spells not-sure-yet as `undecided`"
+        );
     }
 
     #[test]
     fn rejects_malformed_and_personal_emails() {
-        for email in ["", "ada", "@x.com", "ada@.com", "ada@x.", "a b@x.com", "a@b@c.com", "ada@gmail.com"] {
+        for email in [
+            "",
+            "ada",
+            "@x.com",
+            "ada@.com",
+            "ada@x.",
+            "a b@x.com",
+            "a@b@c.com",
+            "ada@gmail.com",
+        ] {
             let input = PreviewInput {
                 email: email.into(),
                 ..good()
@@ -357,7 +389,10 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(work_email("Ada@Example.COM"), Ok("ada@example.com".to_string()));
+        assert_eq!(
+            work_email("Ada@Example.COM"),
+            Ok("ada@example.com".to_string())
+        );
         for bad in [
             "",
             "a",
@@ -381,9 +416,18 @@ mod tests {
         };
         let problems = input.validate(&choices()).unwrap_err();
         assert_eq!(problems[0].api_message(), "name is at most 200 characters");
-        assert_eq!(problems[0].form_message(), "Your name must be at most 200 characters.");
-        assert_eq!(problems[1].api_message(), "message is at most 2000 characters");
-        assert_eq!(problems[1].form_message(), "Keep the message to 2000 characters (it has 2001).");
+        assert_eq!(
+            problems[0].form_message(),
+            "Your name must be at most 200 characters."
+        );
+        assert_eq!(
+            problems[1].api_message(),
+            "message is at most 2000 characters"
+        );
+        assert_eq!(
+            problems[1].form_message(),
+            "Keep the message to 2000 characters (it has 2001)."
+        );
         let path = PreviewInput {
             service_path: "x".into(),
             ..good()

@@ -207,7 +207,10 @@ fn settings(
     {
         s.content_dir = Some(dir);
     }
-    s.public_origin = match public_origin.map(str::to_string).or_else(|| env("VKAE_PUBLIC_ORIGIN")) {
+    s.public_origin = match public_origin
+        .map(str::to_string)
+        .or_else(|| env("VKAE_PUBLIC_ORIGIN"))
+    {
         Some(origin) => PublicOrigin::parse(&origin).map_err(Failure::Usage)?,
         None => PublicOrigin::for_bind(s.bind),
     };
@@ -219,7 +222,11 @@ fn resolve(bind: &str) -> Result<SocketAddr, Failure> {
     bind.to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| Failure::Usage(format!("--bind {bind:?} is not an address such as 127.0.0.1:8080")))
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "--bind {bind:?} is not an address such as 127.0.0.1:8080"
+            ))
+        })
 }
 
 /// Runs the `vkae` command line; `site` adds the site's routes to `serve`.
@@ -277,7 +284,12 @@ async fn run(command: Command, site: Option<SiteRoutes>) -> Result<(), Failure> 
             content,
             public_origin,
         } => {
-            let settings = settings(&store, Some(&content), bind.as_deref(), public_origin.as_deref())?;
+            let settings = settings(
+                &store,
+                Some(&content),
+                bind.as_deref(),
+                public_origin.as_deref(),
+            )?;
             let app = Application::build_with_site(settings, site).await?;
             println!("vkae: listening on http://{}", app.addr());
             let _ = std::io::stdout().flush();
@@ -338,7 +350,10 @@ async fn run(command: Command, site: Option<SiteRoutes>) -> Result<(), Failure> 
         }
         Command::Keygen { file } => {
             let keys = vkae_record::write_keypair(&file).map_err(|e| {
-                format!("cannot create {} (it must not exist yet): {e}", file.display())
+                format!(
+                    "cannot create {} (it must not exist yet): {e}",
+                    file.display()
+                )
             })?;
             eprintln!(
                 "secret key: {} (keep it out of git); public key: {}",
@@ -469,4 +484,3 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .try_init();
 }
-

@@ -2,11 +2,11 @@
 //! `content/*.toml` at start-up and validated. A broken file stops start-up with an error naming file and field.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 pub use vkae_domain::{
     Adjacent, BenchmarkRules, Excluded, Family, Gpu, ProfileStatus, ServicePathInfo,
 };
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 
 /// Files read from the content folder, in load order.
 pub const FILES: [&str; 5] = [

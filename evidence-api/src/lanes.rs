@@ -5,8 +5,9 @@ use crate::content::{Content, ProfileStatus};
 use serde::Serialize;
 use serde_json::{json, Value};
 use vkae_domain::{
-    ClaimEngine, ClaimFigures, ClaimHardware, ClaimLanes, ClaimModel, ClaimPath, ClaimQuality, ClaimRecipe,
-    Derived, FamilyId, GpuSlug, ParseError, PathRole, RateSummary, RunId, UnavailableClaimPath,
+    ClaimEngine, ClaimFigures, ClaimHardware, ClaimLanes, ClaimModel, ClaimPath, ClaimQuality,
+    ClaimRecipe, Derived, FamilyId, GpuSlug, ParseError, PathRole, RateSummary, RunId,
+    UnavailableClaimPath,
 };
 use vkae_record::{stats, Role, RunRecord};
 
@@ -261,7 +262,10 @@ fn role(role: Role) -> PathRole {
 fn derived(record: &RunRecord) -> Option<Derived> {
     let b = record.paths.iter().find(|p| p.role == Role::Baseline)?;
     let v = record.paths.iter().find(|p| p.role == Role::Vkae)?;
-    let (b_med, v_med) = (stats::median(&b.tokens_per_s)?, stats::median(&v.tokens_per_s)?);
+    let (b_med, v_med) = (
+        stats::median(&b.tokens_per_s)?,
+        stats::median(&v.tokens_per_s)?,
+    );
     Some(Derived {
         label: "derived".into(),
         note: "Derived from the medians of this run's baseline and VKAE paths (same machine, weights and tokens). Token-cost reduction assumes the same GPU rate per hour.".into(),
@@ -275,7 +279,10 @@ fn derived(record: &RunRecord) -> Option<Derived> {
 
 /// The claim as the public API shows it, computed from a stored record at promotion. Level, promotion time and
 /// provenance are added from the claim row when read.
-pub fn public_claim(record: &RunRecord, gpu_id: Option<GpuSlug>) -> Result<ClaimFigures, ParseError> {
+pub fn public_claim(
+    record: &RunRecord,
+    gpu_id: Option<GpuSlug>,
+) -> Result<ClaimFigures, ParseError> {
     let pass = || "pass".to_string();
     Ok(ClaimFigures {
         run_id: RunId::parse(&record.run_id)?,

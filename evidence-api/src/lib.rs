@@ -40,8 +40,8 @@ pub mod startup;
 pub mod state;
 pub mod store;
 
+pub use error::{ApiError, ApiResult};
 pub use routes::SiteRoutes;
 pub use settings::{PublicOrigin, Settings};
 pub use startup::Application;
 pub use state::AppState;
-pub use error::{ApiError, ApiResult};

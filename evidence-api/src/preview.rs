@@ -30,8 +30,17 @@ pub struct PreviewRequest {
 /// The values the catalog offers for the request's choice fields.
 pub fn choices(content: &Content) -> PreviewChoices {
     PreviewChoices {
-        service_paths: content.service_paths.iter().map(|p| p.slug.to_string()).collect(),
-        families: content.catalog.families.iter().map(|f| f.slug.to_string()).collect(),
+        service_paths: content
+            .service_paths
+            .iter()
+            .map(|p| p.slug.to_string())
+            .collect(),
+        families: content
+            .catalog
+            .families
+            .iter()
+            .map(|f| f.slug.to_string())
+            .collect(),
         gpus: content.gpus.iter().map(|g| g.id.to_string()).collect(),
     }
 }

@@ -10,8 +10,8 @@ use crate::sizing;
 use serde::Deserialize;
 use sqlx::SqlitePool;
 use vkae_domain::{
-    CatalogFamily, ClaimFigures, ClaimLevel, ClaimsDocument, FamilyProfile, GpusDocument, LevelEntry,
-    ModelsDocument, Provenance, PublicClaim, RunId, SizingDocument, Thresholds,
+    CatalogFamily, ClaimFigures, ClaimLevel, ClaimsDocument, FamilyProfile, GpusDocument,
+    LevelEntry, ModelsDocument, Provenance, PublicClaim, RunId, SizingDocument, Thresholds,
 };
 
 /// Filters of `GET /api/v1/claims` (all optional).
@@ -81,10 +81,10 @@ pub async fn claims(
             |(run_id, level, promoted_at, public_json, sha256, lane_key, lane_public_key)| {
                 let mut figures: ClaimFigures = serde_json::from_str(&public_json)
                     .map_err(|e| ApiError::internal("claim unreadable", e))?;
-                figures.run_id =
-                    RunId::parse(&run_id).map_err(|e| ApiError::internal("claim run id unreadable", e))?;
-                let level =
-                    ClaimLevel::parse(&level).map_err(|e| ApiError::internal("claim level unreadable", e))?;
+                figures.run_id = RunId::parse(&run_id)
+                    .map_err(|e| ApiError::internal("claim run id unreadable", e))?;
+                let level = ClaimLevel::parse(&level)
+                    .map_err(|e| ApiError::internal("claim level unreadable", e))?;
                 Ok(PublicClaim {
                     provenance: Provenance {
                         record: record_path(&run_id),

@@ -12,11 +12,11 @@
 //! A Leptos server function that changes state must call [`check_csrf`] (or [`authenticate_operator`] with the
 //! request's headers) before acting: the session cookie alone is not enough.
 
-use crate::state::AppState;
 use crate::auth::{self, Need, NewSession, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::preview::{self, PreviewInput, PreviewRequest, Submitted};
 use crate::public::{self, ClaimFilter};
+use crate::state::AppState;
 use crate::store::{self, Actor, AuditEntry, Decision, IngestOutcome, RunSummary};
 use axum::http::{HeaderMap, Method};
 use vkae_domain::{ClaimsDocument, GpusDocument, ModelsDocument, SizingDocument};
@@ -45,10 +45,7 @@ pub fn public_gpus(state: &AppState) -> GpusDocument {
 }
 
 /// `GET /api/v1/sizing`: min/recommended lanes, memory arithmetic, planning index, measured where promoted.
-pub async fn public_sizing(
-    state: &AppState,
-    family: Option<&str>,
-) -> ApiResult<SizingDocument> {
+pub async fn public_sizing(state: &AppState, family: Option<&str>) -> ApiResult<SizingDocument> {
     public::sizing_document(&state.db.reader, &state.content, family).await
 }
 
@@ -119,7 +116,12 @@ pub fn check_csrf(
     origin: Option<&str>,
     csrf_token: Option<&str>,
 ) -> ApiResult<()> {
-    auth::check_csrf(session, state.settings.public_origin.as_str(), origin, csrf_token)
+    auth::check_csrf(
+        session,
+        state.settings.public_origin.as_str(),
+        origin,
+        csrf_token,
+    )
 }
 
 /// Authenticates an operator from request headers: `Authorization: Bearer <operator token>`, or the session

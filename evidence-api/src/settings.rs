@@ -22,11 +22,13 @@ impl PublicOrigin {
         let rest = value
             .strip_prefix("http://")
             .or_else(|| value.strip_prefix("https://"))
-            .ok_or_else(|| format!("public origin {value:?} must start with http:// or https://"))?;
+            .ok_or_else(|| {
+                format!("public origin {value:?} must start with http:// or https://")
+            })?;
         let host_ok = !rest.is_empty()
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+            && rest.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
         if !host_ok {
             return Err(format!(
                 "public origin {value:?} must be scheme://host[:port], without a path or a trailing slash"
@@ -125,10 +127,20 @@ mod tests {
 
     #[test]
     fn public_origins_are_scheme_host_and_port_only() {
-        for good in ["http://127.0.0.1:8080", "https://vkae.example", "http://[::1]:80"] {
+        for good in [
+            "http://127.0.0.1:8080",
+            "https://vkae.example",
+            "http://[::1]:80",
+        ] {
             assert_eq!(PublicOrigin::parse(good).unwrap().as_str(), good);
         }
-        for bad in ["127.0.0.1:8080", "http://", "https://vkae.example/", "http://a b", "ftp://x"] {
+        for bad in [
+            "127.0.0.1:8080",
+            "http://",
+            "https://vkae.example/",
+            "http://a b",
+            "ftp://x",
+        ] {
             assert!(PublicOrigin::parse(bad).is_err(), "{bad}");
         }
     }

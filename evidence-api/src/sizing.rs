@@ -5,8 +5,8 @@
 
 use crate::content::{Content, Family, Gpu, Scenario};
 use vkae_domain::{
-    FamilySizing, GpuSpeed, KvLayers, LaneFit, MeasuredSpeed, MemoryLane, PathRole, PlanningIndex, PublicClaim,
-    SizingAssumptions, SizingDocument,
+    FamilySizing, GpuSpeed, KvLayers, LaneFit, MeasuredSpeed, MemoryLane, PathRole, PlanningIndex,
+    PublicClaim, SizingAssumptions, SizingDocument,
 };
 
 const GB: f64 = 1e9;
@@ -64,7 +64,9 @@ fn lane(content: &Content, f: &Family, scenario: Scenario) -> MemoryLane {
         kv_cache_gb: round2(kv),
         needed_gb: round2(needed),
         headroom_fraction: h,
-        rule: "fits when weights_gb + kv_cache_gb <= gpu_count x memory_gb x (1 - headroom_fraction)".to_string(),
+        rule:
+            "fits when weights_gb + kv_cache_gb <= gpu_count x memory_gb x (1 - headroom_fraction)"
+                .to_string(),
         lane: fit,
     }
 }
@@ -84,9 +86,9 @@ fn min_count(content: &Content, f: &Family, g: &Gpu) -> Option<u32> {
 
 /// The newest promoted claim's VKAE figure for family `f` on GPU `g` (claims arrive newest first).
 fn measured(claims: &[PublicClaim], f: &Family, g: &Gpu) -> Option<MeasuredSpeed> {
-    let c = claims
-        .iter()
-        .find(|c| c.figures.model.family == f.slug && c.figures.hardware.gpu_id.as_ref() == Some(&g.id))?;
+    let c = claims.iter().find(|c| {
+        c.figures.model.family == f.slug && c.figures.hardware.gpu_id.as_ref() == Some(&g.id)
+    })?;
     let vkae = c.figures.path(PathRole::Vkae)?;
     Some(MeasuredSpeed {
         label: "measured".to_string(),
@@ -138,7 +140,11 @@ pub fn sizing(content: &Content, claims: &[PublicClaim], family: Option<&str>) -
                 decode_source: f.decode_source.clone(),
                 minimum: lane(content, f, content.sizing.minimum),
                 recommended: lane(content, f, content.sizing.recommended),
-                speed: content.gpus.iter().map(|g| gpu_speed(content, claims, f, g)).collect(),
+                speed: content
+                    .gpus
+                    .iter()
+                    .map(|g| gpu_speed(content, claims, f, g))
+                    .collect(),
             }
         })
         .collect();
@@ -189,12 +195,17 @@ mod tests {
         let f31 = fams.iter().find(|f| f.family == "31B").unwrap();
         // 69.9 GB weights + 0.67 GB global KV (8k) + 0.84 GB sliding KV = 71.4 GB <= 80 x 0.9: one 80 GB GPU,
         // the first in catalog order being the A100; at 32k x 8 (+28.2 GB KV) only the 141 GB H200 holds it.
-        assert!((f31.minimum.needed_gb - 71.41).abs() < 0.01, "{:?}", f31.minimum);
+        assert!(
+            (f31.minimum.needed_gb - 71.41).abs() < 0.01,
+            "{:?}",
+            f31.minimum
+        );
         let min_lane = f31.minimum.lane.as_ref().unwrap();
         assert_eq!(min_lane.gpu_id, "a100-80gb");
         assert_eq!(min_lane.gpu_count, 1);
         assert_eq!(
-            f31.recommended.lane.as_ref().unwrap().gpu_id, "h200",
+            f31.recommended.lane.as_ref().unwrap().gpu_id,
+            "h200",
             "{:?}",
             f31.recommended
         );

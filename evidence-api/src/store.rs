@@ -6,11 +6,11 @@ use crate::content::Content;
 use crate::db::{now_rfc3339, Db};
 use crate::error::{ApiError, ApiResult};
 use crate::lanes::{self, Lane, Verdict};
-use vkae_domain::{ClaimLevel, GpuSlug};
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{Sqlite, Transaction};
+use vkae_domain::{ClaimLevel, GpuSlug};
 use vkae_record::{RecordErrorKind, RunRecord};
 
 /// Who did something, as the audit log records it.
@@ -378,7 +378,8 @@ pub async fn promote(
     let public = lanes::public_claim(&record, gpu_id)
         .map_err(|e| ApiError::internal("stored record has an unreadable id", e))?;
     // Stored with sorted keys, as the claims document writes them.
-    let public = serde_json::to_value(&public).map_err(|e| ApiError::internal("claim does not serialise", e))?;
+    let public = serde_json::to_value(&public)
+        .map_err(|e| ApiError::internal("claim does not serialise", e))?;
     let at = now_rfc3339();
     sqlx::query(
         "INSERT INTO claims (run_id, level, promoted_by, promoted_at, reason, public_json) VALUES (?, ?, ?, ?, ?, ?)

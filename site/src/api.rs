@@ -195,8 +195,12 @@ pub mod ssr {
     /// A state change must carry this site's Origin (the configured public origin).
     pub fn check_origin(state: &AppState) -> Result<(), ServerFnError> {
         let origin = header(&headers()?, "origin");
-        vkae_evidence::auth::check_origin(state.settings.public_origin.as_str(), origin.as_deref(), true)
-            .map_err(|e| fail(e.into()))
+        vkae_evidence::auth::check_origin(
+            state.settings.public_origin.as_str(),
+            origin.as_deref(),
+            true,
+        )
+        .map_err(|e| fail(e.into()))
     }
 
     /// The client key for the store's per-client rate limit: the peer address.

@@ -7,8 +7,8 @@ use crate::model::*;
 use serde_json::Value;
 use vkae_domain as d;
 use vkae_evidence::service;
-use vkae_record::{stats, Role, RunRecord};
 use vkae_evidence::{ApiError, AppState};
+use vkae_record::{stats, Role, RunRecord};
 
 /// A refusal or failure from the store, as the site reports it.
 #[derive(Clone, Debug)]
@@ -275,8 +275,9 @@ pub async fn internal_data(
     let mut runs: Vec<RunSummary> = runs
         .into_iter()
         .map(|r| {
-            let record: RunRecord = serde_json::from_value(r.record.clone())
-                .map_err(|e| StoreError::from(format!("run {}: stored record unreadable: {e}", r.run_id)))?;
+            let record: RunRecord = serde_json::from_value(r.record.clone()).map_err(|e| {
+                StoreError::from(format!("run {}: stored record unreadable: {e}", r.run_id))
+            })?;
             let lanes = r
                 .lanes
                 .iter()
@@ -301,7 +302,8 @@ pub async fn internal_data(
                     .as_deref()
                     .and_then(|l| ClaimLevel::parse(l).ok()),
                 claim_ready: r.profile_status == Some("claim-ready"),
-                baseline_tokens_per_s: path(Role::Baseline).and_then(|p| stats::median(&p.tokens_per_s)),
+                baseline_tokens_per_s: path(Role::Baseline)
+                    .and_then(|p| stats::median(&p.tokens_per_s)),
                 vkae_tokens_per_s: path(Role::Vkae).and_then(|p| stats::median(&p.tokens_per_s)),
                 comparable: path(Role::Baseline)
                     .map(|b| {

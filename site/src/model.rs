@@ -234,7 +234,12 @@ impl PublicData {
     pub fn preview_choices(&self) -> vkae_domain::PreviewChoices {
         vkae_domain::PreviewChoices {
             service_paths: self.service_paths.iter().map(|p| p.slug.clone()).collect(),
-            families: self.catalog.families.iter().map(|f| f.name.clone()).collect(),
+            families: self
+                .catalog
+                .families
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
             gpus: self.gpus.iter().map(|g| g.id.clone()).collect(),
         }
     }

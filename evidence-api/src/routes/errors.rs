@@ -55,4 +55,3 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 pub async fn api_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route {method} {}", uri.path()))
 }
-

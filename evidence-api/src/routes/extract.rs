@@ -146,7 +146,6 @@ impl axum::extract::FromRequestParts<AppState> for AuthenticatedOperator {
     }
 }
 
-
 /// A request header as text (None when absent or not visible ASCII).
 pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())

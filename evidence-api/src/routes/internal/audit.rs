@@ -33,4 +33,3 @@ pub async fn audit(
         json!({ "entries": service::audit_log(&state, &op, q.before, limit).await? }),
     ))
 }
-

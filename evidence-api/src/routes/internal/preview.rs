@@ -37,4 +37,3 @@ pub async fn csv(
     )
         .into_response())
 }
-

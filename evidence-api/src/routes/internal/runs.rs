@@ -104,6 +104,11 @@ async fn operator_and_body<T: DeserializeOwned + FormCsrf>(
     Ok((op, parsed?))
 }
 
+/// A decision as JSON.
+fn decision_json(decision: crate::store::Decision) -> Json<Value> {
+    Json(serde_json::to_value(decision).expect("serialises"))
+}
+
 pub async fn promote(
     State(state): State<AppState>,
     method: Method,
@@ -112,8 +117,9 @@ pub async fn promote(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let (op, b) = operator_and_body::<PromoteBody>(&state, &method, &headers, &body).await?;
-    let decision = service::promote(&state, &op, &run_id, &b.level, &b.reason).await?;
-    Ok(Json(serde_json::to_value(decision).expect("serialises")))
+    Ok(decision_json(
+        service::promote(&state, &op, &run_id, &b.level, &b.reason).await?,
+    ))
 }
 
 pub async fn retract(
@@ -124,6 +130,7 @@ pub async fn retract(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let (op, b) = operator_and_body::<RetractBody>(&state, &method, &headers, &body).await?;
-    let decision = service::retract(&state, &op, &run_id, &b.reason).await?;
-    Ok(Json(serde_json::to_value(decision).expect("serialises")))
+    Ok(decision_json(
+        service::retract(&state, &op, &run_id, &b.reason).await?,
+    ))
 }

@@ -30,15 +30,8 @@ pub async fn login(
     let cookie = header_str(&headers, header::COOKIE);
     let b: LoginBody = parse_body(&headers, &body)?;
     let login = service::login(&state, &b.name, &b.password, origin, cookie).await?;
-    let mut response = Json(
-        json!({ "operator": login.session.operator.name, "csrf_token": login.session.csrf_token }),
-    )
-    .into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&login.set_cookie).expect("cookie is ASCII"),
-    );
-    Ok(response)
+    let body = session_json(&login.session.operator.name, &login.session.csrf_token);
+    Ok(with_cookie(body.into_response(), &login.set_cookie))
 }
 
 pub async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
@@ -46,9 +39,7 @@ pub async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
     let session = service::session_from_cookie_header(&state, cookie)
         .await?
         .ok_or_else(|| ApiError::unauthorized("no live session"))?;
-    Ok(Json(
-        json!({ "operator": session.operator.name, "csrf_token": session.csrf_token }),
-    ))
+    Ok(session_json(&session.operator.name, &session.csrf_token))
 }
 
 pub async fn logout(
@@ -58,10 +49,22 @@ pub async fn logout(
 ) -> ApiResult<Response> {
     let cookie = header_str(&headers, header::COOKIE);
     service::logout(&state, cookie).await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    Ok(with_cookie(
+        StatusCode::NO_CONTENT.into_response(),
+        &auth::clear_session_cookie(),
+    ))
+}
+
+/// What a session answers: the operator's name and the CSRF token state-changing requests must echo.
+fn session_json(operator: &str, csrf_token: &str) -> Json<Value> {
+    Json(json!({ "operator": operator, "csrf_token": csrf_token }))
+}
+
+/// `response` with a `Set-Cookie` header (session cookies are built from ASCII only).
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&auth::clear_session_cookie()).expect("ASCII"),
+        HeaderValue::from_str(cookie).expect("cookie is ASCII"),
     );
-    Ok(response)
+    response
 }

@@ -9,12 +9,18 @@ use axum::extract::{RawQuery, State};
 use axum::Json;
 use serde_json::Value;
 
-pub async fn models(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn models(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
     parse_query::<NoQuery>(raw)?;
     sorted_json(&service::public_models(&state))
 }
 
-pub async fn gpus(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn gpus(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
     parse_query::<NoQuery>(raw)?;
     sorted_json(&service::public_gpus(&state))
 }

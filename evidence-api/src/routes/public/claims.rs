@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
-pub async fn claims(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn claims(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
     let filter: ClaimFilter = parse_query(raw)?;
     sorted_json(&service::public_claims(&state, &filter).await?)
 }

@@ -15,7 +15,10 @@ struct SizingQuery {
     family: Option<String>,
 }
 
-pub async fn sizing(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn sizing(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
     let q: SizingQuery = parse_query(raw)?;
     sorted_json(&service::public_sizing(&state, q.family.as_deref()).await?)
 }

@@ -20,7 +20,9 @@ fn normalise(text: &str, keys: &[&str]) -> String {
             Value::Object(map) => {
                 for (k, v) in map {
                     match v.as_str() {
-                        Some(s) if keys.contains(&k.as_str()) => out.push((s.to_string(), k.clone())),
+                        Some(s) if keys.contains(&k.as_str()) => {
+                            out.push((s.to_string(), k.clone()))
+                        }
                         _ => collect(v, keys, out),
                     }
                 }
@@ -53,7 +55,10 @@ fn check(name: &str, body: &str) {
 #[tokio::test]
 async fn public_documents_match_their_snapshots_byte_for_byte() {
     let app = spawn().await;
-    assert_eq!(app.ingest(record_of(Kind::Good, "snap-1")).await.status(), 201);
+    assert_eq!(
+        app.ingest(record_of(Kind::Good, "snap-1")).await.status(),
+        201
+    );
     assert_eq!(app.promote("snap-1").await.status(), 200);
     for (name, path) in [
         ("claims", "/api/v1/claims"),
