@@ -345,3 +345,45 @@ pub fn public_claim(
         derived: derived(record),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RunRecord {
+        RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_path_without_repetitions_fails_the_benchmark_lane_with_a_reason() {
+        let content = Content::embedded().unwrap();
+        let mut record = sample();
+        record.paths[0].tokens_per_s.clear();
+        let verdict = benchmark(&record, &content);
+        assert!(!verdict.passed);
+        let name = &record.paths[0].name;
+        assert!(
+            verdict
+                .reasons
+                .iter()
+                .any(|r| r.starts_with(&format!("path {name}: no spread"))),
+            "{:?}",
+            verdict.reasons
+        );
+        assert!(
+            verdict.reasons.iter().all(|r| !r.contains("NaN")),
+            "{:?}",
+            verdict.reasons
+        );
+    }
+
+    #[test]
+    fn a_claim_without_a_median_has_no_derived_figures() {
+        let mut record = sample();
+        assert!(public_claim(&record, None).unwrap().derived.is_some());
+        record.paths[0].tokens_per_s.clear();
+        let figures = public_claim(&record, None).unwrap();
+        assert_eq!(figures.paths[0].tokens_per_s.median, None);
+        assert!(figures.derived.is_none());
+    }
+}
