@@ -12,7 +12,7 @@ use crate::bench::bench_prompt;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::stats::model_stats;
-use crate::{gpu::GpuModel, GenerateRequest, Model};
+use crate::{generic::GenericModel, GenerateRequest, Model};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -245,7 +245,7 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
     let mut generic_tokens: Vec<Vec<Vec<u32>>> = vec![];
     let mut device = String::new();
     if s.generic {
-        let mut g = GpuModel::new(model)?;
+        let mut g = GenericModel::new(model)?;
         device = g.device_name().to_string();
         for &b in &s.batches {
             let req = GenerateRequest {

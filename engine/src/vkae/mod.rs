@@ -2,7 +2,7 @@
 //! accumulation, f32 residual stream, BF16 KV cache) with fewer, larger launches, and each greedy decode
 //! step captured once as a CUDA graph per batch size and replayed per token.
 //!
-//! What differs from [`crate::gpu`] (one op per launch, no graph):
+//! What differs from [`crate::generic`] (one op per launch, no graph):
 //! - Weights concatenated at load: q|k|v (q|k on k = v layers, q alone on KV-shared layers) and gate|up,
 //!   so a layer runs 5 projections (qkv, o, gate|up, down, and the PLE gate/projection) instead of 7-9.
 //! - Fused kernels (vkae-kernels): residual add + post-norm + the next pre-norm + layer scalar in one
@@ -29,6 +29,7 @@
 //! such models with a message naming the generic path.
 
 pub mod bench;
+pub(crate) mod slots;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -44,9 +45,11 @@ use vkae_kernels::{
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
 use crate::error::{EngineError, Result};
+use crate::session::pack::{
+    tokens_per_sequence, truncate_at_eos, EosTracker, GenerateOutput, GenerateRequest, PackedRows,
+};
 use crate::tensor::Tensor;
 use crate::weights::Model;
-use crate::{GenerateOutput, GenerateRequest};
 
 type W = CudaSlice<bf16>;
 
@@ -1179,22 +1182,14 @@ impl VkaeModel {
     /// device step counter at 1.
     fn prefill_into(&mut self, bk: &mut Bucket, prompts: &[Vec<u32>]) -> Result<()> {
         let b = prompts.len();
-        let (mut ids, mut pos, mut seq, mut last) = (vec![], vec![], vec![], vec![]);
-        for (s, p) in prompts.iter().enumerate() {
-            for (i, &t) in p.iter().enumerate() {
-                ids.push(t);
-                pos.push(i as i32);
-                seq.push(s as i32);
-            }
-            last.push(ids.len() - 1);
-        }
+        let rows = PackedRows::prompts(prompts);
         self.ensure_scratch(b)?;
-        let mut pw = self.prefill_work(ids.len(), b)?;
+        let mut pw = self.prefill_work(rows.len(), b)?;
         let g = &self.gpu;
-        g.upload_into(&ids, &mut pw.ids)?;
-        g.upload_into(&pos, &mut pw.pos)?;
-        g.upload_into(&seq, &mut pw.seq)?;
-        let r = self.forward(&mut pw, &mut bk.kv, ids.len(), Some(&last));
+        g.upload_into(&rows.ids, &mut pw.ids)?;
+        g.upload_into(&rows.pos, &mut pw.pos)?;
+        g.upload_into(&rows.seq, &mut pw.seq)?;
+        let r = self.forward(&mut pw, &mut bk.kv, rows.len(), Some(&rows.last));
         let g = &self.gpu;
         let r = r.and_then(|_| {
             g.copy(&pw.ids.slice(..b), &mut bk.work.ids)?;
@@ -1289,12 +1284,13 @@ impl VkaeModel {
         self.gpu.synchronize()?;
         let t1 = Instant::now();
         let mut steps = 0;
+        let mut eos = EosTracker::new(&self.config, b);
         for step in 1..req.max_new {
             if req.stop_at_eos {
-                let h = self.gpu.download(&bk.history.slice(..step * b))?;
-                let done = (0..b)
-                    .all(|s| (0..step).any(|i| self.config.eos_token_ids.contains(&h[i * b + s])));
-                if done {
+                let h = self
+                    .gpu
+                    .download(&bk.history.slice((step - 1) * b..step * b))?;
+                if eos.observe(&h) {
                     break;
                 }
             }
@@ -1304,27 +1300,17 @@ impl VkaeModel {
         let produced = steps + 1;
         let flat = self.gpu.download(&bk.history.slice(..produced * b))?; // synchronizes
         let decode_s = t1.elapsed().as_secs_f64();
-        let mut tokens: Vec<Vec<u32>> = (0..b)
-            .map(|s| (0..produced).map(|i| flat[i * b + s]).collect())
-            .collect();
+        let mut tokens = tokens_per_sequence(&flat, b, produced);
         if req.stop_at_eos {
-            for t in tokens.iter_mut() {
-                if let Some(p) = t.iter().position(|x| self.config.eos_token_ids.contains(x)) {
-                    t.truncate(p + 1);
-                }
-            }
+            truncate_at_eos(&mut tokens, &self.config.eos_token_ids);
         }
-        Ok(GenerateOutput {
+        Ok(GenerateOutput::new(
             tokens,
             prefill_s,
             decode_s,
-            decode_steps: steps,
-            tokens_per_s: if decode_s > 0.0 {
-                (steps * b) as f64 / decode_s
-            } else {
-                0.0
-            },
-        })
+            steps,
+            steps * b,
+        ))
     }
 
     /// Greedy generation of one sequence through the same captured decode step, returning each step's

@@ -135,7 +135,7 @@ pub fn deep_model_bound(rounding_alone: f64) -> f64 {
 
 /// True where a CUDA GPU is usable; otherwise prints a visible skip line and returns false.
 pub fn gpu_or_skip(test: &str) -> bool {
-    match vkae_engine::gpu::available() {
+    match vkae_engine::generic::available() {
         Ok(()) => true,
         Err(why) => {
             // Written to the stderr handle directly, which the test harness does not capture: the skip shows.
