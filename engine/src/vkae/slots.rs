@@ -35,7 +35,7 @@ impl<'v> VkaeSlots<'v> {
     /// uses (as `generate` alone does before its prefill).
     pub(crate) fn new(model: &'v mut VkaeModel, settings: SessionSettings) -> Result<Self> {
         model.ensure_scratch(settings.max_slots)?;
-        if !model.timings.iter().any(|t| t.rows == 1) {
+        if !model.tuner.measured(1) {
             model.measure_projections(1)?;
         }
         let kv = model.new_kv(settings.max_slots, settings.capacity)?;
@@ -49,7 +49,7 @@ impl<'v> VkaeSlots<'v> {
     /// The step buffers for `n` rows, measuring the projection kernels for `n` rows on first use.
     fn step_graph(&mut self, n: usize) -> Result<&mut StepGraph> {
         if !self.steps.contains_key(&n) {
-            if !self.model.timings.iter().any(|t| t.rows == n) {
+            if !self.model.tuner.measured(n) {
                 self.model.measure_projections(n)?;
             }
             let work = self.model.new_work(n, n)?;
