@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod cpu;
+mod device;
 pub mod error;
 pub mod generic;
 pub mod qualify;

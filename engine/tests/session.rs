@@ -102,10 +102,10 @@ fn mixed_order(engine: &mut Engine, prompts: &[Vec<u32>], max_new: usize) -> Vec
                 out[running[i.slot].unwrap()].take(r);
             }
         }
-        for slot in 0..3 {
-            if running[slot].is_some_and(|p| out[p].tokens.len() >= max_new) {
+        for (slot, r) in running.iter_mut().enumerate() {
+            if r.is_some_and(|p| out[p].tokens.len() >= max_new) {
                 s.release(slot);
-                running[slot] = None;
+                *r = None;
             }
         }
         iteration += 1;

@@ -10,31 +10,23 @@ pub(crate) mod slots;
 
 use std::time::Instant;
 
-use vkae_kernels::half::bf16;
-use vkae_kernels::{CudaSlice, Gpu, KvLayout};
+use vkae_kernels::{CudaSlice, Gpu};
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
 use crate::cpu;
-use crate::error::{EngineError, Result};
+use crate::device::{new_kv, upload, LayerKv, W};
+use crate::error::Result;
 use crate::session::pack::{
-    tokens_per_sequence, truncate_at_eos, EosTracker, GenerateOutput, GenerateRequest, PackedRows,
+    batched_output, EosTracker, GenerateOutput, GenerateRequest, PackedRows,
 };
 use crate::tensor::Tensor;
 use crate::weights::Model;
-
-impl From<vkae_kernels::KernelError> for EngineError {
-    fn from(e: vkae_kernels::KernelError) -> Self {
-        EngineError::Gpu(e.to_string())
-    }
-}
 
 /// Whether a CUDA device can be used here; `Err` says why not (for tests that skip).
 pub fn available() -> std::result::Result<(), String> {
     vkae_kernels::cuda_libraries_present()?;
     Gpu::new().map(|_| ()).map_err(|e| e.to_string())
 }
-
-type W = CudaSlice<bf16>;
 
 struct Attn {
     q_proj: W,
@@ -113,13 +105,6 @@ struct Work {
     seq: CudaSlice<i32>,
 }
 
-/// One layer's KV cache (cache-owning layers only).
-struct LayerKv {
-    k: CudaSlice<bf16>,
-    v: CudaSlice<bf16>,
-    layout: KvLayout,
-}
-
 /// A model resident on the GPU.
 pub struct GenericModel {
     gpu: Gpu,
@@ -132,13 +117,6 @@ pub struct GenericModel {
     inv_freq_sliding: CudaSlice<f32>,
     inv_freq_full: CudaSlice<f32>,
     work: Option<Work>,
-}
-
-fn upload(gpu: &Gpu, t: &Tensor) -> Result<W> {
-    let b = t.to_bf16();
-    // SAFETY: a u16 slice viewed as its little-endian bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(b.as_ptr() as *const u8, b.len() * 2) };
-    Ok(gpu.upload_bf16_bytes(bytes)?)
 }
 
 impl GenericModel {
@@ -293,25 +271,12 @@ impl GenericModel {
     }
 
     fn new_kv(&self, num_seqs: usize, capacity: usize) -> Result<Vec<Option<LayerKv>>> {
-        self.layers
-            .iter()
-            .map(|l| {
-                if l.spec.kv_source.is_some() {
-                    return Ok(None);
-                }
-                let layout = KvLayout {
-                    num_seqs,
-                    capacity,
-                    kv_heads: l.spec.kv_heads,
-                    head_dim: l.spec.head_dim,
-                };
-                Ok(Some(LayerKv {
-                    k: self.gpu.alloc(layout.elements())?,
-                    v: self.gpu.alloc(layout.elements())?,
-                    layout,
-                }))
-            })
-            .collect()
+        new_kv(
+            &self.gpu,
+            self.layers.iter().map(|l| &l.spec),
+            num_seqs,
+            capacity,
+        )
     }
 
     /// Runs `rows` tokens (ids already in `work.ids`, positions and sequence ids in `work.pos` / `work.seq`)
@@ -574,17 +539,8 @@ impl GenericModel {
         }
         let flat = self.gpu.download(&history)?; // synchronizes
         let decode_s = t1.elapsed().as_secs_f64();
-        let mut tokens = tokens_per_sequence(&flat, b, steps + 1);
-        if req.stop_at_eos {
-            truncate_at_eos(&mut tokens, &self.config.eos_token_ids);
-        }
-        Ok(GenerateOutput::new(
-            tokens,
-            prefill_s,
-            decode_s,
-            steps,
-            steps * b,
-        ))
+        let c = &self.config;
+        Ok(batched_output(req, c, &flat, steps, prefill_s, decode_s))
     }
 }
 

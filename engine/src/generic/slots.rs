@@ -1,10 +1,12 @@
 //! The slot API on the generic path: one KV cache of `max_slots x capacity`, each row addressed by its slot
 //! as sequence id; a prefill chunk or a decode step is one eager forward over its rows.
 
-use super::{GenericModel, LayerKv};
+use super::GenericModel;
+use crate::device::download_rows;
+use crate::device::LayerKv;
 use crate::error::Result;
 use crate::session::pack::PackedRows;
-use crate::session::{Row, SessionSettings, SlotBackend};
+use crate::session::{Chunk, Row, RowResult, SessionSettings, SlotBackend};
 
 pub(crate) struct GenericSlots<'g> {
     model: &'g mut GenericModel,
@@ -24,7 +26,7 @@ impl<'g> GenericSlots<'g> {
         rows: &PackedRows,
         select: Option<&[usize]>,
         want: &[bool],
-    ) -> Result<Vec<(u32, Option<Vec<f32>>)>> {
+    ) -> Result<Vec<RowResult>> {
         let m = &mut *self.model;
         let vsz = m.config.vocab_size;
         m.ensure_work(rows.len(), select.map_or(rows.len(), |s| s.len()))?;
@@ -32,37 +34,19 @@ impl<'g> GenericSlots<'g> {
         let nsel = m.forward(&mut self.kv, rows.len(), select)?;
         let w = m.work.as_mut().expect("ensure_work above");
         m.gpu.argmax_rows(&w.logits, nsel, vsz, &mut w.ids)?;
-        let ids = m.gpu.download(&w.ids.slice(..nsel))?;
-        ids.into_iter()
-            .zip(want)
-            .enumerate()
-            .map(|(i, (t, &wanted))| {
-                let logits = if wanted {
-                    Some(m.gpu.download(&w.logits.slice(i * vsz..(i + 1) * vsz))?)
-                } else {
-                    None
-                };
-                Ok((t, logits))
-            })
-            .collect()
+        download_rows(&m.gpu, &w.ids, &w.logits, vsz, &want[..nsel])
     }
 }
 
 impl SlotBackend for GenericSlots<'_> {
-    fn prefill(
-        &mut self,
-        slot: usize,
-        start: usize,
-        ids: &[u32],
-        want_logits: bool,
-    ) -> Result<(u32, Option<Vec<f32>>)> {
+    fn prefill(&mut self, c: Chunk<'_>) -> Result<RowResult> {
         let mut rows = PackedRows::default();
-        rows.push(slot, start, ids);
+        rows.push(c.slot, c.start, c.ids);
         let last = rows.last.clone();
-        Ok(self.run(&rows, Some(&last), &[want_logits])?.remove(0))
+        Ok(self.run(&rows, Some(&last), &[c.want_logits])?.remove(0))
     }
 
-    fn step(&mut self, rows: &[Row]) -> Result<Vec<(u32, Option<Vec<f32>>)>> {
+    fn step(&mut self, rows: &[Row]) -> Result<Vec<RowResult>> {
         let mut packed = PackedRows::default();
         for r in rows {
             packed.push(r.slot, r.pos, &[r.token]);

@@ -1,6 +1,6 @@
 //! The slot API on the CPU reference: one [`CpuSession`] per slot, run one after another.
 
-use super::{Row, SlotBackend};
+use super::{Chunk, Row, RowResult, SlotBackend};
 use crate::cpu::{argmax, CpuSession};
 use crate::error::Result;
 use crate::weights::Model;
@@ -18,7 +18,7 @@ impl<'m> CpuSlots<'m> {
         }
     }
 
-    fn run(&mut self, slot: usize, ids: &[u32], want_logits: bool) -> (u32, Option<Vec<f32>>) {
+    fn run(&mut self, slot: usize, ids: &[u32], want_logits: bool) -> RowResult {
         let model = self.model;
         let s = self.slots[slot].get_or_insert_with(|| CpuSession::new(model));
         let logits = s.forward(ids, false);
@@ -27,18 +27,12 @@ impl<'m> CpuSlots<'m> {
 }
 
 impl SlotBackend for CpuSlots<'_> {
-    fn prefill(
-        &mut self,
-        slot: usize,
-        start: usize,
-        ids: &[u32],
-        want_logits: bool,
-    ) -> Result<(u32, Option<Vec<f32>>)> {
-        debug_assert_eq!(self.slots[slot].as_ref().map_or(0, |s| s.pos), start);
-        Ok(self.run(slot, ids, want_logits))
+    fn prefill(&mut self, c: Chunk<'_>) -> Result<RowResult> {
+        debug_assert_eq!(self.slots[c.slot].as_ref().map_or(0, |s| s.pos), c.start);
+        Ok(self.run(c.slot, c.ids, c.want_logits))
     }
 
-    fn step(&mut self, rows: &[Row]) -> Result<Vec<(u32, Option<Vec<f32>>)>> {
+    fn step(&mut self, rows: &[Row]) -> Result<Vec<RowResult>> {
         Ok(rows
             .iter()
             .map(|r| self.run(r.slot, &[r.token], r.want_logits))

@@ -107,21 +107,26 @@ pub(crate) struct Row {
     pub want_logits: bool,
 }
 
+/// One backend row's result: the greedy next token, and the soft-capped logits when asked for.
+pub(crate) type RowResult = (u32, Option<Vec<f32>>);
+
+/// A prefill call for a backend: `ids` as sequence `slot` from position `start` (the earlier positions are
+/// in its KV rows); the greedy token after the last one is wanted, with its logits when `want_logits`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Chunk<'a> {
+    pub slot: usize,
+    pub start: usize,
+    pub ids: &'a [u32],
+    pub want_logits: bool,
+}
+
 /// What a backend implements for the slot API; [`Session`] has checked every argument first (slot in range
 /// and active, positions within the capacity, ids in the vocabulary, no slot twice in a step).
 pub(crate) trait SlotBackend {
-    /// Runs `ids` as sequence `slot` from position `start` (the earlier positions are in its KV rows) and
-    /// returns the greedy token after the last one, with its logits when `want_logits`.
-    fn prefill(
-        &mut self,
-        slot: usize,
-        start: usize,
-        ids: &[u32],
-        want_logits: bool,
-    ) -> Result<(u32, Option<Vec<f32>>)>;
+    fn prefill(&mut self, chunk: Chunk<'_>) -> Result<RowResult>;
 
-    /// One decode step over `rows`; one output per row, in order.
-    fn step(&mut self, rows: &[Row]) -> Result<Vec<(u32, Option<Vec<f32>>)>>;
+    /// One decode step over `rows`; one result per row, in order.
+    fn step(&mut self, rows: &[Row]) -> Result<Vec<RowResult>>;
 
     /// Forgets the slot's state (its KV rows are overwritten by the next sequence).
     fn release(&mut self, slot: usize);
@@ -193,7 +198,12 @@ impl<'e> Session<'e> {
         pack::check_vocab(&self.config, ids)
             .map_err(|e| EngineError::Input(format!("slot {slot}: {e}")))?;
         self.check_room(slot, start, ids.len())?;
-        let (token, logits) = self.backend.prefill(slot, start, ids, want_logits)?;
+        let (token, logits) = self.backend.prefill(Chunk {
+            slot,
+            start,
+            ids,
+            want_logits,
+        })?;
         self.filled[slot] = Some(start + ids.len());
         Ok(RowOutput {
             slot,

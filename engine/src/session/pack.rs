@@ -130,6 +130,24 @@ pub fn truncate_at_eos(tokens: &mut [Vec<u32>], eos: &[u32]) {
     }
 }
 
+/// What a batched decode loop produced: `history` step-major (`[steps + 1, batch]`: the prefill's token,
+/// then one row per timed decode step), cut after each sequence's first EOS when the request asks.
+pub fn batched_output(
+    req: &GenerateRequest,
+    config: &TextConfig,
+    history: &[u32],
+    steps: usize,
+    prefill_s: f64,
+    decode_s: f64,
+) -> GenerateOutput {
+    let b = req.prompts.len();
+    let mut tokens = tokens_per_sequence(history, b, steps + 1);
+    if req.stop_at_eos {
+        truncate_at_eos(&mut tokens, &config.eos_token_ids);
+    }
+    GenerateOutput::new(tokens, prefill_s, decode_s, steps, steps * b)
+}
+
 /// Every prompt non-empty and inside the vocabulary.
 pub fn validate_prompts(cfg: &TextConfig, prompts: &[Vec<u32>]) -> Result<()> {
     if prompts.is_empty() {

@@ -3,10 +3,11 @@
 
 use vkae_kernels::cudarc::driver::CudaGraph;
 use vkae_kernels::half::bf16;
-use vkae_kernels::{CudaSlice, Gpu, KvLayout};
+use vkae_kernels::{CudaSlice, Gpu};
 
 use super::weights::{FusedWeights, W};
 use crate::config::TextConfig;
+pub(super) use crate::device::LayerKv;
 use crate::error::Result;
 
 /// Activation buffers for `rows` tokens.
@@ -32,12 +33,6 @@ pub(super) struct Work {
     pub(super) ids: CudaSlice<u32>,
     pub(super) pos: CudaSlice<i32>,
     pub(super) seq: CudaSlice<i32>,
-}
-
-pub(super) struct LayerKv {
-    pub(super) k: W,
-    pub(super) v: W,
-    pub(super) layout: KvLayout,
 }
 
 /// One batch size's decode state: its buffers, KV cache, token history and captured step.
@@ -105,31 +100,17 @@ impl Work {
     }
 }
 
-/// A KV cache of `num_seqs x capacity` positions for every cache-owning layer (`None` for KV-shared ones).
+/// A KV cache of `num_seqs x capacity` positions for every cache-owning layer.
 pub(super) fn new_kv(
     gpu: &Gpu,
     weights: &FusedWeights,
     num_seqs: usize,
     capacity: usize,
 ) -> Result<Vec<Option<LayerKv>>> {
-    weights
-        .layers
-        .iter()
-        .map(|l| {
-            if l.spec.kv_source.is_some() {
-                return Ok(None);
-            }
-            let layout = KvLayout {
-                num_seqs,
-                capacity,
-                kv_heads: l.spec.kv_heads,
-                head_dim: l.spec.head_dim,
-            };
-            Ok(Some(LayerKv {
-                k: gpu.alloc(layout.elements())?,
-                v: gpu.alloc(layout.elements())?,
-                layout,
-            }))
-        })
-        .collect()
+    crate::device::new_kv(
+        gpu,
+        weights.layers.iter().map(|l| &l.spec),
+        num_seqs,
+        capacity,
+    )
 }

@@ -10,7 +10,7 @@ use super::buffers::{Bucket, Work};
 use super::VkaeModel;
 use crate::error::{EngineError, Result};
 use crate::session::pack::{
-    tokens_per_sequence, truncate_at_eos, EosTracker, GenerateOutput, GenerateRequest, PackedRows,
+    batched_output, EosTracker, GenerateOutput, GenerateRequest, PackedRows,
 };
 
 impl VkaeModel {
@@ -174,17 +174,8 @@ impl VkaeModel {
         let produced = steps + 1;
         let flat = self.gpu.download(&bk.history.slice(..produced * b))?; // synchronizes
         let decode_s = t1.elapsed().as_secs_f64();
-        let mut tokens = tokens_per_sequence(&flat, b, produced);
-        if req.stop_at_eos {
-            truncate_at_eos(&mut tokens, &self.config.eos_token_ids);
-        }
-        Ok(GenerateOutput::new(
-            tokens,
-            prefill_s,
-            decode_s,
-            steps,
-            steps * b,
-        ))
+        let c = &self.config;
+        Ok(batched_output(req, c, &flat, steps, prefill_s, decode_s))
     }
 
     /// Greedy generation of one sequence through the same captured decode step, returning each step's

@@ -11,9 +11,10 @@ use vkae_kernels::cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptur
 use vkae_kernels::cudarc::driver::CudaGraph;
 
 use super::{LayerKv, VkaeModel, Work};
+use crate::device::download_rows;
 use crate::error::{EngineError, Result};
 use crate::session::pack::PackedRows;
-use crate::session::{Row, SessionSettings, SlotBackend};
+use crate::session::{Chunk, Row, RowResult, SessionSettings, SlotBackend};
 
 /// The buffers and captured step of one step size.
 struct StepGraph {
@@ -81,36 +82,15 @@ fn capture(
     Ok(())
 }
 
-/// The greedy ids of the first `want.len()` rows of `w`, and the soft-capped logits of the rows `want`
-/// marks.
-fn read_rows(model: &VkaeModel, w: &Work, want: &[bool]) -> Result<Vec<(u32, Option<Vec<f32>>)>> {
-    let g = &model.gpu;
-    let vsz = model.config.vocab_size;
-    let ids = g.download(&w.ids.slice(..want.len()))?; // synchronizes
-    ids.into_iter()
-        .zip(want)
-        .enumerate()
-        .map(|(i, (t, &wanted))| {
-            let logits = if wanted {
-                Some(g.download(&w.logits.slice(i * vsz..(i + 1) * vsz))?)
-            } else {
-                None
-            };
-            Ok((t, logits))
-        })
-        .collect()
+/// The greedy ids of the first `want.len()` rows of `w`, with the logits of the rows `want` marks.
+fn read_rows(model: &VkaeModel, w: &Work, want: &[bool]) -> Result<Vec<RowResult>> {
+    download_rows(&model.gpu, &w.ids, &w.logits, model.config.vocab_size, want)
 }
 
 impl SlotBackend for VkaeSlots<'_> {
-    fn prefill(
-        &mut self,
-        slot: usize,
-        start: usize,
-        ids: &[u32],
-        want_logits: bool,
-    ) -> Result<(u32, Option<Vec<f32>>)> {
+    fn prefill(&mut self, c: Chunk<'_>) -> Result<RowResult> {
         let mut rows = PackedRows::default();
-        rows.push(slot, start, ids);
+        rows.push(c.slot, c.start, c.ids);
         let m = &mut *self.model;
         let mut pw = m.prefill_work(rows.len(), 1)?;
         let r = (|| {
@@ -119,13 +99,13 @@ impl SlotBackend for VkaeSlots<'_> {
             g.upload_into(&rows.pos, &mut pw.pos)?;
             g.upload_into(&rows.seq, &mut pw.seq)?;
             m.forward(&mut pw, &mut self.kv, rows.len(), Some(&rows.last))?;
-            read_rows(m, &pw, &[want_logits])
+            read_rows(m, &pw, &[c.want_logits])
         })();
         m.prefill = Some(pw);
         Ok(r?.remove(0))
     }
 
-    fn step(&mut self, rows: &[Row]) -> Result<Vec<(u32, Option<Vec<f32>>)>> {
+    fn step(&mut self, rows: &[Row]) -> Result<Vec<RowResult>> {
         let n = rows.len();
         let mut packed = PackedRows::default();
         for r in rows {

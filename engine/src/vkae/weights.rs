@@ -1,15 +1,14 @@
 //! The VKAE path's weights on the device, in its fused layout: q|k|v (q|k on k = v layers, q alone on
 //! KV-shared layers) and gate|up concatenated at load, everything in BF16.
 
-use vkae_kernels::half::bf16;
 use vkae_kernels::{CudaSlice, Gpu, QkvLayout};
 
 use crate::config::{LayerSpec, TextConfig};
 use crate::error::{EngineError, Result};
-use crate::tensor::Tensor;
 use crate::weights::Model;
 
-pub(super) type W = CudaSlice<bf16>;
+pub(super) use crate::device::W;
+use crate::device::{upload, upload_concat};
 
 pub(super) struct Layer {
     pub(super) spec: LayerSpec,
@@ -51,24 +50,6 @@ pub(super) struct FusedWeights {
     pub(super) layers: Vec<Layer>,
     pub(super) inv_freq_sliding: CudaSlice<f32>,
     pub(super) inv_freq_full: CudaSlice<f32>,
-}
-
-fn bf16_bytes(v: &[u16]) -> &[u8] {
-    // SAFETY: a u16 slice viewed as its little-endian bytes.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 2) }
-}
-
-pub(super) fn upload(gpu: &Gpu, t: &Tensor) -> Result<W> {
-    Ok(gpu.upload_bf16_bytes(bf16_bytes(&t.to_bf16()))?)
-}
-
-/// Uploads tensors with the same row length as one matrix, rows in the order given.
-pub(super) fn upload_concat(gpu: &Gpu, parts: &[&Tensor]) -> Result<W> {
-    let mut all: Vec<u16> = Vec::with_capacity(parts.iter().map(|t| t.numel()).sum());
-    for t in parts {
-        all.extend_from_slice(&t.to_bf16());
-    }
-    Ok(gpu.upload_bf16_bytes(bf16_bytes(&all))?)
 }
 
 impl FusedWeights {
