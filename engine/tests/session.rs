@@ -222,7 +222,9 @@ fn generic_session_in_mixed_order_equals_generate_alone() {
     if !gpu_or_skip("generic_session_in_mixed_order_equals_generate_alone") {
         return;
     }
-    for name in FIXTURES {
+    // Not the MoE fixture: its router's top-k flips under the BF16 noise of a different step size, which is
+    // no near-tie of the final logits (docs/benchmarks/engine-accuracy.md).
+    for name in ["e_style", "dense_style"] {
         gpu_session_check(Backend::Cuda, name);
     }
 }

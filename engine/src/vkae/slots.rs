@@ -39,7 +39,8 @@ impl<'v> VkaeSlots<'v> {
         if !model.tuner.measured(1) {
             model.measure_projections(1)?;
         }
-        let kv = model.new_kv(settings.max_slots, settings.capacity)?;
+        // Rounded up as `generate` rounds its cache, so a slot's attention splits its keys as a run alone does.
+        let kv = model.new_kv(settings.max_slots, settings.capacity.next_multiple_of(1024))?;
         Ok(VkaeSlots {
             steps: HashMap::new(),
             kv,
