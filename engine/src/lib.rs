@@ -5,8 +5,11 @@
 //! - [`cpu`]: the f32 CPU reference forward pass (prefill, KV cache, decode).
 //! - [`generic`]: the generic CUDA path (BF16 weights, cuBLAS projections, `vkae-kernels` for the rest).
 //! - [`vkae`]: the VKAE kernel path (fused weights and kernels, weight-streaming GEMV, one CUDA graph per decode step).
-//! - [`generate`] / [`logprobs`]: greedy generation and teacher-forced log-probabilities on either backend.
-//! - [`stats`]: parameter counts, bytes streamed per decoded token, KV bytes per token.
+//! - [`session`]: what every backend's `generate` shares, and the slot API for continuous batching
+//!   ([`Engine::session`]).
+//! - [`generate`] / [`logprobs`]: greedy generation and teacher-forced log-probabilities on any backend.
+//! - [`bench`](mod@bench): the one benchmark loop ([`bench::measure`]) and the decode benchmark.
+//! - [`stats`]: parameter counts, bytes streamed per decode step ([`stats::bytes_per_step`]), KV bytes per token.
 
 pub mod bench;
 pub mod cli;

@@ -1,7 +1,7 @@
 //! The VKAE-vs-generic decode benchmark: one process, one set of weights, one prompt; the generic path and
-//! each VKAE variant decode the same greedy request at each batch size. Warm-up runs (module load, graph
-//! capture, projection timing) are excluded; each repetition's tokens/s counts the decode steps after the
-//! first token; median with min/max over the repetitions. Achieved bandwidth = bytes a step must stream x
+//! each VKAE variant decode the same greedy request at each batch size, through [`crate::bench::measure`]:
+//! warm-up runs (module load, graph capture, projection timing) excluded, each repetition's tokens/s counting
+//! the decode steps after the first token, median with min/max over the repetitions. Achieved bandwidth = bytes a step must stream x
 //! steps per second, where the bytes are the weights read once per step (everything but the PLE table,
 //! plus the batch's PLE rows) and the KV cache the step's attention reads (each cached entry once).
 
