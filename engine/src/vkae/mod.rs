@@ -25,7 +25,7 @@
 //!
 //! Files: [`options`] (settings and ablations), `weights` (the fused upload), `buffers` (activations, KV
 //! cache, batch buckets), `tuner` (the projection autotuner), `forward` (the fused forward pass), `graph`
-//! (`generate` and the checks through the captured decode step), `slots` (the session slot API), [`bench`]
+//! (`generate` and the checks through the captured decode step), `slots` (the session slot API), `bench`
 //! (the VKAE-vs-generic benchmark, feature `ablations`).
 //!
 //! Not covered: MoE layers (the 26B-A4B's router picks experts on the host); [`VkaeModel::new`] refuses
