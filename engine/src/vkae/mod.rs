@@ -39,7 +39,8 @@ use vkae_kernels::cudarc::driver::sys::{
 use vkae_kernels::cudarc::driver::CudaGraph;
 use vkae_kernels::half::bf16;
 use vkae_kernels::{
-    AttentionPath, CudaSlice, Gpu, KvLayout, QkvLayout, QkvPrologue, ResidualNorm, ScratchLimits,
+    AttentionPath, AttentionSpec, CudaSlice, GemmShape, Gpu, KvCache, KvLayout, PleCombine,
+    QkvLayout, QkvPrologue, ResidualNorm, ScratchLimits, Strided, Tokens,
 };
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
@@ -756,7 +757,7 @@ impl VkaeModel {
         let mut got = g.alloc::<f32>(rows * n)?;
         let mut passed = vec![];
         for algo in 0..algos {
-            g.gemm_bf16_lt(x, w, rows, n, k, algo, &mut got)?;
+            g.gemm_bf16_lt(x, w, GemmShape { m: rows, n, k }, algo, &mut got)?;
             let e = vkae_kernels::tolerance::relative_error(&g.download(&got)?, &want);
             if e <= vkae_kernels::tolerance::MMA_F32_ACCUMULATION {
                 passed.push(ProjectionKernel::CublasLt { algo });
@@ -778,12 +779,16 @@ impl VkaeModel {
     ) -> Result<()> {
         let g = &self.gpu;
         match kernel {
-            ProjectionKernel::Gemv { kparts } => g.gemv_bf16_split(x, w, m, n, k, kparts, y)?,
+            ProjectionKernel::Gemv { kparts } => {
+                g.gemv_bf16_split(x, w, GemmShape { m, n, k }, kparts, y)?
+            }
             ProjectionKernel::Skinny { kparts } => {
-                g.skinny_gemm_bf16_split(x, w, m, n, k, kparts, y)?
+                g.skinny_gemm_bf16_split(x, w, GemmShape { m, n, k }, kparts, y)?
             }
             ProjectionKernel::Cublas => g.gemm_bf16(x, w, m, n, k, y)?,
-            ProjectionKernel::CublasLt { algo } => g.gemm_bf16_lt(x, w, m, n, k, algo, y)?,
+            ProjectionKernel::CublasLt { algo } => {
+                g.gemm_bf16_lt(x, w, GemmShape { m, n, k }, algo, y)?
+            }
         }
         Ok(())
     }
@@ -837,11 +842,14 @@ impl VkaeModel {
         let g = &self.gpu;
         match self.kernel_for(m, 2 * inter, k) {
             ProjectionKernel::Gemv { kparts } if self.options.fuse_geglu => {
-                g.gemv_bf16_geglu_halves(x, gate_up, m, inter, k, kparts, act)?
+                let halves = GemmShape { m, n: inter, k };
+                g.gemv_bf16_geglu_halves(x, gate_up, halves, kparts, act)?
             }
             kernel => {
                 self.run_projection(kernel, x, gate_up, m, 2 * inter, k, gu)?;
-                g.geglu_to_bf16(gu, 2 * inter, &gu.slice(inter..), 2 * inter, m, inter, act)?;
+                let up = gu.slice(inter..);
+                let (gate, up) = (Strided::new(&*gu, 2 * inter), Strided::new(&up, 2 * inter));
+                g.geglu_to_bf16(gate, up, m, inter, act)?;
             }
         }
         Ok(())
@@ -899,11 +907,18 @@ impl VkaeModel {
         let g = &self.gpu;
         match self.kernel_for(m, n, k) {
             ProjectionKernel::Gemv { kparts } if self.options.fuse_geglu => {
-                g.gemv_bf16_geglu_with(x, w, m, n, k, kparts, z, z_stride, act)?
+                let z = Strided::new(z, z_stride);
+                g.gemv_bf16_geglu_with(x, w, GemmShape { m, n, k }, kparts, z, act)?
             }
             kernel => {
                 self.run_projection(kernel, x, w, m, n, k, scratch)?;
-                g.geglu_to_bf16(scratch, n, z, z_stride, m, n, act)?;
+                g.geglu_to_bf16(
+                    Strided::new(&*scratch, n),
+                    Strided::new(z, z_stride),
+                    m,
+                    n,
+                    act,
+                )?;
             }
         }
         Ok(())
@@ -937,37 +952,33 @@ impl VkaeModel {
             .layers
             .first()
             .map_or(&self.final_norm, |l| &l.input_norm);
-        g.residual_rms_norm(
-            &mut w.x,
-            None,
-            None,
-            1.0,
-            Some(first_norm),
-            Some(&mut w.a),
-            self.ple.is_some().then_some(&mut w.xb),
-            n,
-            h,
+        let first = ResidualNorm {
+            x: &mut w.x,
+            w_post: None,
+            s: 1.0,
+            w_next: Some(first_norm),
+            out_norm: Some(&mut w.a),
+            out_x: self.ple.is_some().then_some(&mut w.xb),
             eps,
-        )?;
+        };
+        g.residual_step(None, first, n, h)?;
         let (pd, nl) = (c.hidden_size_per_layer_input, c.num_hidden_layers);
         if let Some(p) = &self.ple {
             self.proj(&w.xb, &p.model_projection, n, nl * pd, h, &mut w.ple_proj)?;
-            g.ple_combine(
-                &w.ple_proj,
-                &p.table,
-                &w.ids,
-                &p.projection_norm,
-                n,
-                nl,
-                pd,
-                [
+            let combine = PleCombine {
+                table: &p.table,
+                ids: &w.ids,
+                norm_w: &p.projection_norm,
+                layers: nl,
+                dim: pd,
+                scales: [
                     (h as f64).powf(-0.5) as f32,
                     (pd as f64).sqrt() as f32,
                     2f64.powf(-0.5) as f32,
                 ],
                 eps,
-                &mut w.ple,
-            )?;
+            };
+            g.ple_combine(&w.ple_proj, combine, n, &mut w.ple)?;
         }
         for (li, l) in self.layers.iter().enumerate() {
             let s = &l.spec;
@@ -1014,21 +1025,24 @@ impl VkaeModel {
                 merge_in_kernel: self.options.merge_attention,
                 softmax_per_round: self.options.attention_softmax_per_round,
             };
-            g.attention_with_path(
-                &w.q,
-                &cache.k,
-                &cache.v,
-                &w.seq,
-                &w.pos,
-                n,
-                nh,
-                cache.layout,
+            let tokens = Tokens {
+                seq_ids: &w.seq,
+                positions: &w.pos,
+                count: n,
+            };
+            let cache = KvCache {
+                k: &cache.k,
+                v: &cache.v,
+                layout: cache.layout,
+            };
+            let spec = AttentionSpec {
+                heads: nh,
                 window,
-                1.0,
+                scale: 1.0,
                 max_keys,
                 path,
-                &mut w.att_b,
-            )?;
+            };
+            g.attention(&w.q, cache, tokens, spec, &mut w.att_b)?;
             // o = att · o_projᵀ; x += post_attn_norm(o); a = pre_ff_norm(x).
             self.proj_residual(
                 &w.att_b,

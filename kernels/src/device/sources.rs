@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
 
 /// Helpers prepended to every module.
-pub const COMMON: &str = include_str!("../cuda/common.cuh");
+pub const COMMON: &str = include_str!("../../cuda/common.cuh");
 
 /// One `.cu` file and the kernels it defines.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,7 @@ macro_rules! cu {
     ($name:literal, [$($f:literal),* $(,)?]) => {
         KernelSource {
             name: $name,
-            source: include_str!(concat!("../cuda/", $name, ".cu")),
+            source: include_str!(concat!("../../cuda/", $name, ".cu")),
             functions: &[$($f),*],
         }
     };
