@@ -25,7 +25,8 @@
 // in shared memory (narrow outputs still spread over many SMs). Rows past n clamp their loads to row n - 1 and are not written.
 // Requires k % 32 == 0 and 16-byte aligned x and w (the host checks). Grid ceil(n / (RT * 16 * groups)).
 // PDL as gemv.cu: before waiting on the previous kernel a block asks L2 for the first `prefetch_bytes` of
-// its rows of w (bulk prefetch, sm_90; 0 turns it off); x is read only after the wait.
+// its rows of w (bulk prefetch, sm_90; 0 turns it off; compiled only with VKAE_ABLATIONS, as in gemv.cu); x is
+// read only after the wait.
 #define SK_WARPS 8
 
 __device__ __forceinline__ void sk_mma(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0,
@@ -76,7 +77,7 @@ __device__ __forceinline__ void skinny_impl(const bf16_t* __restrict__ x, const 
     __shared__ float red[SK_WARPS][RW * LD];
     pdl_launch_dependents();
     const int groups = SK_WARPS / kparts;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(VKAE_ABLATIONS) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if (prefetch_bytes > 0) {
         // This block's rows are contiguous: [first, first + rows) x k bf16.
         const int first = blockIdx.x * groups * RW;

@@ -24,8 +24,9 @@ pub struct ScratchLimits {
 impl Gpu {
     /// Allocates every internal scratch buffer for `limits` now (buffers only grow).
     pub fn reserve_scratch(&self, limits: ScratchLimits) -> Result<()> {
-        self.reserve_buffer::<bf16>(matmul::scratch_names::LINEAR_BF16, limits.linear_elements)?;
-        self.reserve_buffer::<u64>(
+        self.scratch
+            .reserve::<bf16>(matmul::cublas::LINEAR_BF16, limits.linear_elements)?;
+        self.scratch.reserve::<u64>(
             ops::argmax::PARTIALS,
             limits.argmax_rows * limits.argmax_cols.div_ceil(ops::argmax::ARGMAX_CHUNK),
         )?;
@@ -33,8 +34,10 @@ impl Gpu {
         // later call, prefill included, grows them: a captured decode step keeps valid pointers).
         if limits.attention_tokens > 0 && limits.attention_heads > 0 {
             let (partials, counters) = self.attention_scratch_bound(limits.attention_head_dim);
-            self.reserve_buffer::<f32>(ops::attention::PARTIALS, partials)?;
-            self.reserve_buffer::<u32>(ops::attention::MERGE_COUNTERS, counters)?;
+            self.scratch
+                .reserve::<f32>(ops::attention::PARTIALS, partials)?;
+            self.scratch
+                .reserve::<u32>(ops::attention::MERGE_COUNTERS, counters)?;
         }
         Ok(())
     }

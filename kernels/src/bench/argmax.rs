@@ -1,7 +1,8 @@
 //! Benchmark section: logits: softcap and argmax over [batch, 262144].
 
-use super::e4b::*;
-use super::{sets_for, Bench, Settings};
+use super::harness::e4b::*;
+use super::harness::{Bench, Settings};
+use super::timing::sets_for;
 use crate::check::Checker;
 use crate::error::Result;
 

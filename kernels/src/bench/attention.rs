@@ -1,7 +1,7 @@
 //! Benchmark section: decode attention: sliding (hd 256, window 512) and global (hd 512, full), at each context.
 
-use super::e4b::*;
-use super::{Bench, Row, Settings};
+use super::harness::e4b::*;
+use super::harness::{Bench, Row, Settings};
 use crate::check::Checker;
 use crate::error::Result;
 use crate::layout::{KvCache, KvLayout, Tokens};

@@ -1,7 +1,7 @@
 //! Benchmark section: embedding gather (check at a small vocab; time on the full 262144 x 2560 table).
 
-use super::e4b::*;
-use super::{Bench, Settings};
+use super::harness::e4b::*;
+use super::harness::{Bench, Settings};
 use crate::check::Checker;
 use crate::error::Result;
 

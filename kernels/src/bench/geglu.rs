@@ -1,7 +1,8 @@
 //! Benchmark section: GeGLU (fused gate|up output of the MLP).
 
-use super::e4b::*;
-use super::{sets_for, Bench, Settings};
+use super::harness::e4b::*;
+use super::harness::{Bench, Settings};
+use super::timing::sets_for;
 use crate::check::Checker;
 use crate::error::Result;
 use crate::layout::Strided;

@@ -1,7 +1,7 @@
 //! Benchmark section: KV append (global layer shape).
 
-use super::e4b::*;
-use super::{Bench, Settings};
+use super::harness::e4b::*;
+use super::harness::{Bench, Settings};
 use crate::check::Checker;
 use crate::error::Result;
 use crate::layout::{KvCacheMut, KvLayout, Tokens};

@@ -1,7 +1,8 @@
 //! Benchmark section: projections: cuBLAS bf16 GEMM at the E4B shapes (weights rotated), and `linear` (cast + GEMM).
 
-use super::e4b::*;
-use super::{sets_for, weight_set, Bench, Settings};
+use super::harness::e4b::*;
+use super::harness::{Bench, Settings};
+use super::timing::{sets_for, weight_set};
 use crate::check::Checker;
 use crate::device::Gpu;
 use crate::error::Result;

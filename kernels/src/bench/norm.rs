@@ -1,7 +1,8 @@
 //! Benchmark section: RMSNorm: hidden rows (weight), q-norm rows (weight, hd 256), v-norm (scale-free, hd 512).
 
-use super::e4b::*;
-use super::{sets_for, Bench, Settings};
+use super::harness::e4b::*;
+use super::harness::{Bench, Settings};
+use super::timing::sets_for;
 use crate::check::Checker;
 use crate::error::Result;
 

@@ -1,7 +1,8 @@
 //! Benchmark section: RoPE on q: sliding (default, hd 256) and global (proportional, hd 512).
 
-use super::e4b::*;
-use super::{sets_for, Bench, Settings};
+use super::harness::e4b::*;
+use super::harness::{Bench, Settings};
+use super::timing::sets_for;
 use crate::check::Checker;
 use crate::error::Result;
 use crate::rope::Rope;

@@ -16,13 +16,9 @@ pub struct Stats {
 
 impl Stats {
     fn of(mut v: Vec<f64>) -> Self {
+        let median = vkae_record::stats::median(&v).expect("at least one repetition (reps > 0)");
         v.sort_by(|a, b| a.total_cmp(b));
         let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            0.5 * (v[n / 2 - 1] + v[n / 2])
-        };
         Self {
             median_us: median,
             min_us: v[0],

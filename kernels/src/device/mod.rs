@@ -178,6 +178,7 @@ impl Gpu {
                 source,
             })?;
         }
+        let scratch = ScratchArena::new(stream.clone());
         Ok(Self {
             ctx,
             stream,
@@ -190,7 +191,7 @@ impl Gpu {
             sms,
             compile_seconds,
             modules_from_cache,
-            scratch: ScratchArena::default(),
+            scratch,
             programmatic: AtomicBool::new(false),
             #[cfg(feature = "ablations")]
             gemv_prefetch: std::sync::atomic::AtomicU32::new(0),

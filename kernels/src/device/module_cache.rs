@@ -1,6 +1,6 @@
 //! An on-disk cache of the cubins NVRTC compiles, so that only the first process on a machine pays for them.
 //!
-//! Every [`crate::Gpu`] compiles every module for its device (about 8 s for all of them on the H200), and a test
+//! Every [`crate::Gpu`] compiles every module for its device (seconds for all of them), and a test
 //! run or a qualification opens several. A cubin is stored under a key that is the SHA-256 of what decides it:
 //! the module's name and full text (`common.cuh` + its `.cu` file), the target architecture, the NVRTC options
 //! and the NVRTC version (major.minor, all NVRTC reports). Changing any of those misses the cache, so a cached

@@ -3,16 +3,15 @@
 //! Buffers only grow, so a size reserved up front ([`crate::ScratchLimits`]) keeps every later pointer valid
 //! (a captured CUDA graph replays them).
 
-use super::Gpu;
-use crate::error::Result;
-use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
+use crate::error::{DriverContext, Result};
+use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Named slots of any `Send + Sync` type, created on first use.
-#[derive(Default)]
+/// Named slots of any `Send + Sync` type, created on first use; buffers are allocated on `stream`.
 pub(crate) struct ScratchArena {
+    stream: Arc<CudaStream>,
     slots: Mutex<HashMap<&'static str, Arc<dyn Any + Send + Sync>>>,
 }
 
@@ -20,6 +19,13 @@ pub(crate) struct ScratchArena {
 pub(crate) type Buffer<T> = Mutex<Option<CudaSlice<T>>>;
 
 impl ScratchArena {
+    pub(crate) fn new(stream: Arc<CudaStream>) -> Self {
+        Self {
+            stream,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The value in slot `name`, made by `init` on first use. A slot holds one type: asking for another
     /// under the same name is a bug in this crate and panics.
     pub(crate) fn shared<V: Any + Send + Sync>(
@@ -45,7 +51,7 @@ impl ScratchArena {
     }
 }
 
-/// A locked scratch buffer of at least the length asked for ([`Gpu::grown`]).
+/// A locked scratch buffer of at least the length asked for ([`ScratchArena::grown`]).
 pub(crate) struct Grown<'s, T>(MutexGuard<'s, Option<CudaSlice<T>>>);
 
 impl<T> std::ops::Deref for Grown<'_, T> {
@@ -61,7 +67,7 @@ impl<T> std::ops::DerefMut for Grown<'_, T> {
     }
 }
 
-impl Gpu {
+impl ScratchArena {
     /// Locks `slot` (from [`ScratchArena::buffer`]) and grows it, zero-filled, to at least `len` elements
     /// (and at least 1).
     pub(crate) fn grown<'s, T>(&self, slot: &'s Buffer<T>, len: usize) -> Result<Grown<'s, T>>
@@ -71,18 +77,24 @@ impl Gpu {
         let mut guard = slot.lock().expect("scratch lock");
         let len = len.max(1);
         if guard.as_ref().is_none_or(|b| b.len() < len) {
-            *guard = Some(self.alloc::<T>(len)?);
+            let buffer = self.stream.alloc_zeros::<T>(len).ctx(|| {
+                format!(
+                    "allocating {len} scratch elements ({} bytes)",
+                    len * std::mem::size_of::<T>()
+                )
+            })?;
+            *guard = Some(buffer);
         }
         Ok(Grown(guard))
     }
 
     /// Grows scratch buffer `name` to at least `len` elements now (nothing for `len == 0`).
-    pub(crate) fn reserve_buffer<T>(&self, name: &'static str, len: usize) -> Result<()>
+    pub(crate) fn reserve<T>(&self, name: &'static str, len: usize) -> Result<()>
     where
         T: DeviceRepr + ValidAsZeroBits + Send + Sync + 'static,
     {
         if len > 0 {
-            self.grown(&self.scratch.buffer::<T>(name), len)?;
+            self.grown(&self.buffer::<T>(name), len)?;
         }
         Ok(())
     }

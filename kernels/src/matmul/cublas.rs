@@ -2,11 +2,11 @@
 //! f32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F). `W` is a Hugging Face `Linear` weight as
 //! stored (row-major `[out_features, in_features]`); all matrices are row-major and contiguous.
 
-use super::gemm_operands;
+use super::operands::gemm_operands;
 use crate::check::{poison_f32, CheckReport, Checker};
 use crate::device::Gpu;
 use crate::error::{shape, KernelError, Result};
-use crate::matmul::scratch_names::LINEAR_BF16;
+
 use crate::tolerance::{self as tol, relative_error};
 use cudarc::cublas::result as blas;
 use cudarc::cublas::sys::{
@@ -19,6 +19,9 @@ use std::ffi::c_void;
 fn dim(what: &str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| shape("gemm", format!("{what} = {v} does not fit in i32")))
 }
+
+/// The scratch slot of the bf16 copy of an f32 activation ([`Gpu::linear`]).
+pub(crate) const LINEAR_BF16: &str = "linear.x_bf16";
 
 impl Gpu {
     /// `y[m, n] = x[m, k] · w[n, k]ᵀ` with bf16 `x` and `w`, f32 `y`, f32 accumulation.
@@ -94,7 +97,7 @@ impl Gpu {
             ));
         }
         let slot = self.scratch.buffer::<bf16>(LINEAR_BF16);
-        let mut xb = self.grown(&slot, m * k)?;
+        let mut xb = self.scratch.grown(&slot, m * k)?;
         self.cast_f32_to_bf16(x, m * k, &mut *xb)?;
         self.gemm_bf16(&*xb, w, m, n, k, y)
     }

@@ -217,7 +217,7 @@ impl Gpu {
     ) -> Result<()> {
         const OP: &str = "gemm_lt";
         let GemmShape { m, n, k } = dims;
-        super::gemm_operands(OP, [x.len(), w.len(), y.len()], m, n, k)?;
+        super::operands::gemm_operands(OP, [x.len(), w.len(), y.len()], m, n, k)?;
         if m == 0 || n == 0 {
             return Ok(());
         }

@@ -63,7 +63,7 @@ impl Gpu {
         let chunks_i = chunks as i32;
         let chunk_i = CHUNK as i32;
         let slot = self.scratch.buffer::<u64>(PARTIALS);
-        let mut partial = self.grown(&slot, rows * chunks)?;
+        let mut partial = self.scratch.grown(&slot, rows * chunks)?;
         let (xp, _g1) = x.device_ptr(&self.stream);
         let (pp, _g2) = partial.device_ptr_mut(&self.stream);
         let (op, _g3) = out.device_ptr_mut(&self.stream);
@@ -114,7 +114,7 @@ impl Gpu {
         let chunks = cols.div_ceil(ARGMAX_CHUNK);
         let (chunks_i, chunk_i) = (chunks as i32, ARGMAX_CHUNK as i32);
         let slot = self.scratch.buffer::<u64>(PARTIALS);
-        let mut partial = self.grown(&slot, rows * chunks)?;
+        let mut partial = self.scratch.grown(&slot, rows * chunks)?;
         let (xp, _g1) = x.device_ptr_mut(&self.stream);
         let out = if write_back { xp } else { 0u64 };
         let (pp, _g2) = partial.device_ptr_mut(&self.stream);

@@ -174,7 +174,7 @@ impl Gpu {
         let merge_in_kernel = path.merge_in_kernel && splits > 1;
         let counters_slot = self.scratch.buffer::<u32>(MERGE_COUNTERS);
         let mut counters = if merge_in_kernel {
-            Some(self.grown(&counters_slot, tokens * heads)?)
+            Some(self.scratch.grown(&counters_slot, tokens * heads)?)
         } else {
             None
         };
@@ -187,7 +187,7 @@ impl Gpu {
             1
         };
         let part_slot = self.scratch.buffer::<f32>(PARTIALS);
-        let mut part = self.grown(&part_slot, part_len)?;
+        let mut part = self.scratch.grown(&part_slot, part_len)?;
         let (pp, _g0) = part.device_ptr_mut(&self.stream);
         // Partials: (max, sum) pairs first, then the accumulators.
         let (part_ml, part_acc) = (pp, pp + (tokens * heads * splits * 2 * 4) as u64);
@@ -249,10 +249,6 @@ impl Gpu {
         let sms = self.multiprocessors() as usize;
         (4 * sms * (head_dim + 2), 2 * sms)
     }
-
-    /// How many parts [`Gpu::attention`] splits each query's key range into: enough blocks for
-    /// two waves over the multiprocessors, at most 32, and 1 (no combine pass) once
-    /// `tokens * heads` fills the GPU by itself.
 
     /// How many parts [`Gpu::attention`] splits each query's key range into: enough blocks for
     /// two waves over the multiprocessors, at most 32, and 1 (no combine pass) once

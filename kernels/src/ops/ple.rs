@@ -85,15 +85,13 @@ pub mod reference {
     use half::bf16;
 
     /// Per-layer inputs: `(rmsnorm(proj * proj_scale) * norm_w + table[id] * table_scale) * combine_scale` for
-    /// each (row, layer) slice of `dim`; an id out of range gives NaN.
-    #[allow(clippy::too_many_arguments)]
+    /// each (row, layer) slice of `dim` (`shape = (layers, dim)`); an id out of range gives NaN.
     pub fn ple_combine(
         proj: &[f32],
         table: &[bf16],
         ids: &[u32],
         norm_w: &[bf16],
-        layers: usize,
-        dim: usize,
+        (layers, dim): (usize, usize),
         scales: [f64; 3],
         eps: f64,
     ) -> Vec<f64> {
@@ -162,8 +160,7 @@ impl Checker<'_> {
             &table,
             &ids,
             &norm_w,
-            layers,
-            dim,
+            (layers, dim),
             scales.map(|s| s as f64),
             1e-6,
         );

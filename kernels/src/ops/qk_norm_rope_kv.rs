@@ -172,7 +172,6 @@ impl Gpu {
 impl Checker<'_> {
     /// Fused q/k/v norms + RoPE + KV write. `values`: `Some(true)` separate v heads, `Some(false)` values
     /// are the raw keys (k = v), `None` a KV-shared layer (q only, no cache written).
-    #[allow(clippy::too_many_arguments)]
     pub fn qk_norm_rope_kv(
         &mut self,
         tokens: usize,

@@ -43,7 +43,7 @@ impl ResidualNorm<'_> {
     }
 }
 
-/// Row elements one thread of the residual step holds (`RESID_PER_THREAD` in common.cuh).
+/// Row elements one thread of the residual step holds (`RESID_PER_THREAD` in residual_norm.cu).
 const RESID_PER_THREAD: usize = 12;
 
 impl Gpu {
@@ -109,16 +109,14 @@ pub mod reference {
     use half::bf16;
 
     /// Fused residual add + RMSNorm: `x_new = (x + rmsnorm(o) * w_post) * s` (no `o`: `x * s`); returns
-    /// `(x_new, rmsnorm(x_new) * w_next)`.
-    #[allow(clippy::too_many_arguments)]
+    /// `(x_new, rmsnorm(x_new) * w_next)`, for `rows` rows of `cols` (`shape = (rows, cols)`).
     pub fn residual_rms_norm(
         x: &[f32],
         o: Option<&[f32]>,
         w_post: Option<&[bf16]>,
         s: f64,
         w_next: Option<&[bf16]>,
-        rows: usize,
-        cols: usize,
+        (rows, cols): (usize, usize),
         eps: f64,
     ) -> (Vec<f64>, Vec<f64>) {
         let normed_o = o.map(|o| rms_norm(o, w_post, eps, rows, cols));
@@ -181,8 +179,7 @@ impl Checker<'_> {
             Some(&w_post),
             s as f64,
             Some(&w_next),
-            rows,
-            cols,
+            (rows, cols),
             eps as f64,
         );
         let what = if with_branch { "x + norm(o)" } else { "x only" };
