@@ -1,5 +1,5 @@
 //! The GPU context: device, stream, cuBLAS handle and the compiled kernels ([`Gpu`]), with the launch
-//! builder ([`launch`]), device memory ([`memory`]), the scratch arena ops draw on ([`scratch`]), the CUDA
+//! builder (`launch`), device memory (`memory`), the scratch arena ops draw on (`scratch`), the CUDA
 //! sources ([`sources`]) and the on-disk module cache ([`module_cache`]). Nothing here knows any one op.
 
 pub(crate) mod launch;
