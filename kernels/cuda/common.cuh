@@ -116,6 +116,20 @@ __device__ __forceinline__ unsigned long long block_max_u64(unsigned long long v
     return total;
 }
 
+#ifdef VKAE_ABLATIONS
+// Asks L2 for `bytes` (a multiple of 16) of the weights at `base`, in 4 KiB pieces spread over the block's
+// threads (bulk prefetch, sm_90): the weight-streaming kernels' prefetch before their PDL wait.
+__device__ __forceinline__ void prefetch_l2(const char* base, long long bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const long long piece = 4096;
+    for (long long off = (long long)threadIdx.x * piece; off < bytes; off += (long long)blockDim.x * piece) {
+        const unsigned len = (unsigned)min(piece, bytes - off);
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + off), "r"(len) : "memory");
+    }
+#endif
+}
+#endif
+
 // Programmatic dependent launch (sm_90 and later; see Gpu::set_programmatic_launch). Every kernel starts with
 // PDL_ENTRY(): it lets the next kernel on the stream be scheduled now, then waits until the previous kernel
 // has finished and its writes are visible. Work placed before the wait may only read data no earlier kernel

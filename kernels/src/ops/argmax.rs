@@ -2,7 +2,7 @@
 //! and checks.
 
 use crate::check::{CheckReport, Checker};
-use crate::device::launch::{int, launched, need};
+use crate::device::launch::{self, int, launched, need};
 use crate::device::Gpu;
 use crate::error::{shape, DriverContext, Result};
 use crate::tolerance::{self as tol, relative_error};
@@ -75,15 +75,7 @@ impl Gpu {
         let mut l = self.launcher("argmax_partial");
         l.arg(&xp).arg(&pp).arg(&cols_i).arg(&chunk_i);
         unsafe { l.launch(cfg) }.ctx(launched(OP))?;
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut l = self.launcher("argmax_final");
-        l.arg(&pp).arg(&op).arg(&chunks_i);
-        unsafe { l.launch(cfg) }.ctx(launched(OP))?;
-        Ok(())
+        self.argmax_final(OP, pp, op, rows, chunks_i)
     }
 
     /// Soft-cap then greedy argmax in two launches (softcap_argmax.cu + argmax_final): `ids[r]` = the
@@ -132,14 +124,22 @@ impl Gpu {
             .arg(&chunk_i)
             .arg(&cap);
         unsafe { l.launch(cfg) }.ctx(launched(OP))?;
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        self.argmax_final(OP, pp, ip, rows, chunks_i)
+    }
+
+    /// The argmax's second pass (argmax.cu `argmax_final`): each row's winner among its `chunks` partials
+    /// at `partials`, written to `ids` (both device pointers, checked by the caller).
+    fn argmax_final(
+        &self,
+        op: &'static str,
+        partials: u64,
+        ids: u64,
+        rows: usize,
+        chunks: i32,
+    ) -> Result<()> {
         let mut l = self.launcher("argmax_final");
-        l.arg(&pp).arg(&ip).arg(&chunks_i);
-        unsafe { l.launch(cfg) }.ctx(launched(OP))?;
+        l.arg(&partials).arg(&ids).arg(&chunks);
+        unsafe { l.launch(launch::blocks(rows as u32, 128)) }.ctx(launched(op))?;
         Ok(())
     }
 }
