@@ -1,6 +1,7 @@
 //! The weight-streaming GEMV for 1..=8 rows, plain or with GeGLU in its epilogue (gemv.cu): launchers and
 //! checks (against the cuBLAS reference product).
 
+use super::operands::fewest_kparts;
 use crate::check::{bf16_round, bf16_to_f32, CheckReport, Checker};
 use crate::device::launch::{self, int, launched, need};
 use crate::device::Gpu;
@@ -192,16 +193,9 @@ impl Gpu {
         Self::gemv_kparts(self.multiprocessors() as usize, n)
     }
 
-    /// Split of k across the 8 warps of a GEMV block: the fewest parts (1, 2, 4 or 8) that still give
-    /// at least four blocks per multiprocessor, so narrow outputs keep every SM streaming.
+    /// The k split for `n` outputs on `sms` multiprocessors (`fewest_kparts` at 4 rows a warp).
     fn gemv_kparts(sms: usize, n: usize) -> usize {
-        for kparts in [1usize, 2, 4] {
-            let blocks = n.div_ceil(GEMV_ROWS_PER_WARP * (8 / kparts));
-            if blocks >= 4 * sms {
-                return kparts;
-            }
-        }
-        8
+        fewest_kparts(sms, n, GEMV_ROWS_PER_WARP)
     }
 }
 

@@ -60,3 +60,15 @@ impl Gpu {
         Ok(Some((xp, wp)))
     }
 }
+
+/// The split of k across a weight-streaming block's 8 warps: the fewest parts (1, 2, 4 or 8) that still give
+/// at least four blocks per multiprocessor for `n` output rows at `rows_per_warp` a warp, so narrow outputs
+/// keep every SM streaming.
+pub(super) fn fewest_kparts(sms: usize, n: usize, rows_per_warp: usize) -> usize {
+    for kparts in [1usize, 2, 4] {
+        if n.div_ceil(rows_per_warp * (8 / kparts)) >= 4 * sms {
+            return kparts;
+        }
+    }
+    8
+}

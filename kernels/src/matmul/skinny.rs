@@ -2,6 +2,7 @@
 //! 1..=[`SKINNY_MAX_ROWS`] rows: `y[m, n] = x[m, k] · w[n, k]ᵀ`, bf16 operands, f32 accumulation.
 //! Same conventions as [`Gpu::gemv_bf16`]: sizes are checked first, then one launch is queued.
 
+use super::operands::fewest_kparts;
 use crate::check::{CheckReport, Checker};
 use crate::device::launch::{self, int, launched, need};
 use crate::device::Gpu;
@@ -102,16 +103,10 @@ impl Gpu {
         Self::skinny_kparts(self.multiprocessors() as usize, m, n)
     }
 
-    /// Split of k across the 8 warps of a block: the fewest parts (1, 2, 4 or 8) that still give at
-    /// least four blocks per multiprocessor, so narrow outputs keep every SM streaming.
+    /// The k split for `n` outputs of `m` batch rows on `sms` multiprocessors (`fewest_kparts` at the
+    /// entry's rows a warp).
     fn skinny_kparts(sms: usize, m: usize, n: usize) -> usize {
-        let rows_per_warp = entry(m).1;
-        for kparts in [1usize, 2, 4] {
-            if n.div_ceil(rows_per_warp * (WARPS / kparts)) >= 4 * sms {
-                return kparts;
-            }
-        }
-        8
+        fewest_kparts(sms, n, entry(m).1)
     }
 }
 
