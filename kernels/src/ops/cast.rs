@@ -16,18 +16,7 @@ impl Gpu {
         n: usize,
         out: &mut impl DevicePtrMut<bf16>,
     ) -> Result<()> {
-        need("cast_f32_to_bf16", "x", x.len(), n)?;
-        need("cast_f32_to_bf16", "out", out.len(), n)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let n_i = n as i64;
-        let (xp, _g1) = x.device_ptr(&self.stream);
-        let (op, _g2) = out.device_ptr_mut(&self.stream);
-        let mut l = self.launcher("cast_f32_to_bf16");
-        l.arg(&xp).arg(&op).arg(&n_i);
-        unsafe { l.launch(self.elementwise_cfg(n)) }.ctx(launched("cast_f32_to_bf16"))?;
-        Ok(())
+        self.cast_launch("cast_f32_to_bf16", x, n, out)
     }
 
     /// Casts `n` bf16 values to f32 (exact).
@@ -37,17 +26,28 @@ impl Gpu {
         n: usize,
         out: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
-        need("cast_bf16_to_f32", "x", x.len(), n)?;
-        need("cast_bf16_to_f32", "out", out.len(), n)?;
+        self.cast_launch("cast_bf16_to_f32", x, n, out)
+    }
+
+    /// Checks `n` elements of `x` and `out` and launches cast kernel `func` (also the op's name).
+    fn cast_launch<A, B>(
+        &self,
+        func: &'static str,
+        x: &impl DevicePtr<A>,
+        n: usize,
+        out: &mut impl DevicePtrMut<B>,
+    ) -> Result<()> {
+        need(func, "x", x.len(), n)?;
+        need(func, "out", out.len(), n)?;
         if n == 0 {
             return Ok(());
         }
         let n_i = n as i64;
         let (xp, _g1) = x.device_ptr(&self.stream);
         let (op, _g2) = out.device_ptr_mut(&self.stream);
-        let mut l = self.launcher("cast_bf16_to_f32");
+        let mut l = self.launcher(func);
         l.arg(&xp).arg(&op).arg(&n_i);
-        unsafe { l.launch(self.elementwise_cfg(n)) }.ctx(launched("cast_bf16_to_f32"))?;
+        unsafe { l.launch(self.elementwise_cfg(n)) }.ctx(launched(func))?;
         Ok(())
     }
 }
