@@ -31,11 +31,23 @@ pub struct KvCache<'a, C: DevicePtr<bf16>> {
     pub layout: KvLayout,
 }
 
+impl<'a, C: DevicePtr<bf16>> KvCache<'a, C> {
+    pub fn new(k: &'a C, v: &'a C, layout: KvLayout) -> Self {
+        Self { k, v, layout }
+    }
+}
+
 /// A layer's KV cache, written.
 pub struct KvCacheMut<'a, C: DevicePtrMut<bf16>> {
     pub k: &'a mut C,
     pub v: &'a mut C,
     pub layout: KvLayout,
+}
+
+impl<'a, C: DevicePtrMut<bf16>> KvCacheMut<'a, C> {
+    pub fn new(k: &'a mut C, v: &'a mut C, layout: KvLayout) -> Self {
+        Self { k, v, layout }
+    }
 }
 
 /// The tokens of a batch: `count` rows, token `t` of sequence `seq_ids[t]` at position `positions[t]` (both
@@ -44,6 +56,16 @@ pub struct Tokens<'a, P: DevicePtr<i32>> {
     pub seq_ids: &'a P,
     pub positions: &'a P,
     pub count: usize,
+}
+
+impl<'a, P: DevicePtr<i32>> Tokens<'a, P> {
+    pub fn new(seq_ids: &'a P, positions: &'a P, count: usize) -> Self {
+        Self {
+            seq_ids,
+            positions,
+            count,
+        }
+    }
 }
 
 /// An operand read by rows of `stride` elements (row `r` starts at `r * stride`).

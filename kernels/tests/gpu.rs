@@ -353,16 +353,8 @@ fn shape_errors_name_the_op_and_the_buffer() {
     let pos = g.alloc::<i32>(1).unwrap();
     let q = g.alloc::<f32>(4 * 1024).unwrap();
     let mut o = g.alloc::<f32>(4 * 1024).unwrap();
-    let cache = KvCache {
-        k: &kc,
-        v: &kc,
-        layout,
-    };
-    let tokens = Tokens {
-        seq_ids: &pos,
-        positions: &pos,
-        count: 1,
-    };
+    let cache = KvCache::new(&kc, &kc, layout);
+    let tokens = Tokens::new(&pos, &pos, 1);
     let err = g.attention(&q, cache, tokens, spec(4), &mut o).unwrap_err();
     assert!(err.to_string().contains("head_dim 1024"), "{err}");
 }
@@ -483,22 +475,10 @@ fn ops_replay_inside_a_cuda_graph() {
         g.linear(&x, &w, m, n, k, y).unwrap();
         g.softcap_inplace(y, 30.0, m * n).unwrap();
         g.argmax_rows(y, m, n, ids).unwrap();
-        let tokens = || Tokens {
-            seq_ids: &seqs,
-            positions: &pos,
-            count: m,
-        };
-        let cache = KvCacheMut {
-            k: &mut kc,
-            v: &mut vc,
-            layout,
-        };
+        let tokens = || Tokens::new(&seqs, &pos, m);
+        let cache = KvCacheMut::new(&mut kc, &mut vc, layout);
         g.kv_append(&kv_new, &kv_new, tokens(), cache).unwrap();
-        let cache = KvCache {
-            k: &kc,
-            v: &vc,
-            layout,
-        };
+        let cache = KvCache::new(&kc, &vc, layout);
         g.attention(&q, cache, tokens(), spec(heads), att).unwrap();
     };
     step(&mut y, &mut ids, &mut att);

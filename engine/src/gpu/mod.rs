@@ -375,32 +375,14 @@ impl GpuModel {
                 g.rope(&mut w.k, &w.pos, inv_freq, n, kvh, hd)?;
                 g.rms_norm_inplace(&mut w.v, None, eps, n * kvh, hd)?;
                 let cache = kv[li].as_mut().expect("owner has a cache");
-                let tokens = Tokens {
-                    seq_ids: &w.seq,
-                    positions: &w.pos,
-                    count: n,
-                };
-                let cache = KvCacheMut {
-                    k: &mut cache.k,
-                    v: &mut cache.v,
-                    layout: cache.layout,
-                };
+                let tokens = Tokens::new(&w.seq, &w.pos, n);
+                let cache = KvCacheMut::new(&mut cache.k, &mut cache.v, cache.layout);
                 g.kv_append(&w.k, &w.v, tokens, cache)?;
             }
             let cache = kv[s.kv_source.unwrap_or(li)]
                 .as_ref()
                 .expect("owner has a cache");
             let window = (s.kind == LayerKind::Sliding).then_some(s.window);
-            let tokens = Tokens {
-                seq_ids: &w.seq,
-                positions: &w.pos,
-                count: n,
-            };
-            let cache = KvCache {
-                k: &cache.k,
-                v: &cache.v,
-                layout: cache.layout,
-            };
             let spec = AttentionSpec {
                 heads: nh,
                 window,
@@ -408,6 +390,8 @@ impl GpuModel {
                 max_keys: None,
                 path: AttentionPath::default(),
             };
+            let cache = KvCache::new(&cache.k, &cache.v, cache.layout);
+            let tokens = Tokens::new(&w.seq, &w.pos, n);
             g.attention(&w.q, cache, tokens, spec, &mut w.att)?;
             g.linear(&w.att, &l.attn.o_proj, n, h, nh * hd, &mut w.o)?;
             g.rms_norm_inplace(&mut w.o, Some(&l.post_attn_norm), eps, n, h)?;

@@ -1025,16 +1025,6 @@ impl VkaeModel {
                 merge_in_kernel: self.options.merge_attention,
                 softmax_per_round: self.options.attention_softmax_per_round,
             };
-            let tokens = Tokens {
-                seq_ids: &w.seq,
-                positions: &w.pos,
-                count: n,
-            };
-            let cache = KvCache {
-                k: &cache.k,
-                v: &cache.v,
-                layout: cache.layout,
-            };
             let spec = AttentionSpec {
                 heads: nh,
                 window,
@@ -1042,6 +1032,8 @@ impl VkaeModel {
                 max_keys,
                 path,
             };
+            let cache = KvCache::new(&cache.k, &cache.v, cache.layout);
+            let tokens = Tokens::new(&w.seq, &w.pos, n);
             g.attention(&w.q, cache, tokens, spec, &mut w.att_b)?;
             // o = att · o_projᵀ; x += post_attn_norm(o); a = pre_ff_norm(x).
             self.proj_residual(

@@ -58,16 +58,8 @@ pub(super) fn bench(b: &mut Bench<'_>, batch: usize, seed: u64, s: &Settings) ->
                 gpu.upload(&seqs)?,
                 gpu.upload(&vec![context as i32; batch])?,
             );
-            let cache = || KvCache {
-                k: &kc,
-                v: &vc,
-                layout,
-            };
-            let places = || Tokens {
-                seq_ids: &ds,
-                positions: &dp,
-                count: batch,
-            };
+            let cache = || KvCache::new(&kc, &vc, layout);
+            let places = || Tokens::new(&ds, &dp, batch);
             let spec = AttentionSpec {
                 heads: HEADS,
                 window,

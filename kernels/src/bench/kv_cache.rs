@@ -36,16 +36,8 @@ pub(super) fn bench(b: &mut Bench<'_>, batch: usize, seed: u64, s: &Settings) ->
                 .map(|p| gpu.upload(p))
                 .collect::<Result<Vec<_>>>()?;
             let st = b.timer.time(|i| {
-                let tokens = Tokens {
-                    seq_ids: &ds,
-                    positions: &dps[i % 64],
-                    count: batch,
-                };
-                let cache = KvCacheMut {
-                    k: &mut kc,
-                    v: &mut vc,
-                    layout,
-                };
+                let tokens = Tokens::new(&ds, &dps[i % 64], batch);
+                let cache = KvCacheMut::new(&mut kc, &mut vc, layout);
                 gpu.kv_append(&kn, &vn, tokens, cache)
             })?;
             b.record(

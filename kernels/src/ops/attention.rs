@@ -421,16 +421,8 @@ impl Checker<'_> {
                 g.upload(&seqs)?,
                 g.upload(&pos)?,
             );
-            let tokens = Tokens {
-                seq_ids: &ds,
-                positions: &dp,
-                count: toks.len(),
-            };
-            let cache = KvCacheMut {
-                k: kc,
-                v: vc,
-                layout,
-            };
+            let tokens = Tokens::new(&ds, &dp, toks.len());
+            let cache = KvCacheMut::new(kc, vc, layout);
             g.kv_append(&dk, &dv, tokens, cache)
         };
         let chunk = c.capacity.min(4096);
@@ -453,16 +445,8 @@ impl Checker<'_> {
         let seq_ids: Vec<i32> = new.iter().map(|&(s, _)| s as i32).collect();
         let positions: Vec<i32> = new.iter().map(|&(_, p)| p as i32).collect();
         let (dq, ds, dp) = (g.upload(&q)?, g.upload(&seq_ids)?, g.upload(&positions)?);
-        let cache = || KvCache {
-            k: &kc,
-            v: &vc,
-            layout,
-        };
-        let places = || Tokens {
-            seq_ids: &ds,
-            positions: &dp,
-            count: tokens,
-        };
+        let cache = || KvCache::new(&kc, &vc, layout);
+        let places = || Tokens::new(&ds, &dp, tokens);
         let spec = AttentionSpec {
             heads: c.heads,
             window: c.window,

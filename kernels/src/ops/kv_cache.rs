@@ -109,16 +109,8 @@ impl Checker<'_> {
             g.upload(&seq_ids)?,
             g.upload(&positions)?,
         );
-        let places = Tokens {
-            seq_ids: &ds,
-            positions: &dp,
-            count: tokens,
-        };
-        let cache = KvCacheMut {
-            k: &mut kc,
-            v: &mut vc,
-            layout,
-        };
+        let places = Tokens::new(&ds, &dp, tokens);
+        let cache = KvCacheMut::new(&mut kc, &mut vc, layout);
         g.kv_append(&dk, &dv, places, cache)?;
         let (kh, vh) = (g.download(&kc)?, g.download(&vc)?);
         let mut got = Vec::new();
