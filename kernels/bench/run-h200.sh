@@ -28,6 +28,8 @@ start=$(date +%s%N)
 "$bin/kernels-unit-tests" --test-threads=1 2>&1 | tee "$out/unit-tests.log" || status=1
 echo "== GPU reference-check tests"
 "$bin/kernels-gpu-tests" --test-threads=1 --nocapture 2>&1 | tee "$out/gpu-tests.log" || status=1
+echo "== GPU reference-check tests, ablations feature (cuBLASLt; modules with VKAE_ABLATIONS)"
+"$bin/kernels-gpu-tests-ablations" --test-threads=1 --nocapture 2>&1 | tee "$out/gpu-tests-ablations.log" || status=1
 end=$(date +%s%N)
 echo "tests wall time: $(( (end - start) / 1000000 )) ms" | tee -a "$out/env.txt"
 echo "== micro-benchmark"

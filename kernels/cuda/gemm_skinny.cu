@@ -25,7 +25,8 @@
 // in shared memory (narrow outputs still spread over many SMs). Rows past n clamp their loads to row n - 1 and are not written.
 // Requires k % 32 == 0 and 16-byte aligned x and w (the host checks). Grid ceil(n / (RT * 16 * groups)).
 // PDL as gemv.cu: before waiting on the previous kernel a block asks L2 for the first `prefetch_bytes` of
-// its rows of w (bulk prefetch, sm_90; 0 turns it off); x is read only after the wait.
+// its rows of w (bulk prefetch, sm_90; 0 turns it off; compiled only with VKAE_ABLATIONS, as in gemv.cu); x is
+// read only after the wait.
 #define SK_WARPS 8
 
 __device__ __forceinline__ void sk_mma(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0,
@@ -76,18 +77,13 @@ __device__ __forceinline__ void skinny_impl(const bf16_t* __restrict__ x, const 
     __shared__ float red[SK_WARPS][RW * LD];
     pdl_launch_dependents();
     const int groups = SK_WARPS / kparts;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#ifdef VKAE_ABLATIONS
     if (prefetch_bytes > 0) {
         // This block's rows are contiguous: [first, first + rows) x k bf16.
         const int first = blockIdx.x * groups * RW;
         const int rows = min(groups * RW, n - first);
         const long long bytes = min((long long)rows * k * 2, (long long)prefetch_bytes) & ~15ll;
-        const char* base = (const char*)(w + (size_t)first * k);
-        const long long piece = 4096;
-        for (long long off = (long long)threadIdx.x * piece; off < bytes; off += (long long)blockDim.x * piece) {
-            const unsigned len = (unsigned)min(piece, bytes - off);
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + off), "r"(len) : "memory");
-        }
+        prefetch_l2((const char*)(w + (size_t)first * k), bytes);
     }
 #endif
     const int lane = threadIdx.x & 31;

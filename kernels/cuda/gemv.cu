@@ -9,7 +9,8 @@
 // Requires k % 8 == 0 and 16-byte aligned x and w (the host checks). Grid ceil(n / (GEMV_R * groups)).
 // Before waiting on the previous kernel (PDL, common.cuh) a block asks L2 for the first `prefetch_bytes` of
 // its rows of w (bulk prefetch, sm_90): the weights are constant, so their stream can start while the
-// previous kernel drains. 0 turns it off.
+// previous kernel drains. 0 turns it off; the block is compiled only with VKAE_ABLATIONS defined (the crate's
+// `ablations` feature), and the host passes 0 otherwise.
 //
 // Epilogues (`epilogue`), so that a GeGLU needs no launch of its own:
 //   GEMV_PLAIN         y[m, row] = s (f32).
@@ -42,18 +43,13 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ x, const bf
                                           bf16_t* __restrict__ out_b) {
     __shared__ float red[GEMV_WARPS][GEMV_R * M];
     pdl_launch_dependents();
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#ifdef VKAE_ABLATIONS
     if (prefetch_bytes > 0 && epilogue != GEMV_GEGLU_HALVES) {
         // This block's rows are contiguous: [first, first + rows) x k bf16.
         const int first = blockIdx.x * (GEMV_WARPS / kparts) * GEMV_R;
         const int rows = min((GEMV_WARPS / kparts) * GEMV_R, n - first);
         const long long bytes = min((long long)rows * k * 2, (long long)prefetch_bytes) & ~15ll;
-        const char* base = (const char*)(w + (size_t)first * k);
-        const long long piece = 4096;
-        for (long long off = (long long)threadIdx.x * piece; off < bytes; off += (long long)blockDim.x * piece) {
-            const unsigned len = (unsigned)min(piece, bytes - off);
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + off), "r"(len) : "memory");
-        }
+        prefetch_l2((const char*)(w + (size_t)first * k), bytes);
     }
 #endif
     const int lane = threadIdx.x & 31;

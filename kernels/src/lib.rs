@@ -40,7 +40,7 @@
 //! | [`Gpu::rms_norm`], [`Gpu::rms_norm_inplace`] | `x * rsqrt(mean(x²) + eps) * weight` (Gemma 4: weight, not 1 + weight; `None`: scale-free) | x, out f32 `[rows, cols]`, weight bf16 `[cols]` |
 //! | [`Gpu::rope`] | rotate_half RoPE in place, angle `pos * inv_freq[i]` | x f32 `[tokens, heads, head_dim]`, positions i32 `[tokens]`, inv_freq f32 `[head_dim/2]` from [`Rope::inv_freq`] |
 //! | [`Gpu::kv_append`] | write new K/V into a layer's cache | k_new, v_new f32 `[tokens, kv_heads, head_dim]`; caches bf16 `[num_seqs, capacity, kv_heads, head_dim]` ([`KvLayout`]), position p in slot `p % capacity` |
-//! | [`Gpu::attention`] | causal (optionally sliding-window) GQA attention against the cache, `scale * q·k`, f32 softmax, split-KV | q, out f32 `[tokens, heads, head_dim]` ([`Gpu::attention_with_max_keys`]: out f32 or bf16), head_dim ≤ 512 |
+//! | [`Gpu::attention`] | causal (optionally sliding-window) GQA attention against the cache, `scale * q·k`, f32 softmax, split-KV | q f32 `[tokens, heads, head_dim]`, out f32 or bf16 `[tokens, heads, head_dim]`, head_dim ≤ 512 ([`AttentionSpec`]) |
 //! | [`Gpu::geglu`] | `gelu_tanh(gate) * up`, strided rows | gate, up f32 rows with strides, out f32 `[rows, n]` |
 //! | [`Gpu::add`], [`Gpu::add_inplace`] | `a + b` (residual) | f32 `[n]` |
 //! | [`Gpu::scale`], [`Gpu::scale_inplace`] | `x * s` | f32 `[n]` |
@@ -54,8 +54,8 @@
 //!
 //! | op | what |
 //! |---|---|
-//! | [`Gpu::residual_rms_norm`] | `x = (x + rmsnorm(o)·w_post)·s`, then bf16 `rmsnorm(x)·w_next` and/or bf16 `x` (sandwich norms, layer scalar) |
-//! | [`Gpu::qk_norm_rope_kv`] | from the fused q\|k\|v projection: q/k RMSNorm + RoPE, v scale-free norm, bf16 KV-cache write ([`QkvLayout`]) |
+//! | [`Gpu::residual_step`] | `x = (x + rmsnorm(o)·w_post)·s`, then bf16 `rmsnorm(x)·w_next` and/or bf16 `x` (sandwich norms, layer scalar) |
+//! | [`Gpu::qkv_prologue`] | from the fused q\|k\|v projection: q/k RMSNorm + RoPE, v scale-free norm, bf16 KV-cache write ([`QkvLayout`]) |
 //! | [`Gpu::ple_combine`] | per-layer inputs: norm of the scaled model projection + the table row, combined |
 //! | [`Gpu::softcap_argmax`] | soft-cap fused into the argmax's first pass (capped logits optionally written back) |
 //! | [`Gpu::geglu_to_bf16`] | GeGLU writing the next projection's bf16 operand |
@@ -70,38 +70,54 @@
 //! `attention` up front (nothing then allocates inside a captured CUDA graph); the cuBLAS workspace
 //! is allocated once at start for the same reason.
 //!
+//! ## Layout
+//! - [`device`]: the [`Gpu`] (context, stream, cuBLAS, compiled modules), launch assembly, memory, the scratch
+//!   arena ops keep their buffers in, the CUDA sources and the module cache.
+//! - [`ops`]: one file per op family with its launchers, its f64 CPU reference and its check.
+//! - [`matmul`]: the projection GEMMs (cuBLAS, the weight-streaming GEMV, the skinny tensor-core GEMM; with the
+//!   `ablations` feature, cuBLASLt with a chosen algorithm).
+//! - [`layout`]: the operand groups launchers take ([`KvLayout`], [`KvCache`], [`Tokens`], [`GemmShape`], ...).
+//!
 //! ## Checks
-//! [`reference`](mod@reference) holds an f64 CPU reference for each op; [`check`] runs each kernel on fresh random
-//! inputs with its output poisoned (NaN) first and compares by `||out - ref|| / ||ref||` against the
-//! tolerances in [`tolerance`]. [`kernels_sha256`] is the digest of the exact sources compiled.
+//! Each family's `reference` module holds an f64 CPU reference; its check (a [`check::Checker`] method) runs
+//! the kernel on fresh random inputs with its output poisoned (NaN) first and compares by
+//! `||out - ref|| / ||ref||` against the tolerances in [`tolerance`]. [`kernels_sha256`] is the digest of the
+//! exact sources compiled.
+//!
+//! ## Features
+//! `ablations` (off by default) adds what only benchmarks and ablation runs use: cuBLASLt algorithm choice
+//! (`Gpu::gemm_bf16_lt`) and the weight-streaming kernels' L2 prefetch (`Gpu::set_gemv_prefetch_bytes`, with its
+//! block in gemv.cu and gemm_skinny.cu).
 
 pub mod bench;
 pub mod check;
+pub mod device;
 mod error;
-mod fused;
-mod gemm;
-mod gemm_lt;
-mod gpu;
-pub mod module_cache;
-mod ops;
-pub mod reference;
+pub mod layout;
+pub mod matmul;
+pub mod ops;
 pub mod rng;
 pub mod rope;
-mod skinny;
-pub mod sources;
+mod scratch_limits;
 pub mod tolerance;
 
 pub use cudarc;
 pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
+pub use device::sources::kernels_sha256;
+pub use device::{cuda_libraries_present, module_cache, sources, Gpu};
 pub use error::{KernelError, Result};
-pub use fused::{QkvLayout, QkvPrologue, ResidualNorm, GEMV_MAX_ROWS};
-pub use gemm_lt::{LT_MAX_ALGOS, LT_WORKSPACE_BYTES};
-pub use gpu::{cuda_libraries_present, Gpu, ScratchLimits};
 pub use half;
-pub use ops::{
-    AttentionOutput, AttentionPath, KvLayout, ATTENTION_KEYS_PER_SPLIT, ATTENTION_MAX_SPLITS,
+pub use layout::{GemmShape, KvCache, KvCacheMut, KvLayout, QkvLayout, Strided, Tokens};
+#[cfg(feature = "ablations")]
+pub use matmul::cublas_lt::{LT_MAX_ALGOS, LT_WORKSPACE_BYTES};
+pub use matmul::gemv::GEMV_MAX_ROWS;
+pub use matmul::skinny::SKINNY_MAX_ROWS;
+pub use ops::attention::{
+    AttentionOutput, AttentionPath, AttentionSpec, ATTENTION_KEYS_PER_SPLIT, ATTENTION_MAX_SPLITS,
     MAX_HEAD_DIM,
 };
+pub use ops::ple::PleCombine;
+pub use ops::qk_norm_rope_kv::QkvPrologue;
+pub use ops::residual_norm::ResidualNorm;
 pub use rope::Rope;
-pub use skinny::SKINNY_MAX_ROWS;
-pub use sources::kernels_sha256;
+pub use scratch_limits::ScratchLimits;

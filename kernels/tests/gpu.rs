@@ -3,11 +3,14 @@
 //! (kernels/bench/run-h200.sh) they run for real.
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use vkae_kernels::check::{AttentionCase, CheckReport, Checker};
+use vkae_kernels::check::{CheckReport, Checker};
 use vkae_kernels::module_cache::ModuleCache;
+use vkae_kernels::ops::attention::AttentionCase;
 use vkae_kernels::rng::Rng;
 use vkae_kernels::tolerance::{passes, relative_error, F32_OP};
-use vkae_kernels::{Gpu, KernelError, KvLayout, Rope};
+use vkae_kernels::{
+    AttentionSpec, GemmShape, Gpu, KernelError, KvCache, KvCacheMut, KvLayout, Rope, Tokens,
+};
 
 /// One Gpu for the whole test binary (module compile happens once); tests take turns.
 fn gpu() -> Option<MutexGuard<'static, Gpu>> {
@@ -44,6 +47,17 @@ macro_rules! gpu_or_skip {
             None => return,
         }
     };
+}
+
+/// Full causal attention of `heads` query heads, scale 1, on the default kernels.
+fn spec(heads: usize) -> AttentionSpec {
+    AttentionSpec {
+        heads,
+        window: None,
+        scale: 1.0,
+        max_keys: None,
+        path: Default::default(),
+    }
 }
 
 fn checker(g: &Gpu) -> Checker<'_> {
@@ -306,9 +320,9 @@ fn unwritten_output_fails_the_check() {
     g.rms_norm(&dx, None, 1e-6, rows - 1, cols, &mut out)
         .unwrap();
     let got = g.download(&out).unwrap();
-    let want = vkae_kernels::reference::rms_norm(&x, None, 1e-6, rows, cols);
+    let want = vkae_kernels::ops::norm::reference::rms_norm(&x, None, 1e-6, rows, cols);
     assert!(!passes(relative_error(&got, &want), F32_OP));
-    let want3 = vkae_kernels::reference::rms_norm(&x, None, 1e-6, rows - 1, cols);
+    let want3 = vkae_kernels::ops::norm::reference::rms_norm(&x, None, 1e-6, rows - 1, cols);
     assert!(passes(
         relative_error(&got[..(rows - 1) * cols], &want3),
         F32_OP
@@ -339,9 +353,9 @@ fn shape_errors_name_the_op_and_the_buffer() {
     let pos = g.alloc::<i32>(1).unwrap();
     let q = g.alloc::<f32>(4 * 1024).unwrap();
     let mut o = g.alloc::<f32>(4 * 1024).unwrap();
-    let err = g
-        .attention(&q, &kc, &kc, &pos, &pos, 1, 4, layout, None, 1.0, &mut o)
-        .unwrap_err();
+    let cache = KvCache::new(&kc, &kc, layout);
+    let tokens = Tokens::new(&pos, &pos, 1);
+    let err = g.attention(&q, cache, tokens, spec(4), &mut o).unwrap_err();
     assert!(err.to_string().contains("head_dim 1024"), "{err}");
 }
 
@@ -461,10 +475,11 @@ fn ops_replay_inside_a_cuda_graph() {
         g.linear(&x, &w, m, n, k, y).unwrap();
         g.softcap_inplace(y, 30.0, m * n).unwrap();
         g.argmax_rows(y, m, n, ids).unwrap();
-        g.kv_append(&kv_new, &kv_new, &seqs, &pos, m, layout, &mut kc, &mut vc)
-            .unwrap();
-        g.attention(&q, &kc, &vc, &seqs, &pos, m, heads, layout, None, 1.0, att)
-            .unwrap();
+        let tokens = || Tokens::new(&seqs, &pos, m);
+        let cache = KvCacheMut::new(&mut kc, &mut vc, layout);
+        g.kv_append(&kv_new, &kv_new, tokens(), cache).unwrap();
+        let cache = KvCache::new(&kc, &vc, layout);
+        g.attention(&q, cache, tokens(), spec(heads), att).unwrap();
     };
     step(&mut y, &mut ids, &mut att);
     let (y0, ids0, att0) = (
@@ -535,6 +550,7 @@ fn skinny_gemm_matches_reference() {
 /// The projection GEMM through cuBLASLt, every algorithm its heuristic lists for E4B's decode shapes at 1, 8
 /// and 32 rows, against the f64 product of the same bf16 operands (the engine times these algorithms beside
 /// its own kernels when `VkaeOptions::cublaslt_candidates` is on).
+#[cfg(feature = "ablations")]
 #[test]
 fn cublaslt_algorithms_match_reference() {
     let g = gpu_or_skip!();
@@ -554,7 +570,7 @@ fn skinny_gemm_refuses_unsupported_shapes() {
         assert!(matches!(e, KernelError::Shape { .. }), "m {m} k {k}: {e}");
     }
     let e = g
-        .skinny_gemm_bf16_split(&x, &w, 2, 16, 32, 3, &mut y)
+        .skinny_gemm_bf16_split(&x, &w, GemmShape { m: 2, n: 16, k: 32 }, 3, &mut y)
         .unwrap_err();
     assert!(matches!(e, KernelError::Shape { .. }), "kparts 3: {e}");
     let e = g

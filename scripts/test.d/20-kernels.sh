@@ -5,3 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo test -p vkae-kernels --all-targets
+# The ablation-only code (cuBLASLt, the L2 prefetch) and its checks.
+cargo test -p vkae-kernels --all-targets --features ablations

@@ -10,7 +10,9 @@ pub(crate) mod slots;
 
 use std::time::Instant;
 
-use vkae_kernels::{CudaSlice, Gpu};
+use vkae_kernels::{
+    AttentionPath, AttentionSpec, CudaSlice, Gpu, KvCache, KvCacheMut, Strided, Tokens,
+};
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
 use crate::cpu;
@@ -342,34 +344,24 @@ impl GenericModel {
                 g.rope(&mut w.k, &w.pos, inv_freq, n, kvh, hd)?;
                 g.rms_norm_inplace(&mut w.v, None, eps, n * kvh, hd)?;
                 let cache = kv[li].as_mut().expect("owner has a cache");
-                g.kv_append(
-                    &w.k,
-                    &w.v,
-                    &w.seq,
-                    &w.pos,
-                    n,
-                    cache.layout,
-                    &mut cache.k,
-                    &mut cache.v,
-                )?;
+                let tokens = Tokens::new(&w.seq, &w.pos, n);
+                let cache = KvCacheMut::new(&mut cache.k, &mut cache.v, cache.layout);
+                g.kv_append(&w.k, &w.v, tokens, cache)?;
             }
             let cache = kv[s.kv_source.unwrap_or(li)]
                 .as_ref()
                 .expect("owner has a cache");
             let window = (s.kind == LayerKind::Sliding).then_some(s.window);
-            g.attention(
-                &w.q,
-                &cache.k,
-                &cache.v,
-                &w.seq,
-                &w.pos,
-                n,
-                nh,
-                cache.layout,
+            let spec = AttentionSpec {
+                heads: nh,
                 window,
-                1.0,
-                &mut w.att,
-            )?;
+                scale: 1.0,
+                max_keys: None,
+                path: AttentionPath::default(),
+            };
+            let cache = KvCache::new(&cache.k, &cache.v, cache.layout);
+            let tokens = Tokens::new(&w.seq, &w.pos, n);
+            g.attention(&w.q, cache, tokens, spec, &mut w.att)?;
             g.linear(&w.att, &l.attn.o_proj, n, h, nh * hd, &mut w.o)?;
             g.rms_norm_inplace(&mut w.o, Some(&l.post_attn_norm), eps, n, h)?;
             g.add_inplace(&mut w.x, &w.o, n * h)?;
@@ -378,7 +370,13 @@ impl GenericModel {
             g.rms_norm(&w.x, Some(&l.pre_ff_norm), eps, n, h, &mut w.a)?;
             g.linear(&w.a, &l.gate, n, inter, h, &mut w.g)?;
             g.linear(&w.a, &l.up, n, inter, h, &mut w.u)?;
-            g.geglu(&w.g, inter, &w.u, inter, n, inter, &mut w.act)?;
+            g.geglu(
+                Strided::new(&w.g, inter),
+                Strided::new(&w.u, inter),
+                n,
+                inter,
+                &mut w.act,
+            )?;
             g.linear(&w.act, &l.down, n, h, inter, &mut w.o)?;
             if let Some(m) = &l.moe {
                 g.rms_norm_inplace(&mut w.o, Some(&m.post_ff_norm_1), eps, n, h)?;
@@ -392,10 +390,8 @@ impl GenericModel {
                 let (pd, nl) = (c.hidden_size_per_layer_input, c.num_hidden_layers);
                 g.linear(&w.x, &p.gate, n, pd, h, &mut w.pg)?;
                 g.geglu(
-                    &w.pg,
-                    pd,
-                    &w.ple.slice(li * pd..),
-                    nl * pd,
+                    Strided::new(&w.pg, pd),
+                    Strided::new(&w.ple.slice(li * pd..), nl * pd),
                     n,
                     pd,
                     &mut w.pact,
@@ -585,7 +581,13 @@ fn moe_block(g: &Gpu, c: &TextConfig, m: &Moe, w: &mut Work, n: usize, eps: f32)
                 h,
                 &mut w.gu,
             )?;
-            g.geglu(&w.gu, 2 * mi, &w.gu.slice(mi..), 2 * mi, 1, mi, &mut w.eact)?;
+            g.geglu(
+                Strided::new(&w.gu, 2 * mi),
+                Strided::new(&w.gu.slice(mi..), 2 * mi),
+                1,
+                mi,
+                &mut w.eact,
+            )?;
             g.linear(
                 &w.eact,
                 &m.down.slice(ex * h * mi..(ex + 1) * h * mi),

@@ -1,7 +1,10 @@
 //! The VKAE path's forward pass: the fused launches of prefill and of one decode step, each projection
 //! through the kernel the tuner chose for its shape.
 
-use vkae_kernels::{AttentionPath, CudaSlice, QkvPrologue, ResidualNorm};
+use vkae_kernels::{
+    AttentionPath, AttentionSpec, CudaSlice, GemmShape, KvCache, PleCombine, QkvPrologue,
+    ResidualNorm, Strided, Tokens,
+};
 
 use super::buffers::{LayerKv, Work};
 use super::tuner::{run_projection, ProjectionKernel};
@@ -46,11 +49,14 @@ impl VkaeModel {
         let g = &self.gpu;
         match self.kernel_for(m, 2 * inter, k) {
             ProjectionKernel::Gemv { kparts } if self.options.ablations().fuse_geglu => {
-                g.gemv_bf16_geglu_halves(x, gate_up, m, inter, k, kparts, act)?
+                let halves = GemmShape { m, n: inter, k };
+                g.gemv_bf16_geglu_halves(x, gate_up, halves, kparts, act)?
             }
             kernel => {
                 run_projection(&self.gpu, kernel, x, gate_up, m, 2 * inter, k, gu)?;
-                g.geglu_to_bf16(gu, 2 * inter, &gu.slice(inter..), 2 * inter, m, inter, act)?;
+                let up = gu.slice(inter..);
+                let (gate, up) = (Strided::new(&*gu, 2 * inter), Strided::new(&up, 2 * inter));
+                g.geglu_to_bf16(gate, up, m, inter, act)?;
             }
         }
         Ok(())
@@ -108,11 +114,18 @@ impl VkaeModel {
         let g = &self.gpu;
         match self.kernel_for(m, n, k) {
             ProjectionKernel::Gemv { kparts } if self.options.ablations().fuse_geglu => {
-                g.gemv_bf16_geglu_with(x, w, m, n, k, kparts, z, z_stride, act)?
+                let z = Strided::new(z, z_stride);
+                g.gemv_bf16_geglu_with(x, w, GemmShape { m, n, k }, kparts, z, act)?
             }
             kernel => {
                 run_projection(&self.gpu, kernel, x, w, m, n, k, scratch)?;
-                g.geglu_to_bf16(scratch, n, z, z_stride, m, n, act)?;
+                g.geglu_to_bf16(
+                    Strided::new(&*scratch, n),
+                    Strided::new(z, z_stride),
+                    m,
+                    n,
+                    act,
+                )?;
             }
         }
         Ok(())
@@ -148,37 +161,33 @@ impl VkaeModel {
             .layers
             .first()
             .map_or(&self.weights.final_norm, |l| &l.input_norm);
-        g.residual_rms_norm(
-            &mut w.x,
-            None,
-            None,
-            1.0,
-            Some(first_norm),
-            Some(&mut w.a),
-            self.weights.ple.is_some().then_some(&mut w.xb),
-            n,
-            h,
+        let first = ResidualNorm {
+            x: &mut w.x,
+            w_post: None,
+            s: 1.0,
+            w_next: Some(first_norm),
+            out_norm: Some(&mut w.a),
+            out_x: self.weights.ple.is_some().then_some(&mut w.xb),
             eps,
-        )?;
+        };
+        g.residual_step(None, first, n, h)?;
         let (pd, nl) = (c.hidden_size_per_layer_input, c.num_hidden_layers);
         if let Some(p) = &self.weights.ple {
             self.proj(&w.xb, &p.model_projection, n, nl * pd, h, &mut w.ple_proj)?;
-            g.ple_combine(
-                &w.ple_proj,
-                &p.table,
-                &w.ids,
-                &p.projection_norm,
-                n,
-                nl,
-                pd,
-                [
+            let combine = PleCombine {
+                table: &p.table,
+                ids: &w.ids,
+                norm_w: &p.projection_norm,
+                layers: nl,
+                dim: pd,
+                scales: [
                     (h as f64).powf(-0.5) as f32,
                     (pd as f64).sqrt() as f32,
                     2f64.powf(-0.5) as f32,
                 ],
                 eps,
-                &mut w.ple,
-            )?;
+            };
+            g.ple_combine(&w.ple_proj, combine, n, &mut w.ple)?;
         }
         for (li, l) in self.weights.layers.iter().enumerate() {
             let s = &l.spec;
@@ -225,21 +234,16 @@ impl VkaeModel {
                 merge_in_kernel: ablations.merge_attention,
                 softmax_per_round: ablations.attention_softmax_per_round,
             };
-            g.attention_with_path(
-                &w.q,
-                &cache.k,
-                &cache.v,
-                &w.seq,
-                &w.pos,
-                n,
-                nh,
-                cache.layout,
+            let spec = AttentionSpec {
+                heads: nh,
                 window,
-                1.0,
+                scale: 1.0,
                 max_keys,
                 path,
-                &mut w.att_b,
-            )?;
+            };
+            let cache = KvCache::new(&cache.k, &cache.v, cache.layout);
+            let tokens = Tokens::new(&w.seq, &w.pos, n);
+            g.attention(&w.q, cache, tokens, spec, &mut w.att_b)?;
             // o = att · o_projᵀ; x += post_attn_norm(o); a = pre_ff_norm(x).
             self.proj_residual(
                 &w.att_b,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use vkae_kernels::cudarc::driver::sys::CUevent_flags;
-use vkae_kernels::{CudaSlice, Gpu};
+use vkae_kernels::{CudaSlice, GemmShape, Gpu};
 
 use super::options::{ProjectionMode, VkaeOptions};
 use super::weights::{FusedWeights, W};
@@ -265,7 +265,7 @@ fn checked_lt_algorithms(
     let mut got = g.alloc::<f32>(rows * n)?;
     let mut passed = vec![];
     for algo in 0..algos {
-        g.gemm_bf16_lt(x, w, rows, n, k, algo, &mut got)?;
+        g.gemm_bf16_lt(x, w, GemmShape { m: rows, n, k }, algo, &mut got)?;
         let e = vkae_kernels::tolerance::relative_error(&g.download(&got)?, &want);
         if e <= vkae_kernels::tolerance::MMA_F32_ACCUMULATION {
             passed.push(ProjectionKernel::CublasLt { algo });
@@ -287,13 +287,17 @@ pub(super) fn run_projection(
     y: &mut CudaSlice<f32>,
 ) -> Result<()> {
     match kernel {
-        ProjectionKernel::Gemv { kparts } => g.gemv_bf16_split(x, w, m, n, k, kparts, y)?,
+        ProjectionKernel::Gemv { kparts } => {
+            g.gemv_bf16_split(x, w, GemmShape { m, n, k }, kparts, y)?
+        }
         ProjectionKernel::Skinny { kparts } => {
-            g.skinny_gemm_bf16_split(x, w, m, n, k, kparts, y)?
+            g.skinny_gemm_bf16_split(x, w, GemmShape { m, n, k }, kparts, y)?
         }
         ProjectionKernel::Cublas => g.gemm_bf16(x, w, m, n, k, y)?,
         #[cfg(feature = "ablations")]
-        ProjectionKernel::CublasLt { algo } => g.gemm_bf16_lt(x, w, m, n, k, algo, y)?,
+        ProjectionKernel::CublasLt { algo } => {
+            g.gemm_bf16_lt(x, w, GemmShape { m, n, k }, algo, y)?
+        }
     }
     Ok(())
 }

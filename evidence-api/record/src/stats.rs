@@ -24,7 +24,9 @@ pub fn spread(values: &[f64]) -> Option<f64> {
     }
     let (lo, hi) = values
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
     Some((hi - lo) / m)
 }
 

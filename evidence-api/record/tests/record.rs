@@ -314,11 +314,17 @@ fn write_keypair_writes_both_files_and_never_overwrites() {
     let files = vkae_record::write_keypair(&secret).unwrap();
     assert_eq!(files.public_key_file, dir.join("lane.key.pub"));
     let key = vkae_record::read_signing_key_file(&secret).unwrap();
-    assert_eq!(vkae_record::encode_verifying_key(&key.verifying_key()), files.public_key);
+    assert_eq!(
+        vkae_record::encode_verifying_key(&key.verifying_key()),
+        files.public_key
+    );
     assert_eq!(
         std::fs::read_to_string(&files.public_key_file).unwrap(),
         format!("{}\n", files.public_key)
     );
-    assert!(vkae_record::write_keypair(&secret).is_err(), "an existing key is never overwritten");
+    assert!(
+        vkae_record::write_keypair(&secret).is_err(),
+        "an existing key is never overwritten"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,8 +6,11 @@
 //! so a `Gpu` that never asks pays nothing; without libcublasLt every call answers
 //! [`KernelError::Unavailable`].
 
+use crate::check::{CheckReport, Checker};
+use crate::device::Gpu;
 use crate::error::{shape, DriverContext, KernelError, Result};
-use crate::gpu::Gpu;
+use crate::layout::GemmShape;
+use crate::tolerance as tol;
 use cudarc::cublaslt::result::CublasError;
 use cudarc::cublaslt::{result as lt, sys};
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
@@ -20,6 +23,8 @@ use std::sync::{Arc, Mutex};
 pub const LT_WORKSPACE_BYTES: usize = 32 << 20;
 /// The most algorithms listed for one shape.
 pub const LT_MAX_ALGOS: usize = 8;
+/// The arena slot of a `Gpu`'s cuBLASLt state: created on first use, or why it cannot be.
+const LT_STATE: &str = "cublas_lt.state";
 /// `cublasOperation_t::CUBLAS_OP_T`, as cuBLASLt's transpose attributes take it (an int32).
 const OP_T: i32 = 1;
 
@@ -182,15 +187,15 @@ impl LtState {
 }
 
 impl Gpu {
-    fn lt(&self) -> Result<&LtState> {
+    fn lt(&self) -> Result<Arc<LtState>> {
         // cuBLASLt works in the calling thread's current context (as cuBLAS does): make it this Gpu's.
         self.ctx
             .bind_to_thread()
             .ctx(|| "binding the CUDA context for cuBLASLt".into())?;
-        self.lt
-            .get_or_init(|| LtState::new(self))
-            .as_ref()
-            .map_err(|why| KernelError::Unavailable(why.clone()))
+        let state = self
+            .scratch
+            .shared(LT_STATE, || LtState::new(self).map(Arc::new));
+        state.as_ref().clone().map_err(KernelError::Unavailable)
     }
 
     /// How many cuBLASLt algorithms are listed for `[m, k] x [n, k]ᵀ` (at most [`LT_MAX_ALGOS`], in the
@@ -202,19 +207,17 @@ impl Gpu {
 
     /// `y[m, n] = x[m, k] · w[n, k]ᵀ` (bf16 `x` and `w`, f32 `y`, f32 accumulation) with cuBLASLt's algorithm
     /// number `algo` of those [`Gpu::gemm_lt_algorithms`] lists for the shape.
-    #[allow(clippy::too_many_arguments)]
     pub fn gemm_bf16_lt(
         &self,
         x: &impl DevicePtr<bf16>,
         w: &impl DevicePtr<bf16>,
-        m: usize,
-        n: usize,
-        k: usize,
+        dims: GemmShape,
         algo: usize,
         y: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         const OP: &str = "gemm_lt";
-        crate::gemm::gemm_operands(OP, [x.len(), w.len(), y.len()], m, n, k)?;
+        let GemmShape { m, n, k } = dims;
+        super::operands::gemm_operands(OP, [x.len(), w.len(), y.len()], m, n, k)?;
         if m == 0 || n == 0 {
             return Ok(());
         }
@@ -259,5 +262,58 @@ impl Gpu {
         .map_err(lt_err(format!(
             "matmul [m={m}, n={n}, k={k}] with algorithm {algo}"
         )))
+    }
+}
+
+impl Checker<'_> {
+    /// Each of the cuBLASLt algorithms listed for `[m, k] x [n, k]ᵀ` (`sample_rows` of W checked when given;
+    /// every output must be written). A shape with no algorithm listed is reported as a failure: the engine
+    /// would have nothing to time.
+    pub fn gemm_lt(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        sample_rows: Option<usize>,
+    ) -> Result<Vec<CheckReport>> {
+        let algos = self.gpu.gemm_lt_algorithms(m, n, k)?;
+        if algos == 0 {
+            return Ok(vec![CheckReport::new(
+                "gemm_bf16_lt (cuBLASLt)",
+                format!("m {m} n {n} k {k}: no algorithm listed"),
+                f64::NAN,
+                tol::F32_ACCUMULATION,
+            )]);
+        }
+        (0..algos)
+            .map(|algo| {
+                self.projection(
+                    &format!("gemm_bf16_lt (cuBLASLt algorithm {algo})"),
+                    (m, n, k, None, sample_rows),
+                    // Tensor-core products with f32 accumulation, as the skinny GEMM's.
+                    tol::MMA_F32_ACCUMULATION,
+                    |g, x, w, y| g.gemm_bf16_lt(x, w, GemmShape { m, n, k }, algo, y),
+                )
+            })
+            .collect()
+    }
+
+    /// The decode projection shapes of E4B at 1, 8 and 32 rows (q|k|v, o, gate|up, down, the LM head sampled)
+    /// and a ragged one, every listed algorithm.
+    pub fn gemm_lt_suite(&mut self) -> Result<Vec<CheckReport>> {
+        let mut r = vec![];
+        for m in [1, 8, 32] {
+            for (n, k, sample) in [
+                (3072, 2560, None),
+                (2560, 2048, None),
+                (20480, 2560, Some(64)),
+                (2560, 10240, Some(64)),
+                (262_144, 2560, Some(64)),
+            ] {
+                r.extend(self.gemm_lt(m, n, k, sample)?);
+            }
+        }
+        r.extend(self.gemm_lt(5, 37, 64, None)?);
+        Ok(r)
     }
 }

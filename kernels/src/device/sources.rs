@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
 
 /// Helpers prepended to every module.
-pub const COMMON: &str = include_str!("../cuda/common.cuh");
+pub const COMMON: &str = include_str!("../../cuda/common.cuh");
 
 /// One `.cu` file and the kernels it defines.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,7 @@ macro_rules! cu {
     ($name:literal, [$($f:literal),* $(,)?]) => {
         KernelSource {
             name: $name,
-            source: include_str!(concat!("../cuda/", $name, ".cu")),
+            source: include_str!(concat!("../../cuda/", $name, ".cu")),
             functions: &[$($f),*],
         }
     };
@@ -91,10 +91,18 @@ impl KernelSource {
     }
 }
 
+/// The macro the `ablations` feature defines for every module.
+const ABLATIONS_MACRO: &str = "VKAE_ABLATIONS";
+
 /// SHA-256 (lower-case hex) over every module's exact compiled text, in [`SOURCES`] order, each
-/// preceded by its name and separated by NUL bytes.
+/// preceded by its name and separated by NUL bytes. With the `ablations` feature the macro it defines
+/// comes first, so a build that compiles the ablation-only blocks never shares a digest with one that does not.
 pub fn kernels_sha256() -> String {
     let mut h = Sha256::new();
+    if cfg!(feature = "ablations") {
+        h.update(ABLATIONS_MACRO.as_bytes());
+        h.update([0u8]);
+    }
     for s in SOURCES {
         h.update(s.name.as_bytes());
         h.update([0u8]);
@@ -121,6 +129,10 @@ pub fn nvrtc_options(arch: &str) -> Vec<String> {
         "--prec-sqrt=true".to_string(),
         "--fmad=true".to_string(),
     ];
+    // The weight-streaming kernels' L2 prefetch block (gemv.cu, gemm_skinny.cu).
+    if cfg!(feature = "ablations") {
+        options.push(format!("--define-macro={ABLATIONS_MACRO}"));
+    }
     // Development aid: the resource report (registers, spills) in the compile log; no codegen change.
     if std::env::var_os("VKAE_KERNELS_PTXAS_VERBOSE").is_some() {
         options.push("--ptxas-options=-v".to_string());

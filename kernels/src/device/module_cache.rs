@@ -1,6 +1,6 @@
 //! An on-disk cache of the cubins NVRTC compiles, so that only the first process on a machine pays for them.
 //!
-//! Every [`crate::Gpu`] compiles every module for its device (about 8 s for all of them on the H200), and a test
+//! Every [`crate::Gpu`] compiles every module for its device (seconds for all of them), and a test
 //! run or a qualification opens several. A cubin is stored under a key that is the SHA-256 of what decides it:
 //! the module's name and full text (`common.cuh` + its `.cu` file), the target architecture, the NVRTC options
 //! and the NVRTC version (major.minor, all NVRTC reports). Changing any of those misses the cache, so a cached
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::sources::{nvrtc_options, KernelSource};
+use crate::device::sources::{nvrtc_options, KernelSource};
 
 /// Where compiled modules are kept (or not).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +157,7 @@ pub fn entry_key(source: &KernelSource, arch: &str, nvrtc_version: (i32, i32)) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::SOURCES;
+    use crate::device::sources::SOURCES;
 
     fn scratch_dir(name: &str) -> PathBuf {
         let dir =
@@ -233,13 +233,13 @@ mod tests {
     /// A real cubin (where the NVRTC library is present; no GPU needed) comes back byte for byte.
     #[test]
     fn a_compiled_cubin_comes_back_whole() {
-        if !crate::sources::nvrtc_or_skip("a_compiled_cubin_comes_back_whole") {
+        if !crate::device::sources::nvrtc_or_skip("a_compiled_cubin_comes_back_whole") {
             return;
         }
         let s = SOURCES.iter().find(|s| s.name == "rms_norm").unwrap();
-        let version = crate::sources::nvrtc_version().unwrap();
-        let crate::sources::CompiledModule::Cubin(cubin) =
-            crate::sources::compile(s, "sm_90").unwrap()
+        let version = crate::device::sources::nvrtc_version().unwrap();
+        let crate::device::sources::CompiledModule::Cubin(cubin) =
+            crate::device::sources::compile(s, "sm_90").unwrap()
         else {
             panic!("sm_90 gives a cubin");
         };

@@ -2,10 +2,14 @@
 //! 1..=[`SKINNY_MAX_ROWS`] rows: `y[m, n] = x[m, k] · w[n, k]ᵀ`, bf16 operands, f32 accumulation.
 //! Same conventions as [`Gpu::gemv_bf16`]: sizes are checked first, then one launch is queued.
 
+use super::operands::fewest_kparts;
+use crate::check::{CheckReport, Checker};
+use crate::device::launch::{self, int, launched, need};
+use crate::device::Gpu;
 use crate::error::{shape, DriverContext, Result};
-use crate::gpu::Gpu;
-use crate::ops::{int, launched, need};
-use cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig};
+use crate::layout::GemmShape;
+use crate::tolerance as tol;
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 use half::bf16;
 
 /// Largest batch (rows of `x`) the skinny GEMM takes.
@@ -54,23 +58,21 @@ impl Gpu {
         y: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         let kparts = Self::skinny_kparts(self.multiprocessors() as usize, m, n);
-        self.skinny_gemm_bf16_split(x, w, m, n, k, kparts, y)
+        self.skinny_gemm_bf16_split(x, w, GemmShape { m, n, k }, kparts, y)
     }
 
     /// [`Gpu::skinny_gemm_bf16`] with the split of k across a block's 8 warps given (1, 2, 4 or 8;
     /// more parts mean more, shorter blocks): for callers that time the choices on their own shapes.
-    #[allow(clippy::too_many_arguments)]
     pub fn skinny_gemm_bf16_split(
         &self,
         x: &impl DevicePtr<bf16>,
         w: &impl DevicePtr<bf16>,
-        m: usize,
-        n: usize,
-        k: usize,
+        dims: GemmShape,
         kparts: usize,
         y: &mut impl DevicePtrMut<f32>,
     ) -> Result<()> {
         const OP: &str = "skinny_gemm_bf16";
+        let GemmShape { m, n, k } = dims;
         if !Self::skinny_supports(m, k) {
             return Err(shape(
                 OP,
@@ -80,18 +82,14 @@ impl Gpu {
             ));
         }
         need(OP, "y", y.len(), m * n)?;
-        let Some((xp, wp)) = self.weight_streaming_operands(OP, x, w, m, n, k, kparts)? else {
+        let Some((xp, wp)) = self.weight_streaming_operands(OP, x, w, dims, kparts)? else {
             return Ok(());
         };
         let (yp, _g3) = y.device_ptr_mut(&self.stream);
         let (name, rows_per_warp) = entry(m);
         let blocks = n.div_ceil(rows_per_warp * (WARPS / kparts));
         let (m_i, n_i, k_i, kp_i) = (m as i32, int(OP, "n", n)?, int(OP, "k", k)?, kparts as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (int(OP, "blocks", blocks)? as u32, 1, 1),
-            block_dim: ((WARPS * 32) as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = launch::blocks(int(OP, "blocks", blocks)? as u32, (WARPS * 32) as u32);
         let prefetch = self.gemv_prefetch_bytes().min(i32::MAX as u32) as i32;
         let mut b = self.launcher(name);
         b.arg(&xp).arg(&wp).arg(&yp).arg(&m_i).arg(&n_i).arg(&k_i);
@@ -105,16 +103,69 @@ impl Gpu {
         Self::skinny_kparts(self.multiprocessors() as usize, m, n)
     }
 
-    /// Split of k across the 8 warps of a block: the fewest parts (1, 2, 4 or 8) that still give at
-    /// least four blocks per multiprocessor, so narrow outputs keep every SM streaming.
+    /// The k split for `n` outputs of `m` batch rows on `sms` multiprocessors (`fewest_kparts` at the
+    /// entry's rows a warp).
     fn skinny_kparts(sms: usize, m: usize, n: usize) -> usize {
-        let rows_per_warp = entry(m).1;
-        for kparts in [1usize, 2, 4] {
-            if n.div_ceil(rows_per_warp * (WARPS / kparts)) >= 4 * sms {
-                return kparts;
+        fewest_kparts(sms, n, entry(m).1)
+    }
+}
+
+impl Checker<'_> {
+    /// The skinny GEMM against the f64 product of the same bf16 operands (`sample_rows` of W checked
+    /// when given; every output must be written). `kparts` `None` is the default split.
+    pub fn skinny_split(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        kparts: Option<usize>,
+        sample_rows: Option<usize>,
+    ) -> Result<CheckReport> {
+        self.projection(
+            "skinny_gemm_bf16 (tensor cores)",
+            (m, n, k, kparts, sample_rows),
+            tol::MMA_F32_ACCUMULATION,
+            |g, x, w, y| match kparts {
+                Some(p) => g.skinny_gemm_bf16_split(x, w, GemmShape { m, n, k }, p, y),
+                None => g.skinny_gemm_bf16(x, w, m, n, k, y),
+            },
+        )
+    }
+
+    /// [`Checker::skinny_split`] with the default split.
+    pub fn skinny(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        sample_rows: Option<usize>,
+    ) -> Result<CheckReport> {
+        self.skinny_split(m, n, k, None, sample_rows)
+    }
+
+    /// The skinny GEMM at every batch-tile edge (1..=32 rows), ragged and E4B widths, k from one
+    /// chunk to 10240, and every k split.
+    pub fn skinny_suite(&mut self) -> Result<Vec<CheckReport>> {
+        let mut r = vec![];
+        for m in [1, 2, 3, 7, 8, 9, 16, 17, 31, 32] {
+            for (n, k, sample) in [
+                (100, 256, None),
+                (2560 + 8, 32, None),
+                (256, 2560, None),
+                (2048, 10240, Some(64)),
+            ] {
+                r.push(self.skinny(m, n, k, sample)?);
+            }
+            for kparts in [1, 2, 4, 8] {
+                r.push(self.skinny_split(m, 2560 + 8, 2560, Some(kparts), Some(96))?);
+                // 25 chunks: uneven splits, parts shorter than the ring of chunks in flight.
+                r.push(self.skinny_split(m, 100, 32 * 25, Some(kparts), None)?);
             }
         }
-        8
+        for m in [1, 8, 32] {
+            r.push(self.skinny(m, 262_144, 2560, Some(64))?);
+        }
+        Ok(r)
     }
 }
 
