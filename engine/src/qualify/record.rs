@@ -4,6 +4,11 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use super::engine_paths::EngineSide;
+use super::plan::RunPlan;
+use super::publish::write_atomically;
+use super::quality::QualityFigures;
+use super::settings::{RecipeFile, Settings};
 use vkae_record::{
     Engine as RecordEngine, Hardware, Model as RecordModel, PathResult, Quality, Recipe, Role,
     RunRecord, SigningKey, UnavailablePath,
@@ -18,6 +23,8 @@ pub struct Measured {
     /// Counted from the generated sequences' lengths, never computed from the recipe.
     pub tokens_generated: u64,
     pub detail: Option<String>,
+    /// false: the path only gives context (its spread is reported, it gates no claim).
+    pub gating: bool,
 }
 
 /// What `tokens_generated` must be: batch x output_tokens x repetitions.
@@ -128,6 +135,8 @@ pub struct RecordInputs<'a> {
     pub batch: usize,
     pub prompt_tokens: usize,
     pub output_tokens: usize,
+    /// The serving recipe the run was measured under (`--recipe`).
+    pub recipe: Option<RecipeFile>,
     pub paths: Vec<Measured>,
     pub unavailable: Vec<UnavailablePath>,
     pub quality: Quality,
@@ -162,6 +171,8 @@ pub fn build_and_sign(
             batch: inputs.batch as u32,
             prompt_tokens: inputs.prompt_tokens as u32,
             output_tokens: inputs.output_tokens as u32,
+            name: inputs.recipe.as_ref().map(|r| r.name.clone()),
+            sha256: inputs.recipe.map(|r| r.sha256),
         },
         paths: inputs
             .paths
@@ -172,6 +183,7 @@ pub fn build_and_sign(
                 tokens_per_s: m.tokens_per_s,
                 tokens_generated: m.tokens_generated,
                 detail: m.detail,
+                gating: (!m.gating).then_some(false),
             })
             .collect(),
         unavailable_paths: inputs.unavailable,
@@ -193,6 +205,94 @@ pub fn build_and_sign(
     Ok(parsed)
 }
 
+/// The record phase: what every batch's record shares (model, machine, code, quality), and writing one.
+pub struct Writer<'a> {
+    s: &'a Settings,
+    plan: &'a RunPlan,
+    hardware: Hardware,
+    commit: Option<String>,
+    kernels_sha256: Option<String>,
+    kernels: Vec<String>,
+    precision: &'static str,
+    quality: Quality,
+    /// The kernel path's failure, listed in every record.
+    engine_unavailable: Option<UnavailablePath>,
+    key: &'a SigningKey,
+    started_at: &'a str,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(
+        s: &'a Settings,
+        plan: &'a RunPlan,
+        engine: &EngineSide,
+        figures: &QualityFigures,
+        key: &'a SigningKey,
+        started_at: &'a str,
+    ) -> Writer<'a> {
+        let (kernels_sha256, kernels, precision) = engine.kernels(s.backend);
+        let q = &figures.record;
+        Writer {
+            s,
+            plan,
+            hardware: engine.hardware.clone(),
+            commit: super::provenance::engine_commit(s.engine_commit.as_deref()),
+            kernels_sha256,
+            kernels,
+            precision,
+            quality: Quality {
+                tokens: q.tokens as u64,
+                reference_ppl: q.reference_ppl,
+                vkae_ppl: q.candidate_ppl,
+                top1_agreement: q.top1_agreement,
+                mean_kl: q.mean_kl,
+            },
+            engine_unavailable: engine.unavailable.clone(),
+            key,
+            started_at,
+        }
+    }
+
+    /// Builds, checks and signs batch `b`'s record and writes it to its file.
+    pub fn write(
+        &self,
+        b: usize,
+        paths: Vec<Measured>,
+        mut unavailable: Vec<UnavailablePath>,
+    ) -> Result<(std::path::PathBuf, RunRecord)> {
+        let (s, plan) = (self.s, self.plan);
+        unavailable.extend(self.engine_unavailable.clone());
+        let rec = build_and_sign(
+            RecordInputs {
+                run_id: run_id(&plan.family, &self.hardware.gpu, b, self.started_at),
+                repo: &plan.repo,
+                family: &plan.family,
+                weights: &plan.weights_id,
+                hardware: self.hardware.clone(),
+                engine_version: env!("CARGO_PKG_VERSION"),
+                commit: self.commit.clone(),
+                kernels_sha256: self.kernels_sha256.clone(),
+                kernels: self.kernels.clone(),
+                precision: self.precision,
+                batch: b,
+                prompt_tokens: s.prompt_tokens,
+                output_tokens: s.output_tokens,
+                recipe: s.recipe.clone(),
+                paths,
+                unavailable,
+                quality: self.quality.clone(),
+                started_at: self.started_at.to_string(),
+                finished_at: vkae_record::Timestamp::now().to_rfc3339(),
+            },
+            &s.lane_key_name,
+            self.key,
+        )?;
+        let out = s.out_for(b);
+        write_atomically(&out, &rec.to_json_bytes())?;
+        Ok((out, rec))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +304,7 @@ mod tests {
             tokens_per_s: (0..reps).map(|i| 100.0 + i as f64).collect(),
             tokens_generated: tokens,
             detail: None,
+            gating: true,
         }
     }
 
@@ -227,6 +328,7 @@ mod tests {
             batch: 8,
             prompt_tokens: 128,
             output_tokens: 128,
+            recipe: None,
             paths,
             unavailable: vec![UnavailablePath {
                 name: "hf-transformers-static-compile".into(),
@@ -294,6 +396,27 @@ mod tests {
             rec.verify(&other).is_err(),
             "another lane's key must not verify it"
         );
+    }
+
+    #[test]
+    fn a_context_path_and_the_recipe_are_signed_into_the_record() {
+        let (key, _) = vkae_record::keygen();
+        let mut eager = measured("hf-transformers-eager", Role::Peer, 3, 3072);
+        eager.gating = false;
+        let mut i = inputs(vec![
+            measured("hf-transformers-static-cudagraph", Role::Baseline, 3, 3072),
+            measured("vkae", Role::Vkae, 3, 3072),
+            eager,
+        ]);
+        i.recipe = Some(RecipeFile { name: "e4b-h200".into(), sha256: "ab".repeat(32) });
+        let rec = build_and_sign(i, "lab", &key).unwrap();
+        let gates: Vec<bool> = rec.paths.iter().map(|p| p.gates()).collect();
+        assert_eq!(gates, [true, true, false]);
+        let v = rec.to_value();
+        assert_eq!(v["paths"][2]["gating"], false);
+        assert!(v["paths"][0].get("gating").is_none(), "a gating path carries no member");
+        assert_eq!(v["recipe"]["name"], "e4b-h200");
+        assert_eq!(v["recipe"]["sha256"], "ab".repeat(32));
     }
 
     #[test]
