@@ -107,7 +107,9 @@ for round in $(seq 1 "$rounds"); do
   tag= ; [ "$rounds" -gt 1 ] && tag=-r$round
   start=$(date +%s)
   # shellcheck disable=SC2086
-  "$bin/vkae-engine" qualify $model_args --batch "$batches" \
+  # QUALIFY_LIMIT=S stops a round after S seconds (the records of the batches finished by then stay), so the
+  # logs below are still collected inside the device call's own limit.
+  ${QUALIFY_LIMIT:+timeout "$QUALIFY_LIMIT"} "$bin/vkae-engine" qualify $model_args --batch "$batches" \
     --prompt-tokens "$prompt" --output-tokens "$output" --reps "$reps" --warmup "$warmup" --quality-tokens 2048 \
     --device "$device" --baseline hf --python "$python" --baseline-time-limit 420 --peer-time-limit "$peer_limit" \
     --work-dir "$work" --lane-key "$key" ${RECIPE:+--recipe "$RECIPE"} \
