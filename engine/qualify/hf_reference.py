@@ -144,7 +144,7 @@ class GraphedDecode:
         """Eager prefill of the prompt into the reset cache; the first token from its last logits."""
         self.cache.reset()
         out = self.model(input_ids=self.prompt, position_ids=self.prompt_pos, past_key_values=self.cache,
-                         use_cache=True)
+                         use_cache=True, logits_to_keep=1)
         first = out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
         self.tokens.zero_()
         self.tokens[:, self.p:self.p + 1].copy_(first)
