@@ -46,7 +46,14 @@ fn start(dir: &Path, body: &str, limit: Duration) -> Result<Session, String> {
     let script = dir.join("child.py");
     std::fs::write(&script, format!("{HEADER}\n{body}")).unwrap();
     let phase = Phase::start("child test", 1, false);
-    Session::start(Path::new("python3"), &script, &plan(dir), dir, limit, &phase)
+    Session::start(
+        Path::new("python3"),
+        &script,
+        &plan(dir),
+        dir,
+        limit,
+        &phase,
+    )
 }
 
 /// The child side of the protocol: the plan read, the load answered, commands read one a line.
@@ -88,7 +95,10 @@ fn a_crash_is_reported_with_its_signal_and_last_words() {
     let f = start(&dir.0, "print('CUDA error: no kernel image', file=sys.stderr, flush=True)\nos.kill(os.getpid(), signal.SIGSEGV)\n", Duration::from_secs(60))
         .err()
         .expect("no load answer");
-    assert!(f.contains("signal 11") && f.contains("no kernel image"), "{f}");
+    assert!(
+        f.contains("signal 11") && f.contains("no kernel image"),
+        "{f}"
+    );
 }
 
 #[test]
@@ -168,7 +178,12 @@ fn a_clean_quit_has_no_failure_and_a_silent_exit_does() {
     )
     .unwrap();
     assert_eq!(s.quit(), None);
-    let mut s = start(&dir.0, &format!("{READY}\nsys.stdin.readline()\n"), Duration::from_secs(60)).unwrap();
+    let mut s = start(
+        &dir.0,
+        &format!("{READY}\nsys.stdin.readline()\n"),
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let f = s
         .request(&json!({"op": "rep", "batch": 1}), Duration::from_secs(60))
         .expect_err("no answer");
@@ -181,7 +196,9 @@ fn a_clean_quit_has_no_failure_and_a_silent_exit_does() {
     )
     .unwrap();
     for _ in 0..2 {
-        let a = s.request(&json!({"op": "nope"}), Duration::from_secs(60)).unwrap();
+        let a = s
+            .request(&json!({"op": "nope"}), Duration::from_secs(60))
+            .unwrap();
         assert_eq!(a["error"], "unknown command");
     }
 }

@@ -67,7 +67,9 @@ impl Session {
             serde_json::to_vec(plan).map_err(|e| e.to_string())?,
         )
         .map_err(|e| format!("writing {}: {e}", plan_path.display()))
-        .and_then(|_| spawn(python, script, &plan_path, &log, phase).map_err(|e| format!("{e:#}")))?;
+        .and_then(|_| {
+            spawn(python, script, &plan_path, &log, phase).map_err(|e| format!("{e:#}"))
+        })?;
         let mut session = spawned;
         match session.wait_reply(limit) {
             Ok(ready) if ready["ok"] == true => {
@@ -287,7 +289,10 @@ fn spawn(
         let (keep, phase, last_step) = (keep.clone(), phase.clone(), last_step.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-                match line.strip_prefix("@progress ").map(serde_json::from_str::<Value>) {
+                match line
+                    .strip_prefix("@progress ")
+                    .map(serde_json::from_str::<Value>)
+                {
                     Some(Ok(v)) => {
                         *last_step.lock().expect("step lock") = format!(
                             "{} ({}/{} done)",
@@ -309,7 +314,10 @@ fn spawn(
     let (tx, replies) = std::sync::mpsc::channel();
     let t_out = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            match line.strip_prefix("@reply ").map(serde_json::from_str::<Value>) {
+            match line
+                .strip_prefix("@reply ")
+                .map(serde_json::from_str::<Value>)
+            {
                 Some(Ok(v)) => {
                     if tx.send(v).is_err() {
                         break;

@@ -8,11 +8,10 @@ use std::rc::Rc;
 use anyhow::{bail, Result};
 use vkae_record::{Hardware, Role, UnavailablePath};
 
-use super::paths::EnginePath;
+use super::paths::{EnginePath, Generate, ENGINE_GENERIC, VKAE};
 use super::progress::Phase;
 use super::provenance;
 use super::settings::Settings;
-use super::{ENGINE_GENERIC, VKAE};
 use crate::vkae::{VkaeModel, VkaeOptions};
 use crate::{Backend, Engine, Model};
 
@@ -34,13 +33,21 @@ impl EngineSide {
         let phase = Phase::start("engine paths", 2, s.progress_bars);
         let engine = Engine::new(model.clone(), s.backend)?;
         let (hardware, device_name) = match &engine {
-            Engine::Cuda(g) => (provenance::gpu_hardware(g.device_name()), g.device_name().to_string()),
-            Engine::Vkae(v) => (provenance::gpu_hardware(v.device_name()), v.device_name().to_string()),
+            Engine::Cuda(g) => (
+                provenance::gpu_hardware(g.device_name()),
+                g.device_name().to_string(),
+            ),
+            Engine::Vkae(v) => (
+                provenance::gpu_hardware(v.device_name()),
+                v.device_name().to_string(),
+            ),
             Engine::Cpu(_) => (provenance::cpu_hardware(), "cpu".to_string()),
         };
         phase.inc("generic path loaded");
         let generic_note = match s.backend {
-            Backend::Cuda => "BF16 weights, one kernel per op (vkae-kernels) and cuBLAS projections",
+            Backend::Cuda => {
+                "BF16 weights, one kernel per op (vkae-kernels) and cuBLAS projections"
+            }
             Backend::Cpu => "the engine's f32 CPU code (--device cpu)",
             Backend::Vkae => unreachable!("--device vkae is refused when the settings are read"),
         };
@@ -60,7 +67,11 @@ impl EngineSide {
                     let mut reason = format!("{e:#}");
                     reason.truncate(1000);
                     let why = format!("the kernel path failed, see unavailable_paths: {reason}");
-                    let u = UnavailablePath { name: "vkae-kernel-path".into(), role: Role::Vkae, reason };
+                    let u = UnavailablePath {
+                        name: "vkae-kernel-path".into(),
+                        role: Role::Vkae,
+                        reason,
+                    };
                     (None, Some(why), Some(u))
                 }
             },
@@ -93,17 +104,16 @@ impl EngineSide {
     }
 
     pub fn vkae_path(&self, prompt: &[u32], output_tokens: usize) -> EnginePath<'static> {
-        let generate: Box<dyn FnMut(&crate::GenerateRequest) -> crate::Result<crate::GenerateOutput>> =
-            match &self.kernel {
-                Some(vm) => {
-                    let vm = vm.clone();
-                    Box::new(move |r| vm.borrow_mut().generate(r))
-                }
-                None => {
-                    let engine = self.generic.clone();
-                    Box::new(move |r| engine.borrow_mut().generate(r))
-                }
-            };
+        let generate: Generate<'static> = match &self.kernel {
+            Some(vm) => {
+                let vm = vm.clone();
+                Box::new(move |r| vm.borrow_mut().generate(r))
+            }
+            None => {
+                let engine = self.generic.clone();
+                Box::new(move |r| engine.borrow_mut().generate(r))
+            }
+        };
         EnginePath::new(VKAE, generate, prompt, output_tokens)
     }
 

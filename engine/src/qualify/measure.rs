@@ -86,7 +86,12 @@ pub fn measure_batch(
     runs
 }
 
-fn warm_up(path: &mut dyn DecodePath, batch: usize, rule: WarmUpRule, phase: &Phase) -> Result<PathRun, String> {
+fn warm_up(
+    path: &mut dyn DecodePath,
+    batch: usize,
+    rule: WarmUpRule,
+    phase: &Phase,
+) -> Result<PathRun, String> {
     let started = Instant::now();
     let mut run = PathRun::default();
     while !rule.satisfied(&run.warmup_tokens_per_s, started.elapsed().as_secs_f64()) {
@@ -105,7 +110,12 @@ fn warm_up(path: &mut dyn DecodePath, batch: usize, rule: WarmUpRule, phase: &Ph
 }
 
 /// Timed repetition `r` of one path, measured again (at most `MAX_REMEASURED` times in all) while void.
-fn timed(path: &mut dyn DecodePath, batch: usize, r: usize, run: &mut PathRun) -> Result<f64, String> {
+fn timed(
+    path: &mut dyn DecodePath,
+    batch: usize,
+    r: usize,
+    run: &mut PathRun,
+) -> Result<f64, String> {
     loop {
         let label = format!("repetition {r}");
         let Rep {
@@ -150,7 +160,12 @@ mod tests {
             self.name
         }
         fn rep(&mut self, batch: usize, label: &str) -> anyhow::Result<Rep> {
-            let n = self.log.borrow().iter().filter(|l| l.starts_with(self.name)).count();
+            let n = self
+                .log
+                .borrow()
+                .iter()
+                .filter(|l| l.starts_with(self.name))
+                .count();
             self.log.borrow_mut().push(format!("{} {label}", self.name));
             if self.fail_at == Some(n) {
                 anyhow::bail!("out of memory");
@@ -166,9 +181,24 @@ mod tests {
     #[test]
     fn repetitions_interleave_after_every_path_warmed_up() {
         let log = std::cell::RefCell::new(vec![]);
-        let mut a = Logged { name: "a", log: &log, rates: vec![], fail_at: None };
-        let mut b = Logged { name: "b", log: &log, rates: vec![], fail_at: None };
-        let rule = WarmUpRule { at_least: 1, steady: 0.03, min_seconds: 0.0, at_most_extra: 0 };
+        let mut a = Logged {
+            name: "a",
+            log: &log,
+            rates: vec![],
+            fail_at: None,
+        };
+        let mut b = Logged {
+            name: "b",
+            log: &log,
+            rates: vec![],
+            fail_at: None,
+        };
+        let rule = WarmUpRule {
+            at_least: 1,
+            steady: 0.03,
+            min_seconds: 0.0,
+            at_most_extra: 0,
+        };
         let phase = Phase::start("test", 1, false);
         let runs = measure_batch(&mut [&mut a, &mut b], 2, 3, rule, &phase);
         assert_eq!(
@@ -178,23 +208,49 @@ mod tests {
         );
         let run = runs[0].clone().unwrap();
         assert_eq!((run.tokens_per_s.len(), run.tokens_generated), (3, 24));
-        assert_eq!(run.seq0, Some(vec![3]), "sequence 0 of the last timed repetition");
+        assert_eq!(
+            run.seq0,
+            Some(vec![3]),
+            "sequence 0 of the last timed repetition"
+        );
     }
 
     #[test]
     fn a_void_rate_is_measured_again_and_a_failing_path_leaves_the_others_measured() {
         let log = std::cell::RefCell::new(vec![]);
-        let mut a = Logged { name: "a", log: &log, rates: vec![Some(9.0), None, Some(11.0)], fail_at: None };
-        let mut b = Logged { name: "b", log: &log, rates: vec![], fail_at: Some(2) };
-        let mut c = Logged { name: "c", log: &log, rates: vec![Some(1.0), None, None, None, None], fail_at: None };
+        let mut a = Logged {
+            name: "a",
+            log: &log,
+            rates: vec![Some(9.0), None, Some(11.0)],
+            fail_at: None,
+        };
+        let mut b = Logged {
+            name: "b",
+            log: &log,
+            rates: vec![],
+            fail_at: Some(2),
+        };
+        let mut c = Logged {
+            name: "c",
+            log: &log,
+            rates: vec![Some(1.0), None, None, None, None],
+            fail_at: None,
+        };
         let rule = WarmUpRule::new(1);
-        let rule = WarmUpRule { min_seconds: 0.0, at_most_extra: 0, ..rule };
+        let rule = WarmUpRule {
+            min_seconds: 0.0,
+            at_most_extra: 0,
+            ..rule
+        };
         let phase = Phase::start("test", 1, false);
         let runs = measure_batch(&mut [&mut a, &mut b, &mut c], 1, 3, rule, &phase);
         let a = runs[0].clone().unwrap();
         assert_eq!((a.tokens_per_s, a.remeasured), (vec![11.0, 10.0, 10.0], 1));
         let b = runs[1].clone().unwrap_err();
-        assert!(b.contains("batch 1 repetition 2") && b.contains("out of memory"), "{b}");
+        assert!(
+            b.contains("batch 1 repetition 2") && b.contains("out of memory"),
+            "{b}"
+        );
         let c = runs[2].clone().unwrap_err();
         assert!(c.contains("4 void repetitions"), "{c}");
     }
@@ -202,12 +258,27 @@ mod tests {
     #[test]
     fn warm_up_runs_until_steady_and_long_enough_within_its_bounds() {
         let rule = WarmUpRule::new(2);
-        assert!(!rule.satisfied(&[Some(10.0)], 60.0), "the minimum count comes first");
+        assert!(
+            !rule.satisfied(&[Some(10.0)], 60.0),
+            "the minimum count comes first"
+        );
         assert!(rule.satisfied(&[Some(10.0), Some(10.1)], 20.0));
-        assert!(!rule.satisfied(&[Some(10.0), Some(10.1)], 19.0), "not yet 20 s");
-        assert!(!rule.satisfied(&[Some(10.0), Some(11.0)], 60.0), "10% apart is not steady");
+        assert!(
+            !rule.satisfied(&[Some(10.0), Some(10.1)], 19.0),
+            "not yet 20 s"
+        );
+        assert!(
+            !rule.satisfied(&[Some(10.0), Some(11.0)], 60.0),
+            "10% apart is not steady"
+        );
         assert!(!rule.satisfied(&[Some(10.0), None], 60.0));
-        assert!(rule.satisfied(&[Some(1.0); 8], 0.0), "at most 6 past the minimum");
-        assert!(WarmUpRule::new(0).satisfied(&[], 0.0), "--warmup 0 warms up nothing");
+        assert!(
+            rule.satisfied(&[Some(1.0); 8], 0.0),
+            "at most 6 past the minimum"
+        );
+        assert!(
+            WarmUpRule::new(0).satisfied(&[], 0.0),
+            "--warmup 0 warms up nothing"
+        );
     }
 }

@@ -66,18 +66,12 @@ use quality::Logits;
 use reference::{Peer, ReferenceSide};
 use roles::{BatchOutcomes, Outcome as PathOutcome};
 
+pub use paths::{CPU_REFERENCE, ENGINE_GENERIC, HF_EAGER, HF_STATIC_CUDAGRAPH, VKAE};
 pub use plan::family_slug;
 pub use publish::ingest;
 pub use quality::QualityFigures;
 pub use settings::{BaselineKind, KeygenArgs, QualifyArgs, RecipeFile, Settings, WeightsSource};
 pub use table::render_table;
-
-/// Path names as they appear in records.
-pub const HF_EAGER: &str = "hf-transformers-eager";
-pub const HF_STATIC_CUDAGRAPH: &str = "hf-transformers-static-cudagraph";
-pub const CPU_REFERENCE: &str = "cpu-reference";
-pub const ENGINE_GENERIC: &str = "vkae-engine-generic";
-pub const VKAE: &str = "vkae";
 
 /// What one run produced.
 pub struct Outcome {
@@ -126,13 +120,23 @@ fn run_in(
     let mut vkae = engine.vkae_path(&plan.prompt, s.output_tokens);
     let mut generic = engine.generic_path(&plan.prompt, s.output_tokens);
     let stats = model_stats(&plan.cfg);
-    let (mut records, mut table, mut mismatches, mut report_batches) = (vec![], String::new(), vec![], vec![]);
+    let (mut records, mut table, mut mismatches, mut report_batches) =
+        (vec![], String::new(), vec![], vec![]);
     for &b in &s.batches {
-        let (outcomes, warmups) = measure_phase(b, &mut reference, &mut vkae, &mut generic, &engine, s);
+        let (outcomes, warmups) =
+            measure_phase(b, &mut reference, &mut vkae, &mut generic, &engine, s);
         let (paths, unavailable) = roles::assign(outcomes, WarmUpRule::new(s.warmup))?;
-        mismatches.extend(paths.iter().filter_map(|m| record::token_mismatch(m, b, s.output_tokens)));
+        mismatches.extend(
+            paths
+                .iter()
+                .filter_map(|m| record::token_mismatch(m, b, s.output_tokens)),
+        );
         let (out, rec) = writer.write(b, paths, unavailable)?;
-        table.push_str(&render_table(&rec, stats.bytes_streamed_per_token, &figures));
+        table.push_str(&render_table(
+            &rec,
+            stats.bytes_streamed_per_token,
+            &figures,
+        ));
         table.push('\n');
         report_batches.push(json!({"batch": b, "record": out, "run_id": rec.run_id, "warmup_tokens_per_s": warmups}));
         records.push((out, rec));
@@ -159,7 +163,12 @@ fn run_in(
     if let Some(p) = &s.report {
         publish::write_atomically(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
-    Ok(Outcome { records, table, ingested, report })
+    Ok(Outcome {
+        records,
+        table,
+        ingested,
+        report,
+    })
 }
 
 /// The quality guard: the VKAE path's logits over the quality stream scored against the reference's.
@@ -174,7 +183,8 @@ fn quality_phase(
     let vocab = plan.cfg.vocab_size;
     let vkae = Logits::Memory(engine.quality_logits(&plan.q_ids, vocab)?);
     phase.inc("vkae logits");
-    let (logits, implementation) = reference.quality_logits(&plan.q_ids, vocab, s.f32_reference, work)?;
+    let (logits, implementation) =
+        reference.quality_logits(&plan.q_ids, vocab, s.f32_reference, work)?;
     phase.inc("reference logits");
     let figures = quality::score(logits, &implementation, &vkae, &plan.q_ids, vocab)?;
     phase.inc("compared");
@@ -208,8 +218,13 @@ fn measure_phase(
         list.push(path);
     }
     list.push(generic);
-    let phase = Phase::start(&format!("batch {b}"), (list.len() * (1 + s.reps)) as u64, s.progress_bars);
-    let mut runs = measure_batch(&mut list, b, s.reps, WarmUpRule::new(s.warmup), &phase).into_iter();
+    let phase = Phase::start(
+        &format!("batch {b}"),
+        (list.len() * (1 + s.reps)) as u64,
+        s.progress_bars,
+    );
+    let mut runs =
+        measure_batch(&mut list, b, s.reps, WarmUpRule::new(s.warmup), &phase).into_iter();
     let names = [reference_name, VKAE, HF_STATIC_CUDAGRAPH, ENGINE_GENERIC];
     let mut warmups = serde_json::Map::new();
     let mut take = |name: &str| -> Result<PathRun, String> {
@@ -226,14 +241,21 @@ fn measure_phase(
     phase.finish(&format!("{} paths", names.len()));
     let peer = match (side.peer.take(), peer_run, peer_impl) {
         (Some(Peer::Admitted { path, check }), Some(run), Some(implementation)) => {
-            let outcome = PathOutcome { name: HF_STATIC_CUDAGRAPH.into(), run: run.clone(), implementation };
+            let outcome = PathOutcome {
+                name: HF_STATIC_CUDAGRAPH.into(),
+                run: run.clone(),
+                implementation,
+            };
             side.peer = Some(match run {
                 Ok(_) => Peer::Admitted { path, check },
                 // The child may be gone: later batches list the peer as unavailable, saying why.
                 Err(e) => Peer::Unavailable(vkae_record::UnavailablePath {
                     name: HF_STATIC_CUDAGRAPH.into(),
                     role: vkae_record::Role::Baseline,
-                    reason: format!("failed at batch {b}: {e}").chars().take(1000).collect(),
+                    reason: format!("failed at batch {b}: {e}")
+                        .chars()
+                        .take(1000)
+                        .collect(),
                 }),
             });
             Some(Ok(outcome))
@@ -249,15 +271,31 @@ fn measure_phase(
     };
     let outcomes = BatchOutcomes {
         batch: b,
-        reference: PathOutcome { name: reference_name.into(), run: reference_run, implementation: reference_impl },
-        vkae: PathOutcome { name: VKAE.into(), run: vkae_run, implementation: engine.vkae_detail() },
-        generic: PathOutcome { name: ENGINE_GENERIC.into(), run: generic_run, implementation: engine.generic_detail() },
+        reference: PathOutcome {
+            name: reference_name.into(),
+            run: reference_run,
+            implementation: reference_impl,
+        },
+        vkae: PathOutcome {
+            name: VKAE.into(),
+            run: vkae_run,
+            implementation: engine.vkae_detail(),
+        },
+        generic: PathOutcome {
+            name: ENGINE_GENERIC.into(),
+            run: generic_run,
+            implementation: engine.generic_detail(),
+        },
         peer,
     };
     (outcomes, serde_json::Value::Object(warmups))
 }
 
-fn ingest_phase(s: &Settings, records: &[(PathBuf, RunRecord)], table: &mut String) -> Result<Vec<serde_json::Value>> {
+fn ingest_phase(
+    s: &Settings,
+    records: &[(PathBuf, RunRecord)],
+    table: &mut String,
+) -> Result<Vec<serde_json::Value>> {
     let mut ingested = vec![];
     if let Some((url, token)) = &s.ingest {
         for (path, rec) in records {
@@ -312,4 +350,3 @@ pub fn keygen_cli(args: &KeygenArgs) -> crate::Result<()> {
     println!("{encoded}");
     Ok(())
 }
-

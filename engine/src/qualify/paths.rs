@@ -8,8 +8,19 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::json;
 
 use super::child::Session;
-use super::record::count_generated;
 use crate::{GenerateOutput, GenerateRequest};
+
+/// Path names as they appear in records.
+pub const HF_EAGER: &str = "hf-transformers-eager";
+pub const HF_STATIC_CUDAGRAPH: &str = "hf-transformers-static-cudagraph";
+pub const CPU_REFERENCE: &str = "cpu-reference";
+pub const ENGINE_GENERIC: &str = "vkae-engine-generic";
+pub const VKAE: &str = "vkae";
+
+/// Tokens in the generated sequences of one repetition (prompt excluded), as returned.
+pub fn count_generated(sequences: &[Vec<u32>]) -> u64 {
+    sequences.iter().map(|s| s.len() as u64).sum()
+}
 
 /// One repetition's result.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +41,7 @@ pub trait DecodePath {
     fn rep(&mut self, batch: usize, label: &str) -> Result<Rep>;
 }
 
-type Generate<'a> = Box<dyn FnMut(&GenerateRequest) -> crate::Result<GenerateOutput> + 'a>;
+pub type Generate<'a> = Box<dyn FnMut(&GenerateRequest) -> crate::Result<GenerateOutput> + 'a>;
 
 /// An engine path (generic, kernel, CPU reference) in this process.
 pub struct EnginePath<'a> {
@@ -112,7 +123,10 @@ impl ChildPath {
             .request(&command, self.limit)
             .map_err(|e| anyhow!("{e}"))?;
         if answer["ok"] != true {
-            bail!("{}", answer["error"].as_str().unwrap_or("refused the command"));
+            bail!(
+                "{}",
+                answer["error"].as_str().unwrap_or("refused the command")
+            );
         }
         Ok(answer)
     }

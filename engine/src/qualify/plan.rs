@@ -4,10 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::progress::Phase;
-use super::record;
 use super::settings::{BaselineKind, Settings, WeightsSource};
 use crate::bench::bench_prompt;
 use crate::config::Family;
@@ -52,7 +51,7 @@ pub fn prepare(s: &Settings) -> Result<RunPlan> {
     let (model_dir, weights_id, synthetic_family) = match &s.weights {
         WeightsSource::Dir(d) => {
             let phase = Phase::start("weights digest", 1, s.progress_bars);
-            let id = record::weights_digest(d)?;
+            let id = weights_digest(d)?;
             phase.finish(&id);
             (Some(d.clone()), id, None)
         }
@@ -123,4 +122,69 @@ fn write_synthetic_checkpoint(family: Family, seed: u64, dir: &Path, bars: bool)
     phase.inc("written");
     phase.finish(&dir.display().to_string());
     Ok(())
+}
+
+/// `sha256:HEX` over a checkpoint folder: for each of `config.json` and the `*.safetensors` files, in name
+/// order, the file name, a NUL, the file's bytes, a NUL.
+pub fn weights_digest(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n == "config.json" || n.ends_with(".safetensors"))
+        .filter(|n| !n.starts_with('.') && n != "reference.safetensors")
+        .collect();
+    names.sort();
+    if !names.iter().any(|n| n.ends_with(".safetensors")) {
+        bail!("{}: no .safetensors files to digest", dir.display());
+    }
+    let mut h = Sha256::new();
+    for n in &names {
+        use std::io::Read;
+        h.update(n.as_bytes());
+        h.update([0u8]);
+        let mut f = std::fs::File::open(dir.join(n))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = f.read(&mut buf)?;
+            if k == 0 {
+                break;
+            }
+            h.update(&buf[..k]);
+        }
+        h.update([0u8]);
+    }
+    Ok(format!(
+        "sha256:{}",
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weights_digest_covers_config_and_weights_only() {
+        let dir = std::env::temp_dir().join(format!("vkae-digest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(
+            weights_digest(&dir).is_err(),
+            "an empty folder has no weights"
+        );
+        std::fs::write(dir.join("config.json"), b"{}").unwrap();
+        std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
+        let a = weights_digest(&dir).unwrap();
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
+        std::fs::write(dir.join("reference.safetensors"), b"test data, not weights").unwrap();
+        std::fs::write(dir.join("README.md"), b"notes").unwrap();
+        assert_eq!(weights_digest(&dir).unwrap(), a);
+        std::fs::write(dir.join("model.safetensors"), b"weightz").unwrap();
+        assert_ne!(weights_digest(&dir).unwrap(), a);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,14 +1,12 @@
 //! From measurements to a signed `vkae.run.v1` record: the token accounting (TEST06-style), the weights
 //! identity, the run id, and the record itself (built, validated by `vkae-record`'s own parser, signed).
 
-use std::path::Path;
-
-use anyhow::{bail, Context, Result};
 use super::engine_paths::EngineSide;
 use super::plan::RunPlan;
 use super::publish::write_atomically;
 use super::quality::QualityFigures;
 use super::settings::{RecipeFile, Settings};
+use anyhow::Result;
 use vkae_record::{
     Engine as RecordEngine, Hardware, Model as RecordModel, PathResult, Quality, Recipe, Role,
     RunRecord, SigningKey, UnavailablePath,
@@ -32,11 +30,6 @@ pub fn expected_tokens(batch: usize, output_tokens: usize, reps: usize) -> u64 {
     (batch * output_tokens * reps) as u64
 }
 
-/// Tokens in the generated sequences of one repetition (prompt excluded), as returned.
-pub fn count_generated(sequences: &[Vec<u32>]) -> u64 {
-    sequences.iter().map(|s| s.len() as u64).sum()
-}
-
 /// A mismatch between the tokens generated and the recipe, as a line for the terminal (None when it adds up).
 pub fn token_mismatch(m: &Measured, batch: usize, output_tokens: usize) -> Option<String> {
     let want = expected_tokens(batch, output_tokens, m.tokens_per_s.len());
@@ -48,46 +41,6 @@ pub fn token_mismatch(m: &Measured, batch: usize, output_tokens: usize) -> Optio
             m.tokens_per_s.len()
         )
     })
-}
-
-/// `sha256:HEX` over a checkpoint folder: for each of `config.json` and the `*.safetensors` files, in name
-/// order, the file name, a NUL, the file's bytes, a NUL.
-pub fn weights_digest(dir: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n == "config.json" || n.ends_with(".safetensors"))
-        .filter(|n| !n.starts_with('.') && n != "reference.safetensors")
-        .collect();
-    names.sort();
-    if !names.iter().any(|n| n.ends_with(".safetensors")) {
-        bail!("{}: no .safetensors files to digest", dir.display());
-    }
-    let mut h = Sha256::new();
-    for n in &names {
-        use std::io::Read;
-        h.update(n.as_bytes());
-        h.update([0u8]);
-        let mut f = std::fs::File::open(dir.join(n))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = f.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            h.update(&buf[..k]);
-        }
-        h.update([0u8]);
-    }
-    Ok(format!(
-        "sha256:{}",
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ))
 }
 
 /// A run id: `qualify-FAMILY-DEVICE-bBATCH-YYYYMMDDTHHMMSSZ`, restricted to the record's id alphabet.
@@ -296,6 +249,7 @@ impl<'a> Writer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::qualify::paths::count_generated;
 
     fn measured(name: &str, role: Role, reps: usize, tokens: u64) -> Measured {
         Measured {
@@ -408,13 +362,19 @@ mod tests {
             measured("vkae", Role::Vkae, 3, 3072),
             eager,
         ]);
-        i.recipe = Some(RecipeFile { name: "e4b-h200".into(), sha256: "ab".repeat(32) });
+        i.recipe = Some(RecipeFile {
+            name: "e4b-h200".into(),
+            sha256: "ab".repeat(32),
+        });
         let rec = build_and_sign(i, "lab", &key).unwrap();
         let gates: Vec<bool> = rec.paths.iter().map(|p| p.gates()).collect();
         assert_eq!(gates, [true, true, false]);
         let v = rec.to_value();
         assert_eq!(v["paths"][2]["gating"], false);
-        assert!(v["paths"][0].get("gating").is_none(), "a gating path carries no member");
+        assert!(
+            v["paths"][0].get("gating").is_none(),
+            "a gating path carries no member"
+        );
         assert_eq!(v["recipe"]["name"], "e4b-h200");
         assert_eq!(v["recipe"]["sha256"], "ab".repeat(32));
     }
@@ -448,25 +408,5 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
         assert!(run_id("E4B", &"x".repeat(300), 1, "2026-11-28T10:00:00Z").len() <= 128);
-    }
-
-    #[test]
-    fn the_weights_digest_covers_config_and_weights_only() {
-        let dir = std::env::temp_dir().join(format!("vkae-digest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert!(
-            weights_digest(&dir).is_err(),
-            "an empty folder has no weights"
-        );
-        std::fs::write(dir.join("config.json"), b"{}").unwrap();
-        std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
-        let a = weights_digest(&dir).unwrap();
-        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
-        std::fs::write(dir.join("reference.safetensors"), b"test data, not weights").unwrap();
-        std::fs::write(dir.join("README.md"), b"notes").unwrap();
-        assert_eq!(weights_digest(&dir).unwrap(), a);
-        std::fs::write(dir.join("model.safetensors"), b"weightz").unwrap();
-        assert_ne!(weights_digest(&dir).unwrap(), a);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,12 +12,13 @@ use serde_json::json;
 use vkae_record::{Role, UnavailablePath};
 
 use super::child::{Plan, Session};
-use super::paths::{ChildPath, DecodePath, EnginePath};
+use super::paths::{
+    ChildPath, DecodePath, EnginePath, CPU_REFERENCE, HF_EAGER, HF_STATIC_CUDAGRAPH,
+};
 use super::plan::RunPlan;
 use super::progress::Phase;
 use super::quality::ReferenceLogits;
 use super::settings::{BaselineKind, Settings};
-use super::{CPU_REFERENCE, HF_EAGER, HF_STATIC_CUDAGRAPH};
 use crate::{Backend, Engine};
 
 /// Decode steps the peer's same-model check compares.
@@ -81,7 +82,8 @@ impl Reference {
 
 fn script_path() -> Result<PathBuf> {
     let candidates = [
-        std::env::var_os("VKAE_ENGINE_DIR").map(|d| PathBuf::from(d).join("qualify/hf_reference.py")),
+        std::env::var_os("VKAE_ENGINE_DIR")
+            .map(|d| PathBuf::from(d).join("qualify/hf_reference.py")),
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("qualify/hf_reference.py")),
         Some(PathBuf::from("engine/qualify/hf_reference.py")),
     ];
@@ -104,9 +106,15 @@ pub fn open(plan: &RunPlan, s: &Settings, work: &Path) -> Result<ReferenceSide> 
             &plan.prompt,
             s.output_tokens,
         );
-        return Ok(ReferenceSide { reference: Reference::Cpu { path, engine }, peer: None });
+        return Ok(ReferenceSide {
+            reference: Reference::Cpu { path, engine },
+            peer: None,
+        });
     }
-    let dir = plan.model_dir.clone().expect("transformers needs a checkpoint folder");
+    let dir = plan
+        .model_dir
+        .clone()
+        .expect("transformers needs a checkpoint folder");
     let script = script_path()?;
     let child_plan = |mode| Plan {
         mode,
@@ -121,8 +129,20 @@ pub fn open(plan: &RunPlan, s: &Settings, work: &Path) -> Result<ReferenceSide> 
         output_tokens: s.output_tokens,
     };
     let phase = Phase::start("transformers eager", 1, s.progress_bars);
-    let eager = Session::start(&s.python, &script, &child_plan("eager"), work, s.baseline_time_limit, &phase)
-        .map_err(|f| anyhow!("the transformers baseline failed to load ({f}); its log: {}", work.join("eager-child.log").display()))?;
+    let eager = Session::start(
+        &s.python,
+        &script,
+        &child_plan("eager"),
+        work,
+        s.baseline_time_limit,
+        &phase,
+    )
+    .map_err(|f| {
+        anyhow!(
+            "the transformers baseline failed to load ({f}); its log: {}",
+            work.join("eager-child.log").display()
+        )
+    })?;
     let eager = ChildPath::new(HF_EAGER, eager, s.baseline_time_limit);
     phase.finish(&eager.implementation);
     let peer = s.peer_time_limit.map(|limit| {
@@ -141,15 +161,30 @@ pub fn open(plan: &RunPlan, s: &Settings, work: &Path) -> Result<ReferenceSide> 
             reason: "not attempted in this run (--peer-time-limit 0)".into(),
         })
     }));
-    Ok(ReferenceSide { reference: Reference::Eager(eager), peer })
+    Ok(ReferenceSide {
+        reference: Reference::Eager(eager),
+        peer,
+    })
 }
 
 /// Starts the peer child and runs its same-model check; a peer that fails either is unavailable, with why.
-fn open_peer(python: &Path, script: &Path, plan: &Plan, work: &Path, limit: std::time::Duration, phase: &Phase) -> Peer {
+fn open_peer(
+    python: &Path,
+    script: &Path,
+    plan: &Plan,
+    work: &Path,
+    limit: std::time::Duration,
+    phase: &Phase,
+) -> Peer {
     let unavailable = |reason: String| {
-        let mut reason = format!("transformers static cache + torch.cuda.graph decode step: {reason}");
+        let mut reason =
+            format!("transformers static cache + torch.cuda.graph decode step: {reason}");
         reason.truncate(1000);
-        Peer::Unavailable(UnavailablePath { name: HF_STATIC_CUDAGRAPH.into(), role: Role::Baseline, reason })
+        Peer::Unavailable(UnavailablePath {
+            name: HF_STATIC_CUDAGRAPH.into(),
+            role: Role::Baseline,
+            reason,
+        })
     };
     let session = match Session::start(python, script, plan, work, limit, phase) {
         Ok(s) => s,
@@ -158,7 +193,10 @@ fn open_peer(python: &Path, script: &Path, plan: &Plan, work: &Path, limit: std:
     let mut path = ChildPath::new(HF_STATIC_CUDAGRAPH, session, limit);
     match path.ask(json!({"op": "check", "steps": CHECK_STEPS})) {
         Ok(c) if c["accepted"] == true => Peer::Admitted {
-            check: format!("same-model check passed at batch 1: {}", c["summary"].as_str().unwrap_or("")),
+            check: format!(
+                "same-model check passed at batch 1: {}",
+                c["summary"].as_str().unwrap_or("")
+            ),
             path,
         },
         Ok(c) => unavailable(format!(
@@ -172,7 +210,13 @@ fn open_peer(python: &Path, script: &Path, plan: &Plan, work: &Path, limit: std:
 impl ReferenceSide {
     /// The reference logits of the quality stream: transformers' BF16 forward (and, with `f32`, the same weights
     /// in float32), written by the eager child; or the CPU reference's, in memory.
-    pub fn quality_logits(&mut self, q_ids: &[u32], vocab: usize, f32: bool, work: &Path) -> Result<(ReferenceLogits, String)> {
+    pub fn quality_logits(
+        &mut self,
+        q_ids: &[u32],
+        vocab: usize,
+        f32: bool,
+        work: &Path,
+    ) -> Result<(ReferenceLogits, String)> {
         match &mut self.reference {
             Reference::Cpu { engine, .. } => Ok((
                 ReferenceLogits::Memory(engine.borrow_mut().prefill_logits(q_ids)?),
@@ -182,12 +226,24 @@ impl ReferenceSide {
                 let logits = work.join("reference-logits.f32");
                 let f32_logits = f32.then(|| work.join("reference-f32-logits.f32"));
                 let q = eager.ask(json!({"op": "quality", "ids": q_ids, "logits": logits, "f32_logits": f32_logits}))?;
-                let (rows, cols) = (q["rows"].as_u64().unwrap_or(0) as usize, q["vocab"].as_u64().unwrap_or(0) as usize);
+                let (rows, cols) = (
+                    q["rows"].as_u64().unwrap_or(0) as usize,
+                    q["vocab"].as_u64().unwrap_or(0) as usize,
+                );
                 if rows != q_ids.len() || cols != vocab {
-                    bail!("the reference logits are {rows} x {cols}, expected {} x {vocab}", q_ids.len());
+                    bail!(
+                        "the reference logits are {rows} x {cols}, expected {} x {vocab}",
+                        q_ids.len()
+                    );
                 }
                 let f32_path = f32_logits.filter(|_| q.get("f32").is_some_and(|v| !v.is_null()));
-                Ok((ReferenceLogits::File { path: logits, f32_path }, eager.implementation.clone()))
+                Ok((
+                    ReferenceLogits::File {
+                        path: logits,
+                        f32_path,
+                    },
+                    eager.implementation.clone(),
+                ))
             }
         }
     }
@@ -198,7 +254,8 @@ impl ReferenceSide {
         let mut end = |name: &str, p: ChildPath| {
             let (log, seconds) = (p.session.log.clone(), p.session.seconds());
             let failure = p.session.quit();
-            children.push(json!({"child": name, "seconds": seconds, "log": log, "failure": failure}));
+            children
+                .push(json!({"child": name, "seconds": seconds, "log": log, "failure": failure}));
         };
         if let Reference::Eager(p) = self.reference {
             end("eager", p);

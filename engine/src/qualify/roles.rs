@@ -31,9 +31,21 @@ pub fn assign(o: BatchOutcomes, rule: WarmUpRule) -> Result<(Vec<Measured>, Vec<
     let b = o.batch;
     let mut unavailable = vec![];
     let peer = match o.peer {
-        Some(Ok(Outcome { run: Ok(run), name, implementation })) => Some((name, run, implementation)),
-        Some(Ok(Outcome { run: Err(e), name, implementation })) => {
-            unavailable.push(unavailable_path(&name, Role::Baseline, &format!("{implementation}: {e}")));
+        Some(Ok(Outcome {
+            run: Ok(run),
+            name,
+            implementation,
+        })) => Some((name, run, implementation)),
+        Some(Ok(Outcome {
+            run: Err(e),
+            name,
+            implementation,
+        })) => {
+            unavailable.push(unavailable_path(
+                &name,
+                Role::Baseline,
+                &format!("{implementation}: {e}"),
+            ));
             None
         }
         Some(Err(u)) => {
@@ -64,7 +76,11 @@ pub fn assign(o: BatchOutcomes, rule: WarmUpRule) -> Result<(Vec<Measured>, Vec<
                 }
             };
             let eager_seq0 = eager.as_ref().and_then(|e| e.1.seq0.clone());
-            let peer_vs_eager = agreement(eager_seq0.as_ref(), peer.1.seq0.as_ref(), "transformers eager's");
+            let peer_vs_eager = agreement(
+                eager_seq0.as_ref(),
+                peer.1.seq0.as_ref(),
+                "transformers eager's",
+            );
             paths.push(measured(peer, Role::Baseline, true, peer_vs_eager, rule));
             push_engine_paths(&mut paths, vkae, generic, baseline_seq0.as_ref(), rule);
             if let Some(e) = eager {
@@ -96,11 +112,19 @@ fn push_engine_paths(
 fn unavailable_path(name: &str, role: Role, reason: &str) -> UnavailablePath {
     let mut reason = reason.to_string();
     reason.truncate(1000);
-    UnavailablePath { name: name.into(), role, reason }
+    UnavailablePath {
+        name: name.into(),
+        role,
+        reason,
+    }
 }
 
 /// "greedy sequence 0: first K of N tokens equal WHOSE", where both sequences came back.
-fn agreement(reference: Option<&Vec<u32>>, candidate: Option<&Vec<u32>>, whose: &str) -> Option<String> {
+fn agreement(
+    reference: Option<&Vec<u32>>,
+    candidate: Option<&Vec<u32>>,
+    whose: &str,
+) -> Option<String> {
     let (a, v) = (reference?, candidate?);
     let same = a.iter().zip(v).take_while(|(x, y)| x == y).count();
     Some(format!(
@@ -163,7 +187,11 @@ mod tests {
     }
 
     fn outcome(name: &str, r: Result<PathRun, String>) -> Outcome {
-        Outcome { name: name.into(), run: r, implementation: format!("{name} impl") }
+        Outcome {
+            name: name.into(),
+            run: r,
+            implementation: format!("{name} impl"),
+        }
     }
 
     fn batch(peer: Option<Result<Outcome, UnavailablePath>>) -> BatchOutcomes {
@@ -177,7 +205,10 @@ mod tests {
     }
 
     fn roles(paths: &[Measured]) -> Vec<(String, Role, bool)> {
-        paths.iter().map(|m| (m.name.clone(), m.role, m.gating)).collect()
+        paths
+            .iter()
+            .map(|m| (m.name.clone(), m.role, m.gating))
+            .collect()
     }
 
     #[test]
@@ -187,7 +218,11 @@ mod tests {
         assert_eq!(
             roles(&paths),
             [
-                ("hf-transformers-static-cudagraph".into(), Role::Baseline, true),
+                (
+                    "hf-transformers-static-cudagraph".into(),
+                    Role::Baseline,
+                    true
+                ),
                 ("vkae".into(), Role::Vkae, true),
                 ("vkae-engine-generic".into(), Role::Peer, false),
                 ("hf-transformers-eager".into(), Role::Peer, false),
@@ -195,9 +230,21 @@ mod tests {
         );
         assert!(unavailable.is_empty());
         let d = |i: usize| paths[i].detail.clone().unwrap();
-        assert!(d(0).contains("first 3 of 3 tokens equal transformers eager's"), "{}", d(0));
-        assert!(d(1).contains("first 2 of 3 tokens equal the baseline's"), "{}", d(1));
-        assert!(d(3).contains("context only") && d(3).contains("1 warm-up repetition(s)"), "{}", d(3));
+        assert!(
+            d(0).contains("first 3 of 3 tokens equal transformers eager's"),
+            "{}",
+            d(0)
+        );
+        assert!(
+            d(1).contains("first 2 of 3 tokens equal the baseline's"),
+            "{}",
+            d(1)
+        );
+        assert!(
+            d(3).contains("context only") && d(3).contains("1 warm-up repetition(s)"),
+            "{}",
+            d(3)
+        );
     }
 
     #[test]
@@ -207,15 +254,26 @@ mod tests {
             role: Role::Baseline,
             reason: "refused: it does not compute what transformers eager computes".into(),
         };
-        let (paths, unavailable) = assign(batch(Some(Err(refused.clone()))), WarmUpRule::new(1)).unwrap();
-        assert_eq!(roles(&paths)[0], ("hf-transformers-eager".into(), Role::Baseline, true));
+        let (paths, unavailable) =
+            assign(batch(Some(Err(refused.clone()))), WarmUpRule::new(1)).unwrap();
+        assert_eq!(
+            roles(&paths)[0],
+            ("hf-transformers-eager".into(), Role::Baseline, true)
+        );
         assert_eq!(paths.len(), 3);
         assert_eq!(unavailable, [refused]);
         // A peer that failed mid-batch: named with its failure, and eager stands as the baseline.
-        let crashed = outcome("hf-transformers-static-cudagraph", Err("killed by signal 11".into()));
+        let crashed = outcome(
+            "hf-transformers-static-cudagraph",
+            Err("killed by signal 11".into()),
+        );
         let (paths, unavailable) = assign(batch(Some(Ok(crashed))), WarmUpRule::new(1)).unwrap();
         assert_eq!(paths[0].name, "hf-transformers-eager");
-        assert!(unavailable[0].reason.contains("signal 11"), "{:?}", unavailable[0]);
+        assert!(
+            unavailable[0].reason.contains("signal 11"),
+            "{:?}",
+            unavailable[0]
+        );
     }
 
     #[test]
@@ -223,9 +281,15 @@ mod tests {
         let mut b = batch(None);
         b.vkae.run = Err("out of memory".into());
         let err = assign(b, WarmUpRule::new(1)).unwrap_err().to_string();
-        assert!(err.contains("the VKAE path vkae failed at batch 1: out of memory"), "{err}");
+        assert!(
+            err.contains("the VKAE path vkae failed at batch 1: out of memory"),
+            "{err}"
+        );
         let mut b = batch(None);
         b.reference.run = Err("exited with status 1".into());
-        assert!(assign(b, WarmUpRule::new(1)).unwrap_err().to_string().contains("the baseline"));
+        assert!(assign(b, WarmUpRule::new(1))
+            .unwrap_err()
+            .to_string()
+            .contains("the baseline"));
     }
 }

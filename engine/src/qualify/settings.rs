@@ -309,7 +309,10 @@ impl RecipeFile {
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|n| !n.is_empty())
             .ok_or_else(|| anyhow!("--recipe {}: the file has no name", path.display()))?;
-        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(RecipeFile { name, sha256 })
     }
 }
@@ -374,7 +377,9 @@ mod tests {
         }
         let several = settings(&["--batch", "1,8,32", "--out", "run-b{batch}.json"]).unwrap();
         assert_eq!(several.out_for(32), PathBuf::from("run-b32.json"));
-        let err = settings(&["--recipe", "/nonexistent/e4b-h200.toml"]).unwrap_err().to_string();
+        let err = settings(&["--recipe", "/nonexistent/e4b-h200.toml"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--recipe /nonexistent/e4b-h200.toml"), "{err}");
         let recipe = std::env::temp_dir().join(format!("vkae-recipe-{}.toml", std::process::id()));
         std::fs::write(&recipe, b"abc").unwrap();

@@ -52,7 +52,11 @@ pub fn render_table(rec: &RunRecord, bytes_per_token: u64, figures: &QualityFigu
             t,
             "{:<32} {:<9} {:>10.2} {:>10.2} {:>10.2} {:>6.1}% {:>8} {:>8} {:>8}",
             p.name,
-            if p.gates() { p.role.as_str().to_string() } else { format!("{}*", p.role.as_str()) },
+            if p.gates() {
+                p.role.as_str().to_string()
+            } else {
+                format!("{}*", p.role.as_str())
+            },
             med,
             lo,
             hi,
@@ -67,7 +71,10 @@ pub fn render_table(rec: &RunRecord, bytes_per_token: u64, figures: &QualityFigu
         );
     }
     if rec.paths.iter().any(|p| !p.gates()) {
-        let _ = writeln!(t, "  * context only: reported with its spread, gates no claim");
+        let _ = writeln!(
+            t,
+            "  * context only: reported with its spread, gates no claim"
+        );
     }
     for u in &rec.unavailable_paths {
         let _ = writeln!(

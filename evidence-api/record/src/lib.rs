@@ -340,12 +340,21 @@ impl RunRecord {
             (None, None) => {}
             (Some(name), Some(sha)) => {
                 non_empty("recipe.name", name)?;
-                if !(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))) {
-                    return Err(m("recipe.sha256", "must be 64 lowercase hex digits (SHA-256 of the recipe file)"));
+                if !(sha.len() == 64
+                    && sha
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                {
+                    return Err(m(
+                        "recipe.sha256",
+                        "must be 64 lowercase hex digits (SHA-256 of the recipe file)",
+                    ));
                 }
             }
             (Some(_), None) => return Err(m("recipe.sha256", "a named recipe needs its sha256")),
-            (None, Some(_)) => return Err(m("recipe.name", "a recipe sha256 needs the recipe's name")),
+            (None, Some(_)) => {
+                return Err(m("recipe.name", "a recipe sha256 needs the recipe's name"))
+            }
         }
         if self.paths.is_empty() {
             return Err(m("paths", "at least one measured path is required"));
@@ -377,7 +386,10 @@ impl RunRecord {
                 return Err(m(format!("paths[{i}].tokens_generated"), "exceeds 2^53"));
             }
             if path.gating == Some(true) {
-                return Err(m(format!("paths[{i}].gating"), "only false is written (absent means the path gates)"));
+                return Err(m(
+                    format!("paths[{i}].gating"),
+                    "only false is written (absent means the path gates)",
+                ));
             }
         }
         for (i, path) in self.unavailable_paths.iter().enumerate() {

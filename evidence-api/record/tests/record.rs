@@ -318,7 +318,11 @@ fn optional_gating_and_recipe_members_round_trip_and_are_checked() {
     let mut record = parse_value(&v).unwrap();
     assert!(!record.paths[0].gates() && record.paths[1].gates());
     assert_eq!(record.recipe.name.as_deref(), Some("e4b-h200"));
-    assert_eq!(record.to_value(), v, "the members survive serialisation as given");
+    assert_eq!(
+        record.to_value(),
+        v,
+        "the members survive serialisation as given"
+    );
     let (key, public) = keygen();
     record.sign("lab", &key).unwrap();
     record.verify(&public).unwrap();
@@ -331,9 +335,21 @@ fn optional_gating_and_recipe_members_round_trip_and_are_checked() {
         "whether a path gates is signed"
     );
     let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
-        (Box::new(|v| v["paths"][0]["gating"] = json!(true)), "paths[0].gating", "only false"),
-        (Box::new(|v| v["paths"][0]["gating"] = json!("no")), "paths[0].gating", ""),
-        (Box::new(|v| v["recipe"]["sha256"] = json!("ABC")), "recipe.sha256", "64 lowercase hex"),
+        (
+            Box::new(|v| v["paths"][0]["gating"] = json!(true)),
+            "paths[0].gating",
+            "only false",
+        ),
+        (
+            Box::new(|v| v["paths"][0]["gating"] = json!("no")),
+            "paths[0].gating",
+            "",
+        ),
+        (
+            Box::new(|v| v["recipe"]["sha256"] = json!("ABC")),
+            "recipe.sha256",
+            "64 lowercase hex",
+        ),
         (
             Box::new(|v| {
                 v["recipe"].as_object_mut().unwrap().remove("sha256");
@@ -348,7 +364,11 @@ fn optional_gating_and_recipe_members_round_trip_and_are_checked() {
             "recipe.name",
             "needs the recipe's name",
         ),
-        (Box::new(|v| v["recipe"]["name"] = json!(" ")), "recipe.name", "must not be empty"),
+        (
+            Box::new(|v| v["recipe"]["name"] = json!(" ")),
+            "recipe.name",
+            "must not be empty",
+        ),
     ];
     for (change, field, needle) in cases {
         let mut bad = v.clone();
