@@ -202,3 +202,75 @@ fn a_clean_quit_has_no_failure_and_a_silent_exit_does() {
         assert_eq!(a["error"], "unknown command");
     }
 }
+
+/// The peer is admitted only by its same-model check: a check that passes admits it with its figures, one that
+/// finds another computation (or fails) leaves it unavailable with the reason, never with a number.
+#[test]
+fn the_peer_is_admitted_only_by_its_same_model_check() {
+    use vkae_engine::qualify::reference::{open_peer, Peer};
+    let dir = TempDir::new("child-peer");
+    let script = dir.0.join("peer.py");
+    let check = |accepted: bool| {
+        let body = format!(
+            "{READY}\nfor c in commands():\n    if c['op'] == 'check':\n        reply({{'ok': True, 'accepted': {}, 'summary': 'relative error 4.1e-01 (limit 6.3e-02)'}})\n    else:\n        reply({{'ok': True}})\n",
+            if accepted { "True" } else { "False" }
+        );
+        std::fs::write(&script, format!("{HEADER}\n{body}")).unwrap();
+        let phase = Phase::start("peer test", 1, false);
+        open_peer(
+            Path::new("python3"),
+            &script,
+            &plan(&dir.0),
+            &dir.0,
+            Duration::from_secs(60),
+            &phase,
+        )
+    };
+    match check(true) {
+        Peer::Admitted { check, path } => {
+            assert!(
+                check.contains("same-model check passed") && check.contains("4.1e-01"),
+                "{check}"
+            );
+            assert_eq!(path.implementation, "test peer");
+        }
+        Peer::Unavailable(u) => panic!("a passing check was refused: {}", u.reason),
+    }
+    match check(false) {
+        Peer::Unavailable(u) => {
+            assert_eq!(u.name, "hf-transformers-static-cudagraph");
+            assert_eq!(u.role, vkae_record::Role::Baseline);
+            assert!(
+                u.reason
+                    .contains("refused: it does not compute what transformers eager computes")
+                    && u.reason.contains("limit 6.3e-02"),
+                "{}",
+                u.reason
+            );
+        }
+        Peer::Admitted { .. } => panic!("a failing check admitted the peer"),
+    }
+    // A peer whose check itself fails (here: the child dies) is unavailable, saying how it ended.
+    std::fs::write(
+        &script,
+        format!("{HEADER}\n{READY}\nsys.stdin.readline()\nsys.exit(5)\n"),
+    )
+    .unwrap();
+    let phase = Phase::start("peer test", 1, false);
+    match open_peer(
+        Path::new("python3"),
+        &script,
+        &plan(&dir.0),
+        &dir.0,
+        Duration::from_secs(60),
+        &phase,
+    ) {
+        Peer::Unavailable(u) => assert!(
+            u.reason.contains("the same-model check failed")
+                && u.reason.contains("exited with status 5"),
+            "{}",
+            u.reason
+        ),
+        Peer::Admitted { .. } => panic!("a dead peer was admitted"),
+    }
+}

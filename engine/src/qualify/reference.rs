@@ -168,7 +168,7 @@ pub fn open(plan: &RunPlan, s: &Settings, work: &Path) -> Result<ReferenceSide> 
 }
 
 /// Starts the peer child and runs its same-model check; a peer that fails either is unavailable, with why.
-fn open_peer(
+pub fn open_peer(
     python: &Path,
     script: &Path,
     plan: &Plan,
