@@ -7,7 +7,7 @@
 # and its public key committed as content/evidence/h200-lab.pub.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-dest=$PWD/.device/qualify
+dest=${VKAE_DEVICE_DIR:-$PWD/.device/qualify}
 mkdir -p "$dest"
 # Build exactly the committed tree (other work in progress in this checkout stays out of the binary), so the
 # commit baked into the record names the code that runs. An argument names another commit to build (e.g. the
@@ -19,7 +19,9 @@ if [ ! -d "$src" ]; then
 fi
 # The archive's own target dir: a relative CARGO_TARGET_DIR from the caller would otherwise resolve elsewhere
 # and the binary copied below could be a working-tree build naming no (or the wrong) commit.
-export CARGO_TARGET_DIR="$src/target"
+# VKAE_RELEASE_TARGET reuses one release target folder across commits (dependencies built once); the commit
+# check below still refuses a binary that does not carry the commit.
+export CARGO_TARGET_DIR="${VKAE_RELEASE_TARGET:-$src/target}"
 (cd "$src" && VKAE_ENGINE_COMMIT=$commit cargo build --release -p vkae-engine --bin vkae-engine)
 bin="$CARGO_TARGET_DIR/release/vkae-engine"
 grep -q "$commit" "$bin" || { echo "$bin does not carry commit $commit: refusing to stage it"; exit 1; }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The E4B qualification on the H200, in one device call: synthetic E4B weights (seed 0) written once as a
-# checkpoint, then `vkae-engine qualify` at batch 1, 8 and 32 (prompt 128, output 128, 3 timed reps, 1 warm-up):
-# transformers eager baseline and the static-cache + torch.compile peer (time-limited) on those files, the
-# engine's generic and VKAE paths, the quality guard (2,048 tokens) and one signed record per batch.
+# checkpoint, then `vkae-engine qualify` at batch 1, 8 and 32 (prompt 128, output 128, 5 timed reps interleaved
+# across the paths, warm-up by the harness's one rule): transformers eager and the static-cache + CUDA-graph peer
+# (long-lived children on those files, the peer admitted by its same-model check), the engine's generic and VKAE
+# paths, the quality guard (2,048 tokens) and one signed record per batch, written as each batch finishes.
 #   here:   engine/qualify/build-device.sh   (binary + .device/qualify/h200-lab.key, the lane's secret key)
 #   device: run tool, carry [".device/qualify"], command "bash engine/qualify/run-h200.sh"
 # $OUT receives (at most 8 files): qualify-e4b-b{1,8,32}.json, report-e4b.json, qualify.log, children.log, env.txt,
@@ -14,8 +15,8 @@ out=${OUT:-/tmp/qualify-out}
 work=${WORK:-/tmp/vkae-qualify-work}
 key=${LANE_KEY:-$bin/h200-lab.key}
 batches=${BATCHES:-1,8,32}
-reps=${REPS:-3}
-peer_limit=${PEER_LIMIT:-75}
+reps=${REPS:-5}
+peer_limit=${PEER_LIMIT:-180}
 # Overridable for a local dry run on the CPU, e.g. MODEL_ARGS="--model engine/fixtures/e_style --family E4B"
 # DEVICE=cpu PYTHON=/path/to/python-with-torch OUT=/tmp/out bash engine/qualify/run-h200.sh
 model_args=${MODEL_ARGS:---synthetic e4b --seed 0 --checkpoint-dir /tmp/vkae-e4b-seed0}
@@ -106,10 +107,12 @@ for round in $(seq 1 "$rounds"); do
   tag= ; [ "$rounds" -gt 1 ] && tag=-r$round
   start=$(date +%s)
   # shellcheck disable=SC2086
-  "$bin/vkae-engine" qualify $model_args --batch "$batches" \
+  # QUALIFY_LIMIT=S stops a round after S seconds (the records of the batches finished by then stay), so the
+  # logs below are still collected inside the device call's own limit.
+  ${QUALIFY_LIMIT:+timeout "$QUALIFY_LIMIT"} "$bin/vkae-engine" qualify $model_args --batch "$batches" \
     --prompt-tokens "$prompt" --output-tokens "$output" --reps "$reps" --warmup "$warmup" --quality-tokens 2048 \
     --device "$device" --baseline hf --python "$python" --baseline-time-limit 420 --peer-time-limit "$peer_limit" \
-    --work-dir "$work" --lane-key "$key" \
+    --work-dir "$work" --lane-key "$key" ${RECIPE:+--recipe "$RECIPE"} \
     --out "$out/qualify-e4b$tag-b{batch}.json" --report "$logs/report-e4b$tag.json" --no-progress 2>&1 |
     tee "$logs/qualify$tag.log"
   round_status=${PIPESTATUS[0]}

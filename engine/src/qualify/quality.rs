@@ -9,7 +9,7 @@
 //! Matrices are large (2,048 x 262,144 f32 = 2.1 GB for E4B), so a side is either in memory or a raw
 //! little-endian f32 file that is memory-mapped: no side is ever copied.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -168,6 +168,69 @@ pub fn compare(
         top1_agreement: per_row.iter().filter(|x| x.agree).count() as f64 / n,
         mean_kl: per_row.iter().map(|x| x.kl).sum::<f64>() / n,
         max_kl: per_row.iter().map(|x| x.kl).fold(0.0, f64::max),
+    })
+}
+
+/// A reference-side result for the guard: a file the reference child wrote (and its f32 twin), or logits in
+/// memory.
+pub enum ReferenceLogits {
+    File {
+        path: PathBuf,
+        f32_path: Option<PathBuf>,
+    },
+    Memory(Vec<f32>),
+}
+
+/// The guard's figures: the one the record carries, and the calibration beside it.
+#[derive(Clone, Debug, Serialize)]
+pub struct QualityFigures {
+    /// Reference vs VKAE: what the record's `quality` says.
+    pub record: Comparison,
+    /// What the reference was.
+    pub reference: String,
+    /// transformers BF16 scored against transformers f32 on the same weights: what an honest BF16 path achieves.
+    pub bf16_vs_f32: Option<Comparison>,
+    /// VKAE scored against transformers BF16 (the declared baseline's own numerics).
+    pub vkae_vs_bf16: Option<Comparison>,
+}
+
+/// The quality phase's arithmetic: VKAE's logits scored against the reference's (the f32 forward where there
+/// is one, with the BF16 forward scored beside it as the calibration). `implementation` names the reference.
+pub fn score(
+    reference: ReferenceLogits,
+    implementation: &str,
+    vkae: &Logits,
+    ids: &[u32],
+    vocab: usize,
+) -> Result<QualityFigures> {
+    Ok(match reference {
+        ReferenceLogits::Memory(v) => QualityFigures {
+            record: compare(&Logits::Memory(v), vkae, ids, vocab)?,
+            reference: implementation.to_string(),
+            bf16_vs_f32: None,
+            vkae_vs_bf16: None,
+        },
+        ReferenceLogits::File { path, f32_path } => {
+            let bf16 = Logits::map_file(&path, ids.len(), vocab)?;
+            let vkae_vs_bf16 = compare(&bf16, vkae, ids, vocab)?;
+            match f32_path {
+                Some(p) => {
+                    let f32 = Logits::map_file(&p, ids.len(), vocab)?;
+                    QualityFigures {
+                        record: compare(&f32, vkae, ids, vocab)?,
+                        reference: "transformers float32 forward of the same BF16 weights".into(),
+                        bf16_vs_f32: Some(compare(&f32, &bf16, ids, vocab)?),
+                        vkae_vs_bf16: Some(vkae_vs_bf16),
+                    }
+                }
+                None => QualityFigures {
+                    record: vkae_vs_bf16,
+                    reference: "transformers bfloat16 forward".into(),
+                    bf16_vs_f32: None,
+                    vkae_vs_bf16: None,
+                },
+            }
+        }
     })
 }
 

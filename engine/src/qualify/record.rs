@@ -1,9 +1,12 @@
 //! From measurements to a signed `vkae.run.v1` record: the token accounting (TEST06-style), the weights
 //! identity, the run id, and the record itself (built, validated by `vkae-record`'s own parser, signed).
 
-use std::path::Path;
-
-use anyhow::{bail, Context, Result};
+use super::engine_paths::EngineSide;
+use super::plan::RunPlan;
+use super::publish::write_atomically;
+use super::quality::QualityFigures;
+use super::settings::{RecipeFile, Settings};
+use anyhow::Result;
 use vkae_record::{
     Engine as RecordEngine, Hardware, Model as RecordModel, PathResult, Quality, Recipe, Role,
     RunRecord, SigningKey, UnavailablePath,
@@ -18,16 +21,13 @@ pub struct Measured {
     /// Counted from the generated sequences' lengths, never computed from the recipe.
     pub tokens_generated: u64,
     pub detail: Option<String>,
+    /// false: the path only gives context (its spread is reported, it gates no claim).
+    pub gating: bool,
 }
 
 /// What `tokens_generated` must be: batch x output_tokens x repetitions.
 pub fn expected_tokens(batch: usize, output_tokens: usize, reps: usize) -> u64 {
     (batch * output_tokens * reps) as u64
-}
-
-/// Tokens in the generated sequences of one repetition (prompt excluded), as returned.
-pub fn count_generated(sequences: &[Vec<u32>]) -> u64 {
-    sequences.iter().map(|s| s.len() as u64).sum()
 }
 
 /// A mismatch between the tokens generated and the recipe, as a line for the terminal (None when it adds up).
@@ -41,46 +41,6 @@ pub fn token_mismatch(m: &Measured, batch: usize, output_tokens: usize) -> Optio
             m.tokens_per_s.len()
         )
     })
-}
-
-/// `sha256:HEX` over a checkpoint folder: for each of `config.json` and the `*.safetensors` files, in name
-/// order, the file name, a NUL, the file's bytes, a NUL.
-pub fn weights_digest(dir: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n == "config.json" || n.ends_with(".safetensors"))
-        .filter(|n| !n.starts_with('.') && n != "reference.safetensors")
-        .collect();
-    names.sort();
-    if !names.iter().any(|n| n.ends_with(".safetensors")) {
-        bail!("{}: no .safetensors files to digest", dir.display());
-    }
-    let mut h = Sha256::new();
-    for n in &names {
-        use std::io::Read;
-        h.update(n.as_bytes());
-        h.update([0u8]);
-        let mut f = std::fs::File::open(dir.join(n))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = f.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            h.update(&buf[..k]);
-        }
-        h.update([0u8]);
-    }
-    Ok(format!(
-        "sha256:{}",
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ))
 }
 
 /// A run id: `qualify-FAMILY-DEVICE-bBATCH-YYYYMMDDTHHMMSSZ`, restricted to the record's id alphabet.
@@ -128,6 +88,8 @@ pub struct RecordInputs<'a> {
     pub batch: usize,
     pub prompt_tokens: usize,
     pub output_tokens: usize,
+    /// The serving recipe the run was measured under (`--recipe`).
+    pub recipe: Option<RecipeFile>,
     pub paths: Vec<Measured>,
     pub unavailable: Vec<UnavailablePath>,
     pub quality: Quality,
@@ -162,6 +124,8 @@ pub fn build_and_sign(
             batch: inputs.batch as u32,
             prompt_tokens: inputs.prompt_tokens as u32,
             output_tokens: inputs.output_tokens as u32,
+            name: inputs.recipe.as_ref().map(|r| r.name.clone()),
+            sha256: inputs.recipe.map(|r| r.sha256),
         },
         paths: inputs
             .paths
@@ -172,6 +136,7 @@ pub fn build_and_sign(
                 tokens_per_s: m.tokens_per_s,
                 tokens_generated: m.tokens_generated,
                 detail: m.detail,
+                gating: (!m.gating).then_some(false),
             })
             .collect(),
         unavailable_paths: inputs.unavailable,
@@ -193,9 +158,98 @@ pub fn build_and_sign(
     Ok(parsed)
 }
 
+/// The record phase: what every batch's record shares (model, machine, code, quality), and writing one.
+pub struct Writer<'a> {
+    s: &'a Settings,
+    plan: &'a RunPlan,
+    hardware: Hardware,
+    commit: Option<String>,
+    kernels_sha256: Option<String>,
+    kernels: Vec<String>,
+    precision: &'static str,
+    quality: Quality,
+    /// The kernel path's failure, listed in every record.
+    engine_unavailable: Option<UnavailablePath>,
+    key: &'a SigningKey,
+    started_at: &'a str,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(
+        s: &'a Settings,
+        plan: &'a RunPlan,
+        engine: &EngineSide,
+        figures: &QualityFigures,
+        key: &'a SigningKey,
+        started_at: &'a str,
+    ) -> Writer<'a> {
+        let (kernels_sha256, kernels, precision) = engine.kernels(s.backend);
+        let q = &figures.record;
+        Writer {
+            s,
+            plan,
+            hardware: engine.hardware.clone(),
+            commit: super::provenance::engine_commit(s.engine_commit.as_deref()),
+            kernels_sha256,
+            kernels,
+            precision,
+            quality: Quality {
+                tokens: q.tokens as u64,
+                reference_ppl: q.reference_ppl,
+                vkae_ppl: q.candidate_ppl,
+                top1_agreement: q.top1_agreement,
+                mean_kl: q.mean_kl,
+            },
+            engine_unavailable: engine.unavailable.clone(),
+            key,
+            started_at,
+        }
+    }
+
+    /// Builds, checks and signs batch `b`'s record and writes it to its file.
+    pub fn write(
+        &self,
+        b: usize,
+        paths: Vec<Measured>,
+        mut unavailable: Vec<UnavailablePath>,
+    ) -> Result<(std::path::PathBuf, RunRecord)> {
+        let (s, plan) = (self.s, self.plan);
+        unavailable.extend(self.engine_unavailable.clone());
+        let rec = build_and_sign(
+            RecordInputs {
+                run_id: run_id(&plan.family, &self.hardware.gpu, b, self.started_at),
+                repo: &plan.repo,
+                family: &plan.family,
+                weights: &plan.weights_id,
+                hardware: self.hardware.clone(),
+                engine_version: env!("CARGO_PKG_VERSION"),
+                commit: self.commit.clone(),
+                kernels_sha256: self.kernels_sha256.clone(),
+                kernels: self.kernels.clone(),
+                precision: self.precision,
+                batch: b,
+                prompt_tokens: s.prompt_tokens,
+                output_tokens: s.output_tokens,
+                recipe: s.recipe.clone(),
+                paths,
+                unavailable,
+                quality: self.quality.clone(),
+                started_at: self.started_at.to_string(),
+                finished_at: vkae_record::Timestamp::now().to_rfc3339(),
+            },
+            &s.lane_key_name,
+            self.key,
+        )?;
+        let out = s.out_for(b);
+        write_atomically(&out, &rec.to_json_bytes())?;
+        Ok((out, rec))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::qualify::paths::count_generated;
 
     fn measured(name: &str, role: Role, reps: usize, tokens: u64) -> Measured {
         Measured {
@@ -204,6 +258,7 @@ mod tests {
             tokens_per_s: (0..reps).map(|i| 100.0 + i as f64).collect(),
             tokens_generated: tokens,
             detail: None,
+            gating: true,
         }
     }
 
@@ -227,6 +282,7 @@ mod tests {
             batch: 8,
             prompt_tokens: 128,
             output_tokens: 128,
+            recipe: None,
             paths,
             unavailable: vec![UnavailablePath {
                 name: "hf-transformers-static-compile".into(),
@@ -297,6 +353,33 @@ mod tests {
     }
 
     #[test]
+    fn a_context_path_and_the_recipe_are_signed_into_the_record() {
+        let (key, _) = vkae_record::keygen();
+        let mut eager = measured("hf-transformers-eager", Role::Peer, 3, 3072);
+        eager.gating = false;
+        let mut i = inputs(vec![
+            measured("hf-transformers-static-cudagraph", Role::Baseline, 3, 3072),
+            measured("vkae", Role::Vkae, 3, 3072),
+            eager,
+        ]);
+        i.recipe = Some(RecipeFile {
+            name: "e4b-h200".into(),
+            sha256: "ab".repeat(32),
+        });
+        let rec = build_and_sign(i, "lab", &key).unwrap();
+        let gates: Vec<bool> = rec.paths.iter().map(|p| p.gates()).collect();
+        assert_eq!(gates, [true, true, false]);
+        let v = rec.to_value();
+        assert_eq!(v["paths"][2]["gating"], false);
+        assert!(
+            v["paths"][0].get("gating").is_none(),
+            "a gating path carries no member"
+        );
+        assert_eq!(v["recipe"]["name"], "e4b-h200");
+        assert_eq!(v["recipe"]["sha256"], "ab".repeat(32));
+    }
+
+    #[test]
     fn a_record_the_store_would_refuse_never_leaves_the_harness() {
         let (key, _) = vkae_record::keygen();
         let mut bad = inputs(vec![measured("vkae", Role::Vkae, 3, 3072)]);
@@ -325,25 +408,5 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
         assert!(run_id("E4B", &"x".repeat(300), 1, "2026-11-28T10:00:00Z").len() <= 128);
-    }
-
-    #[test]
-    fn the_weights_digest_covers_config_and_weights_only() {
-        let dir = std::env::temp_dir().join(format!("vkae-digest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert!(
-            weights_digest(&dir).is_err(),
-            "an empty folder has no weights"
-        );
-        std::fs::write(dir.join("config.json"), b"{}").unwrap();
-        std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
-        let a = weights_digest(&dir).unwrap();
-        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
-        std::fs::write(dir.join("reference.safetensors"), b"test data, not weights").unwrap();
-        std::fs::write(dir.join("README.md"), b"notes").unwrap();
-        assert_eq!(weights_digest(&dir).unwrap(), a);
-        std::fs::write(dir.join("model.safetensors"), b"weightz").unwrap();
-        assert_ne!(weights_digest(&dir).unwrap(), a);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -122,6 +122,12 @@ pub struct Recipe {
     pub batch: u32,
     pub prompt_tokens: u32,
     pub output_tokens: u32,
+    /// The serving recipe the run was measured under: its name (optional; with `sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// SHA-256 (64 lowercase hex) of the recipe file's bytes (optional; with `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The role a path plays in a comparison.
@@ -155,6 +161,17 @@ pub struct PathResult {
     /// Free-form note (versions, flags).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// `false`: the path only gives context (reported with its spread, gating no claim); absent: it gates.
+    /// Only `false` is written, so records without the member keep their meaning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gating: Option<bool>,
+}
+
+impl PathResult {
+    /// Whether the path gates a claim (its repetitions and spread are held to the benchmark rules).
+    pub fn gates(&self) -> bool {
+        self.gating != Some(false)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,6 +336,26 @@ impl RunRecord {
         if self.recipe.output_tokens == 0 {
             return Err(m("recipe.output_tokens", "must be at least 1"));
         }
+        match (&self.recipe.name, &self.recipe.sha256) {
+            (None, None) => {}
+            (Some(name), Some(sha)) => {
+                non_empty("recipe.name", name)?;
+                if !(sha.len() == 64
+                    && sha
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                {
+                    return Err(m(
+                        "recipe.sha256",
+                        "must be 64 lowercase hex digits (SHA-256 of the recipe file)",
+                    ));
+                }
+            }
+            (Some(_), None) => return Err(m("recipe.sha256", "a named recipe needs its sha256")),
+            (None, Some(_)) => {
+                return Err(m("recipe.name", "a recipe sha256 needs the recipe's name"))
+            }
+        }
         if self.paths.is_empty() {
             return Err(m("paths", "at least one measured path is required"));
         }
@@ -347,6 +384,12 @@ impl RunRecord {
             }
             if path.tokens_generated > MAX_EXACT_INTEGER {
                 return Err(m(format!("paths[{i}].tokens_generated"), "exceeds 2^53"));
+            }
+            if path.gating == Some(true) {
+                return Err(m(
+                    format!("paths[{i}].gating"),
+                    "only false is written (absent means the path gates)",
+                ));
             }
         }
         for (i, path) in self.unavailable_paths.iter().enumerate() {

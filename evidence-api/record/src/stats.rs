@@ -19,7 +19,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
 /// The relative spread `(max - min) / median`. `None` when empty or when the median is not positive.
 pub fn spread(values: &[f64]) -> Option<f64> {
     let m = median(values)?;
-    if !(m > 0.0) {
+    if m.is_nan() || m <= 0.0 {
         return None;
     }
     let (lo, hi) = values

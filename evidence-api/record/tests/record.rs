@@ -328,3 +328,78 @@ fn write_keypair_writes_both_files_and_never_overwrites() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The optional members of later harnesses: a context path (`gating: false`) and the serving recipe's name and
+/// SHA-256. A record with them parses, round-trips and signs; without them it means what it always meant (every
+/// path gates, no recipe named); malformed values name their field.
+#[test]
+fn optional_gating_and_recipe_members_round_trip_and_are_checked() {
+    let old = RunRecord::parse(SAMPLE_RECORD.as_bytes()).unwrap();
+    assert!(old.paths.iter().all(|p| p.gates()) && old.recipe.name.is_none());
+    let mut v = sample();
+    v["paths"][0]["gating"] = json!(false);
+    v["recipe"]["name"] = json!("e4b-h200");
+    v["recipe"]["sha256"] = json!("0123456789abcdef".repeat(4));
+    let mut record = parse_value(&v).unwrap();
+    assert!(!record.paths[0].gates() && record.paths[1].gates());
+    assert_eq!(record.recipe.name.as_deref(), Some("e4b-h200"));
+    assert_eq!(
+        record.to_value(),
+        v,
+        "the members survive serialisation as given"
+    );
+    let (key, public) = keygen();
+    record.sign("lab", &key).unwrap();
+    record.verify(&public).unwrap();
+    assert_eq!(RunRecord::parse(&record.to_json_bytes()).unwrap(), record);
+    let mut flipped = record.clone();
+    flipped.paths[0].gating = None;
+    assert_eq!(
+        flipped.verify(&public).unwrap_err().kind,
+        RecordErrorKind::BadSignature,
+        "whether a path gates is signed"
+    );
+    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+        (
+            Box::new(|v| v["paths"][0]["gating"] = json!(true)),
+            "paths[0].gating",
+            "only false",
+        ),
+        (
+            Box::new(|v| v["paths"][0]["gating"] = json!("no")),
+            "paths[0].gating",
+            "",
+        ),
+        (
+            Box::new(|v| v["recipe"]["sha256"] = json!("ABC")),
+            "recipe.sha256",
+            "64 lowercase hex",
+        ),
+        (
+            Box::new(|v| {
+                v["recipe"].as_object_mut().unwrap().remove("sha256");
+            }),
+            "recipe.sha256",
+            "needs its sha256",
+        ),
+        (
+            Box::new(|v| {
+                v["recipe"].as_object_mut().unwrap().remove("name");
+            }),
+            "recipe.name",
+            "needs the recipe's name",
+        ),
+        (
+            Box::new(|v| v["recipe"]["name"] = json!(" ")),
+            "recipe.name",
+            "must not be empty",
+        ),
+    ];
+    for (change, field, needle) in cases {
+        let mut bad = v.clone();
+        change(&mut bad);
+        let err = parse_value(&bad).unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+        assert!(err.message.contains(needle), "{err}");
+    }
+}
