@@ -6,6 +6,7 @@
 //! - [`gpu`]: the generic CUDA path (BF16 weights, cuBLAS projections, `vkae-kernels` for the rest).
 //! - [`vkae`]: the VKAE kernel path (fused weights and kernels, weight-streaming GEMV, one CUDA graph per decode step).
 //! - [`generate`] / [`logprobs`]: greedy generation and teacher-forced log-probabilities on either backend.
+//! - [`serve`]: `vkae-engine serve`, the OpenAI-compatible server with continuous batching, and its recipes.
 //! - [`stats`]: parameter counts, bytes streamed per decoded token, KV bytes per token.
 
 pub mod bench;
@@ -15,6 +16,7 @@ pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod qualify;
+pub mod serve;
 pub mod stats;
 pub mod tensor;
 pub mod tokenizer;
