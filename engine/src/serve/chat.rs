@@ -1,6 +1,7 @@
 //! The model's chat template (`chat_template` in `tokenizer_config.json`, Jinja) rendered with `minijinja`,
 //! with the variables transformers' `apply_chat_template` passes: `messages`, `add_generation_prompt`,
-//! `bos_token`, `eos_token` and `raise_exception`.
+//! `bos_token`, `eos_token` and `raise_exception`, and the same whitespace control (`trim_blocks`,
+//! `lstrip_blocks`).
 
 use std::path::Path;
 
@@ -64,6 +65,9 @@ impl TokenizerConfig {
 impl ChatTemplate {
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
         let mut env = Environment::new();
+        // transformers compiles chat templates with trim_blocks and lstrip_blocks.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", |msg: String| -> std::result::Result<String, Error> {
