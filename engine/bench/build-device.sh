@@ -15,7 +15,8 @@ for line in sys.stdin:
     if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
         continue
     name = {"gpu_vs_cpu": "engine-gpu-tests", "cpu_vs_transformers": "engine-cpu-tests",
-            "cli": "engine-cli-tests", "loader": "engine-loader-tests"}.get(m["target"]["name"])
+            "cli": "engine-cli-tests", "loader": "engine-loader-tests",
+            "session": "engine-session-tests"}.get(m["target"]["name"])
     if m["target"]["name"] == "vkae_engine" and "lib" in m["target"]["kind"]:
         name = "engine-unit-tests"
     if name:

@@ -9,12 +9,15 @@ mkdir -p "$dest"
 cargo build --release -p vkae-kernels --bin kernel-bench
 {
   cargo test --release -p vkae-kernels --no-run --message-format=json
-  cargo test --release -p vkae-engine --test vkae --test vkae_bench --test cli --no-run --message-format=json
+  # The ablation switches the tests and the benchmark's variants set exist only with the feature.
+  cargo test --release -p vkae-engine --features ablations --test vkae --test vkae_bench --no-run --message-format=json
+  cargo test --release -p vkae-engine --test cli --test session --no-run --message-format=json
 } 2>/dev/null |
   python3 -c '
 import json, sys, shutil
 names = {"gpu": "kernels-gpu-tests", "vkae_kernels": "kernels-unit-tests",
-         "vkae": "engine-vkae-tests", "vkae_bench": "engine-vkae-bench", "cli": "engine-cli-tests"}
+         "vkae": "engine-vkae-tests", "vkae_bench": "engine-vkae-bench", "cli": "engine-cli-tests",
+         "session": "engine-session-tests"}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:

@@ -32,7 +32,7 @@ done
 status=0
 if [ -z "${SKIP_TESTS:-}" ]; then
   start=$(date +%s)
-  for t in engine-unit-tests engine-cpu-tests engine-loader-tests engine-gpu-tests; do  # cli tests need the build tree: CI runs them
+  for t in engine-unit-tests engine-cpu-tests engine-loader-tests engine-gpu-tests engine-session-tests; do  # cli tests need the build tree: CI runs them
     [ -x "$bin/$t" ] || continue
     echo "== $t"
     timeout 240 "$bin/$t" --test-threads=1 --nocapture 2>&1 | tee "$out/$t.log" || status=1

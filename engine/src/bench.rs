@@ -1,10 +1,13 @@
-//! Decode throughput measurement: warm-up excluded, several repetitions, median with min/max, and the
-//! achieved bandwidth at batch 1 (bytes a step must stream x steps per second).
+//! Decode throughput measurement, and the one benchmark loop every benchmark of the engine uses
+//! ([`measure`]): `warmup` untimed runs of exactly the timed workload (module load, graph capture and the
+//! projection measurement happen there), then `reps` timed runs, summarised as the median with min/max
+//! ([`Summary`], through `vkae_record::stats`). The decode report adds the achieved bandwidth at batch 1
+//! (bytes a step must stream x steps per second).
 
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::stats::model_stats;
+use crate::error::{EngineError, Result};
+use crate::stats::{bytes_per_step, model_stats};
 use crate::{Engine, GenerateRequest};
 
 #[derive(Clone, Debug)]
@@ -60,14 +63,45 @@ pub fn bench_prompt(vocab: usize, len: usize, seed: u64) -> Vec<u32> {
     v
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
+/// The benchmark loop: `warmup` runs of `run` whose results are dropped, then `reps` runs whose results
+/// are returned in order. The warm-up runs the same workload as the timed runs.
+pub fn measure<T, E>(
+    warmup: usize,
+    reps: usize,
+    mut run: impl FnMut() -> std::result::Result<T, E>,
+) -> std::result::Result<Vec<T>, E> {
+    for _ in 0..warmup {
+        run()?;
+    }
+    (0..reps).map(|_| run()).collect()
+}
+
+/// Median with min and max of repeated measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    /// `None` for no values (no repetition ran).
+    pub fn of(values: &[f64]) -> Option<Summary> {
+        let median = vkae_record::stats::median(values)?;
+        Some(Summary {
+            median,
+            min: values.iter().cloned().fold(f64::INFINITY, f64::min),
+            max: values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+
+    /// As [`Summary::of`], an input error naming what was measured when nothing ran.
+    pub fn of_runs(values: &[f64], what: &str) -> Result<Summary> {
+        Summary::of(values).ok_or_else(|| {
+            EngineError::Input(format!(
+                "{what}: no repetitions ran (reps must be at least 1)"
+            ))
+        })
     }
 }
 
@@ -88,36 +122,28 @@ pub fn run_bench(
             max_new: s.max_new,
             stop_at_eos: false,
         };
-        for _ in 0..s.warmup {
-            engine.generate(&GenerateRequest {
-                max_new: s.max_new.min(8),
-                ..req.clone()
-            })?;
+        let outs = measure(s.warmup, s.reps, || engine.generate(&req))?;
+        let rates: Vec<f64> = outs.iter().map(|o| o.tokens_per_s).collect();
+        let prefills: Vec<f64> = outs.iter().map(|o| o.prefill_s).collect();
+        if b == 1 {
+            batch1_tokens = outs.last().map(|o| o.tokens[0].clone());
         }
-        let (mut rates, mut prefills) = (vec![], vec![]);
-        for _ in 0..s.reps {
-            let out = engine.generate(&req)?;
-            rates.push(out.tokens_per_s);
-            prefills.push(out.prefill_s);
-            if b == 1 {
-                batch1_tokens = Some(out.tokens[0].clone());
-            }
-        }
-        let med = median(&rates);
+        let rate = Summary::of_runs(&rates, "decode tokens/s")?;
+        let prefill = Summary::of_runs(&prefills, "prefill seconds")?;
         results.push(BatchResult {
             batch: b,
-            median: med,
-            min: rates.iter().cloned().fold(f64::INFINITY, f64::min),
-            max: rates.iter().cloned().fold(0.0, f64::max),
-            ms_per_step: 1000.0 * b as f64 / med,
-            prefill_s_median: median(&prefills),
+            median: rate.median,
+            min: rate.min,
+            max: rate.max,
+            ms_per_step: 1000.0 * b as f64 / rate.median,
+            prefill_s_median: prefill.median,
             tokens_per_s: rates,
         });
     }
     let batch1_achieved_gb_per_s = results
         .iter()
         .find(|r| r.batch == 1)
-        .map(|r| stats.bytes_streamed_per_token as f64 * r.median / 1e9);
+        .map(|r| bytes_per_step(&cfg, 1, 0.0) * r.median / 1e9);
     Ok(BenchReport {
         model: model_name.to_string(),
         device: device.to_string(),

@@ -3,20 +3,25 @@
 //! - [`config`]: `config.json` parsing and the five family shapes.
 //! - [`weights`]: the parameter list, the memory-mapped safetensors loader, synthetic weights, checkpoint writer.
 //! - [`cpu`]: the f32 CPU reference forward pass (prefill, KV cache, decode).
-//! - [`gpu`]: the generic CUDA path (BF16 weights, cuBLAS projections, `vkae-kernels` for the rest).
+//! - [`generic`]: the generic CUDA path (BF16 weights, cuBLAS projections, `vkae-kernels` for the rest).
 //! - [`vkae`]: the VKAE kernel path (fused weights and kernels, weight-streaming GEMV, one CUDA graph per decode step).
-//! - [`generate`] / [`logprobs`]: greedy generation and teacher-forced log-probabilities on either backend.
+//! - [`session`]: what every backend's `generate` shares, and the slot API for continuous batching
+//!   ([`Engine::session`]).
+//! - [`generate`] / [`logprobs`]: greedy generation and teacher-forced log-probabilities on any backend.
+//! - [`bench`](mod@bench): the one benchmark loop ([`bench::measure`]) and the decode benchmark.
 //! - [`serve`]: `vkae-engine serve`, the OpenAI-compatible server with continuous batching, and its recipes.
-//! - [`stats`]: parameter counts, bytes streamed per decoded token, KV bytes per token.
+//! - [`stats`]: parameter counts, bytes streamed per decode step ([`stats::bytes_per_step`]), KV bytes per token.
 
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod cpu;
+mod device;
 pub mod error;
-pub mod gpu;
+pub mod generic;
 pub mod qualify;
 pub mod serve;
+pub mod session;
 pub mod stats;
 pub mod tensor;
 pub mod tokenizer;
@@ -28,7 +33,11 @@ use std::time::Instant;
 
 pub use config::{Family, LayerKind, TextConfig};
 pub use error::{EngineError, Result};
+pub use session::pack::{GenerateOutput, GenerateRequest};
+pub use session::{RowOutput, Session, SessionSettings, StepInput};
 pub use weights::Model;
+
+use session::pack::{validate_prompts, EosTracker};
 
 /// Where the decoder runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,34 +91,10 @@ pub fn load(dir: &Path) -> Result<Model> {
     Model::load(dir)
 }
 
-/// A greedy-generation request: one prompt per sequence of the batch.
-#[derive(Clone, Debug)]
-pub struct GenerateRequest {
-    pub prompts: Vec<Vec<u32>>,
-    pub max_new: usize,
-    /// Stop a sequence at an EOS token (benchmarks keep this off so every sequence runs `max_new` steps).
-    pub stop_at_eos: bool,
-}
-
-/// What generation produced and how fast.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct GenerateOutput {
-    /// Generated ids per sequence (prompt excluded).
-    pub tokens: Vec<Vec<u32>>,
-    /// Prefill wall time (prompt -> first token), seconds.
-    pub prefill_s: f64,
-    /// Wall time of the decode steps after the first token, seconds.
-    pub decode_s: f64,
-    /// Decode steps timed (each yields one token per sequence).
-    pub decode_steps: usize,
-    /// Generated tokens per second over the timed decode steps, all sequences together.
-    pub tokens_per_s: f64,
-}
-
 /// A loaded model bound to a backend, reusable across calls (the GPU copy is uploaded once).
 pub enum Engine {
     Cpu(Box<Model>),
-    Cuda(Box<gpu::GpuModel>),
+    Cuda(Box<generic::GenericModel>),
     Vkae(Box<vkae::VkaeModel>),
 }
 
@@ -117,7 +102,7 @@ impl Engine {
     pub fn new(model: Model, backend: Backend) -> Result<Self> {
         match backend {
             Backend::Cpu => Ok(Engine::Cpu(Box::new(model))),
-            Backend::Cuda => Ok(Engine::Cuda(Box::new(gpu::GpuModel::new(&model)?))),
+            Backend::Cuda => Ok(Engine::Cuda(Box::new(generic::GenericModel::new(&model)?))),
             Backend::Vkae => Ok(Engine::Vkae(Box::new(vkae::VkaeModel::new(
                 &model,
                 vkae::VkaeOptions::default(),
@@ -150,6 +135,18 @@ impl Engine {
             Engine::Cuda(g) => g.generate(req),
             Engine::Vkae(v) => v.generate(req),
         }
+    }
+
+    /// Opens the iteration-level slot API on this engine (see [`session`]): `settings.max_slots` slots of
+    /// `settings.capacity` positions each, their KV memory reserved now.
+    pub fn session(&mut self, settings: SessionSettings) -> Result<Session<'_>> {
+        let config = self.config().clone();
+        let backend: Box<dyn session::SlotBackend + '_> = match self {
+            Engine::Cpu(m) => Box::new(session::cpu::CpuSlots::new(m, settings.max_slots)),
+            Engine::Cuda(g) => Box::new(generic::slots::GenericSlots::new(g, settings)?),
+            Engine::Vkae(v) => Box::new(vkae::slots::VkaeSlots::new(v, settings)?),
+        };
+        Ok(Session::new(settings, config, backend))
     }
 
     /// Teacher-forced log-probabilities: entry `i` is `log p(ids[i+1] | ids[..=i])` (length `ids.len() - 1`).
@@ -208,24 +205,6 @@ impl Engine {
     }
 }
 
-fn validate_prompts(cfg: &TextConfig, prompts: &[Vec<u32>]) -> Result<()> {
-    if prompts.is_empty() {
-        return Err(EngineError::Input("no prompt given".into()));
-    }
-    for (i, p) in prompts.iter().enumerate() {
-        if p.is_empty() {
-            return Err(EngineError::Input(format!("prompt {i} is empty")));
-        }
-        if let Some(&bad) = p.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(EngineError::Input(format!(
-                "prompt {i}: token id {bad} is outside the vocabulary (size {})",
-                cfg.vocab_size
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The CPU runs the sequences of a batch one after another; `decode_steps` is the longest sequence's step
 /// count and tokens/s counts every timed token of every sequence over the summed decode time.
 fn cpu_generate(m: &Model, req: &GenerateRequest) -> Result<GenerateOutput> {
@@ -238,8 +217,9 @@ fn cpu_generate(m: &Model, req: &GenerateRequest) -> Result<GenerateOutput> {
         prefill_s += t0.elapsed().as_secs_f64();
         tokens[si].push(next);
         let t1 = Instant::now();
+        let mut eos = EosTracker::new(&m.config, 1);
         for _ in 1..req.max_new {
-            if req.stop_at_eos && m.config.eos_token_ids.contains(&next) {
+            if req.stop_at_eos && eos.observe(&[next]) {
                 break;
             }
             next = cpu::argmax(&s.forward(&[next], false));
@@ -253,17 +233,13 @@ fn cpu_generate(m: &Model, req: &GenerateRequest) -> Result<GenerateOutput> {
         .map(|t| t.len().saturating_sub(1))
         .max()
         .unwrap_or(0);
-    Ok(GenerateOutput {
+    Ok(GenerateOutput::new(
         tokens,
         prefill_s,
         decode_s,
         decode_steps,
-        tokens_per_s: if decode_s > 0.0 {
-            timed_tokens as f64 / decode_s
-        } else {
-            0.0
-        },
-    })
+        timed_tokens,
+    ))
 }
 
 /// Greedy generation on a backend (loads the GPU copy for this one call).

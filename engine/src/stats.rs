@@ -45,7 +45,6 @@ pub fn model_stats(cfg: &TextConfig) -> ModelStats {
         0
     };
     let streamed = parameters - ple_table_parameters - expert_parameters + active_experts;
-    let ple_row = (cfg.num_hidden_layers * cfg.hidden_size_per_layer_input) as u64;
     let (mut kv, mut kv_full, mut kv_sliding_cap) = (0u64, 0u64, 0u64);
     for l in cfg.layers().iter().filter(|l| l.kv_source.is_none()) {
         let b = 2 * (l.kv_heads * l.head_dim) as u64 * 2;
@@ -60,11 +59,41 @@ pub fn model_stats(cfg: &TextConfig) -> ModelStats {
         ple_table_parameters,
         expert_parameters,
         streamed_parameters_per_token: streamed,
-        bytes_streamed_per_token: 2 * (streamed + ple_row),
+        bytes_streamed_per_token: 2 * streamed + ple_row_bytes(cfg),
         kv_bytes_per_token: kv,
         kv_bytes_per_token_full_layers: kv_full,
         kv_bytes_sliding_cap: kv_sliding_cap,
     }
+}
+
+/// BF16 bytes of one token's per-layer-input row (E-models; 0 elsewhere).
+fn ple_row_bytes(cfg: &TextConfig) -> u64 {
+    2 * (cfg.num_hidden_layers * cfg.hidden_size_per_layer_input) as u64
+}
+
+/// Bytes a decode step of `batch` sequences streams, each at a context of `depth` cached positions: the
+/// weights once (everything but the PLE table and the unselected experts), each sequence's PLE row, and the
+/// KV entries its attention reads (sliding layers capped at the window). At batch 1 and depth 0 this is
+/// [`ModelStats::bytes_streamed_per_token`].
+pub fn bytes_per_step(cfg: &TextConfig, batch: usize, depth: f64) -> f64 {
+    let st = model_stats(cfg);
+    let ple_row = ple_row_bytes(cfg);
+    let weights = (st.bytes_streamed_per_token - ple_row) as f64;
+    let mut kv = 0.0;
+    for l in cfg.layers().iter().filter(|l| l.kv_source.is_none()) {
+        let per_token = (2 * l.kv_heads * l.head_dim * 2) as f64;
+        let seen = match l.kind {
+            LayerKind::Sliding => depth.min(cfg.sliding_window as f64),
+            LayerKind::Full => depth,
+        };
+        kv += per_token * seen;
+    }
+    weights + batch as f64 * (ple_row as f64 + kv)
+}
+
+/// The mean context of the timed decode steps of a `prompt_len` prompt generating `max_new` tokens.
+pub fn mean_decode_depth(prompt_len: usize, max_new: usize) -> f64 {
+    prompt_len as f64 + max_new as f64 / 2.0
 }
 
 #[cfg(test)]
@@ -79,6 +108,19 @@ mod tests {
         assert_eq!(s.parameters / 1_000_000, 7_463, "{s:?}");
         assert_eq!(s.ple_table_parameters / 1_000_000, 2_818, "{s:?}");
         assert_eq!(s.bytes_streamed_per_token / 10_000_000, 928, "{s:?}");
+    }
+
+    #[test]
+    fn one_step_at_no_depth_streams_the_per_token_bytes() {
+        for f in [Family::E4B, Family::B31] {
+            let cfg = f.config();
+            let s = model_stats(&cfg);
+            assert_eq!(
+                bytes_per_step(&cfg, 1, 0.0),
+                s.bytes_streamed_per_token as f64
+            );
+            assert!(bytes_per_step(&cfg, 1, 100.0) > s.bytes_streamed_per_token as f64);
+        }
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn generate_on_the_vkae_path_gives_transformers_tokens_or_says_why_not() {
         ])
         .output()
         .unwrap();
-    match vkae_engine::gpu::available() {
+    match vkae_engine::generic::available() {
         Err(why) => {
             eprintln!(
                 "SKIPPED the GPU half of generate_on_the_vkae_path: no usable CUDA GPU ({why})"

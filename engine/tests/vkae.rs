@@ -11,7 +11,7 @@
 
 mod common;
 use common::*;
-use vkae_engine::vkae::bench::bytes_per_step;
+use vkae_engine::stats::{bytes_per_step, mean_decode_depth};
 use vkae_engine::vkae::{ProjectionMode, VkaeModel, VkaeOptions};
 use vkae_engine::{cpu, Backend, Engine, EngineError, Family, GenerateRequest, Model};
 
@@ -133,9 +133,9 @@ fn projection_mode_parses_and_names_bad_values() {
 fn e4b_step_bytes_match_the_reference_count() {
     // gemma4.md: ~9.29 GB a batch-1 step; the KV read at depth ~160 adds ~9 MB; batch 32 adds PLE rows and KV.
     let cfg = Family::E4B.config();
-    let b1 = bytes_per_step(&cfg, 1, 128, 65);
+    let b1 = bytes_per_step(&cfg, 1, mean_decode_depth(128, 65));
     assert!((9.28e9..9.31e9).contains(&b1), "{b1}");
-    let b32 = bytes_per_step(&cfg, 32, 128, 65);
+    let b32 = bytes_per_step(&cfg, 32, mean_decode_depth(128, 65));
     assert!(b32 > b1 + 31.0 * 5e6 && b32 < b1 + 1e9, "{b32}");
 }
 
@@ -264,6 +264,8 @@ fn vkae_decode_matches_prefill_teacher_forced_on_the_fixtures() {
     }
 }
 
+/// Switches the ablations off and on one at a time (feature `ablations`).
+#[cfg(feature = "ablations")]
 #[test]
 fn vkae_graph_and_programmatic_launch_equal_eager_and_kernels_stay_in_band() {
     if !gpu_or_skip("vkae_graph_and_programmatic_launch_equal_eager_and_kernels_stay_in_band") {
@@ -275,7 +277,9 @@ fn vkae_graph_and_programmatic_launch_equal_eager_and_kernels_stay_in_band() {
     graph_equals_eager("e_style");
 }
 
+#[cfg(feature = "ablations")]
 fn graph_equals_eager(name: &str) {
+    use vkae_engine::vkae::Ablations;
     let model = Model::load(&fixture_dir(name)).unwrap();
     let r = reference(name);
     let forced = &r.greedy[..r.greedy.len() - 1];
@@ -287,9 +291,12 @@ fn graph_equals_eager(name: &str) {
     // The reference for each projection kernel: eager launches, no programmatic launch, no prefetch.
     let plain = VkaeOptions {
         programmatic_launch: false,
-        prefetch_bytes: 0,
-        fuse_geglu: false,
-        merge_attention: false,
+        ablations: Ablations {
+            prefetch_bytes: 0,
+            fuse_geglu: false,
+            merge_attention: false,
+            ..Ablations::PRODUCT
+        },
         ..VkaeOptions::default()
     };
     let mut eager_by_mode = vec![];
@@ -326,7 +333,10 @@ fn graph_equals_eager(name: &str) {
                 "graph + programmatic launch + 64 KiB prefetch",
                 VkaeOptions {
                     programmatic_launch: true,
-                    prefetch_bytes: 65536,
+                    ablations: Ablations {
+                        prefetch_bytes: 65536,
+                        ..plain.ablations
+                    },
                     ..plain
                 },
             ),
@@ -343,7 +353,10 @@ fn graph_equals_eager(name: &str) {
         // launch; only its bf16 rounding point is shared, so the logits must agree to far inside the band.
         let fused = run(VkaeOptions {
             projections,
-            fuse_geglu: true,
+            ablations: Ablations {
+                fuse_geglu: true,
+                ..plain.ablations
+            },
             programmatic_launch: true,
             ..plain
         });
@@ -356,7 +369,10 @@ fn graph_equals_eager(name: &str) {
         // Attention merged in the kernel: the same operations as the separate merge launch.
         let merged = run(VkaeOptions {
             projections,
-            merge_attention: true,
+            ablations: Ablations {
+                merge_attention: true,
+                ..plain.ablations
+            },
             programmatic_launch: true,
             ..plain
         });
@@ -396,67 +412,8 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
     drop(generic);
     let (dec_own, dec_gen, own_gen) =
         decode_vs_prefill(&model, &prompt, &gen_toks[..3], "synthetic E4B");
-    // The default's two newest steps turned off, on E4B's own shapes (GQA 8/2, head_dim 256 and 512, the GEMV
-    // at one row). The merge, by a launch or in the kernel, keeps the same operations in the same order: within
-    // 1e-4 of the default. The softmax key by key rescales once a key where the default rescales once a round
-    // of keys: their f32 differences may flip a few BF16 roundings that 42 random-weight layers amplify, so it
-    // must stay in the BF16 band (0.0 on the H200 at 131 keys, its scores peaked); so must cuBLASLt's
-    // algorithms where the projection choice takes one (another accumulation order).
-    let mut vk = VkaeModel::new(&model, VkaeOptions::default()).unwrap();
-    let default_logits = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
-    let d = VkaeOptions::default();
-    let mut failures = vec![];
-    for (label, o, bound) in [
-        (
-            "attention merged by a launch",
-            VkaeOptions {
-                merge_attention: false,
-                ..d
-            },
-            1e-4,
-        ),
-        (
-            // One rescale a key instead of one a round of keys: another f32 rounding of the same sums.
-            "attention softmax key by key",
-            VkaeOptions {
-                attention_softmax_per_round: false,
-                ..d
-            },
-            BF16_BAND,
-        ),
-        (
-            // cuBLASLt's algorithms may win some shapes: another kernel, another f32 accumulation order.
-            "cuBLASLt algorithms in the projection choice",
-            VkaeOptions {
-                cublaslt_candidates: true,
-                ..d
-            },
-            BF16_BAND,
-        ),
-    ] {
-        vk.set_options(o).unwrap();
-        let got = vk.decode_forced(&prompt, &gen_toks[..3]).unwrap().concat();
-        // The option must reach the projection choice (it once reran the default's choices unnoticed).
-        if o.cublaslt_candidates
-            && !vk
-                .projection_timings()
-                .iter()
-                .any(|t| t.cublaslt_us.is_some())
-        {
-            failures.push(format!("{label}: no shape timed a cuBLASLt algorithm"));
-        }
-        let e = l2_rel_err(&got, &default_logits);
-        eprintln!(
-            "synthetic E4B teacher-forced decode, {label} vs default: {e:.2e} (bound {bound:.0e})"
-        );
-        if e.is_nan() || e > bound {
-            failures.push(format!(
-                "{label} moved the logits by {e:e} (bound {bound:e})"
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "E4B options: {failures:?}");
-    drop(vk);
+    #[cfg(feature = "ablations")]
+    e4b_ablations_stay_near_the_default(&model, &prompt, &gen_toks[..3]);
     let mut cpu = Engine::new(model, Backend::Cpu).unwrap();
     let (cpu_toks, cpu_steps) =
         cpu::emulating_bf16(|| cpu.generate_with_logits(&prompt, 4).unwrap());
@@ -479,4 +436,80 @@ fn vkae_synthetic_e4b_matches_generic_and_cpu_for_a_few_steps() {
         err <= bound,
         "E4B logits vs BF16-rounding CPU {err:e} over {agreed} steps (bound {bound:e})"
     );
+}
+
+/// Synthetic E4B, teacher-forced on `forced`: each ablation against the default (feature `ablations`).
+#[cfg(feature = "ablations")]
+fn e4b_ablations_stay_near_the_default(model: &Model, prompt: &[u32], forced: &[u32]) {
+    use vkae_engine::vkae::Ablations;
+    // The default's two newest steps turned off, on E4B's own shapes (GQA 8/2, head_dim 256 and 512, the GEMV
+    // at one row). The merge, by a launch or in the kernel, keeps the same operations in the same order: within
+    // 1e-4 of the default. The softmax key by key rescales once a key where the default rescales once a round
+    // of keys: their f32 differences may flip a few BF16 roundings that 42 random-weight layers amplify, so it
+    // must stay in the BF16 band; so must cuBLASLt's
+    // algorithms where the projection choice takes one (another accumulation order).
+    let mut vk = VkaeModel::new(model, VkaeOptions::default()).unwrap();
+    let default_logits = vk.decode_forced(prompt, forced).unwrap().concat();
+    let d = VkaeOptions::default();
+    let mut failures = vec![];
+    for (label, o, bound) in [
+        (
+            "attention merged by a launch",
+            VkaeOptions {
+                ablations: Ablations {
+                    merge_attention: false,
+                    ..d.ablations
+                },
+                ..d
+            },
+            1e-4,
+        ),
+        (
+            // One rescale a key instead of one a round of keys: another f32 rounding of the same sums.
+            "attention softmax key by key",
+            VkaeOptions {
+                ablations: Ablations {
+                    attention_softmax_per_round: false,
+                    ..d.ablations
+                },
+                ..d
+            },
+            BF16_BAND,
+        ),
+        (
+            // cuBLASLt's algorithms may win some shapes: another kernel, another f32 accumulation order.
+            "cuBLASLt algorithms in the projection choice",
+            VkaeOptions {
+                ablations: Ablations {
+                    cublaslt_candidates: true,
+                    ..d.ablations
+                },
+                ..d
+            },
+            BF16_BAND,
+        ),
+    ] {
+        vk.set_options(o).unwrap();
+        let got = vk.decode_forced(prompt, forced).unwrap().concat();
+        // The option must reach the projection choice, not rerun the default's.
+        if o.cublaslt_candidates()
+            && !vk
+                .projection_timings()
+                .iter()
+                .any(|t| t.cublaslt_us.is_some())
+        {
+            failures.push(format!("{label}: no shape timed a cuBLASLt algorithm"));
+        }
+        let e = l2_rel_err(&got, &default_logits);
+        eprintln!(
+            "synthetic E4B teacher-forced decode, {label} vs default: {e:.2e} (bound {bound:.0e})"
+        );
+        if e.is_nan() || e > bound {
+            failures.push(format!(
+                "{label} moved the logits by {e:e} (bound {bound:e})"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "E4B options: {failures:?}");
+    drop(vk);
 }

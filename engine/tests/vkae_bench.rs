@@ -9,7 +9,7 @@
 
 use vkae_engine::vkae::bench::{markdown, run_vkae_bench, VkaeBenchSettings};
 use vkae_engine::vkae::VkaeOptions;
-use vkae_engine::{gpu, Family, Model};
+use vkae_engine::{generic, Family, Model};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -23,7 +23,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 #[test]
 #[ignore = "benchmark: run with --ignored on a GPU machine"]
 fn vkae_decode_benchmark() {
-    if let Err(why) = gpu::available() {
+    if let Err(why) = generic::available() {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),

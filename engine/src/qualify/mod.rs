@@ -869,11 +869,13 @@ fn run_in(
                 k.push("cuda_graph_decode_step".into());
                 k.push("programmatic_dependent_launch".into());
                 // The qualification runs the default options (`measure_kernel_path`).
-                k.push(if crate::vkae::VkaeOptions::default().cublaslt_candidates {
-                    "projections=measured(gemv|skinny|cublas|cublaslt)".into()
-                } else {
-                    "projections=measured(gemv|skinny|cublas)".into()
-                });
+                k.push(
+                    if crate::vkae::VkaeOptions::default().cublaslt_candidates() {
+                        "projections=measured(gemv|skinny|cublas|cublaslt)".into()
+                    } else {
+                        "projections=measured(gemv|skinny|cublas)".into()
+                    },
+                );
             }
             (Some(vkae_kernels::kernels_sha256()), k, "bf16")
         }
@@ -1045,14 +1047,14 @@ fn measure_kernel_path(
          as measured per shape and batch ({} GEMV, {} skinny, {} cuBLAS{} of {} shapes)",
         options.graphs,
         if options.programmatic_launch { "on" } else { "off" },
-        if options.fuse_geglu { "on" } else { "off" },
-        if options.merge_attention { "on" } else { "off" },
-        if options.attention_softmax_per_round { "on" } else { "off" },
-        if options.cublaslt_candidates { " (or one of cuBLASLt's listed algorithms)" } else { "" },
+        if options.ablations().fuse_geglu { "on" } else { "off" },
+        if options.ablations().merge_attention { "on" } else { "off" },
+        if options.ablations().attention_softmax_per_round { "on" } else { "off" },
+        if options.cublaslt_candidates() { " (or one of cuBLASLt's listed algorithms)" } else { "" },
         count("GEMV"),
         count("skinny"),
         count("cuBLAS"),
-        if options.cublaslt_candidates { format!(", {} cuBLASLt", count("cuBLASLt")) } else { String::new() },
+        if options.cublaslt_candidates() { format!(", {} cuBLASLt", count("cuBLASLt")) } else { String::new() },
         choices.len()
     );
     // The quality stream goes through the decode step itself (the captured graph, one token a step, its first

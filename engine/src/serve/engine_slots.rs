@@ -1,63 +1,42 @@
-//! Binds the scheduler's [`Slots`] to a backend: the model is loaded and its slots opened on the calling
-//! (engine) thread, and `run` gets them for as long as it runs.
+//! Opens the engine's slot session for serving: the model is loaded on the calling (engine) thread, bound to
+//! the backend with the recipe's kernel settings, and its session of `max_batch` slots of `max_context`
+//! positions handed to `run` for as long as it runs.
 
+use super::recipe::KernelSection;
 use super::scheduler::Limits;
-use super::slots::{SlotOutput, SlotStep, Slots};
-use crate::cpu::{argmax, CpuSession};
-use crate::error::{EngineError, Result};
-use crate::weights::Model;
-use crate::{Backend, ModelSource};
+use crate::error::Result;
+use crate::session::{Session, SessionSettings};
+use crate::vkae::{ProjectionMode, VkaeModel, VkaeOptions};
+use crate::{Backend, Engine, ModelSource};
 
-pub fn with_slots(
+/// The VKAE path's options from a recipe's `[kernels]`.
+pub fn vkae_options(k: &KernelSection) -> Result<VkaeOptions> {
+    let mut o = VkaeOptions::default();
+    o.graphs = k.cuda_graphs;
+    o.projections = ProjectionMode::parse(&k.projections)?;
+    o.programmatic_launch = k.programmatic_launch;
+    Ok(o)
+}
+
+pub fn with_session(
     source: &ModelSource,
     device: Backend,
+    kernels: &KernelSection,
     limits: Limits,
-    run: impl FnOnce(&mut dyn Slots),
+    run: impl FnOnce(&mut Session<'_>),
 ) -> Result<()> {
     let model = source.load()?;
-    match device {
-        Backend::Cpu => {
-            let mut slots = CpuSlots {
-                model: &model,
-                slots: (0..limits.max_batch).map(|_| None).collect(),
-            };
-            run(&mut slots);
-            Ok(())
-        }
-        other => Err(EngineError::Input(format!(
-            "serving on {other:?} needs the engine's slot sessions"
-        ))),
-    }
-}
-
-struct CpuSlots<'m> {
-    model: &'m Model,
-    slots: Vec<Option<CpuSession<'m>>>,
-}
-
-impl Slots for CpuSlots<'_> {
-    fn open(&mut self, slot: usize) -> Result<()> {
-        self.slots[slot] = Some(CpuSession::new(self.model));
-        Ok(())
-    }
-
-    fn prefill(&mut self, slot: usize, ids: &[u32], want_logits: bool) -> Result<SlotOutput> {
-        let s = self.slots[slot].as_mut().expect("open slot");
-        let logits = s.forward(ids, false);
-        Ok(SlotOutput {
-            token: argmax(&logits),
-            logits: want_logits.then_some(logits),
-        })
-    }
-
-    fn step(&mut self, inputs: &[SlotStep]) -> Result<Vec<SlotOutput>> {
-        inputs
-            .iter()
-            .map(|i| self.prefill(i.slot, &[i.token], i.want_logits))
-            .collect()
-    }
-
-    fn release(&mut self, slot: usize) {
-        self.slots[slot] = None;
-    }
+    let mut engine = match device {
+        Backend::Vkae => Engine::Vkae(Box::new(VkaeModel::new(&model, vkae_options(kernels)?)?)),
+        other => Engine::new(model, other)?,
+    };
+    let settings = SessionSettings::new(
+        engine.config(),
+        limits.max_batch,
+        limits.capacity,
+        limits.prefill_chunk,
+    )?;
+    let mut session = engine.session(settings)?;
+    run(&mut session);
+    Ok(())
 }

@@ -4,7 +4,8 @@
 //! - [`server`]: start-up (engine thread, shared state, listener) and [`server::ServeSettings`].
 //! - [`routes`]: the HTTP routes, JSON and SSE replies; [`api`]: request bodies and their checks;
 //!   [`error`]: OpenAI-shaped errors.
-//! - [`scheduler`]: continuous batching over the engine's [`slots`] (bound to a backend in [`engine_slots`]).
+//! - [`scheduler`]: continuous batching over the engine's slot [`Session`](crate::session::Session), opened on
+//!   the recipe's backend by [`engine_slots`].
 //! - [`sampling`]: greedy, temperature and top-p with per-request seeds.
 //! - [`text`], [`chat`], [`output`]: tokenizer, chat template, streamed text with stop sequences.
 //! - [`metrics`]: Prometheus text for `/metrics`.
@@ -23,7 +24,6 @@ pub mod routes;
 pub mod sampling;
 pub mod scheduler;
 pub mod server;
-pub mod slots;
 pub mod text;
 
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`).

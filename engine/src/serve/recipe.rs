@@ -53,15 +53,9 @@ pub struct KernelSection {
     pub cuda_graphs: bool,
     /// Programmatic dependent launch (Hopper and later).
     pub programmatic_launch: bool,
-    /// Projection kernels: `measured` (timed per shape at start-up) or a fixed choice.
-    pub projections: ProjectionChoice,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProjectionChoice {
-    Measured,
-    Cublas,
+    /// Projection kernels: `measured` (the fastest per shape, timed at start-up), `cublas`, `gemv` or
+    /// `skinny`.
+    pub projections: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,6 +172,8 @@ impl Recipe {
             ));
         }
         crate::Backend::parse(&self.kernels.device).map_err(|e| format!("kernels.device: {e}"))?;
+        crate::vkae::ProjectionMode::parse(&self.kernels.projections)
+            .map_err(|e| format!("kernels.projections: {e}"))?;
         let b = &self.batching;
         if !(1..=MAX_BATCH).contains(&b.max_batch) {
             return Err(format!(
@@ -253,6 +249,7 @@ mod tests {
             ("policy = \"continuous\"", "policy = \"static\"", "unknown variant"),
             ("[speculative]", "[speculative]\nwhat = 1", "unknown field"),
             ("device = \"vkae\"", "device = \"tpu\"", "kernels.device"),
+            ("projections = \"measured\"", "projections = \"fast\"", "kernels.projections"),
         ];
         for (from, to, want) in cases {
             assert!(base.contains(from), "{from}");

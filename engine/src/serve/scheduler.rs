@@ -1,4 +1,4 @@
-//! Continuous batching: one thread owns the engine's slots and runs iterations. Each iteration frees the
+//! Continuous batching: one thread owns the engine's [`Session`] (its slots) and runs iterations. Each iteration frees the
 //! slots of clients that went away, admits queued requests into free slots while the KV budget allows,
 //! prefills one chunk of one admitted prompt, then runs one decode step over every generating slot. Requests
 //! therefore join and leave the running batch at step boundaries, and an arriving prompt delays the running
@@ -17,7 +17,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::metrics::Metrics;
 use super::sampling::{Sampler, SamplingParams};
-use super::slots::{SlotStep, Slots};
+use crate::session::{Session, StepInput};
 
 /// One generation request, validated: the prompt fits the vocabulary, and prompt plus `max_tokens` fit
 /// a slot.
@@ -112,8 +112,8 @@ struct Active {
     reserved: usize,
 }
 
-struct State<'a> {
-    slots: &'a mut dyn Slots,
+struct State<'a, 'b> {
+    slots: &'a mut Session<'b>,
     limits: Limits,
     metrics: &'a Metrics,
     active: Vec<Option<Active>>,
@@ -123,7 +123,7 @@ struct State<'a> {
 }
 
 /// Runs the scheduler until every [`Queue`] is dropped and the running requests are done.
-pub fn run(slots: &mut dyn Slots, rx: Receiver<Job>, limits: Limits, metrics: &Metrics) {
+pub fn run(slots: &mut Session<'_>, rx: Receiver<Job>, limits: Limits, metrics: &Metrics) {
     let mut st = State {
         slots,
         limits,
@@ -177,7 +177,7 @@ pub fn run(slots: &mut dyn Slots, rx: Receiver<Job>, limits: Limits, metrics: &M
     }
 }
 
-impl State<'_> {
+impl State<'_, '_> {
     fn reap_cancelled(&mut self) {
         for slot in 0..self.active.len() {
             if self.active[slot]
@@ -250,13 +250,13 @@ impl State<'_> {
 
     /// One decode step over every slot that has generated and is not done; returns its row count.
     fn decode_step(&mut self) -> usize {
-        let inputs: Vec<SlotStep> = self
+        let inputs: Vec<StepInput> = self
             .active
             .iter()
             .enumerate()
             .filter_map(|(slot, a)| {
                 let a = a.as_ref()?;
-                (a.generated > 0).then(|| SlotStep {
+                (a.generated > 0).then(|| StepInput {
                     slot,
                     token: a.last_token,
                     want_logits: !a.sampler.is_greedy(),

@@ -149,6 +149,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServer> {
     let ready = spawn_engine(
         settings.source.clone(),
         settings.device,
+        recipe.kernels.clone(),
         limits,
         rx,
         metrics.clone(),
@@ -206,11 +207,12 @@ fn state_nonce() -> u64 {
         & 0xffff_ffff
 }
 
-/// The engine thread: loads the model on the chosen backend, opens its slots, reports readiness (or the
+/// The engine thread: loads the model on the chosen backend, opens its slot session, reports readiness (or the
 /// load error) on the returned channel, then runs the scheduler until the queue closes.
 fn spawn_engine(
     source: ModelSource,
     device: Backend,
+    kernels: super::recipe::KernelSection,
     limits: Limits,
     rx: std::sync::mpsc::Receiver<scheduler::Job>,
     metrics: Arc<Metrics>,
@@ -221,13 +223,13 @@ fn spawn_engine(
         .name("vkae-engine".into())
         .spawn(move || {
             let t0 = std::time::Instant::now();
-            let run = |slots: &mut dyn super::slots::Slots| {
+            let run = |session: &mut crate::session::Session<'_>| {
                 tracing::info!(load_s = t0.elapsed().as_secs_f64(), "engine ready");
                 running.store(true, Ordering::Relaxed);
                 let _ = ready_tx.send(Ok(()));
-                scheduler::run(slots, rx, limits, &metrics);
+                scheduler::run(session, rx, limits, &metrics);
             };
-            let loaded = super::engine_slots::with_slots(&source, device, limits, run);
+            let loaded = super::engine_slots::with_session(&source, device, &kernels, limits, run);
             running.store(false, Ordering::Relaxed);
             if let Err(e) = loaded {
                 tracing::error!(error = %e, "engine failed");

@@ -1,18 +1,17 @@
 //! The VKAE-vs-generic decode benchmark: one process, one set of weights, one prompt; the generic path and
-//! each VKAE variant decode the same greedy request at each batch size. Warm-up runs (module load, graph
-//! capture, projection timing) are excluded; each repetition's tokens/s counts the decode steps after the
-//! first token; median with min/max over the repetitions. Achieved bandwidth = bytes a step must stream x
+//! each VKAE variant decode the same greedy request at each batch size, through [`crate::bench::measure`]:
+//! warm-up runs (module load, graph capture, projection timing) excluded, each repetition's tokens/s counting
+//! the decode steps after the first token, median with min/max over the repetitions. Achieved bandwidth = bytes a step must stream x
 //! steps per second, where the bytes are the weights read once per step (everything but the PLE table,
 //! plus the batch's PLE rows) and the KV cache the step's attention reads (each cached entry once).
 
 use serde::Serialize;
 
-use super::{ProjectionMode, VkaeModel, VkaeOptions};
-use crate::bench::bench_prompt;
-use crate::config::TextConfig;
+use super::{Ablations, ProjectionMode, VkaeModel, VkaeOptions};
+use crate::bench::{bench_prompt, measure, Summary};
 use crate::error::Result;
-use crate::stats::model_stats;
-use crate::{gpu::GpuModel, GenerateRequest, Model};
+use crate::stats::{bytes_per_step, mean_decode_depth, model_stats};
+use crate::{generic::GenericModel, GenerateRequest, Model};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -53,7 +52,10 @@ impl VkaeBenchSettings {
         let d = VkaeOptions::default();
         let no_pdl = VkaeOptions {
             programmatic_launch: false,
-            prefetch_bytes: 0,
+            ablations: Ablations {
+                prefetch_bytes: 0,
+                ..d.ablations
+            },
             ..d
         };
         let mut variants = vec![
@@ -68,14 +70,20 @@ impl VkaeBenchSettings {
             (
                 "vkae default without GeGLU fusion".into(),
                 VkaeOptions {
-                    fuse_geglu: false,
+                    ablations: Ablations {
+                        fuse_geglu: false,
+                        ..d.ablations
+                    },
                     ..d
                 },
             ),
             (
                 "vkae default without k-split search".into(),
                 VkaeOptions {
-                    split_search: false,
+                    ablations: Ablations {
+                        split_search: false,
+                        ..d.ablations
+                    },
                     ..d
                 },
             ),
@@ -102,21 +110,30 @@ impl VkaeBenchSettings {
             (
                 "vkae default, attention splits merged by a launch of their own".into(),
                 VkaeOptions {
-                    merge_attention: false,
+                    ablations: Ablations {
+                        merge_attention: false,
+                        ..d.ablations
+                    },
                     ..d
                 },
             ),
             (
                 "vkae default, attention softmax key by key".into(),
                 VkaeOptions {
-                    attention_softmax_per_round: false,
+                    ablations: Ablations {
+                        attention_softmax_per_round: false,
+                        ..d.ablations
+                    },
                     ..d
                 },
             ),
             (
                 "vkae default + cuBLASLt algorithms in the projection choice".into(),
                 VkaeOptions {
-                    cublaslt_candidates: true,
+                    ablations: Ablations {
+                        cublaslt_candidates: true,
+                        ..d.ablations
+                    },
                     ..d
                 },
             ),
@@ -162,36 +179,6 @@ pub struct VkaeBenchReport {
     pub kernels_sha256: String,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-/// Bytes a decode step of `batch` sequences streams: the weights once, each sequence's PLE row, and the KV
-/// entries attention reads at the mean depth of the timed steps (sliding layers capped at the window).
-pub fn bytes_per_step(cfg: &TextConfig, batch: usize, prompt_len: usize, max_new: usize) -> f64 {
-    let st = model_stats(cfg);
-    let ple_row = 2 * (cfg.num_hidden_layers * cfg.hidden_size_per_layer_input) as u64;
-    let weights = (st.bytes_streamed_per_token - ple_row) as f64;
-    let depth = prompt_len as f64 + max_new as f64 / 2.0;
-    let mut kv = 0.0;
-    for l in cfg.layers().iter().filter(|l| l.kv_source.is_none()) {
-        let per_token = (2 * l.kv_heads * l.head_dim * 2) as f64;
-        let seen = match l.kind {
-            crate::LayerKind::Sliding => depth.min(cfg.sliding_window as f64),
-            crate::LayerKind::Full => depth,
-        };
-        kv += per_token * seen;
-    }
-    weights + batch as f64 * (ple_row as f64 + kv)
-}
-
 fn time_path(
     label: &str,
     run: &mut dyn FnMut(&GenerateRequest) -> Result<crate::GenerateOutput>,
@@ -199,22 +186,17 @@ fn time_path(
     s: &VkaeBenchSettings,
     gb_per_step: f64,
 ) -> Result<(PathResult, Vec<Vec<u32>>)> {
-    for _ in 0..s.warmup {
-        run(req)?;
-    }
-    let (mut rates, mut last) = (vec![], vec![]);
-    for _ in 0..s.reps {
-        let out = run(req)?;
-        rates.push(out.tokens_per_s);
-        last = out.tokens;
-    }
+    let outs = measure(s.warmup, s.reps, || run(req))?;
+    let rates: Vec<f64> = outs.iter().map(|o| o.tokens_per_s).collect();
+    let last = outs.last().map(|o| o.tokens.clone()).unwrap_or_default();
+    let rate = Summary::of_runs(&rates, label)?;
     let b = req.prompts.len();
-    let med = median(&rates);
+    let med = rate.median;
     let steps_per_s = med / b as f64;
     eprintln!(
         "{label:<46} batch {b:>2}: {med:>9.1} tok/s (min {:.1}, max {:.1}), {:.3} ms/step, {:.0} GB/s",
-        rates.iter().cloned().fold(f64::INFINITY, f64::min),
-        rates.iter().cloned().fold(0.0, f64::max),
+        rate.min,
+        rate.max,
         1000.0 / steps_per_s,
         gb_per_step * steps_per_s / 1e9
     );
@@ -223,8 +205,8 @@ fn time_path(
             path: label.to_string(),
             batch: b,
             median: med,
-            min: rates.iter().cloned().fold(f64::INFINITY, f64::min),
-            max: rates.iter().cloned().fold(0.0, f64::max),
+            min: rate.min,
+            max: rate.max,
             ms_per_step: 1000.0 / steps_per_s,
             gb_per_step: gb_per_step / 1e9,
             achieved_gb_per_s: gb_per_step * steps_per_s / 1e9,
@@ -245,7 +227,7 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
     let mut generic_tokens: Vec<Vec<Vec<u32>>> = vec![];
     let mut device = String::new();
     if s.generic {
-        let mut g = GpuModel::new(model)?;
+        let mut g = GenericModel::new(model)?;
         device = g.device_name().to_string();
         for &b in &s.batches {
             let req = GenerateRequest {
@@ -253,7 +235,7 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
                 max_new: s.max_new,
                 stop_at_eos: false,
             };
-            let gb = bytes_per_step(&cfg, b, s.prompt_len, s.max_new);
+            let gb = bytes_per_step(&cfg, b, mean_decode_depth(s.prompt_len, s.max_new));
             let (r, toks) = time_path(
                 "generic (one launch per op, cuBLAS)",
                 &mut |q| g.generate(q),
@@ -277,7 +259,7 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
                     max_new: s.max_new,
                     stop_at_eos: false,
                 };
-                let gb = bytes_per_step(&cfg, b, s.prompt_len, s.max_new);
+                let gb = bytes_per_step(&cfg, b, mean_decode_depth(s.prompt_len, s.max_new));
                 let (mut r, toks) = time_path(label, &mut |q| v.generate(q), &req, s, gb)?;
                 r.tokens_equal_generic = generic_tokens.get(bi).map(|g| *g == toks);
                 r.first_divergence = generic_tokens
@@ -287,7 +269,7 @@ pub fn run_vkae_bench(model: &Model, s: &VkaeBenchSettings) -> Result<VkaeBenchR
             }
             // The cuBLASLt variant's choice times every candidate the default's does and cuBLASLt's algorithms
             // besides, so its table (when run) is the one reported; otherwise the default's.
-            if options.cublaslt_candidates
+            if options.cublaslt_candidates()
                 || (*options == VkaeOptions::default() && projection_timings.is_empty())
             {
                 projection_timings = v.projection_timings().to_vec();

@@ -126,8 +126,8 @@ pub const BF16_BAND: f64 = 1e-2;
 /// A greedy token may differ only where the reference's top logits are this close (fraction of max|logit|).
 pub const NEAR_TIE: f32 = 2e-2;
 
-/// Deep models (E4B: 42 layers): BF16 rounding alone moves the CPU reference by about the band's top (1.06e-2
-/// measured for the synthetic E4B model), and a GPU's rounding noise is independent of the emulation's, so the
+/// Deep models (E4B: 42 layers): BF16 rounding alone moves the CPU reference by about the band's top
+/// (docs/benchmarks/engine-accuracy.md), and a GPU's rounding noise is independent of the emulation's, so the
 /// bound is calibrated on the spot: no further from the reference than 1.5x what rounding alone moves it.
 pub fn deep_model_bound(rounding_alone: f64) -> f64 {
     BF16_BAND.max(1.5 * rounding_alone)
@@ -135,7 +135,7 @@ pub fn deep_model_bound(rounding_alone: f64) -> f64 {
 
 /// True where a CUDA GPU is usable; otherwise prints a visible skip line and returns false.
 pub fn gpu_or_skip(test: &str) -> bool {
-    match vkae_engine::gpu::available() {
+    match vkae_engine::generic::available() {
         Ok(()) => true,
         Err(why) => {
             // Written to the stderr handle directly, which the test harness does not capture: the skip shows.

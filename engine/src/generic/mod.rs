@@ -6,23 +6,21 @@
 //! The residual stream and all activations are f32; the embedding scale is the f32 sqrt(hidden), as in the
 //! CPU reference (transformers in BF16 rounds it to BF16 first).
 
+pub(crate) mod slots;
+
 use std::time::Instant;
 
-use vkae_kernels::half::bf16;
-use vkae_kernels::{CudaSlice, Gpu, KvLayout};
+use vkae_kernels::{CudaSlice, Gpu};
 
 use crate::config::{LayerKind, LayerSpec, TextConfig};
 use crate::cpu;
-use crate::error::{EngineError, Result};
+use crate::device::{new_kv, upload, LayerKv, W};
+use crate::error::Result;
+use crate::session::pack::{
+    batched_output, EosTracker, GenerateOutput, GenerateRequest, PackedRows,
+};
 use crate::tensor::Tensor;
 use crate::weights::Model;
-use crate::{GenerateOutput, GenerateRequest};
-
-impl From<vkae_kernels::KernelError> for EngineError {
-    fn from(e: vkae_kernels::KernelError) -> Self {
-        EngineError::Gpu(e.to_string())
-    }
-}
 
 /// Whether a CUDA device can be used here; `Err` says why not (for tests that skip).
 pub fn available() -> std::result::Result<(), String> {
@@ -30,9 +28,7 @@ pub fn available() -> std::result::Result<(), String> {
     Gpu::new().map(|_| ()).map_err(|e| e.to_string())
 }
 
-type W = CudaSlice<bf16>;
-
-struct GpuAttn {
+struct Attn {
     q_proj: W,
     q_norm: W,
     k_proj: Option<W>,
@@ -41,13 +37,13 @@ struct GpuAttn {
     o_proj: W,
 }
 
-struct GpuPleLayer {
+struct PleLayer {
     gate: W,
     projection: W,
     post_norm: W,
 }
 
-struct GpuMoe {
+struct Moe {
     router_proj: W,
     router_scale: W,
     per_expert_scale: Vec<f32>,
@@ -58,22 +54,22 @@ struct GpuMoe {
     pre_ff_norm_2: W,
 }
 
-struct GpuLayer {
+struct Layer {
     spec: LayerSpec,
     input_norm: W,
     post_attn_norm: W,
     pre_ff_norm: W,
     post_ff_norm: W,
     layer_scalar: f32,
-    attn: GpuAttn,
+    attn: Attn,
     gate: W,
     up: W,
     down: W,
-    ple: Option<GpuPleLayer>,
-    moe: Option<GpuMoe>,
+    ple: Option<PleLayer>,
+    moe: Option<Moe>,
 }
 
-struct GpuPle {
+struct Ple {
     table: W,
     model_projection: W,
     projection_norm: W,
@@ -109,35 +105,21 @@ struct Work {
     seq: CudaSlice<i32>,
 }
 
-/// One layer's KV cache (cache-owning layers only).
-struct LayerKv {
-    k: CudaSlice<bf16>,
-    v: CudaSlice<bf16>,
-    layout: KvLayout,
-}
-
 /// A model resident on the GPU.
-pub struct GpuModel {
+pub struct GenericModel {
     gpu: Gpu,
     config: TextConfig,
     embed: W,
     lm_head: Option<W>,
     final_norm: W,
-    ple: Option<GpuPle>,
-    layers: Vec<GpuLayer>,
+    ple: Option<Ple>,
+    layers: Vec<Layer>,
     inv_freq_sliding: CudaSlice<f32>,
     inv_freq_full: CudaSlice<f32>,
     work: Option<Work>,
 }
 
-fn upload(gpu: &Gpu, t: &Tensor) -> Result<W> {
-    let b = t.to_bf16();
-    // SAFETY: a u16 slice viewed as its little-endian bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(b.as_ptr() as *const u8, b.len() * 2) };
-    Ok(gpu.upload_bf16_bytes(bytes)?)
-}
-
-impl GpuModel {
+impl GenericModel {
     /// Opens device 0 (compiling the kernels) and uploads the model's weights as BF16.
     pub fn new(model: &Model) -> Result<Self> {
         let gpu = Gpu::new()?;
@@ -147,14 +129,14 @@ impl GpuModel {
             let opt = |t: &Option<Tensor>| -> Result<Option<W>> {
                 t.as_ref().map(|t| upload(&gpu, t)).transpose()
             };
-            layers.push(GpuLayer {
+            layers.push(Layer {
                 spec: l.spec.clone(),
                 input_norm: upload(&gpu, &l.input_norm)?,
                 post_attn_norm: upload(&gpu, &l.post_attn_norm)?,
                 pre_ff_norm: upload(&gpu, &l.pre_ff_norm)?,
                 post_ff_norm: upload(&gpu, &l.post_ff_norm)?,
                 layer_scalar: l.layer_scalar,
-                attn: GpuAttn {
+                attn: Attn {
                     q_proj: upload(&gpu, &l.attn.q_proj)?,
                     q_norm: upload(&gpu, &l.attn.q_norm)?,
                     k_proj: opt(&l.attn.k_proj)?,
@@ -166,7 +148,7 @@ impl GpuModel {
                 up: upload(&gpu, &l.up)?,
                 down: upload(&gpu, &l.down)?,
                 ple: match &l.ple {
-                    Some(p) => Some(GpuPleLayer {
+                    Some(p) => Some(PleLayer {
                         gate: upload(&gpu, &p.gate)?,
                         projection: upload(&gpu, &p.projection)?,
                         post_norm: upload(&gpu, &p.post_norm)?,
@@ -174,7 +156,7 @@ impl GpuModel {
                     None => None,
                 },
                 moe: match &l.moe {
-                    Some(m) => Some(GpuMoe {
+                    Some(m) => Some(Moe {
                         router_proj: upload(&gpu, &m.router_proj)?,
                         router_scale: upload(&gpu, &m.router_scale)?,
                         per_expert_scale: m.per_expert_scale.to_f32().into_owned(),
@@ -189,7 +171,7 @@ impl GpuModel {
             });
         }
         let ple = match &model.ple {
-            Some(p) => Some(GpuPle {
+            Some(p) => Some(Ple {
                 table: upload(&gpu, &p.table)?,
                 model_projection: upload(&gpu, &p.model_projection)?,
                 projection_norm: upload(&gpu, &p.projection_norm)?,
@@ -198,7 +180,7 @@ impl GpuModel {
         };
         let inv_freq_sliding = gpu.upload(&c.rope_sliding.inv_freq(c.head_dim))?;
         let inv_freq_full = gpu.upload(&c.rope_full.inv_freq(c.global_head_dim))?;
-        let m = GpuModel {
+        let m = GenericModel {
             embed: upload(&gpu, &model.embed)?,
             lm_head: model
                 .lm_head
@@ -289,25 +271,12 @@ impl GpuModel {
     }
 
     fn new_kv(&self, num_seqs: usize, capacity: usize) -> Result<Vec<Option<LayerKv>>> {
-        self.layers
-            .iter()
-            .map(|l| {
-                if l.spec.kv_source.is_some() {
-                    return Ok(None);
-                }
-                let layout = KvLayout {
-                    num_seqs,
-                    capacity,
-                    kv_heads: l.spec.kv_heads,
-                    head_dim: l.spec.head_dim,
-                };
-                Ok(Some(LayerKv {
-                    k: self.gpu.alloc(layout.elements())?,
-                    v: self.gpu.alloc(layout.elements())?,
-                    layout,
-                }))
-            })
-            .collect()
+        new_kv(
+            &self.gpu,
+            self.layers.iter().map(|l| &l.spec),
+            num_seqs,
+            capacity,
+        )
     }
 
     /// Runs `rows` tokens (ids already in `work.ids`, positions and sequence ids in `work.pos` / `work.seq`)
@@ -523,24 +492,15 @@ impl GpuModel {
     pub fn generate(&mut self, req: &GenerateRequest) -> Result<GenerateOutput> {
         let b = req.prompts.len();
         let vsz = self.config.vocab_size;
-        let total_rows: usize = req.prompts.iter().map(|p| p.len()).sum();
+        let rows = PackedRows::prompts(&req.prompts);
         let longest = req.prompts.iter().map(|p| p.len()).max().unwrap_or(0);
-        self.ensure_work(total_rows.max(b), b)?;
+        self.ensure_work(rows.len().max(b), b)?;
         let mut kv = self.new_kv(b, longest + req.max_new)?;
-        let (mut ids, mut pos, mut seq, mut last) = (vec![], vec![], vec![], vec![]);
-        for (s, p) in req.prompts.iter().enumerate() {
-            for (i, &t) in p.iter().enumerate() {
-                ids.push(t);
-                pos.push(i as i32);
-                seq.push(s as i32);
-            }
-            last.push(ids.len() - 1);
-        }
         let mut history = self.gpu.alloc::<u32>(b * req.max_new)?;
         self.gpu.synchronize()?;
         let t0 = Instant::now();
-        self.set_rows(Some(&ids), &pos, &seq)?;
-        self.forward(&mut kv, ids.len(), Some(&last))?;
+        self.set_rows(Some(&rows.ids), &rows.pos, &rows.seq)?;
+        self.forward(&mut kv, rows.len(), Some(&rows.last))?;
         {
             let w = self.work.as_mut().expect("work");
             self.gpu.argmax_rows(&w.logits, b, vsz, &mut w.ids)?;
@@ -552,16 +512,13 @@ impl GpuModel {
         let seqs: Vec<i32> = (0..b as i32).collect();
         let t1 = Instant::now();
         let mut steps = 0;
-        let mut done = vec![false; b];
+        let mut eos = EosTracker::new(&self.config, b);
         for step in 1..req.max_new {
             if req.stop_at_eos {
                 let h = self
                     .gpu
                     .download(&history.slice((step - 1) * b..step * b))?;
-                for (d, t) in done.iter_mut().zip(&h) {
-                    *d |= self.config.eos_token_ids.contains(t);
-                }
-                if done.iter().all(|&d| d) {
+                if eos.observe(&h) {
                     break;
                 }
             }
@@ -582,35 +539,15 @@ impl GpuModel {
         }
         let flat = self.gpu.download(&history)?; // synchronizes
         let decode_s = t1.elapsed().as_secs_f64();
-        let produced = steps + 1;
-        let mut tokens: Vec<Vec<u32>> = (0..b)
-            .map(|s| (0..produced).map(|i| flat[i * b + s]).collect())
-            .collect();
-        if req.stop_at_eos {
-            for t in tokens.iter_mut() {
-                if let Some(p) = t.iter().position(|x| self.config.eos_token_ids.contains(x)) {
-                    t.truncate(p + 1);
-                }
-            }
-        }
-        Ok(GenerateOutput {
-            tokens,
-            prefill_s,
-            decode_s,
-            decode_steps: steps,
-            tokens_per_s: if decode_s > 0.0 {
-                (steps * b) as f64 / decode_s
-            } else {
-                0.0
-            },
-        })
+        let c = &self.config;
+        Ok(batched_output(req, c, &flat, steps, prefill_s, decode_s))
     }
 }
 
 /// The routed experts on the GPU: router logits to the host, softmax/top-k/renormalise there, then one
 /// m=1 projection chain per (token, expert) pair, weighted and summed into `w.moe_out`, then
 /// post_feedforward_layernorm_2.
-fn moe_block(g: &Gpu, c: &TextConfig, m: &GpuMoe, w: &mut Work, n: usize, eps: f32) -> Result<()> {
+fn moe_block(g: &Gpu, c: &TextConfig, m: &Moe, w: &mut Work, n: usize, eps: f32) -> Result<()> {
     let (h, ne, k, mi) = (
         c.hidden_size,
         c.num_experts,
