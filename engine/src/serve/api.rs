@@ -110,17 +110,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         }
         let msg = inner.to_string();
         let path = e.path().to_string();
-        // An unknown field's path is its parent; name the field itself.
-        let param = match msg.strip_prefix("unknown field `") {
-            Some(rest) => rest.split('`').next().map(|f| {
-                if path == "." {
-                    f.to_string()
-                } else {
-                    format!("{path}.{f}")
-                }
-            }),
-            None => (path != ".").then_some(path),
-        };
+        let param = (path != ".").then_some(path);
         ApiError::invalid(param.as_deref(), msg)
     })
 }

@@ -197,8 +197,8 @@ struct Reply {
 }
 
 enum Step {
-    /// Text that may be shown now, and the id that produced it.
-    Text(String, u32),
+    /// Text that may be shown now.
+    Text(String),
     Done { text: String, finish: &'static str },
     Failed(String),
 }
@@ -216,7 +216,7 @@ impl Reply {
                         finish: "stop",
                     }
                 } else {
-                    Step::Text(text, id)
+                    Step::Text(text)
                 }
             }
             Some(Event::Finished(f)) => {
@@ -258,8 +258,10 @@ impl Reply {
                "choices": choices})
     }
 
-    /// A streamed chunk carrying `text` (and the ids behind it), and the finish reason on the last one.
-    fn chunk(&self, text: &str, ids: &[u32], finish: Option<&str>) -> Value {
+    /// A streamed chunk carrying `text` and the generated ids from `ids_from` on, and the finish reason on
+    /// the last one.
+    fn chunk(&self, text: &str, ids_from: usize, finish: Option<&str>) -> Value {
+        let ids = &self.out.tokens[ids_from..];
         match self.kind {
             Kind::Completion => self.envelope(
                 "text_completion",
@@ -316,6 +318,8 @@ async fn collect(mut r: Reply) -> Result<Response, ApiError> {
 
 struct Streaming {
     reply: Reply,
+    /// Generated ids already carried by a chunk (held-back text's ids ride on the next chunk).
+    ids_sent: usize,
     include_usage: bool,
     pending: VecDeque<SseEvent>,
     over: bool,
@@ -337,6 +341,7 @@ fn stream(reply: Reply, include_usage: bool) -> Response {
     }
     let st = Streaming {
         reply,
+        ids_sent: 0,
         include_usage,
         pending,
         over: false,
@@ -351,14 +356,15 @@ fn stream(reply: Reply, include_usage: bool) -> Response {
             }
             let no_text = st.reply.state.text.tokenizer.is_none();
             match st.reply.next().await {
-                Step::Text(text, id) => {
+                Step::Text(text) => {
                     if !text.is_empty() || no_text {
-                        let c = st.reply.chunk(&text, &[id], None);
+                        let c = st.reply.chunk(&text, st.ids_sent, None);
+                        st.ids_sent = st.reply.out.tokens.len();
                         st.pending.push_back(data(&c));
                     }
                 }
                 Step::Done { text, finish } => {
-                    let c = st.reply.chunk(&text, &[], Some(finish));
+                    let c = st.reply.chunk(&text, st.ids_sent, Some(finish));
                     st.pending.push_back(data(&c));
                     if st.include_usage {
                         let mut u = st.reply.envelope(

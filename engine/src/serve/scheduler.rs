@@ -145,6 +145,8 @@ pub fn run(slots: &mut Session<'_>, rx: Receiver<Job>, limits: Limits, metrics: 
                 Some(j) => j,
                 None => {
                     let next = if idle {
+                        // Nothing runs until the next request: the gauges say so while we wait.
+                        metrics.iteration(0, 0, st.reserved);
                         rx.recv().map_err(|_| TryRecvError::Disconnected)
                     } else {
                         rx.try_recv()
