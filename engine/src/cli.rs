@@ -192,7 +192,8 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn config_of(src: &ModelSource) -> Result<TextConfig> {
+/// The model's config without loading its weights.
+pub(crate) fn config_of(src: &ModelSource) -> Result<TextConfig> {
     match src {
         ModelSource::Dir(d) => TextConfig::from_path(d),
         ModelSource::Synthetic { family, .. } => Ok(family.config()),

@@ -69,10 +69,7 @@ pub fn run_cli(args: &BenchServeArgs) -> Result<()> {
         settings.recipe.recipe.name.clone(),
         settings.recipe.sha256.clone(),
     );
-    let vocab = match &settings.source {
-        crate::ModelSource::Dir(d) => crate::config::TextConfig::from_path(d)?.vocab_size,
-        crate::ModelSource::Synthetic { family, .. } => family.config().vocab_size,
-    };
+    let vocab = crate::cli::config_of(&settings.source)?.vocab_size;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -9,7 +9,9 @@ use crate::session::{Session, SessionSettings};
 use crate::vkae::{ProjectionMode, VkaeModel, VkaeOptions};
 use crate::{Backend, Engine, ModelSource};
 
-/// The VKAE path's options from a recipe's `[kernels]`.
+/// The VKAE path's options from a recipe's `[kernels]`; the rest (the `ablations` feature's field) stays at
+/// its default, hence assignments rather than a literal.
+#[allow(clippy::field_reassign_with_default)]
 pub fn vkae_options(k: &KernelSection) -> Result<VkaeOptions> {
     let mut o = VkaeOptions::default();
     o.graphs = k.cuda_graphs;

@@ -136,10 +136,7 @@ pub fn run(slots: &mut Session<'_>, rx: Receiver<Job>, limits: Limits, metrics: 
     let mut held: Option<Job> = None;
     loop {
         st.reap_cancelled();
-        loop {
-            let Some(slot) = st.active.iter().position(|a| a.is_none()) else {
-                break;
-            };
+        while let Some(slot) = st.active.iter().position(|a| a.is_none()) {
             let idle = st.active.iter().all(|a| a.is_none());
             let job = match held.take() {
                 Some(j) => j,

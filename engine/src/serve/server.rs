@@ -13,7 +13,6 @@ use super::recipe::LoadedRecipe;
 use super::routes::router;
 use super::scheduler::{self, Limits, Queue};
 use super::text::TextModel;
-use crate::config::TextConfig;
 use crate::error::{EngineError, Result};
 use crate::{Backend, ModelSource};
 
@@ -86,17 +85,10 @@ impl RunningServer {
     }
 }
 
-fn config_of(src: &ModelSource) -> Result<TextConfig> {
-    match src {
-        ModelSource::Dir(d) => TextConfig::from_path(d),
-        ModelSource::Synthetic { family, .. } => Ok(family.config()),
-    }
-}
-
 /// Loads the model on its engine thread, then binds and serves. Returns once requests are being accepted.
 pub async fn start(settings: ServeSettings) -> Result<RunningServer> {
     let recipe = &settings.recipe.recipe;
-    let config = config_of(&settings.source)?;
+    let config = crate::cli::config_of(&settings.source)?;
     if let ModelSource::Synthetic { family, .. } = &settings.source {
         if *family != recipe.family() {
             return Err(EngineError::Input(format!(
