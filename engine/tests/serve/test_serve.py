@@ -3,6 +3,7 @@ streaming; raw HTTP for every bad input, the queue limit and a client that disco
 batching giving exactly the sequential greedy outputs."""
 import http.client
 import json
+import os
 import re
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
-from conftest import API_KEY, CHAT_TEMPLATE, CONTEXT, ROOT
+from conftest import API_KEY, CHAT_TEMPLATE, CONTEXT, ROOT, write_recipe
 
 MODEL = "tiny-e"
 
@@ -383,3 +384,13 @@ def test_a_model_without_a_tokenizer_serves_ids_and_says_so_for_text(ids_only_se
     with pytest.raises(openai.BadRequestError) as e:
         c.chat.completions.create(model="dense_style", messages=[{"role": "user", "content": "hi"}])
     assert "no tokenizer" in str(e.value)
+
+
+def test_a_public_bind_needs_a_key(model_dir, tmp_path):
+    recipe = tmp_path / "r.toml"
+    write_recipe(recipe, 1, 1)
+    exe = os.environ.get("VKAE_ENGINE_BIN") or str(ROOT / "target" / "debug" / "vkae-engine")
+    out = subprocess.run([exe, "serve", str(model_dir), "--recipe", str(recipe), "--bind", "0.0.0.0:0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "--api-key" in out.stderr and "other machines" in out.stderr, out.stderr
