@@ -38,6 +38,10 @@ pub enum Command {
     Qualify(Box<crate::qualify::QualifyArgs>),
     /// Write an Ed25519 lane key pair (secret to --out, public to --out.pub) and print the public key.
     Keygen(crate::qualify::KeygenArgs),
+    /// OpenAI-compatible HTTP server (completions, chat, streaming) with continuous batching, bound by a recipe.
+    Serve(Box<crate::serve::args::ServeArgs>),
+    /// Serving benchmark: the server in-process, clients at several concurrencies (TTFT, TPOT, output tok/s).
+    BenchServe(Box<crate::serve::args::BenchServeArgs>),
     /// Write the model (e.g. synthetic weights) as a Hugging Face checkpoint transformers can load.
     WriteCheckpoint {
         #[command(flatten)]
@@ -164,6 +168,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench(&args),
         Command::Qualify(args) => crate::qualify::run_cli(&args),
         Command::Keygen(args) => crate::qualify::keygen_cli(&args),
+        Command::Serve(args) => {
+            crate::serve::init_logging();
+            crate::serve::server::serve_blocking(args.settings()?)
+        }
+        Command::BenchServe(args) => crate::serve::bench::run_cli(&args),
         Command::WriteCheckpoint {
             model,
             out,
@@ -183,7 +192,8 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn config_of(src: &ModelSource) -> Result<TextConfig> {
+/// The model's config without loading its weights.
+pub(crate) fn config_of(src: &ModelSource) -> Result<TextConfig> {
     match src {
         ModelSource::Dir(d) => TextConfig::from_path(d),
         ModelSource::Synthetic { family, .. } => Ok(family.config()),

@@ -9,6 +9,7 @@
 //!   ([`Engine::session`]).
 //! - [`generate`] / [`logprobs`]: greedy generation and teacher-forced log-probabilities on any backend.
 //! - [`bench`](mod@bench): the one benchmark loop ([`bench::measure`]) and the decode benchmark.
+//! - [`serve`]: `vkae-engine serve`, the OpenAI-compatible server with continuous batching, and its recipes.
 //! - [`stats`]: parameter counts, bytes streamed per decode step ([`stats::bytes_per_step`]), KV bytes per token.
 
 pub mod bench;
@@ -19,6 +20,7 @@ mod device;
 pub mod error;
 pub mod generic;
 pub mod qualify;
+pub mod serve;
 pub mod session;
 pub mod stats;
 pub mod tensor;
