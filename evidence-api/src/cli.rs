@@ -355,11 +355,7 @@ async fn run(command: Command, site: Option<SiteRoutes>) -> Result<(), Failure> 
                     file.display()
                 )
             })?;
-            eprintln!(
-                "secret key: {} (keep it out of git); public key: {}",
-                file.display(),
-                keys.public_key_file.display()
-            );
+            eprintln!("{}", keys.instructions(&file));
             println!("{}", keys.public_key);
         }
         Command::Verify { record, public_key } => {

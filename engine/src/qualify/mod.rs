@@ -326,27 +326,13 @@ pub fn run_cli(args: &QualifyArgs) -> crate::Result<()> {
 
 /// `vkae-engine keygen`.
 pub fn keygen_cli(args: &KeygenArgs) -> crate::Result<()> {
-    let (secret, public) = vkae_record::keygen();
-    vkae_record::write_signing_key_file(&args.out, &secret).map_err(|e| {
+    let keys = vkae_record::write_keypair(&args.out).map_err(|e| {
         crate::EngineError::Input(format!(
-            "keygen: cannot create {} (it must not exist yet): {e}",
+            "cannot create {} (it must not exist yet): {e}",
             args.out.display()
         ))
     })?;
-    let encoded = vkae_record::encode_verifying_key(&public);
-    let pub_path = PathBuf::from(format!("{}.pub", args.out.display()));
-    std::fs::write(&pub_path, format!("{encoded}\n"))?;
-    let name = args
-        .out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "lane".into());
-    eprintln!(
-        "secret key: {} (keep it out of git); public key: {}",
-        args.out.display(),
-        pub_path.display()
-    );
-    eprintln!("register it with: vkae lane-key add {name} {encoded}");
-    println!("{encoded}");
+    eprintln!("{}", keys.instructions(&args.out));
+    println!("{}", keys.public_key);
     Ok(())
 }

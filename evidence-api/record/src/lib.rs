@@ -601,6 +601,22 @@ pub struct KeypairFiles {
     pub public_key_file: PathBuf,
 }
 
+impl KeypairFiles {
+    /// The operator's next steps after `keygen` (both binaries print this to stderr, the public key to stdout).
+    pub fn instructions(&self, secret_key_file: &Path) -> String {
+        let lane = secret_key_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "lane".into());
+        format!(
+            "secret key: {} (keep it out of git); public key: {}\nregister it with: vkae lane-key add {lane} {}",
+            secret_key_file.display(),
+            self.public_key_file.display(),
+            self.public_key
+        )
+    }
+}
+
 /// Generates a lane key pair and writes it: the secret key to `secret_key_file` (created, never overwritten;
 /// mode 0600 on Unix) and the public key beside it in `secret_key_file.pub`. Both `vkae keygen` and
 /// `vkae-engine keygen` call this, so the two behave the same.
