@@ -33,6 +33,15 @@ impl WarmUpRule {
         }
     }
 
+    /// The rule of a context path (one that gates no claim): its minimum warm-up only. Steadiness matters for a
+    /// rate a claim rests on; waiting for the host-bound eager reference to settle cost minutes per batch.
+    pub fn for_context(self) -> WarmUpRule {
+        WarmUpRule {
+            at_most_extra: 0,
+            ..self
+        }
+    }
+
     /// Whether warm-up may stop after these warm-up rates (None: void) and `elapsed` seconds of warm-up.
     pub fn satisfied(&self, rates: &[Option<f64>], elapsed: f64) -> bool {
         let n = rates.len();
@@ -61,18 +70,21 @@ pub struct PathRun {
     pub remeasured: u32,
 }
 
-/// Warms up every path, then `reps` interleaved rounds of one timed repetition per path. Index `i` of the
-/// answer is path `i`'s result, or why it failed (its first failure ends its part of this batch).
+/// Warms up every path (path `i` under `rules[i]`), then `reps` interleaved rounds of one timed repetition per
+/// path. Index `i` of the answer is path `i`'s result, or why it failed (its first failure ends its part of
+/// this batch).
 pub fn measure_batch(
     paths: &mut [&mut dyn DecodePath],
     batch: usize,
     reps: usize,
-    rule: WarmUpRule,
+    rules: &[WarmUpRule],
     phase: &Phase,
 ) -> Vec<Result<PathRun, String>> {
+    assert_eq!(paths.len(), rules.len(), "one warm-up rule per path");
     let mut runs: Vec<Result<PathRun, String>> = paths
         .iter_mut()
-        .map(|p| warm_up(&mut **p, batch, rule, phase))
+        .zip(rules)
+        .map(|(p, rule)| warm_up(&mut **p, batch, *rule, phase))
         .collect();
     for r in 1..=reps {
         for (path, run) in paths.iter_mut().zip(runs.iter_mut()) {
@@ -200,7 +212,7 @@ mod tests {
             at_most_extra: 0,
         };
         let phase = Phase::start("test", 1, false);
-        let runs = measure_batch(&mut [&mut a, &mut b], 2, 3, rule, &phase);
+        let runs = measure_batch(&mut [&mut a, &mut b], 2, 3, &[rule; 2], &phase);
         assert_eq!(
             log.borrow().join(", "),
             "a warm-up 1, b warm-up 1, a repetition 1, b repetition 1, a repetition 2, b repetition 2, \
@@ -243,7 +255,7 @@ mod tests {
             ..rule
         };
         let phase = Phase::start("test", 1, false);
-        let runs = measure_batch(&mut [&mut a, &mut b, &mut c], 1, 3, rule, &phase);
+        let runs = measure_batch(&mut [&mut a, &mut b, &mut c], 1, 3, &[rule; 3], &phase);
         let a = runs[0].clone().unwrap();
         assert_eq!((a.tokens_per_s, a.remeasured), (vec![11.0, 10.0, 10.0], 1));
         let b = runs[1].clone().unwrap_err();
@@ -279,6 +291,12 @@ mod tests {
         assert!(
             WarmUpRule::new(0).satisfied(&[], 0.0),
             "--warmup 0 warms up nothing"
+        );
+        let context = WarmUpRule::new(2).for_context();
+        assert!(!context.satisfied(&[Some(10.0)], 60.0));
+        assert!(
+            context.satisfied(&[Some(10.0), Some(20.0)], 0.0),
+            "a context path stops at its minimum, steady or not"
         );
     }
 }

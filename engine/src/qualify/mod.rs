@@ -209,8 +209,13 @@ fn measure_phase(
     let reference_impl = side.reference.implementation();
     let reference_name = side.reference.name();
     let mut peer_impl = None;
+    let rule = WarmUpRule::new(s.warmup);
     let mut list: Vec<&mut dyn DecodePath> = vec![side.reference.path(), vkae];
+    let mut rules = vec![rule, rule];
     if let Some(Peer::Admitted { path, check }) = &mut side.peer {
+        // The peer is the declared baseline: the reference beside it is context (see `roles`).
+        rules[0] = rule.for_context();
+        rules.push(rule);
         peer_impl = Some(format!(
             "{}; {check}; rate = batch x (N - 1) / wall time of the N - 1 graph replays (prefill eager, untimed)",
             path.implementation
@@ -218,13 +223,14 @@ fn measure_phase(
         list.push(path);
     }
     list.push(generic);
+    rules.push(rule.for_context());
     let phase = Phase::start(
         &format!("batch {b}"),
         (list.len() * (1 + s.reps)) as u64,
         s.progress_bars,
     );
     let mut runs =
-        measure_batch(&mut list, b, s.reps, WarmUpRule::new(s.warmup), &phase).into_iter();
+        measure_batch(&mut list, b, s.reps, &rules, &phase).into_iter();
     let names = [reference_name, VKAE, HF_STATIC_CUDAGRAPH, ENGINE_GENERIC];
     let mut warmups = serde_json::Map::new();
     let mut take = |name: &str| -> Result<PathRun, String> {

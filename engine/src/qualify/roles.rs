@@ -140,18 +140,26 @@ fn measured(
     extra: Option<String>,
     rule: WarmUpRule,
 ) -> Measured {
+    let rule = if gating { rule } else { rule.for_context() };
     let mut detail = implementation;
     if let Some(e) = extra {
         detail.push_str(&format!("; {e}"));
     }
+    let warm_up_rule = if rule.at_most_extra == 0 {
+        format!("rule for a context path: {}", rule.at_least)
+    } else {
+        format!(
+            "rule: at least {}, then until two in a row agree within {:.0}% after at least {:.0} s of warm-up, \
+             at most {} more",
+            rule.at_least,
+            rule.steady * 100.0,
+            rule.min_seconds,
+            rule.at_most_extra
+        )
+    };
     detail.push_str(&format!(
-        "; {} warm-up repetition(s) (rule: at least {}, then until two in a row agree within {:.0}% after at \
-         least {:.0} s of warm-up, at most {} more); timed repetitions interleaved with the other paths'",
+        "; {} warm-up repetition(s) ({warm_up_rule}); timed repetitions interleaved with the other paths'",
         run.warmup_tokens_per_s.len(),
-        rule.at_least,
-        rule.steady * 100.0,
-        rule.min_seconds,
-        rule.at_most_extra
     ));
     if run.remeasured > 0 {
         detail.push_str(&format!(
