@@ -34,7 +34,7 @@ use std::time::Instant;
 pub use config::{Family, LayerKind, TextConfig};
 pub use error::{EngineError, Result};
 pub use session::pack::{GenerateOutput, GenerateRequest};
-pub use session::{RowOutput, Session, SessionSettings, StepInput};
+pub use session::{PrefillInput, RowOutput, Session, SessionSettings, StepInput};
 pub use weights::Model;
 
 use session::pack::{validate_prompts, EosTracker};

@@ -8,7 +8,8 @@
 mod common;
 use common::*;
 use vkae_engine::{
-    Backend, Engine, EngineError, GenerateRequest, Model, RowOutput, SessionSettings, StepInput,
+    Backend, Engine, EngineError, GenerateRequest, Model, PrefillInput, RowOutput, SessionSettings,
+    StepInput,
 };
 
 /// Prompts of different lengths and contents from a fixture's reference prompt.
@@ -150,6 +151,68 @@ fn prefill_in_chunks_equals_one_prefill() {
     assert_eq!(s.filled(1), Some(p.len()));
 }
 
+/// Three prompts prefilled through `prefill_many` (two calls: the first holds prompt 0 whole and the head of
+/// prompt 1, the second the rest of prompt 1 and prompt 2 whole), then decoded together for `max_new` tokens.
+fn packed_prefill(engine: &mut Engine, prompts: &[Vec<u32>], max_new: usize) -> Vec<Produced> {
+    let longest = prompts.iter().map(|p| p.len()).max().unwrap();
+    let settings = SessionSettings::new(engine.config(), 3, longest + max_new, longest).unwrap();
+    let mut s = engine.session(settings).unwrap();
+    for slot in 0..3 {
+        s.open(slot).unwrap();
+    }
+    let split = prompts[1].len() / 2;
+    let input = |slot, ids| PrefillInput {
+        slot,
+        ids,
+        want_logits: true,
+    };
+    let mut out = vec![Produced::default(); 3];
+    let first = s
+        .prefill_many(&[input(0, &prompts[0][..]), input(1, &prompts[1][..split])])
+        .unwrap();
+    assert_eq!(first.iter().map(|o| o.slot).collect::<Vec<_>>(), [0, 1]);
+    out[0].take(first.into_iter().next().unwrap());
+    let second = s
+        .prefill_many(&[input(2, &prompts[2][..]), input(1, &prompts[1][split..])])
+        .unwrap();
+    assert_eq!(second.iter().map(|o| o.slot).collect::<Vec<_>>(), [2, 1]);
+    for o in second {
+        let slot = o.slot;
+        out[slot].take(o);
+    }
+    for slot in 0..3 {
+        assert_eq!(s.filled(slot), Some(prompts[slot].len()));
+    }
+    while out[0].tokens.len() < max_new {
+        let inputs: Vec<StepInput> = (0..3)
+            .map(|slot| StepInput {
+                slot,
+                token: *out[slot].tokens.last().unwrap(),
+                want_logits: true,
+            })
+            .collect();
+        for r in s.step(&inputs).unwrap() {
+            let slot = r.slot;
+            out[slot].take(r);
+        }
+    }
+    out
+}
+
+#[test]
+fn cpu_packed_prefill_equals_generate_alone() {
+    let mut e = cpu_engine("e_style");
+    // Prompt 1 is split across the two calls, so it needs at least two tokens.
+    let ps: Vec<Vec<u32>> = prompts("e_style").into_iter().take(3).collect();
+    let want = alone(&mut e, &ps, 6);
+    let got = packed_prefill(&mut e, &ps, 6);
+    for (i, p) in ps.iter().enumerate() {
+        assert_eq!(got[i].tokens, want[i], "prompt {i}: tokens");
+        let (_, logits) = e.generate_with_logits(p, 6).unwrap();
+        assert_eq!(got[i].logits, logits, "prompt {i}: logits");
+    }
+}
+
 fn input_error(r: vkae_engine::Result<impl std::fmt::Debug>) -> String {
     match r {
         Err(EngineError::Input(m)) => m,
@@ -192,6 +255,18 @@ fn bad_session_calls_are_refused_and_change_no_slot() {
     assert_eq!(s.filled(0), Some(6));
     assert!(input_error(s.step(&[step(0, 5)])).contains("exceed the slot capacity"));
     assert!(input_error(s.prefill(1, &[5], false)).contains("not in use"));
+    let part = |slot, ids| PrefillInput {
+        slot,
+        ids,
+        want_logits: false,
+    };
+    s.open(1).unwrap();
+    assert!(input_error(s.prefill_many(&[])).contains("at least one slot"));
+    assert!(input_error(s.prefill_many(&[part(1, &[5]), part(1, &[6])])).contains("twice"));
+    assert!(input_error(s.prefill_many(&[part(1, &[5]), part(0, &[6])]))
+        .contains("exceed the slot capacity"));
+    assert_eq!(s.filled(1), Some(0), "a refused packed prefill changes no slot");
+    s.release(1);
     s.release(0);
     s.release(0);
     assert_eq!((s.free_slot(), s.filled(0)), (Some(0), None));
@@ -226,6 +301,25 @@ fn generic_session_in_mixed_order_equals_generate_alone() {
     // no near-tie of the final logits (docs/benchmarks/engine-accuracy.md).
     for name in ["e_style", "dense_style"] {
         gpu_session_check(Backend::Cuda, name);
+    }
+}
+
+#[test]
+fn vkae_packed_prefill_equals_generate_alone() {
+    if !gpu_or_skip("vkae_packed_prefill_equals_generate_alone") {
+        return;
+    }
+    for name in ["e_style", "dense_style"] {
+        let model = Model::load(&fixture_dir(name)).unwrap();
+        let mut e = Engine::new(model, Backend::Vkae).unwrap();
+        let ps: Vec<Vec<u32>> = prompts(name).into_iter().take(3).collect();
+        let want = alone(&mut e, &ps, 12);
+        let got = packed_prefill(&mut e, &ps, 12);
+        for (i, w) in want.iter().enumerate() {
+            let agreed = greedy_agreement(w, &got[i].tokens, &got[i].logits, NEAR_TIE)
+                .unwrap_or_else(|e| panic!("vkae {name}, prompt {i}: {e}"));
+            eprintln!("vkae {name}, prompt {i}: packed prefill equals generate alone for {agreed} of 12 tokens");
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Continuous batching: one thread owns the engine's [`Session`] (its slots) and runs iterations. Each iteration frees the
 //! slots of clients that went away, admits queued requests into free slots while the KV budget allows,
-//! prefills one chunk of one admitted prompt, then runs one decode step over every generating slot. Requests
-//! therefore join and leave the running batch at step boundaries, and an arriving prompt delays the running
-//! ones by at most one chunk.
+//! prefills at most one chunk's worth of prompt tokens (several waiting prompts packed into one call, a long
+//! one split across iterations), then runs one decode step over every generating slot. Requests therefore
+//! join and leave the running batch at step boundaries, and arriving prompts delay the running ones by at
+//! most one chunk per step.
 //!
 //! The admission queue is the bounded channel [`Queue`] submits into: the scheduler takes a request from it
 //! only when a slot is free, so a full channel means every slot is busy and the queue is long, and the server
@@ -17,7 +18,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::metrics::Metrics;
 use super::sampling::{Sampler, SamplingParams};
-use crate::session::{Session, StepInput};
+use crate::session::{PrefillInput, Session, StepInput};
 
 /// One generation request, validated: the prompt fits the vocabulary, and prompt plus `max_tokens` fit
 /// a slot.
@@ -169,7 +170,7 @@ pub fn run(slots: &mut Session<'_>, rx: Receiver<Job>, limits: Limits, metrics: 
             }
             st.admit(slot, job);
         }
-        st.prefill_one_chunk();
+        st.prefill_chunk();
         let rows = st.decode_step();
         let running = st.active.iter().filter(|a| a.is_some()).count();
         metrics.iteration(running, rows, st.reserved);
@@ -224,26 +225,50 @@ impl State<'_, '_> {
         self.free(slot);
     }
 
-    fn prefill_one_chunk(&mut self) {
-        let Some(&slot) = self.prefilling.front() else {
+    /// Prefills at most `prefill_chunk` prompt tokens in one call, taken first come first served from the
+    /// prompts still prefilling (several short prompts share a call; a long one is split across iterations).
+    fn prefill_chunk(&mut self) {
+        let mut budget = self.limits.prefill_chunk;
+        let mut parts: Vec<(usize, usize, usize, bool)> = vec![]; // slot, from, to, want_logits
+        for &slot in &self.prefilling {
+            if budget == 0 {
+                break;
+            }
+            let a = self.active[slot].as_ref().expect("prefilling slots are active");
+            let end = (a.prefilled + budget).min(a.job.prompt.len());
+            let last = end == a.job.prompt.len();
+            parts.push((slot, a.prefilled, end, last && !a.sampler.is_greedy()));
+            budget -= end - a.prefilled;
+        }
+        if parts.is_empty() {
             return;
-        };
-        let a = self.active[slot].as_ref().expect("prefilling slots are active");
-        let end = (a.prefilled + self.limits.prefill_chunk).min(a.job.prompt.len());
-        let last = end == a.job.prompt.len();
-        let want_logits = last && !a.sampler.is_greedy();
-        let chunk = a.job.prompt[a.prefilled..end].to_vec();
-        match self.slots.prefill(slot, &chunk, want_logits) {
-            Ok(out) => {
-                let a = self.active[slot].as_mut().expect("active");
-                a.prefilled = end;
-                if last {
-                    self.prefilling.pop_front();
-                    self.metrics.prompt(a.job.prompt.len());
-                    self.emit(slot, out.token, out.logits);
+        }
+        let inputs: Vec<PrefillInput<'_>> = parts
+            .iter()
+            .map(|&(slot, from, to, want_logits)| PrefillInput {
+                slot,
+                ids: &self.active[slot].as_ref().expect("active").job.prompt[from..to],
+                want_logits,
+            })
+            .collect();
+        match self.slots.prefill_many(&inputs) {
+            Ok(outs) => {
+                for (&(slot, _, end, _), out) in parts.iter().zip(outs) {
+                    let a = self.active[slot].as_mut().expect("active");
+                    a.prefilled = end;
+                    if end == a.job.prompt.len() {
+                        self.prefilling.retain(|&s| s != slot);
+                        self.metrics.prompt(a.job.prompt.len());
+                        self.emit(slot, out.token, out.logits);
+                    }
                 }
             }
-            Err(e) => self.fail(slot, &e.to_string()),
+            Err(e) => {
+                let msg = e.to_string();
+                for &(slot, ..) in &parts {
+                    self.fail(slot, &msg);
+                }
+            }
         }
     }
 

@@ -9,7 +9,8 @@
 //! - [`Session::admit`]`(slot, prompt, want_logits)` prefills a prompt into a free slot, in chunks of at most
 //!   [`SessionSettings::prefill_chunk`] tokens, and returns the greedy next token (and, when asked, that
 //!   row's soft-capped logits). Other slots keep their state. A scheduler that interleaves prefill with
-//!   decode steps calls [`Session::open`] and then [`Session::prefill`] once per chunk instead.
+//!   decode steps calls [`Session::open`] and then [`Session::prefill`] once per chunk instead, or
+//!   [`Session::prefill_many`] to run chunks of several slots in one call.
 //! - [`Session::step`]`(&[StepInput])` runs one decode step over any subset of active slots in any order:
 //!   each input token goes to its slot at the slot's next position, and the results come back in the input's
 //!   order, each with its greedy next token and, for inputs with `want_logits`, that row's soft-capped logits
@@ -90,6 +91,16 @@ pub struct StepInput {
     pub want_logits: bool,
 }
 
+/// One slot's part of a [`Session::prefill_many`] call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefillInput<'a> {
+    pub slot: usize,
+    /// Appended at the slot's next positions.
+    pub ids: &'a [u32],
+    /// Return the soft-capped logits after the last id too.
+    pub want_logits: bool,
+}
+
 /// What one row produced: the greedy next token, and the soft-capped logits when asked for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowOutput {
@@ -124,6 +135,12 @@ pub(crate) struct Chunk<'a> {
 /// and active, positions within the capacity, ids in the vocabulary, no slot twice in a step).
 pub(crate) trait SlotBackend {
     fn prefill(&mut self, chunk: Chunk<'_>) -> Result<RowResult>;
+
+    /// Several slots' chunks (distinct slots) in one call; one result per chunk, in order. A backend that
+    /// can pack them into one forward pass overrides this.
+    fn prefill_packed(&mut self, chunks: &[Chunk<'_>]) -> Result<Vec<RowResult>> {
+        chunks.iter().map(|c| self.prefill(*c)).collect()
+    }
 
     /// One decode step over `rows`; one result per row, in order.
     fn step(&mut self, rows: &[Row]) -> Result<Vec<RowResult>>;
@@ -189,27 +206,59 @@ impl<'e> Session<'e> {
     /// Appends `ids` to an open slot's context in one prefill call and returns the greedy next token (with
     /// its soft-capped logits when `want_logits`).
     pub fn prefill(&mut self, slot: usize, ids: &[u32], want_logits: bool) -> Result<RowOutput> {
-        let start = self.active(slot)?;
-        if ids.is_empty() {
-            return Err(EngineError::Input(format!(
-                "slot {slot}: nothing to prefill"
-            )));
-        }
-        pack::check_vocab(&self.config, ids)
-            .map_err(|e| EngineError::Input(format!("slot {slot}: {e}")))?;
-        self.check_room(slot, start, ids.len())?;
-        let (token, logits) = self.backend.prefill(Chunk {
+        let mut out = self.prefill_many(&[PrefillInput {
             slot,
-            start,
             ids,
             want_logits,
-        })?;
-        self.filled[slot] = Some(start + ids.len());
-        Ok(RowOutput {
-            slot,
-            token,
-            logits,
-        })
+        }])?;
+        Ok(out.remove(0))
+    }
+
+    /// Appends each input's `ids` to its open slot's context, all in one prefill call (the VKAE path packs
+    /// them into one forward pass), and returns each slot's greedy next token in the inputs' order. The slots
+    /// must be distinct; a rejected call changes no slot.
+    pub fn prefill_many(&mut self, inputs: &[PrefillInput<'_>]) -> Result<Vec<RowOutput>> {
+        if inputs.is_empty() {
+            return Err(EngineError::Input("a prefill needs at least one slot".into()));
+        }
+        let mut seen = vec![false; self.settings.max_slots];
+        let mut chunks = Vec::with_capacity(inputs.len());
+        for i in inputs {
+            let (slot, ids) = (i.slot, i.ids);
+            let start = self.active(slot)?;
+            if std::mem::replace(&mut seen[slot], true) {
+                return Err(EngineError::Input(format!(
+                    "slot {slot} appears twice in one prefill"
+                )));
+            }
+            if ids.is_empty() {
+                return Err(EngineError::Input(format!(
+                    "slot {slot}: nothing to prefill"
+                )));
+            }
+            pack::check_vocab(&self.config, ids)
+                .map_err(|e| EngineError::Input(format!("slot {slot}: {e}")))?;
+            self.check_room(slot, start, ids.len())?;
+            chunks.push(Chunk {
+                slot,
+                start,
+                ids,
+                want_logits: i.want_logits,
+            });
+        }
+        let results = self.backend.prefill_packed(&chunks)?;
+        Ok(chunks
+            .iter()
+            .zip(results)
+            .map(|(c, (token, logits))| {
+                self.filled[c.slot] = Some(c.start + c.ids.len());
+                RowOutput {
+                    slot: c.slot,
+                    token,
+                    logits,
+                }
+            })
+            .collect())
     }
 
     /// Opens a free slot and prefills `prompt` into it in chunks of at most `prefill_chunk` tokens; returns

@@ -90,20 +90,32 @@ fn read_rows(model: &VkaeModel, w: &Work, want: &[bool]) -> Result<Vec<RowResult
 
 impl SlotBackend for VkaeSlots<'_> {
     fn prefill(&mut self, c: Chunk<'_>) -> Result<RowResult> {
+        Ok(self.prefill_packed(&[c])?.remove(0))
+    }
+
+    /// The chunks as one packed batch of rows (sequence id = slot), as `generate` prefills its prompts.
+    fn prefill_packed(&mut self, chunks: &[Chunk<'_>]) -> Result<Vec<RowResult>> {
         let mut rows = PackedRows::default();
-        rows.push(c.slot, c.start, c.ids);
+        for c in chunks {
+            rows.push(c.slot, c.start, c.ids);
+        }
+        let want: Vec<bool> = chunks.iter().map(|c| c.want_logits).collect();
         let m = &mut *self.model;
-        let mut pw = m.prefill_work(rows.len(), 1)?;
+        // The LM head runs over one row per chunk: its projection kernels for that row count.
+        if !m.tuner.measured(chunks.len()) {
+            m.measure_projections(chunks.len())?;
+        }
+        let mut pw = m.prefill_work(rows.len(), chunks.len())?;
         let r = (|| {
             let g = &m.gpu;
             g.upload_into(&rows.ids, &mut pw.ids)?;
             g.upload_into(&rows.pos, &mut pw.pos)?;
             g.upload_into(&rows.seq, &mut pw.seq)?;
             m.forward(&mut pw, &mut self.kv, rows.len(), Some(&rows.last))?;
-            read_rows(m, &pw, &[c.want_logits])
+            read_rows(m, &pw, &want)
         })();
         m.prefill = Some(pw);
-        Ok(r?.remove(0))
+        r
     }
 
     fn step(&mut self, rows: &[Row]) -> Result<Vec<RowResult>> {
