@@ -32,12 +32,15 @@ pub(crate) struct VkaeSlots<'v> {
 
 impl<'v> VkaeSlots<'v> {
     /// Reserves the kernels' scratch for a step of every slot (growing it later would invalidate the
-    /// captured steps) and the slots' KV cache, and measures the one-row projections a prefill's LM head
-    /// uses (as `generate` alone does before its prefill).
+    /// captured steps) and the slots' KV cache, and measures the projections for every row count a step or
+    /// a packed prefill's LM head can have (1..=max_slots): measured on first use instead, a step size first
+    /// seen under load would stall every running request while its kernels are timed.
     pub(crate) fn new(model: &'v mut VkaeModel, settings: SessionSettings) -> Result<Self> {
         model.ensure_scratch(settings.max_slots)?;
-        if !model.tuner.measured(1) {
-            model.measure_projections(1)?;
+        for rows in 1..=settings.max_slots {
+            if !model.tuner.measured(rows) {
+                model.measure_projections(rows)?;
+            }
         }
         // Rounded up as `generate` rounds its cache, so a slot's attention splits its keys as a run alone does.
         let kv = model.new_kv(settings.max_slots, settings.capacity.next_multiple_of(1024))?;
