@@ -286,16 +286,7 @@ pub fn SizingView(data: PublicData) -> impl IntoView {
         <div class="table-wrap">
             <table id="sizing-table">
                 <caption>"BF16 serving lanes per family: weights + KV cache = memory needed; a lane fits when that is within the GPUs' memory less headroom"</caption>
-                <thead>
-                    <tr>
-                        <th scope="col">"Family"</th>
-                        <th scope="col">"Scenario"</th>
-                        <th scope="col">"Weights"</th>
-                        <th scope="col">"KV cache"</th>
-                        <th scope="col">"Needed"</th>
-                        <th scope="col">"Lane"</th>
-                    </tr>
-                </thead>
+                <TableHead columns=&["Family", "Scenario", "Weights", "KV cache", "Needed", "Lane"] />
                 <tbody>
                     {data
                         .sizing
@@ -540,19 +531,19 @@ pub fn PreviewView(data: PublicData) -> impl IntoView {
     let gpus = data
         .gpus
         .iter()
-        .map(|g| (g.id.clone(), g.name.clone()))
+        .map(|g| (g.id.to_string(), g.name.clone()))
         .collect();
     let paths: Vec<(String, String)> = data
         .service_paths
         .iter()
-        .map(|p| (p.slug.clone(), p.label.clone()))
+        .map(|p| (p.slug.to_string(), p.name.clone()))
         .collect();
     view! {
         <PageMeta title description />
         <h1>{heading}</h1>
         <p class="lead">{lead}</p>
         <dl class="paths">
-            {data.service_paths.iter().map(|p| view! { <div><dt>{p.label.clone()}</dt><dd>{p.description.clone()}</dd></div> }).collect_view()}
+            {data.service_paths.iter().map(|p| view! { <div><dt>{p.name.clone()}</dt><dd>{p.summary.clone()}</dd></div> }).collect_view()}
         </dl>
         <noscript>
             <p class="state">"This form checks your entries as you go and needs JavaScript; please enable it to send a request."</p>
@@ -609,13 +600,13 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                             .runs
                             .into_iter()
                             .map(|run| {
-                                let promoted = run.status == "promoted";
+                                let promoted = run.claim_status == "promoted";
                                 view! {
                                     <article class="run" id=format!("run-{}", run.run_id)>
                                         <h3>
                                             <code>{run.run_id.clone()}</code> " "
-                                            <span class=format!("badge status-{}", run.status)>{run.status.clone()}</span>
-                                            {run.level.map(|l| view! { " " <span class="badge">{l.label()}</span> })}
+                                            <span class=format!("badge status-{}", run.claim_status)>{run.claim_status.clone()}</span>
+                                            {run.claim_level.map(|l| view! { " " <span class="badge">{l.label()}</span> })}
                                         </h3>
                                         <p>
                                             {format!("{} on {}, batch {}, ingested {}", run.family, run.gpu, run.batch, date(&run.ingested_at))}
@@ -664,10 +655,10 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                 view! {
                     <div class="table-wrap">
                         <table id="audit-log">
-                            <thead><tr><th scope="col">"When"</th><th scope="col">"Operator"</th><th scope="col">"Action"</th><th scope="col">"Run"</th><th scope="col">"Detail"</th></tr></thead>
+                            <TableHead columns=&["When", "Operator", "Action", "Run", "Detail"] />
                             <tbody>
                                 {data.audit.into_iter().map(|e| view! {
-                                    <tr><td><time datetime=e.at.clone()>{e.at.clone()}</time></td><td>{e.operator}</td><td>{e.action}</td><td><code>{e.run_id}</code></td><td>{e.detail}</td></tr>
+                                    <tr><td><time datetime=e.at.clone()>{e.at.clone()}</time></td><td>{e.actor}</td><td>{e.action}</td><td><code>{e.run_id.unwrap_or_default()}</code></td><td>{e.detail.to_string()}</td></tr>
                                 }).collect_view()}
                             </tbody>
                         </table>
@@ -685,11 +676,11 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                 view! {
                     <div class="table-wrap">
                         <table id="inbox">
-                            <thead><tr><th scope="col">"Received"</th><th scope="col">"Name"</th><th scope="col">"Email"</th><th scope="col">"Company"</th><th scope="col">"Path"</th><th scope="col">"Family"</th><th scope="col">"GPU"</th><th scope="col">"Message"</th></tr></thead>
+                            <TableHead columns=&["Received", "Name", "Email", "Company", "Path", "Family", "GPU", "Message"] />
                             <tbody>
-                                {data.inbox.into_iter().map(|r| view! {
-                                    <tr><td>{date(&r.received_at)}</td><td>{r.name}</td><td>{r.email}</td><td>{r.company}</td><td>{r.service_path}</td><td>{r.model_family}</td><td>{r.gpu}</td><td>{r.message}</td></tr>
-                                }).collect_view()}
+                                {data.inbox.into_iter().map(|stored| { let r = stored.request; view! {
+                                    <tr><td>{date(&stored.received_at)}</td><td>{r.name}</td><td>{r.email}</td><td>{r.company}</td><td>{r.service_path}</td><td>{r.model_family}</td><td>{r.gpu}</td><td>{r.message}</td></tr>
+                                }}).collect_view()}
                             </tbody>
                         </table>
                     </div>
@@ -697,6 +688,16 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                     .into_any()
             }}
         </section>
+    }
+}
+
+/// A table's header row: one `<th scope="col">` a column.
+#[component]
+pub fn TableHead(columns: &'static [&'static str]) -> impl IntoView {
+    view! {
+        <thead>
+            <tr>{columns.iter().map(|c| view! { <th scope="col">{*c}</th> }).collect_view()}</tr>
+        </thead>
     }
 }
 

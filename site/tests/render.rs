@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use std::sync::Arc;
-use vkae_site::evidence::baseline_contexts;
+use vkae_evidence::store::baseline_contexts;
 use vkae_site::model::*;
 use vkae_site::pages::*;
 
@@ -103,12 +103,14 @@ fn data(claims: Vec<Claim>) -> PublicData {
             }],
         },
         gpus: vec![Gpu {
-            id: "h100-sxm".into(),
+            id: vkae_domain::GpuSlug::parse("h100-sxm").unwrap(),
             name: "H100 SXM".into(),
             memory_gb: 80.0,
+            memory_type: "HBM3".into(),
             bandwidth_gb_s: 3350.0,
-            bf16_tflops: 989.0,
+            bf16_dense_tflops: 989.0,
             source: "datasheet".into(),
+            match_names: vec!["NVIDIA H100 80GB HBM3".into()],
         }],
         sizing: Sizing {
             rows: families
@@ -135,10 +137,10 @@ fn data(claims: Vec<Claim>) -> PublicData {
             speed,
             method: "weights + KV + headroom".into(),
         },
-        service_paths: vec![ServicePath {
-            slug: "report".into(),
-            label: "Acceleration report".into(),
-            description: "A report.".into(),
+        service_paths: vec![ServicePathInfo {
+            slug: vkae_domain::ServicePath::parse("report").unwrap(),
+            name: "Acceleration report".into(),
+            summary: "A report.".into(),
         }],
     }
 }
@@ -384,15 +386,19 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
 /// A run summary with only what the baseline comparison reads.
 fn run(id: &str, comparable: &str, baseline: Option<f64>) -> RunSummary {
     RunSummary {
+        id: 1,
         run_id: id.into(),
         family: "E4B".into(),
+        repo: "google/gemma-4-E4B-it".into(),
         gpu: "NVIDIA H200".into(),
+        gpu_id: Some("h200".into()),
+        lane_key: "lab".into(),
         batch: 1,
         ingested_at: "2026-11-28T19:00:00Z".into(),
         lanes: vec![],
-        status: "ingested".into(),
-        level: None,
-        claim_ready: true,
+        claim_status: "unpromoted".into(),
+        claim_level: None,
+        profile_status: Some("claim-ready".into()),
         baseline_tokens_per_s: baseline,
         vkae_tokens_per_s: Some(272.0),
         comparable: comparable.into(),
