@@ -80,13 +80,7 @@ fn gpu_batched_generation_equals_one_by_one() {
         return;
     }
     let model = Model::load(&fixture_dir("e_style")).unwrap();
-    let r = reference("e_style");
-    // Different lengths and contents, so a mixed-up sequence id or position shows.
-    let prompts = vec![
-        r.prompt.clone(),
-        r.prompt[..20].to_vec(),
-        r.prompt[5..].iter().rev().cloned().collect(),
-    ];
+    let prompts = three_prompts("e_style");
     let mut gpu = Engine::new(model.clone(), Backend::Cuda).unwrap();
     let batched = gpu
         .generate(&GenerateRequest {

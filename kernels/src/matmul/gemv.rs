@@ -200,38 +200,6 @@ impl Gpu {
 }
 
 impl Checker<'_> {
-    /// The weight-streaming GEMV against the f64 product of the same bf16 operands (`sample_rows` of
-    /// W checked when given; every output must be written).
-    pub fn gemv(
-        &mut self,
-        m: usize,
-        n: usize,
-        k: usize,
-        sample_rows: Option<usize>,
-    ) -> Result<CheckReport> {
-        self.gemv_split(m, n, k, None, sample_rows)
-    }
-
-    /// [`Checker::gemv`] with the k split across a block's warps given (`None`: the default choice).
-    pub fn gemv_split(
-        &mut self,
-        m: usize,
-        n: usize,
-        k: usize,
-        kparts: Option<usize>,
-        sample_rows: Option<usize>,
-    ) -> Result<CheckReport> {
-        self.projection(
-            "gemv_bf16 (weight streaming)",
-            (m, n, k, kparts, sample_rows),
-            tol::F32_ACCUMULATION,
-            |g, x, w, y| match kparts {
-                Some(p) => g.gemv_bf16_split(x, w, GemmShape { m, n, k }, p, y),
-                None => g.gemv_bf16(x, w, m, n, k, y),
-            },
-        )
-    }
-
     /// The GEMV with GeGLU in its epilogue, against the f64 product of the same bf16 operands followed by an
     /// f64 GeGLU: `halves` = the fused [gate; up] form (`n` outputs from `2n` rows), otherwise the gate times a
     /// strided f32 `z`. The bf16 output carries its own rounding, hence the bf16 tolerance.

@@ -3,10 +3,50 @@
 
 use crate::check::{bf16_round, poison_f32, CheckReport, Checker};
 use crate::error::Result;
-use crate::tolerance::relative_error;
+use crate::layout::GemmShape;
+use crate::tolerance::{self as tol, relative_error};
 use half::bf16;
 
 impl Checker<'_> {
+    /// The weight-streaming GEMV ([`crate::Gpu::gemv_bf16`]) through [`Checker::projection`]: `kparts` `None` is
+    /// the default split; `sample_rows` of W checked when given.
+    pub fn gemv(
+        &mut self,
+        dims: GemmShape,
+        kparts: Option<usize>,
+        sample_rows: Option<usize>,
+    ) -> Result<CheckReport> {
+        let GemmShape { m, n, k } = dims;
+        self.projection(
+            "gemv_bf16 (weight streaming)",
+            (m, n, k, kparts, sample_rows),
+            tol::F32_ACCUMULATION,
+            |g, x, w, y| match kparts {
+                Some(p) => g.gemv_bf16_split(x, w, dims, p, y),
+                None => g.gemv_bf16(x, w, m, n, k, y),
+            },
+        )
+    }
+
+    /// The tensor-core skinny GEMM ([`crate::Gpu::skinny_gemm_bf16`]), as [`Checker::gemv`].
+    pub fn skinny(
+        &mut self,
+        dims: GemmShape,
+        kparts: Option<usize>,
+        sample_rows: Option<usize>,
+    ) -> Result<CheckReport> {
+        let GemmShape { m, n, k } = dims;
+        self.projection(
+            "skinny_gemm_bf16 (tensor cores)",
+            (m, n, k, kparts, sample_rows),
+            tol::MMA_F32_ACCUMULATION,
+            |g, x, w, y| match kparts {
+                Some(p) => g.skinny_gemm_bf16_split(x, w, dims, p, y),
+                None => g.skinny_gemm_bf16(x, w, m, n, k, y),
+            },
+        )
+    }
+
     /// A projection kernel (`y[m, n] = x[m, k] · w[n, k]ᵀ`, bf16 operands, f32 out) against the f64 product of the
     /// same bf16 operands: fresh x and a tiled random w (a chunk length that is no multiple of k, so tiled rows
     /// differ), y poisoned first; `sample_rows` of W checked when given (plus the last), every output must be
