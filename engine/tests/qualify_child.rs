@@ -42,6 +42,14 @@ fn serving(dir: &Path, body: &str) -> Session {
     start(dir, body, Duration::from_secs(60)).expect("the child loads")
 }
 
+/// One repetition at `batch`, with a minute's limit.
+fn rep(s: &mut Session, batch: u32) -> Result<serde_json::Value, String> {
+    s.request(
+        &json!({"op": "rep", "batch": batch}),
+        Duration::from_secs(60),
+    )
+}
+
 /// The child side of the protocol: the plan read, the load answered, commands read one a line.
 const HEADER: &str = r#"
 import json, os, sys, time, signal, subprocess
@@ -65,9 +73,7 @@ fn a_crash_is_reported_with_its_signal_and_last_words() {
             "{READY}\nfor c in commands():\n    print('@progress {{\"phase\": \"peer batch 1\", \"done\": 0, \"total\": 4}}', file=sys.stderr)\n    print('capturing the decode step', file=sys.stderr, flush=True)\n    print('/x/graphs.py:322: UserWarning: TensorFloat32 tensor cores', file=sys.stderr)\n    print('  warnings.warn(', file=sys.stderr, flush=True)\n    os.kill(os.getpid(), signal.SIGSEGV)\n"
         ),
     );
-    let f = s
-        .request(&json!({"op": "rep", "batch": 1}), Duration::from_secs(60))
-        .expect_err("a crash is a failure");
+    let f = rep(&mut s, 1).expect_err("a crash is a failure");
     assert!(f.contains("signal 11 (segmentation fault)"), "{f}");
     assert!(f.contains("capturing the decode step"), "{f}");
     assert!(f.contains("during peer batch 1 (0/4 done)"), "{f}");
@@ -135,13 +141,9 @@ fn answers_before_a_failure_are_kept_and_the_failure_named() {
         ),
     );
     assert_eq!(s.ready["impl"], "test peer");
-    let first = s
-        .request(&json!({"op": "rep", "batch": 1}), Duration::from_secs(60))
-        .unwrap();
+    let first = rep(&mut s, 1).unwrap();
     assert_eq!(first["tokens_generated"], 12);
-    let f = s
-        .request(&json!({"op": "rep", "batch": 8}), Duration::from_secs(60))
-        .expect_err("exit 3 is a failure");
+    let f = rep(&mut s, 8).expect_err("exit 3 is a failure");
     assert!(
         f.contains("exited with status 3") && f.contains("out of memory at batch 8"),
         "{f}"
@@ -157,9 +159,7 @@ fn a_clean_quit_has_no_failure_and_a_silent_exit_does() {
     );
     assert_eq!(s.quit(), None);
     let mut s = serving(&dir.0, &format!("{READY}\nsys.stdin.readline()\n"));
-    let f = s
-        .request(&json!({"op": "rep", "batch": 1}), Duration::from_secs(60))
-        .expect_err("no answer");
+    let f = rep(&mut s, 1).expect_err("no answer");
     assert!(f.contains("without answering"), "{f}");
     // A refused command is an answer, not a failure: the child keeps serving.
     let mut s = serving(

@@ -7,44 +7,40 @@ use crate::layout::GemmShape;
 use crate::tolerance::{self as tol, relative_error};
 use half::bf16;
 
-impl Checker<'_> {
-    /// The weight-streaming GEMV ([`crate::Gpu::gemv_bf16`]) through [`Checker::projection`]: `kparts` `None` is
-    /// the default split; `sample_rows` of W checked when given.
-    pub fn gemv(
-        &mut self,
-        dims: GemmShape,
-        kparts: Option<usize>,
-        sample_rows: Option<usize>,
-    ) -> Result<CheckReport> {
-        let GemmShape { m, n, k } = dims;
-        self.projection(
-            "gemv_bf16 (weight streaming)",
-            (m, n, k, kparts, sample_rows),
-            tol::F32_ACCUMULATION,
-            |g, x, w, y| match kparts {
-                Some(p) => g.gemv_bf16_split(x, w, dims, p, y),
-                None => g.gemv_bf16(x, w, m, n, k, y),
-            },
-        )
-    }
+/// The weight-streaming projection kernels: the GEMV (1..=8 rows) and the tensor-core skinny GEMM (1..=32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamingKernel {
+    Gemv,
+    Skinny,
+}
 
-    /// The tensor-core skinny GEMM ([`crate::Gpu::skinny_gemm_bf16`]), as [`Checker::gemv`].
-    pub fn skinny(
+impl Checker<'_> {
+    /// A weight-streaming projection ([`crate::Gpu::gemv_bf16`] or [`crate::Gpu::skinny_gemm_bf16`]) through
+    /// [`Checker::projection`]: `kparts` `None` is the kernel's default split; `sample_rows` of W checked when
+    /// given.
+    pub fn weight_streaming(
         &mut self,
+        kernel: StreamingKernel,
         dims: GemmShape,
         kparts: Option<usize>,
         sample_rows: Option<usize>,
     ) -> Result<CheckReport> {
         let GemmShape { m, n, k } = dims;
-        self.projection(
-            "skinny_gemm_bf16 (tensor cores)",
-            (m, n, k, kparts, sample_rows),
-            tol::MMA_F32_ACCUMULATION,
-            |g, x, w, y| match kparts {
-                Some(p) => g.skinny_gemm_bf16_split(x, w, dims, p, y),
-                None => g.skinny_gemm_bf16(x, w, m, n, k, y),
-            },
-        )
+        let (label, tolerance) = match kernel {
+            StreamingKernel::Gemv => ("gemv_bf16 (weight streaming)", tol::F32_ACCUMULATION),
+            StreamingKernel::Skinny => {
+                ("skinny_gemm_bf16 (tensor cores)", tol::MMA_F32_ACCUMULATION)
+            }
+        };
+        let shape = (m, n, k, kparts, sample_rows);
+        self.projection(label, shape, tolerance, |g, x, w, y| {
+            match (kernel, kparts) {
+                (StreamingKernel::Gemv, Some(p)) => g.gemv_bf16_split(x, w, dims, p, y),
+                (StreamingKernel::Gemv, None) => g.gemv_bf16(x, w, m, n, k, y),
+                (StreamingKernel::Skinny, Some(p)) => g.skinny_gemm_bf16_split(x, w, dims, p, y),
+                (StreamingKernel::Skinny, None) => g.skinny_gemm_bf16(x, w, m, n, k, y),
+            }
+        })
     }
 
     /// A projection kernel (`y[m, n] = x[m, k] · w[n, k]ᵀ`, bf16 operands, f32 out) against the f64 product of the

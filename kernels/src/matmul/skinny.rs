@@ -8,6 +8,7 @@ use crate::device::launch::{self, int, launched, need};
 use crate::device::Gpu;
 use crate::error::{shape, DriverContext, Result};
 use crate::layout::GemmShape;
+use crate::matmul::StreamingKernel;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 use half::bf16;
 
@@ -121,7 +122,12 @@ impl Checker<'_> {
                 (256, 2560, None),
                 (2048, 10240, Some(64)),
             ] {
-                r.push(self.skinny(GemmShape { m, n, k }, None, sample)?);
+                r.push(self.weight_streaming(
+                    StreamingKernel::Skinny,
+                    GemmShape { m, n, k },
+                    None,
+                    sample,
+                )?);
             }
             for kparts in [1, 2, 4, 8] {
                 let dims = GemmShape {
@@ -129,9 +135,15 @@ impl Checker<'_> {
                     n: 2560 + 8,
                     k: 2560,
                 };
-                r.push(self.skinny(dims, Some(kparts), Some(96))?);
+                r.push(self.weight_streaming(
+                    StreamingKernel::Skinny,
+                    dims,
+                    Some(kparts),
+                    Some(96),
+                )?);
                 // 25 chunks: uneven splits, parts shorter than the ring of chunks in flight.
-                r.push(self.skinny(
+                r.push(self.weight_streaming(
+                    StreamingKernel::Skinny,
                     GemmShape {
                         m,
                         n: 100,
@@ -143,7 +155,8 @@ impl Checker<'_> {
             }
         }
         for m in [1, 8, 32] {
-            r.push(self.skinny(
+            r.push(self.weight_streaming(
+                StreamingKernel::Skinny,
                 GemmShape {
                     m,
                     n: 262_144,

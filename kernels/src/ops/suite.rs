@@ -4,6 +4,7 @@
 use crate::check::{CheckReport, Checker};
 use crate::error::Result;
 use crate::layout::GemmShape;
+use crate::matmul::StreamingKernel;
 use crate::ops::attention::AttentionCase;
 use crate::rope::Rope;
 
@@ -170,9 +171,15 @@ impl Checker<'_> {
             (5, 37, 64),
             (2, 256, 2560),
         ] {
-            r.push(self.gemv(GemmShape { m, n, k }, None, None)?);
+            r.push(self.weight_streaming(
+                StreamingKernel::Gemv,
+                GemmShape { m, n, k },
+                None,
+                None,
+            )?);
         }
-        r.push(self.gemv(
+        r.push(self.weight_streaming(
+            StreamingKernel::Gemv,
             GemmShape {
                 m: 1,
                 n: 262_144,
@@ -182,7 +189,8 @@ impl Checker<'_> {
             Some(64),
         )?);
         for kparts in [1, 2, 4, 8] {
-            r.push(self.gemv(
+            r.push(self.weight_streaming(
+                StreamingKernel::Gemv,
                 GemmShape {
                     m: 1,
                     n: 2560,
@@ -191,7 +199,8 @@ impl Checker<'_> {
                 Some(kparts),
                 None,
             )?);
-            r.push(self.gemv(
+            r.push(self.weight_streaming(
+                StreamingKernel::Gemv,
                 GemmShape {
                     m: 7,
                     n: 300,
