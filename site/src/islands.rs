@@ -4,7 +4,7 @@
 use crate::api::{self, LoginOutcome};
 use crate::chart::{speed_svg, SpeedFilter};
 use crate::model::{ClaimLevel, SpeedKind, SpeedPoint};
-use crate::pages::TableHead;
+use crate::table::TableHead;
 use crate::preview_form::{
     form_errors, FieldError, PreviewChoices, PreviewInput, PreviewOutcome, MESSAGE_MAX_CHARS,
 };

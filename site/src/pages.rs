@@ -5,6 +5,7 @@
 use crate::api::{load_internal, load_public};
 use crate::chart::{speed_svg, SpeedFilter};
 use crate::islands::{LoginForm, LogoutButton, PreviewForm, RunActions, SpeedDashboard};
+use crate::table::TableHead;
 use crate::model::{fmt_int, fmt_tps, Claim, ClaimLevel, InternalData, PublicData, SpeedKind};
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
@@ -688,16 +689,6 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                     .into_any()
             }}
         </section>
-    }
-}
-
-/// A table's header row: one `<th scope="col">` a column.
-#[component]
-pub fn TableHead(columns: &'static [&'static str]) -> impl IntoView {
-    view! {
-        <thead>
-            <tr>{columns.iter().map(|c| view! { <th scope="col">{*c}</th> }).collect_view()}</tr>
-        </thead>
     }
 }
 

@@ -2,9 +2,11 @@
 //! bf16 operands.
 
 use crate::check::{bf16_round, poison_f32, CheckReport, Checker};
+use crate::device::Gpu;
 use crate::error::Result;
 use crate::layout::GemmShape;
 use crate::tolerance::{self as tol, relative_error};
+use cudarc::driver::CudaSlice;
 use half::bf16;
 
 /// The weight-streaming projection kernels: the GEMV (1..=8 rows) and the tensor-core skinny GEMM (1..=32).
@@ -15,7 +17,7 @@ pub enum StreamingKernel {
 }
 
 impl Checker<'_> {
-    /// A weight-streaming projection ([`crate::Gpu::gemv_bf16`] or [`crate::Gpu::skinny_gemm_bf16`]) through
+    /// A weight-streaming projection ([`Gpu::gemv_bf16`] or [`Gpu::skinny_gemm_bf16`]) through
     /// [`Checker::projection`]: `kparts` `None` is the kernel's default split; `sample_rows` of W checked when
     /// given.
     pub fn weight_streaming(
@@ -52,12 +54,7 @@ impl Checker<'_> {
         label: &str,
         shape: (usize, usize, usize, Option<usize>, Option<usize>),
         tolerance: f64,
-        launch: impl FnOnce(
-            &crate::Gpu,
-            &crate::CudaSlice<bf16>,
-            &crate::CudaSlice<bf16>,
-            &mut crate::CudaSlice<f32>,
-        ) -> Result<()>,
+        launch: impl FnOnce(&Gpu, &CudaSlice<bf16>, &CudaSlice<bf16>, &mut CudaSlice<f32>) -> Result<()>,
     ) -> Result<CheckReport> {
         let (m, n, k, kparts, sample_rows) = shape;
         let g = self.gpu;
