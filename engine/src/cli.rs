@@ -5,8 +5,8 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::error::{EngineError, Result};
 pub use crate::args::{parse_ids, ModelArgs};
+use crate::error::{EngineError, Result};
 use crate::stats::model_stats;
 use crate::{Backend, Engine, GenerateRequest, ModelSource};
 

@@ -4,10 +4,10 @@
 use crate::api::{self, LoginOutcome};
 use crate::chart::{speed_svg, SpeedFilter};
 use crate::model::{ClaimLevel, SpeedKind, SpeedPoint};
-use crate::table::TableHead;
 use crate::preview_form::{
     form_errors, FieldError, PreviewChoices, PreviewInput, PreviewOutcome, MESSAGE_MAX_CHARS,
 };
+use crate::table::TableHead;
 use leptos::prelude::*;
 
 /// "true" once the island runs in the browser (effects never run on the server): the end-to-end tests wait

@@ -5,8 +5,8 @@
 use crate::api::{load_internal, load_public};
 use crate::chart::{speed_svg, SpeedFilter};
 use crate::islands::{LoginForm, LogoutButton, PreviewForm, RunActions, SpeedDashboard};
-use crate::table::TableHead;
 use crate::model::{fmt_int, fmt_tps, Claim, ClaimLevel, InternalData, PublicData, SpeedKind};
+use crate::table::TableHead;
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 
