@@ -407,26 +407,32 @@ pub async fn promote(
     .bind(public.to_string())
     .execute(&mut *tx)
     .await?;
-    audit(
-        &mut tx,
-        &actor,
-        "promote",
-        Some(run_id),
-        AuditDetail {
-            level: Some(level.slug().to_string()),
-            reason: Some(reason.to_string()),
-            ..AuditDetail::default()
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Decision {
+    let detail = AuditDetail {
+        level: Some(level.slug().to_string()),
+        reason: Some(reason.to_string()),
+        ..AuditDetail::default()
+    };
+    let decision = Decision {
         run_id: run_id.to_string(),
         status: "promoted",
         level: Some(level.slug()),
         by: operator.name.clone(),
         at,
-    })
+    };
+    commit_decision(tx, &actor, "promote", detail, decision).await
+}
+
+/// Audits an operator's decision, commits it with what the transaction changed, and answers it.
+async fn commit_decision(
+    mut tx: Transaction<'_, Sqlite>,
+    actor: &Actor,
+    action: &str,
+    detail: AuditDetail,
+    decision: Decision,
+) -> ApiResult<Decision> {
+    audit(&mut tx, actor, action, Some(&decision.run_id), detail).await?;
+    tx.commit().await?;
+    Ok(decision)
 }
 
 /// Withdraws a public claim (409 when the run is not currently promoted).
@@ -468,25 +474,19 @@ pub async fn retract(
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    audit(
-        &mut tx,
-        &Actor::Operator(operator.clone()),
-        "retract",
-        Some(run_id),
-        AuditDetail {
-            reason: Some(reason.to_string()),
-            ..AuditDetail::default()
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Decision {
+    let detail = AuditDetail {
+        reason: Some(reason.to_string()),
+        ..AuditDetail::default()
+    };
+    let decision = Decision {
         run_id: run_id.to_string(),
         status: "retracted",
         level: None,
         by: operator.name.clone(),
         at,
-    })
+    };
+    let actor = Actor::Operator(operator.clone());
+    commit_decision(tx, &actor, "retract", detail, decision).await
 }
 
 /// A run as the internal API serves it: the operators' summary and the record as stored.
