@@ -138,26 +138,8 @@ pub fn read_catalog(doc: &d::ModelsDocument) -> Catalog {
         .collect();
     Catalog {
         families,
-        adjacent: vec![Adjacent {
-            name: doc.adjacent.name.clone(),
-            repo: doc.adjacent.repos.join(", "),
-            note: doc.adjacent.note.clone(),
-        }],
+        adjacent: vec![doc.adjacent.clone()],
         excluded: doc.excluded.clone(),
-    }
-}
-
-fn read_lane(v: &d::MemoryLane) -> Lane {
-    Lane {
-        context_tokens: u64::from(v.context_tokens),
-        batch: v.batch,
-        weights_gb: v.weights_gb,
-        kv_cache_gb: v.kv_cache_gb,
-        needed_gb: v.needed_gb,
-        headroom_fraction: v.headroom_fraction,
-        gpu: v.lane.as_ref().map(|l| l.gpu.clone()),
-        gpu_count: v.lane.as_ref().map(|l| l.gpu_count),
-        usable_gb: v.lane.as_ref().map(|l| l.usable_gb),
     }
 }
 
@@ -168,8 +150,8 @@ pub fn read_sizing(doc: &d::SizingDocument) -> Sizing {
         let family = f.family.to_string();
         rows.push(SizingRow {
             family: family.clone(),
-            minimum: read_lane(&f.minimum),
-            recommended: read_lane(&f.recommended),
+            minimum: f.minimum.clone(),
+            recommended: f.recommended.clone(),
         });
         for g in &f.speed {
             if let Some(measured) = &g.measured {

@@ -1,13 +1,13 @@
 //! What the pages show, as plain data. The public pages read views built from the evidence store's typed
-//! documents (see `evidence.rs`); where a page shows a store document as it is (GPUs, service paths, exclusions,
-//! the operator's runs, audit log and inbox) it uses the `vkae_domain` type itself. Islands receive these types
-//! serialized. Every number a page prints comes from one of these fields; no page holds a number of its own.
-
+//! documents (see `evidence.rs`); where a page shows a store document as it is (GPUs, service paths, the
+//! adjacent lane and exclusions, the sizing lanes, the operator's runs, audit log and inbox) it uses the
+//! `vkae_domain` type itself. Islands receive these types serialized. Every number a page prints comes from one
+//! of these fields; no page holds a number of its own.
 use serde::{Deserialize, Serialize};
 
 pub use vkae_domain::{
-    AuditEntry, BaselineContext, ClaimLevel, Excluded, Gpu, InternalData, LaneVerdict,
-    PreviewRequest, RunSummary, ServicePathInfo,
+    Adjacent, AuditEntry, BaselineContext, ClaimLevel, Excluded, Gpu, InternalData, LaneFit,
+    LaneVerdict, MemoryLane, PreviewRequest, RunSummary, ServicePathInfo,
 };
 
 /// A promoted claim: one run an operator promoted, with the figures derived from it.
@@ -105,40 +105,18 @@ pub struct Family {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     pub families: Vec<Family>,
-    /// The adjacent lane (DiffusionGemma), named with its repo.
+    /// The adjacent lane (DiffusionGemma), named with its repos.
     pub adjacent: Vec<Adjacent>,
     /// Packagings out of the benchmark scope, each with the reason.
     pub excluded: Vec<Excluded>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Adjacent {
-    pub name: String,
-    pub repo: String,
-    pub note: String,
-}
-
-/// The memory arithmetic of one sizing scenario and the first GPU lane that holds it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Lane {
-    pub context_tokens: u64,
-    pub batch: u32,
-    pub weights_gb: f64,
-    pub kv_cache_gb: f64,
-    pub needed_gb: f64,
-    pub headroom_fraction: f64,
-    /// None when no listed GPU count holds it.
-    pub gpu: Option<String>,
-    pub gpu_count: Option<u32>,
-    pub usable_gb: Option<f64>,
 }
 
 /// One family's minimum and recommended BF16 lanes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SizingRow {
     pub family: String,
-    pub minimum: Lane,
-    pub recommended: Lane,
+    pub minimum: MemoryLane,
+    pub recommended: MemoryLane,
 }
 
 /// Whether a speed point was measured (a promoted claim) or is the planning index from the roofline.

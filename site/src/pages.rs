@@ -223,7 +223,7 @@ pub fn ModelsView(data: PublicData) -> impl IntoView {
         </div>
         <h2>{adjacent_heading}</h2>
         <ul>
-            {data.catalog.adjacent.iter().map(|a| view! { <li><strong>{a.name.clone()}</strong> " (" <code>{a.repo.clone()}</code> "): " {a.note.clone()}</li> }).collect_view()}
+            {data.catalog.adjacent.iter().map(|a| view! { <li><strong>{a.name.clone()}</strong> " (" <code>{a.repos.join(", ")}</code> "): " {a.note.clone()}</li> }).collect_view()}
         </ul>
         <h2>{excluded_heading}</h2>
         <ul>
@@ -301,17 +301,17 @@ pub fn SizingView(data: PublicData) -> impl IntoView {
                                     view! {
                                         <tr class=if first { "first" } else { "second" }>
                                             {first.then(|| view! { <th scope="rowgroup" rowspan="2">{family}</th> })}
-                                            <td>{what} <br /> <small>{format!("{} tokens × batch {}", fmt_int(lane.context_tokens), lane.batch)}</small></td>
+                                            <td>{what} <br /> <small>{format!("{} tokens × batch {}", fmt_int(u64::from(lane.context_tokens)), lane.batch)}</small></td>
                                             <td class="num">{format!("{:.1} GB", lane.weights_gb)}</td>
                                             <td class="num">{format!("{:.2} GB", lane.kv_cache_gb)}</td>
                                             <td class="num">{format!("{:.2} GB", lane.needed_gb)}</td>
                                             <td>
-                                                {match (lane.gpu.clone(), lane.gpu_count, lane.usable_gb) {
-                                                    (Some(gpu), Some(count), Some(usable)) => view! {
-                                                        <strong>{format!("{count}× {gpu}")}</strong> <br />
-                                                        <small>{format!("{usable:.1} GB usable after {:.0}% headroom", lane.headroom_fraction * 100.0)}</small>
+                                                {match lane.lane.clone() {
+                                                    Some(fit) => view! {
+                                                        <strong>{format!("{}× {}", fit.gpu_count, fit.gpu)}</strong> <br />
+                                                        <small>{format!("{:.1} GB usable after {:.0}% headroom", fit.usable_gb, lane.headroom_fraction * 100.0)}</small>
                                                     }.into_any(),
-                                                    _ => view! { <span class="state">"No listed GPU lane holds this"</span> }.into_any(),
+                                                    None => view! { <span class="state">"No listed GPU lane holds this"</span> }.into_any(),
                                                 }}
                                             </td>
                                         </tr>

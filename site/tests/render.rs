@@ -93,8 +93,9 @@ fn data(claims: Vec<Claim>) -> PublicData {
         catalog: Catalog {
             families: families.clone(),
             adjacent: vec![Adjacent {
+                slug: "diffusiongemma".into(),
                 name: "DiffusionGemma".into(),
-                repo: "google/diffusiongemma-26B-A4B-it".into(),
+                repos: vec!["google/diffusiongemma-26B-A4B-it".into()],
                 note: "block diffusion".into(),
             }],
             excluded: vec![Excluded {
@@ -116,16 +117,20 @@ fn data(claims: Vec<Claim>) -> PublicData {
             rows: families
                 .iter()
                 .map(|f| {
-                    let lane = |batch: u32, fits: bool| Lane {
+                    let lane = |batch: u32, fits: bool| MemoryLane {
                         context_tokens: 8192,
                         batch,
                         weights_gb: f.weights_gb,
                         kv_cache_gb: 1.25,
                         needed_gb: f.weights_gb + 1.25,
                         headroom_fraction: 0.1,
-                        gpu: fits.then(|| "NVIDIA L40S".into()),
-                        gpu_count: fits.then_some(1),
-                        usable_gb: fits.then_some(43.2),
+                        rule: "weights + KV cache within the GPUs' memory less headroom".into(),
+                        lane: fits.then(|| LaneFit {
+                            gpu_id: vkae_domain::GpuSlug::parse("l40s").unwrap(),
+                            gpu: "NVIDIA L40S".into(),
+                            gpu_count: 1,
+                            usable_gb: 43.2,
+                        }),
                     };
                     SizingRow {
                         family: f.name.clone(),
