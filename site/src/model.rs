@@ -3,6 +3,7 @@
 //! adjacent lane and exclusions, the sizing lanes, the operator's runs, audit log and inbox) it uses the
 //! `vkae_domain` type itself. Islands receive these types serialized. Every number a page prints comes from one
 //! of these fields; no page holds a number of its own.
+
 use serde::{Deserialize, Serialize};
 
 pub use vkae_domain::{
