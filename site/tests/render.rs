@@ -388,6 +388,55 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
     assert!(!html.contains("baseline-context"), "{html}");
 }
 
+/// The audit log and the inbox as the store's internal documents: each entry's typed detail in one line, each
+/// request's fields in its row.
+#[test]
+fn internal_view_shows_the_audit_detail_and_the_inbox() {
+    let d = InternalData {
+        operator: "ada".into(),
+        csrf_token: "tok".into(),
+        runs: vec![],
+        audit: vec![AuditEntry {
+            seq: 3,
+            at: "2026-11-20T10:00:00Z".into(),
+            actor: "ada".into(),
+            action: "promote-refused".into(),
+            run_id: Some("r1".into()),
+            detail: vkae_domain::AuditDetail {
+                level: Some("vkae-path".into()),
+                reason: Some("launch".into()),
+                blockers: Some(vec![vkae_domain::Blocker {
+                    lane: "quality".into(),
+                    reasons: vec!["ppl".into()],
+                }]),
+                ..Default::default()
+            },
+        }],
+        inbox: vec![PreviewRequest {
+            id: 1,
+            received_at: "2026-11-21T09:00:00Z".into(),
+            request: vkae_domain::ValidPreview {
+                name: "Grace".into(),
+                email: "grace@example.com".into(),
+                company: "Navy".into(),
+                service_path: "report".into(),
+                model_family: "E4B".into(),
+                gpu: "undecided".into(),
+                message: "batch 8".into(),
+            },
+        }],
+    };
+    let html = render(move || view! { <InternalView data=d /> });
+    assert!(
+        html.contains("blockers: quality; level: vkae-path; reason: launch"),
+        "{html}"
+    );
+    assert!(html.contains("<code>r1</code>"), "{html}");
+    for cell in ["Grace", "grace@example.com", "Navy", "undecided", "batch 8"] {
+        assert!(html.contains(&format!("<td>{cell}</td>")), "{cell}: {html}");
+    }
+}
+
 /// A run summary with only what the baseline comparison reads.
 fn run(id: &str, comparable: &str, baseline: Option<f64>) -> RunSummary {
     RunSummary {
