@@ -202,3 +202,11 @@ fn greedy_agreement_accepts_only_near_tie_flips() {
     assert!(greedy_agreement(&[3, 0], &[1, 0], &logits, NEAR_TIE).is_err()); // -1 vs 5: a bug
     assert!(greedy_agreement(&[1, 2], &[1, 0], &logits, NEAR_TIE).is_err());
 }
+
+#[test]
+fn gpu_stops_at_eos() {
+    if !gpu_or_skip("gpu_stops_at_eos") {
+        return;
+    }
+    eos_stops_generation(Backend::Cuda);
+}

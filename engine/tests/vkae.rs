@@ -507,3 +507,11 @@ fn e4b_ablations_stay_near_the_default(model: &Model, prompt: &[u32], forced: &[
     assert!(failures.is_empty(), "E4B options: {failures:?}");
     drop(vk);
 }
+
+#[test]
+fn vkae_stops_at_eos() {
+    if !gpu_or_skip("vkae_stops_at_eos") {
+        return;
+    }
+    eos_stops_generation(Backend::Vkae);
+}

@@ -198,3 +198,32 @@ pub fn gpu_or_skip(test: &str) -> bool {
         }
     }
 }
+
+/// `stop_at_eos` on `backend`: a token the backend's own greedy stream produces (its sixth) is made the model's
+/// EOS, and generating again stops right after that token's first appearance, in every sequence of the batch.
+pub fn eos_stops_generation(backend: vkae_engine::Backend) {
+    use vkae_engine::{Engine, GenerateRequest, Model};
+    let mut model = Model::load(&fixture_dir("e_style")).unwrap();
+    let prompt = reference("e_style").prompt;
+    let request = |stop_at_eos| GenerateRequest {
+        prompts: vec![prompt.clone(); 2],
+        max_new: 16,
+        stop_at_eos,
+    };
+    let free = Engine::new(model.clone(), backend)
+        .unwrap()
+        .generate(&request(false))
+        .unwrap()
+        .tokens[0]
+        .clone();
+    let eos = free[5];
+    let first = free.iter().position(|&t| t == eos).unwrap();
+    model.config.eos_token_ids = vec![eos];
+    let stopped = Engine::new(model, backend)
+        .unwrap()
+        .generate(&request(true))
+        .unwrap();
+    for tokens in &stopped.tokens {
+        assert_eq!(tokens[..], free[..=first], "EOS {eos} at step {first}");
+    }
+}
