@@ -11,6 +11,7 @@
 //! - [`catalog`], [`claim`], [`sizing`]: the public documents (`/api/v1/models`, `/gpus`, `/claims`,
 //!   `/sizing`). The store builds them, the JSON API serialises them and the site reads them, so a renamed
 //!   field fails to compile instead of rendering a blank cell.
+//! - [`internal`]: the operator documents (runs with their lane verdicts, the audit log, the preview inbox).
 //!
 //! The JSON API writes object keys in sorted order (see `docs/API.md`), so the declaration order of the
 //! fields here does not reach the wire.
@@ -19,6 +20,7 @@ pub mod catalog;
 pub mod claim;
 pub mod error;
 pub mod ids;
+pub mod internal;
 pub mod level;
 pub mod preview;
 pub mod sizing;
@@ -27,6 +29,13 @@ pub use catalog::*;
 pub use claim::*;
 pub use error::ParseError;
 pub use ids::{FamilyId, GpuSlug, RunId, ServicePath};
+pub use internal::{
+    AuditDetail, AuditEntry, BaselineContext, Blocker, InternalData, LaneVerdict, PreviewRequest,
+    RunSummary,
+};
 pub use level::ClaimLevel;
-pub use preview::{PreviewChoices, PreviewInput, PreviewProblem, ProblemKind, ValidPreview};
+pub use preview::{
+    form_errors, FieldError, PreviewChoices, PreviewInput, PreviewProblem, ProblemKind,
+    ValidPreview,
+};
 pub use sizing::*;

@@ -74,7 +74,7 @@ pub struct PreviewChoices {
 }
 
 /// A validated request, trimmed (and the email lower-cased), ready to store.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValidPreview {
     pub name: String,
     pub email: String,
@@ -217,6 +217,28 @@ impl PreviewInput {
             gpu,
             message,
         })
+    }
+}
+
+/// A problem with one field, named by its form field name, in the form's wording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// The form's problems with `input`; empty when it may be sent. The form's empty family and GPU choice means
+/// "not sure yet" ([`UNDECIDED`]).
+pub fn form_errors(input: &PreviewInput, choices: &PreviewChoices) -> Vec<FieldError> {
+    match input.clone().with_undecided_defaults().validate(choices) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems
+            .iter()
+            .map(|p| FieldError {
+                field: p.field.to_string(),
+                message: p.form_message(),
+            })
+            .collect(),
     }
 }
 
@@ -436,5 +458,44 @@ mod tests {
             path.validate(&choices()).unwrap_err()[0].api_message(),
             "one of report, managed-endpoint"
         );
+    }
+
+    fn form_fields(input: &PreviewInput) -> Vec<String> {
+        form_errors(input, &choices())
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn the_form_accepts_a_complete_request_and_an_empty_choice_as_not_sure_yet() {
+        assert!(form_fields(&good()).is_empty());
+        let not_sure = PreviewInput {
+            model_family: String::new(),
+            gpu: String::new(),
+            ..good()
+        };
+        assert!(form_fields(&not_sure).is_empty());
+    }
+
+    #[test]
+    fn the_form_names_each_bad_field_in_its_own_words() {
+        let input = PreviewInput {
+            name: " ".into(),
+            email: "ada@localhost".into(),
+            service_path: "free-lunch".into(),
+            model_family: "E9B".into(),
+            message: "x".repeat(MESSAGE_MAX_CHARS + 1),
+            ..good()
+        };
+        let errors = form_errors(&input, &choices());
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["name", "email", "service_path", "model_family", "message"]
+        );
+        assert_eq!(errors[0].message, "Your name is required.");
+        assert!(errors[1].message.contains("work email"), "{errors:?}");
+        assert_eq!(errors[3].message, "`E9B` is not a Gemma 4 family we list.");
     }
 }

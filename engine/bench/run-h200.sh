@@ -15,19 +15,9 @@ reps=${REPS:-3}
 mkdir -p "$out"
 export VKAE_ENGINE_DIR="$PWD/engine" PYTHONUNBUFFERED=1
 
-# CUDA 13 user-space libraries (NVRTC, cuBLAS) may live outside the loader's default path.
-for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
-  if ! ldconfig -p | grep -q "$lib"; then
-    dir=$(find /usr/local /opt /usr/lib -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)
-    [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  fi
-done
-{
-  date -u
-  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
-  nproc; free -g | head -2
-  echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-} 2>&1 | tee "$out/env.txt"
+# The CUDA library path, `device_facts` and `stage` (scripts/device-env.sh).
+source scripts/device-env.sh
+device_facts 2>&1 | tee "$out/env.txt"
 
 status=0
 if [ -z "${SKIP_TESTS:-}" ]; then

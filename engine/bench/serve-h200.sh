@@ -15,27 +15,10 @@ bin=${VKAE_BIN:-.device/serve}/vkae-engine
 out=${OUT:-/tmp/serve-out}
 mkdir -p "$out"
 
-# CUDA 13 user-space libraries (NVRTC, cuBLAS) may live outside the loader's default path.
-for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
-  if ! ldconfig -p | grep -q "$lib"; then
-    dir=$(find /usr/local /opt /usr/lib -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)
-    [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  fi
-done
-{
-  date -u
-  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv
-  nproc
-} 2>&1 | tee "$out/env.txt"
+# The CUDA library path, `device_facts` and `stage` (scripts/device-env.sh).
+source scripts/device-env.sh
+device_facts 2>&1 | tee "$out/env.txt"
 
-status=0
-stage() { # name, limit seconds, command...
-  local name=$1 limit=$2; shift 2
-  local t0=$(date +%s)
-  echo "== $name"
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1 || { echo "!! $name failed (exit $?)"; status=1; }
-  echo "   $name: $(( $(date +%s) - t0 )) s" | tee -a "$out/env.txt"
-}
 stage bench 240 "$bin" bench --synthetic e4b --seed 0 --device vkae --batches 1,32 --prompt-len 128 \
   --max-new 129 --reps "${REPS:-3}" --report "$out/bench.json"
 stage bench-serve 300 "$bin" bench-serve --synthetic e4b --seed 0 --device vkae --recipe recipes/e4b-h200.toml \

@@ -14,27 +14,10 @@ out=${OUT:-/tmp/vkae-out}
 mkdir -p "$out"
 export VKAE_ENGINE_DIR="$PWD/engine"
 
-# CUDA 13 user-space libraries (NVRTC, cuBLAS) may live outside the loader's default path.
-for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
-  if ! ldconfig -p | grep -q "$lib"; then
-    dir=$(find /usr/local /opt /usr/lib -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)
-    [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  fi
-done
-{
-  date -u
-  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv
-  nproc
-} 2>&1 | tee "$out/env.txt"
+# The CUDA library path, `device_facts` and `stage` (scripts/device-env.sh).
+source scripts/device-env.sh
+device_facts 2>&1 | tee "$out/env.txt"
 
-status=0
-stage() { # name, limit seconds, command...
-  local name=$1 limit=$2; shift 2
-  local t0=$(date +%s)
-  echo "== $name"
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1 || { echo "!! $name failed (exit $?)"; status=1; }
-  echo "   $name: $(( $(date +%s) - t0 )) s" | tee -a "$out/env.txt"
-}
 # Ordered by what the run is for; limits keep the whole call near 4 minutes.
 stage kernels-gpu-tests 60 "$bin/kernels-gpu-tests" --test-threads=1 --nocapture
 export VKAE_BENCH_OUT="$out" VKAE_BENCH_BATCHES=${BATCHES:-1,8,32} VKAE_BENCH_REPS=${REPS:-3}

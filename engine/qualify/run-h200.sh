@@ -33,13 +33,8 @@ warmup=${WARMUP:-1}
 mkdir -p "$out" "$work"
 export VKAE_ENGINE_DIR="$PWD/engine" PYTHONUNBUFFERED=1
 
-# CUDA 13 user-space libraries (NVRTC, cuBLAS) may live outside the loader's default path.
-for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
-  if ! ldconfig -p | grep -q "$lib"; then
-    dir=$(find /usr/local /opt /usr/lib -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)
-    [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  fi
-done
+# The CUDA library path, `device_facts` and `stage` (scripts/device-env.sh).
+source scripts/device-env.sh
 # ms that a fixed awk loop takes on CPU $1: how fast that CPU is running right now (the survey below, the monitor).
 probe_ms() {
   local t0
@@ -48,9 +43,7 @@ probe_ms() {
   echo $(( ($(date +%s%N) - t0) / 1000000 ))
 }
 {
-  date -u
-  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
-  nproc; free -g | head -2
+  device_facts
   "$python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
   echo "engine commit baked in: $(cat "$bin/COMMIT" 2>/dev/null)"
   # Every CPU's speed, before anything else runs: the monitor's fixed awk loop twice on each CPU in turn (ms).

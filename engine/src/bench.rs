@@ -26,9 +26,9 @@ pub struct BatchResult {
     pub batch: usize,
     /// Generated tokens per second over the timed decode steps, all sequences together, one per repetition.
     pub tokens_per_s: Vec<f64>,
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
+    /// Of `tokens_per_s`.
+    #[serde(flatten)]
+    pub rate: Summary,
     /// Median milliseconds per decode step.
     pub ms_per_step: f64,
     pub prefill_s_median: f64,
@@ -132,9 +132,7 @@ pub fn run_bench(
         let prefill = Summary::of_runs(&prefills, "prefill seconds")?;
         results.push(BatchResult {
             batch: b,
-            median: rate.median,
-            min: rate.min,
-            max: rate.max,
+            rate,
             ms_per_step: 1000.0 * b as f64 / rate.median,
             prefill_s_median: prefill.median,
             tokens_per_s: rates,
@@ -143,7 +141,7 @@ pub fn run_bench(
     let batch1_achieved_gb_per_s = results
         .iter()
         .find(|r| r.batch == 1)
-        .map(|r| bytes_per_step(&cfg, 1, 0.0) * r.median / 1e9);
+        .map(|r| bytes_per_step(&cfg, 1, 0.0) * r.rate.median / 1e9);
     Ok(BenchReport {
         model: model_name.to_string(),
         device: device.to_string(),
@@ -156,4 +154,27 @@ pub fn run_bench(
         batch1_achieved_gb_per_s,
         batch1_tokens,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_result_writes_its_rate_summary_flat() {
+        let rates = vec![10.0, 12.0, 11.0];
+        let result = BatchResult {
+            batch: 1,
+            rate: Summary::of(&rates).unwrap(),
+            tokens_per_s: rates,
+            ms_per_step: 90.9,
+            prefill_s_median: 0.5,
+        };
+        let json = serde_json::to_value(&result).unwrap();
+        assert_eq!(
+            (&json["median"], &json["min"], &json["max"]),
+            (&11.0.into(), &10.0.into(), &12.0.into())
+        );
+        assert!(json.get("rate").is_none(), "{json}");
+    }
 }

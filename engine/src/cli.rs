@@ -5,7 +5,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::{Family, TextConfig};
+pub use crate::args::{parse_ids, ModelArgs};
 use crate::error::{EngineError, Result};
 use crate::stats::model_stats;
 use crate::{Backend, Engine, GenerateRequest, ModelSource};
@@ -83,33 +83,6 @@ pub struct BenchArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct ModelArgs {
-    /// A Hugging Face checkpoint folder (config.json + safetensors).
-    pub model: Option<PathBuf>,
-    /// Random weights at a family's shape instead of a checkpoint: e2b, e4b, 12b, 26b-a4b, 31b.
-    #[arg(long, conflicts_with = "model")]
-    pub synthetic: Option<String>,
-    /// Seed of the synthetic weights.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-impl ModelArgs {
-    pub fn source(&self) -> Result<ModelSource> {
-        match (&self.model, &self.synthetic) {
-            (Some(d), None) => Ok(ModelSource::Dir(d.clone())),
-            (None, Some(f)) => Ok(ModelSource::Synthetic {
-                family: Family::parse(f)?,
-                seed: self.seed,
-            }),
-            _ => Err(EngineError::Input(
-                "give a MODEL folder or --synthetic FAMILY".into(),
-            )),
-        }
-    }
-}
-
-#[derive(Args, Debug, Clone)]
 pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -137,17 +110,6 @@ pub struct GenerateArgs {
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-}
-
-pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
-    s.split(',')
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.parse::<u32>()
-                .map_err(|_| EngineError::Input(format!("--prompt-ids: {p:?} is not a token id")))
-        })
-        .collect()
 }
 
 pub fn main() -> ExitCode {
@@ -192,17 +154,9 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The model's config without loading its weights.
-pub(crate) fn config_of(src: &ModelSource) -> Result<TextConfig> {
-    match src {
-        ModelSource::Dir(d) => TextConfig::from_path(d),
-        ModelSource::Synthetic { family, .. } => Ok(family.config()),
-    }
-}
-
 fn inspect(args: &ModelArgs, as_json: bool) -> Result<()> {
     let src = args.source()?;
-    let cfg = config_of(&src)?;
+    let cfg = src.config()?;
     if let ModelSource::Dir(d) = &src {
         // Loading checks every tensor's presence, shape and dtype (memory-mapped, so cheap).
         crate::Model::load(d)?;

@@ -12,6 +12,7 @@
 //! - [`serve`]: `vkae-engine serve`, the OpenAI-compatible server with continuous batching, and its recipes.
 //! - [`stats`]: parameter counts, bytes streamed per decode step ([`stats::bytes_per_step`]), KV bytes per token.
 
+pub mod args;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -82,6 +83,14 @@ impl ModelSource {
                 *seed,
                 format!("synthetic:{}:{}", family.name(), seed),
             ),
+        }
+    }
+
+    /// The model's config without loading its weights.
+    pub fn config(&self) -> Result<TextConfig> {
+        match self {
+            ModelSource::Dir(d) => TextConfig::from_path(d),
+            ModelSource::Synthetic { family, .. } => Ok(family.config()),
         }
     }
 }

@@ -490,35 +490,15 @@ impl Model {
             let t = match view.dtype() {
                 Dtype::BF16 => Tensor {
                     shape: spec.shape.clone(),
-                    data: Data::Bf16(if off.is_multiple_of(2) {
-                        Buf::Mapped {
-                            map: map.clone(),
-                            byte_offset: off,
-                            len: n,
-                        }
-                    } else {
-                        Buf::Owned(Arc::new(
-                            data.chunks_exact(2)
-                                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                                .collect(),
-                        ))
-                    }),
+                    data: Data::Bf16(mapped_or_copied(map, off, n, data, |c| {
+                        u16::from_le_bytes([c[0], c[1]])
+                    })),
                 },
                 Dtype::F32 => Tensor {
                     shape: spec.shape.clone(),
-                    data: Data::F32(if off.is_multiple_of(4) {
-                        Buf::Mapped {
-                            map: map.clone(),
-                            byte_offset: off,
-                            len: n,
-                        }
-                    } else {
-                        Buf::Owned(Arc::new(
-                            data.chunks_exact(4)
-                                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                                .collect(),
-                        ))
-                    }),
+                    data: Data::F32(mapped_or_copied(map, off, n, data, |c| {
+                        f32::from_le_bytes([c[0], c[1], c[2], c[3]])
+                    })),
                 },
                 Dtype::F16 => Tensor::from_f32(
                     spec.shape.clone(),
@@ -713,4 +693,25 @@ fn random_bf16(n: usize, stream: u64, kind: ParamKind) -> Vec<u16> {
             }
         });
     v
+}
+
+/// `n` elements of `T` at byte `off` of `map` (`data` is those bytes): read in place where `off` is aligned
+/// for `T`, else copied out element by element with `read` (safetensors does not promise aligned data).
+fn mapped_or_copied<T: Copy + 'static>(
+    map: &Arc<Mmap>,
+    off: usize,
+    n: usize,
+    data: &[u8],
+    read: fn(&[u8]) -> T,
+) -> Buf<T> {
+    let size = std::mem::size_of::<T>();
+    if off.is_multiple_of(size) {
+        Buf::Mapped {
+            map: map.clone(),
+            byte_offset: off,
+            len: n,
+        }
+    } else {
+        Buf::Owned(Arc::new(data.chunks_exact(size).map(read).collect()))
+    }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The binary under test: `VKAE_ENGINE_BIN` when set (a test binary run on another machine, e.g. the device
 /// scripts), else the one cargo built beside this test.
@@ -13,33 +13,26 @@ fn engine() -> Command {
     )
 }
 
-#[test]
-fn generate_json_gives_transformers_tokens() {
-    let r = reference("dense_style");
+/// `generate --json` on a fixture's transformers prompt for 32 new tokens on `device`, with `extra` arguments;
+/// the reference too.
+fn generate_reference(fixture: &str, device: &str, extra: &[&str]) -> (Reference, Output) {
+    let r = reference(fixture);
     let ids: Vec<String> = r.prompt.iter().map(|t| t.to_string()).collect();
+    let dir = fixture_dir(fixture);
     let out = engine()
-        .args([
-            "generate",
-            fixture_dir("dense_style").to_str().unwrap(),
-            "--prompt-ids",
-            &ids.join(","),
-            "--max-new",
-            "32",
-            "--device",
-            "cpu",
-            "--batch",
-            "2",
-            "--json",
-        ])
+        .args(["generate", dir.to_str().unwrap(), "--prompt-ids"])
+        .arg(ids.join(","))
+        .args(["--max-new", "32", "--device", device, "--json"])
+        .args(extra)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    (r, out)
+}
+
+#[test]
+fn generate_json_gives_transformers_tokens() {
+    let (r, out) = generate_reference("dense_style", "cpu", &["--batch", "2"]);
+    let v = json_of(&out);
     let toks: Vec<Vec<u32>> = serde_json::from_value(v["tokens"].clone()).unwrap();
     assert_eq!(toks.len(), 2);
     assert_eq!(toks[0], r.greedy);
@@ -144,12 +137,7 @@ fn text_prompts_use_the_checkpoints_tokenizer() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["prompt_len"], 6);
     assert_eq!(v["tokens"][0].as_array().unwrap().len(), 5);
 }
@@ -158,22 +146,7 @@ fn text_prompts_use_the_checkpoints_tokenizer() {
 /// names what is missing where none is.
 #[test]
 fn generate_on_the_vkae_path_gives_transformers_tokens_or_says_why_not() {
-    let r = reference("e_style");
-    let ids: Vec<String> = r.prompt.iter().map(|t| t.to_string()).collect();
-    let out = engine()
-        .args([
-            "generate",
-            fixture_dir("e_style").to_str().unwrap(),
-            "--prompt-ids",
-            &ids.join(","),
-            "--max-new",
-            "32",
-            "--device",
-            "vkae",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let (r, out) = generate_reference("e_style", "vkae", &[]);
     match vkae_engine::generic::available() {
         Err(why) => {
             eprintln!(
@@ -187,12 +160,7 @@ fn generate_on_the_vkae_path_gives_transformers_tokens_or_says_why_not() {
             assert!(err.contains("CUDA") || err.contains("libcuda"), "{err}");
         }
         Ok(()) => {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let v = json_of(&out);
             let toks: Vec<Vec<u32>> = serde_json::from_value(v["tokens"].clone()).unwrap();
             assert_eq!(toks[0], r.greedy);
         }

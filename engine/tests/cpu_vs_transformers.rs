@@ -69,3 +69,8 @@ fn teacher_forced_logprobs_agree_with_prefill_logits() {
         assert!(*got < 0.0);
     }
 }
+
+#[test]
+fn cpu_stops_at_eos() {
+    eos_stops_generation(Backend::Cpu);
+}

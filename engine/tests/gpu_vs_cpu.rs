@@ -80,13 +80,7 @@ fn gpu_batched_generation_equals_one_by_one() {
         return;
     }
     let model = Model::load(&fixture_dir("e_style")).unwrap();
-    let r = reference("e_style");
-    // Different lengths and contents, so a mixed-up sequence id or position shows.
-    let prompts = vec![
-        r.prompt.clone(),
-        r.prompt[..20].to_vec(),
-        r.prompt[5..].iter().rev().cloned().collect(),
-    ];
+    let prompts = three_prompts("e_style");
     let mut gpu = Engine::new(model.clone(), Backend::Cuda).unwrap();
     let batched = gpu
         .generate(&GenerateRequest {
@@ -207,4 +201,12 @@ fn greedy_agreement_accepts_only_near_tie_flips() {
     assert_eq!(greedy_agreement(&[2, 3], &[1, 0], &logits, NEAR_TIE), Ok(1)); // 4.99 vs 5.0: a tie
     assert!(greedy_agreement(&[3, 0], &[1, 0], &logits, NEAR_TIE).is_err()); // -1 vs 5: a bug
     assert!(greedy_agreement(&[1, 2], &[1, 0], &logits, NEAR_TIE).is_err());
+}
+
+#[test]
+fn gpu_stops_at_eos() {
+    if !gpu_or_skip("gpu_stops_at_eos") {
+        return;
+    }
+    eos_stops_generation(Backend::Cuda);
 }

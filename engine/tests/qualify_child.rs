@@ -2,33 +2,14 @@
 //! process group ended, workers included), answers kept before a failure, a clean quit. What the record would
 //! say under `unavailable_paths` comes from these failure texts.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::TempDir;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vkae_engine::qualify::child::{Plan, Session};
 use vkae_engine::qualify::progress::Phase;
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "vkae-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn plan(dir: &Path) -> Plan {
     Plan {
@@ -56,6 +37,19 @@ fn start(dir: &Path, body: &str, limit: Duration) -> Result<Session, String> {
     )
 }
 
+/// A child that answered its load, with a minute's limit.
+fn serving(dir: &Path, body: &str) -> Session {
+    start(dir, body, Duration::from_secs(60)).expect("the child loads")
+}
+
+/// One repetition at `batch`, with a minute's limit.
+fn rep(s: &mut Session, batch: u32) -> Result<serde_json::Value, String> {
+    s.request(
+        &json!({"op": "rep", "batch": batch}),
+        Duration::from_secs(60),
+    )
+}
+
 /// The child side of the protocol: the plan read, the load answered, commands read one a line.
 const HEADER: &str = r#"
 import json, os, sys, time, signal, subprocess
@@ -73,17 +67,13 @@ const READY: &str = "reply({'ok': True, 'ready': True, 'impl': 'test peer'})";
 #[test]
 fn a_crash_is_reported_with_its_signal_and_last_words() {
     let dir = TempDir::new("child-crash");
-    let mut s = start(
+    let mut s = serving(
         &dir.0,
         &format!(
             "{READY}\nfor c in commands():\n    print('@progress {{\"phase\": \"peer batch 1\", \"done\": 0, \"total\": 4}}', file=sys.stderr)\n    print('capturing the decode step', file=sys.stderr, flush=True)\n    print('/x/graphs.py:322: UserWarning: TensorFloat32 tensor cores', file=sys.stderr)\n    print('  warnings.warn(', file=sys.stderr, flush=True)\n    os.kill(os.getpid(), signal.SIGSEGV)\n"
         ),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let f = s
-        .request(&json!({"op": "rep", "batch": 1}), Duration::from_secs(60))
-        .expect_err("a crash is a failure");
+    );
+    let f = rep(&mut s, 1).expect_err("a crash is a failure");
     assert!(f.contains("signal 11 (segmentation fault)"), "{f}");
     assert!(f.contains("capturing the decode step"), "{f}");
     assert!(f.contains("during peer batch 1 (0/4 done)"), "{f}");
@@ -105,15 +95,13 @@ fn a_crash_is_reported_with_its_signal_and_last_words() {
 fn a_hang_is_stopped_at_the_limit_with_its_workers() {
     let dir = TempDir::new("child-hang");
     let pid_file = dir.0.join("worker.pid");
-    let mut s = start(
+    let mut s = serving(
         &dir.0,
         &format!(
             "{READY}\nfor c in commands():\n    w = subprocess.Popen(['sleep', '60'])\n    open({:?}, 'w').write(str(w.pid))\n    time.sleep(60)\n",
             pid_file.display().to_string()
         ),
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    );
     let started = Instant::now();
     let f = s
         .request(&json!({"op": "rep", "batch": 1}), Duration::from_secs(2))
@@ -146,22 +134,16 @@ fn a_hang_is_stopped_at_the_limit_with_its_workers() {
 #[test]
 fn answers_before_a_failure_are_kept_and_the_failure_named() {
     let dir = TempDir::new("child-partial");
-    let mut s = start(
+    let mut s = serving(
         &dir.0,
         &format!(
             "{READY}\nfor i, c in enumerate(commands()):\n    if i == 0:\n        reply({{'ok': True, 'rate': 10.0, 'tokens_generated': 12, 'seq0': [1, 2, 3, 4]}})\n    else:\n        print('RuntimeError: out of memory at batch 8', file=sys.stderr, flush=True)\n        sys.exit(3)\n"
         ),
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    );
     assert_eq!(s.ready["impl"], "test peer");
-    let first = s
-        .request(&json!({"op": "rep", "batch": 1}), Duration::from_secs(60))
-        .unwrap();
+    let first = rep(&mut s, 1).unwrap();
     assert_eq!(first["tokens_generated"], 12);
-    let f = s
-        .request(&json!({"op": "rep", "batch": 8}), Duration::from_secs(60))
-        .expect_err("exit 3 is a failure");
+    let f = rep(&mut s, 8).expect_err("exit 3 is a failure");
     assert!(
         f.contains("exited with status 3") && f.contains("out of memory at batch 8"),
         "{f}"
@@ -171,30 +153,19 @@ fn answers_before_a_failure_are_kept_and_the_failure_named() {
 #[test]
 fn a_clean_quit_has_no_failure_and_a_silent_exit_does() {
     let dir = TempDir::new("child-ok");
-    let s = start(
+    let s = serving(
         &dir.0,
         &format!("{READY}\nfor c in commands():\n    reply({{'ok': True}})\n    if c['op'] == 'quit':\n        break\n"),
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    );
     assert_eq!(s.quit(), None);
-    let mut s = start(
-        &dir.0,
-        &format!("{READY}\nsys.stdin.readline()\n"),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let f = s
-        .request(&json!({"op": "rep", "batch": 1}), Duration::from_secs(60))
-        .expect_err("no answer");
+    let mut s = serving(&dir.0, &format!("{READY}\nsys.stdin.readline()\n"));
+    let f = rep(&mut s, 1).expect_err("no answer");
     assert!(f.contains("without answering"), "{f}");
     // A refused command is an answer, not a failure: the child keeps serving.
-    let mut s = start(
+    let mut s = serving(
         &dir.0,
         &format!("{READY}\nfor c in commands():\n    reply({{'ok': False, 'error': 'unknown command'}})\n"),
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    );
     for _ in 0..2 {
         let a = s
             .request(&json!({"op": "nope"}), Duration::from_secs(60))

@@ -2,6 +2,8 @@
 //! in for transformers, the signed record POSTed by the binary itself to a real evidence store (port 0, a fresh
 //! SQLite file, the repository's content), the lanes it was judged with, and a tampered copy refused.
 
+mod common;
+use common::TempDir;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -12,27 +14,6 @@ use vkae_evidence::{Application, Settings};
 use vkae_record::RunRecord;
 
 const LANE: &str = "cpu-test-lane";
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "vkae-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn post(url: &str, token: &str, body: &[u8]) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -89,12 +70,7 @@ async fn qualify_on_cpu_ingests_into_a_real_store_and_a_tampered_copy_is_refused
         .arg(&key_file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let public = common::stdout_of(&out).trim().to_string();
     assert_eq!(
         std::fs::read_to_string(dir.0.join(format!("{LANE}.key.pub")))
             .unwrap()

@@ -145,13 +145,7 @@ fn vkae_batched_generation_equals_one_by_one() {
         return;
     }
     let model = Model::load(&fixture_dir("e_style")).unwrap();
-    let r = reference("e_style");
-    // Different lengths and contents, so a mixed-up sequence id or position shows.
-    let prompts = vec![
-        r.prompt.clone(),
-        r.prompt[..20].to_vec(),
-        r.prompt[5..].iter().rev().cloned().collect(),
-    ];
+    let prompts = three_prompts("e_style");
     // Twelve sequences (more than the GEMV's 8 rows: the skinny GEMM's two-tile entry or cuBLAS) from the
     // three, each rotated differently.
     let twelve: Vec<Vec<u32>> = (0..12)
@@ -512,4 +506,12 @@ fn e4b_ablations_stay_near_the_default(model: &Model, prompt: &[u32], forced: &[
     }
     assert!(failures.is_empty(), "E4B options: {failures:?}");
     drop(vk);
+}
+
+#[test]
+fn vkae_stops_at_eos() {
+    if !gpu_or_skip("vkae_stops_at_eos") {
+        return;
+    }
+    eos_stops_generation(Backend::Vkae);
 }

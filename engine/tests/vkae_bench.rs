@@ -76,5 +76,5 @@ fn vkae_decode_benchmark() {
         )
         .unwrap();
     }
-    assert!(report.results.iter().all(|r| r.median > 0.0));
+    assert!(report.results.iter().all(|r| r.rate.median > 0.0));
 }

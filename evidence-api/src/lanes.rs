@@ -3,11 +3,10 @@
 
 use crate::content::{Content, ProfileStatus};
 use serde::Serialize;
-use serde_json::{json, Value};
 use vkae_domain::{
-    ClaimEngine, ClaimFigures, ClaimHardware, ClaimLanes, ClaimModel, ClaimPath, ClaimQuality,
-    ClaimRecipe, Derived, FamilyId, GpuSlug, ParseError, PathRole, RateSummary, RunId,
-    UnavailableClaimPath,
+    Blocker, ClaimEngine, ClaimFigures, ClaimHardware, ClaimLanes, ClaimModel, ClaimPath,
+    ClaimQuality, ClaimRecipe, Derived, FamilyId, GpuSlug, ParseError, PathRole, RateSummary,
+    RunId, UnavailableClaimPath,
 };
 use vkae_record::{stats, Role, RunRecord};
 
@@ -216,19 +215,29 @@ pub fn promotion_blockers(
     record: &RunRecord,
     verdicts: &[Verdict],
     content: &Content,
-) -> Vec<Value> {
-    let mut blockers: Vec<Value> = verdicts
+) -> Vec<Blocker> {
+    let mut blockers: Vec<Blocker> = verdicts
         .iter()
         .filter(|v| !v.passed)
-        .map(|v| json!({ "lane": v.lane.as_str(), "reasons": v.reasons }))
+        .map(|v| Blocker {
+            lane: v.lane.as_str().to_string(),
+            reasons: v.reasons.clone(),
+        })
         .collect();
-    match content.profile(&record.model.family) {
-        Some(p) if p.status == ProfileStatus::ClaimReady => {}
-        Some(p) => blockers.push(json!({
-            "lane": "profile",
-            "reasons": [format!("family {} is a {} profile: its runs are kept but their numbers stay blocked", p.family, p.status.as_str())]
-        })),
-        None => blockers.push(json!({ "lane": "profile", "reasons": [format!("no profile for family {}", record.model.family)] })),
+    let profile_reason = match content.profile(&record.model.family) {
+        Some(p) if p.status == ProfileStatus::ClaimReady => None,
+        Some(p) => Some(format!(
+            "family {} is a {} profile: its runs are kept but their numbers stay blocked",
+            p.family,
+            p.status.as_str()
+        )),
+        None => Some(format!("no profile for family {}", record.model.family)),
+    };
+    if let Some(reason) = profile_reason {
+        blockers.push(Blocker {
+            lane: "profile".to_string(),
+            reasons: vec![reason],
+        });
     }
     blockers
 }

@@ -5,27 +5,12 @@ use crate::content::Content;
 use crate::db::{now_rfc3339, Db};
 use crate::error::{ApiError, ApiResult};
 use axum::http::StatusCode;
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use vkae_domain::preview::{HONEYPOT_FIELD, MESSAGE_MAX_CHARS, UNDECIDED};
-pub use vkae_domain::{PreviewChoices, PreviewInput, ValidPreview};
-
-/// A stored request.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
-pub struct PreviewRequest {
-    pub id: i64,
-    pub received_at: String,
-    pub name: String,
-    pub email: String,
-    pub company: String,
-    pub service_path: String,
-    pub model_family: String,
-    pub gpu: String,
-    pub message: String,
-}
+pub use vkae_domain::{PreviewChoices, PreviewInput, PreviewRequest, ValidPreview};
 
 /// The values the catalog offers for the request's choice fields.
 pub fn choices(content: &Content) -> PreviewChoices {
@@ -148,13 +133,42 @@ pub async fn submit(
     Ok(Submitted::Stored(id))
 }
 
+#[derive(sqlx::FromRow)]
+struct PreviewRow {
+    id: i64,
+    received_at: String,
+    name: String,
+    email: String,
+    company: String,
+    service_path: String,
+    model_family: String,
+    gpu: String,
+    message: String,
+}
+
 /// All stored requests, newest first.
 pub async fn list(db: &Db) -> ApiResult<Vec<PreviewRequest>> {
-    Ok(sqlx::query_as(
+    let rows: Vec<PreviewRow> = sqlx::query_as(
         "SELECT id, received_at, name, email, company, service_path, model_family, gpu, message FROM preview_requests ORDER BY id DESC",
     )
     .fetch_all(&db.reader)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| PreviewRequest {
+            id: row.id,
+            received_at: row.received_at,
+            request: ValidPreview {
+                name: row.name,
+                email: row.email,
+                company: row.company,
+                service_path: row.service_path,
+                model_family: row.model_family,
+                gpu: row.gpu,
+                message: row.message,
+            },
+        })
+        .collect())
 }
 
 fn csv_field(s: &str) -> String {
@@ -171,10 +185,11 @@ fn csv_field(s: &str) -> String {
 pub fn to_csv(requests: &[PreviewRequest]) -> String {
     let mut out =
         String::from("id,received_at,name,email,company,service_path,model_family,gpu,message\r\n");
-    for r in requests {
+    for stored in requests {
+        let r = &stored.request;
         let fields = [
-            r.id.to_string(),
-            csv_field(&r.received_at),
+            stored.id.to_string(),
+            csv_field(&stored.received_at),
             csv_field(&r.name),
             csv_field(&r.email),
             csv_field(&r.company),
@@ -208,13 +223,15 @@ mod tests {
         let r = PreviewRequest {
             id: 1,
             received_at: "t".into(),
-            name: "A \"B\"".into(),
-            email: "a@b.co".into(),
-            company: "=HYPERLINK()".into(),
-            service_path: "report".into(),
-            model_family: "E4B".into(),
-            gpu: "h200".into(),
-            message: "line1\nline2, more".into(),
+            request: ValidPreview {
+                name: "A \"B\"".into(),
+                email: "a@b.co".into(),
+                company: "=HYPERLINK()".into(),
+                service_path: "report".into(),
+                model_family: "E4B".into(),
+                gpu: "h200".into(),
+                message: "line1\nline2, more".into(),
+            },
         };
         let csv = to_csv(&[r]);
         assert!(csv.contains("\"A \"\"B\"\"\""));

@@ -6,7 +6,8 @@
 //!   [`submit_preview_request`].
 //! - Sessions: [`login`], [`logout`], [`session_from_cookie_header`], [`check_csrf`], [`authenticate_operator`].
 //! - Internal (take an [`Operator`], which only authentication produces): [`internal_runs`], [`internal_run`],
-//!   [`promote`], [`retract`], [`audit_log`], [`preview_requests`], [`preview_requests_csv`].
+//!   [`promote`], [`retract`], [`audit_log`], [`preview_requests`], [`preview_requests_csv`]; for the
+//!   operator page, [`internal_data`] (the same runs, the latest audit entries and the inbox, without records).
 //! - Ingest: [`ingest`].
 //!
 //! A Leptos server function that changes state must call [`check_csrf`] (or [`authenticate_operator`] with the
@@ -17,9 +18,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::preview::{self, PreviewInput, PreviewRequest, Submitted};
 use crate::public::{self, ClaimFilter};
 use crate::state::AppState;
-use crate::store::{self, Actor, AuditEntry, Decision, IngestOutcome, RunSummary};
+use crate::store::{self, Actor, Decision, IngestOutcome, StoredRun};
 use axum::http::{HeaderMap, Method};
-use vkae_domain::{ClaimsDocument, GpusDocument, ModelsDocument, SizingDocument};
+use vkae_domain::{
+    AuditEntry, ClaimsDocument, GpusDocument, InternalData, ModelsDocument, SizingDocument,
+};
 
 pub use crate::auth::{Operator, Session, CSRF_HEADER, SESSION_COOKIE};
 
@@ -153,7 +156,7 @@ pub async fn authenticate_operator(
 }
 
 /// Every run with lane verdicts, reasons and claim state, newest first.
-pub async fn internal_runs(state: &AppState, _operator: &Operator) -> ApiResult<Vec<RunSummary>> {
+pub async fn internal_runs(state: &AppState, _operator: &Operator) -> ApiResult<Vec<StoredRun>> {
     store::list_runs(&state.db, &state.content, None).await
 }
 
@@ -162,11 +165,25 @@ pub async fn internal_run(
     state: &AppState,
     _operator: &Operator,
     run_id: &str,
-) -> ApiResult<RunSummary> {
+) -> ApiResult<StoredRun> {
     store::list_runs(&state.db, &state.content, Some(run_id))
         .await?
         .pop()
         .ok_or_else(|| ApiError::not_found(format!("no run with run_id {run_id:?}")))
+}
+
+/// What the operator page shows: every run (without its record), the latest 200 audit entries and the
+/// preview inbox.
+pub async fn internal_data(state: &AppState, session: &Session) -> ApiResult<InternalData> {
+    let operator = &session.operator;
+    let runs = internal_runs(state, operator).await?;
+    Ok(InternalData {
+        operator: operator.name.clone(),
+        csrf_token: session.csrf_token.clone(),
+        runs: runs.into_iter().map(|r| r.summary).collect(),
+        audit: audit_log(state, operator, None, 200).await?,
+        inbox: preview_requests(state, operator).await?,
+    })
 }
 
 /// Promotes a run (`level`: declared-baseline | vkae-path | optimized-showcase | preview-smoke).

@@ -10,8 +10,10 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{Sqlite, Transaction};
-use vkae_domain::{ClaimLevel, GpuSlug};
-use vkae_record::{RecordErrorKind, RunRecord};
+use vkae_domain::{
+    AuditDetail, AuditEntry, BaselineContext, ClaimLevel, GpuSlug, LaneVerdict, RunSummary,
+};
+use vkae_record::{stats, RecordErrorKind, Role, RunRecord};
 
 /// Who did something, as the audit log records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +50,14 @@ async fn audit(
     actor: &Actor,
     action: &str,
     run_id: Option<&str>,
-    detail: Value,
+    detail: AuditDetail,
 ) -> ApiResult<()> {
     sqlx::query("INSERT INTO audit_log (at, actor, action, run_id, detail) VALUES (?, ?, ?, ?, ?)")
         .bind(now_rfc3339())
         .bind(actor.label())
         .bind(action)
         .bind(run_id)
-        .bind(detail.to_string())
+        .bind(serde_json::to_string(&detail).expect("an audit detail serialises"))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -105,7 +107,11 @@ pub async fn add_lane_key(
         actor,
         "lane-key-add",
         None,
-        json!({ "name": name, "public_key": encoded }),
+        AuditDetail {
+            name: Some(name.to_string()),
+            public_key: Some(encoded),
+            ..AuditDetail::default()
+        },
     )
     .await?;
     tx.commit().await?;
@@ -228,17 +234,21 @@ pub async fn ingest(
         .execute(&mut *tx)
         .await?;
     }
-    let summary: Value = verdicts
+    let lanes = verdicts
         .iter()
-        .map(|v| (v.lane.as_str().to_string(), json!(v.passed)))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
+        .map(|v| (v.lane.as_str().to_string(), v.passed))
+        .collect();
     audit(
         &mut tx,
         actor,
         "ingest",
         Some(&record.run_id),
-        json!({ "id": id, "sha256": digest, "lanes": summary }),
+        AuditDetail {
+            id: Some(id),
+            sha256: Some(digest.clone()),
+            lanes: Some(lanes),
+            ..AuditDetail::default()
+        },
     )
     .await?;
     tx.commit().await?;
@@ -354,14 +364,16 @@ pub async fn promote(
             &actor,
             "promote-refused",
             Some(run_id),
-            json!({ "level": level.slug(), "reason": reason, "blockers": blockers }),
+            AuditDetail {
+                level: Some(level.slug().to_string()),
+                reason: Some(reason.to_string()),
+                blockers: Some(blockers.clone()),
+                ..AuditDetail::default()
+            },
         )
         .await?;
         tx.commit().await?;
-        let names: Vec<String> = blockers
-            .iter()
-            .filter_map(|b| b["lane"].as_str().map(str::to_string))
-            .collect();
+        let names: Vec<&str> = blockers.iter().map(|b| b.lane.as_str()).collect();
         return Err(ApiError::conflict(
             "promotion_refused",
             format!(
@@ -395,22 +407,32 @@ pub async fn promote(
     .bind(public.to_string())
     .execute(&mut *tx)
     .await?;
-    audit(
-        &mut tx,
-        &actor,
-        "promote",
-        Some(run_id),
-        json!({ "level": level.slug(), "reason": reason }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Decision {
+    let detail = AuditDetail {
+        level: Some(level.slug().to_string()),
+        reason: Some(reason.to_string()),
+        ..AuditDetail::default()
+    };
+    let decision = Decision {
         run_id: run_id.to_string(),
         status: "promoted",
         level: Some(level.slug()),
         by: operator.name.clone(),
         at,
-    })
+    };
+    commit_decision(tx, &actor, "promote", detail, decision).await
+}
+
+/// Audits an operator's decision, commits it with what the transaction changed, and answers it.
+async fn commit_decision(
+    mut tx: Transaction<'_, Sqlite>,
+    actor: &Actor,
+    action: &str,
+    detail: AuditDetail,
+    decision: Decision,
+) -> ApiResult<Decision> {
+    audit(&mut tx, actor, action, Some(&decision.run_id), detail).await?;
+    tx.commit().await?;
+    Ok(decision)
 }
 
 /// Withdraws a public claim (409 when the run is not currently promoted).
@@ -452,157 +474,221 @@ pub async fn retract(
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    audit(
-        &mut tx,
-        &Actor::Operator(operator.clone()),
-        "retract",
-        Some(run_id),
-        json!({ "reason": reason }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Decision {
+    let detail = AuditDetail {
+        reason: Some(reason.to_string()),
+        ..AuditDetail::default()
+    };
+    let decision = Decision {
         run_id: run_id.to_string(),
         status: "retracted",
         level: None,
         by: operator.name.clone(),
         at,
-    })
+    };
+    let actor = Actor::Operator(operator.clone());
+    commit_decision(tx, &actor, "retract", detail, decision).await
 }
 
-/// A run as operators see it: its record, lanes with reasons, and claim state.
+/// A run as the internal API serves it: the operators' summary and the record as stored.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    pub id: i64,
-    pub run_id: String,
-    pub family: String,
-    pub repo: String,
-    pub gpu: String,
-    pub gpu_id: Option<String>,
-    pub lane_key: String,
-    pub ingested_at: String,
-    pub lanes: Vec<Verdict>,
-    /// `promoted`, `retracted` or `unpromoted`.
-    pub claim_status: String,
-    pub claim_level: Option<String>,
-    /// Whether the profile lets this family carry claims.
-    pub profile_status: Option<&'static str>,
+pub struct StoredRun {
+    #[serde(flatten)]
+    pub summary: RunSummary,
     pub record: Value,
 }
 
-type RunRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-);
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: i64,
+    run_id: String,
+    family: String,
+    repo: String,
+    gpu: String,
+    gpu_id: Option<String>,
+    lane_key: String,
+    ingested_at: String,
+    record_json: String,
+    level: Option<String>,
+    retracted_at: Option<String>,
+}
 
-/// Every run, newest first, with lanes and claim state (internal).
+/// Every run, newest first, with lanes, claim state and each run's baseline beside the comparable runs'
+/// (internal).
 pub async fn list_runs(
     db: &Db,
     content: &Content,
     run_id: Option<&str>,
-) -> ApiResult<Vec<RunSummary>> {
+) -> ApiResult<Vec<StoredRun>> {
     let rows: Vec<RunRow> = sqlx::query_as(
-        "SELECT r.id, r.run_id, r.family, r.repo, r.gpu, r.gpu_id, k.name, r.ingested_at, r.record_json, c.level, c.retracted_at
+        "SELECT r.id, r.run_id, r.family, r.repo, r.gpu, r.gpu_id, k.name AS lane_key, r.ingested_at, r.record_json, c.level, c.retracted_at
          FROM runs r JOIN lane_keys k ON k.id = r.lane_key_id LEFT JOIN claims c ON c.run_id = r.id
-         WHERE (?1 IS NULL OR r.run_id = ?1) ORDER BY r.id DESC",
+         ORDER BY r.id DESC",
     )
-    .bind(run_id)
     .fetch_all(&db.reader)
     .await?;
-    let verdict_rows: Vec<(i64, String, bool, String)> = sqlx::query_as(
-        "SELECT v.run_id, v.lane, v.passed, v.reasons FROM lane_verdicts v JOIN runs r ON r.id = v.run_id WHERE (?1 IS NULL OR r.run_id = ?1)",
-    )
-    .bind(run_id)
-    .fetch_all(&db.reader)
-    .await?;
-    let mut out = Vec::new();
-    for (
-        id,
-        run_id,
-        family,
-        repo,
-        gpu,
-        gpu_id,
-        lane_key,
-        ingested_at,
-        record_json,
-        level,
-        retracted_at,
-    ) in rows
-    {
+    let verdict_rows: Vec<(i64, String, bool, String)> =
+        sqlx::query_as("SELECT run_id, lane, passed, reasons FROM lane_verdicts")
+            .fetch_all(&db.reader)
+            .await?;
+    let (mut summaries, mut records) = (Vec::new(), Vec::new());
+    for row in rows {
         let lanes = rows_to_verdicts(
             verdict_rows
                 .iter()
-                .filter(|v| v.0 == id)
+                .filter(|v| v.0 == row.id)
                 .map(|v| (v.1.clone(), v.2, v.3.clone()))
                 .collect(),
         )?;
-        let claim_status = match (&level, &retracted_at) {
-            (Some(_), None) => "promoted",
-            (Some(_), Some(_)) => "retracted",
-            _ => "unpromoted",
+        let (summary, record) = run_summary(row, lanes, content)?;
+        summaries.push(summary);
+        records.push(record);
+    }
+    // The comparison needs every run, so one run is picked only after it.
+    baseline_contexts(&mut summaries);
+    Ok(summaries
+        .into_iter()
+        .zip(records)
+        .map(|(summary, record)| StoredRun { summary, record })
+        .filter(|r| run_id.is_none_or(|id| r.summary.run_id == id))
+        .collect())
+}
+
+fn run_summary(
+    row: RunRow,
+    lanes: Vec<Verdict>,
+    content: &Content,
+) -> ApiResult<(RunSummary, Value)> {
+    let claim_status = match (&row.level, &row.retracted_at) {
+        (Some(_), None) => "promoted",
+        (Some(_), Some(_)) => "retracted",
+        _ => "unpromoted",
+    };
+    let claim_level = row
+        .level
+        .as_deref()
+        .map(ClaimLevel::parse)
+        .transpose()
+        .map_err(|e| ApiError::internal("stored claim level unreadable", e))?;
+    let parsed = RunRecord::parse(row.record_json.as_bytes())
+        .map_err(|e| ApiError::internal("stored record unreadable", e))?;
+    let record: Value = serde_json::from_str(&row.record_json)
+        .map_err(|e| ApiError::internal("stored record unreadable", e))?;
+    let median = |role: Role| {
+        parsed
+            .paths
+            .iter()
+            .find(|p| p.role == role)
+            .and_then(|p| stats::median(&p.tokens_per_s))
+    };
+    let recipe = &parsed.recipe;
+    let comparable = parsed
+        .paths
+        .iter()
+        .find(|p| p.role == Role::Baseline)
+        .map(|b| {
+            format!(
+                "{}|{}|{}|{}|{}|{}|{}",
+                row.family,
+                parsed.model.weights,
+                row.gpu,
+                recipe.batch,
+                recipe.prompt_tokens,
+                recipe.output_tokens,
+                b.name,
+            )
+        })
+        .unwrap_or_default();
+    let summary = RunSummary {
+        id: row.id,
+        profile_status: content
+            .profile(&row.family)
+            .map(|p| p.status.as_str().to_string()),
+        run_id: row.run_id,
+        family: row.family,
+        repo: row.repo,
+        gpu: row.gpu,
+        gpu_id: row.gpu_id,
+        lane_key: row.lane_key,
+        ingested_at: row.ingested_at,
+        lanes: lanes
+            .into_iter()
+            .map(|v| LaneVerdict {
+                lane: v.lane.as_str().to_string(),
+                passed: v.passed,
+                reasons: v.reasons,
+            })
+            .collect(),
+        claim_status: claim_status.to_string(),
+        claim_level,
+        batch: recipe.batch,
+        baseline_tokens_per_s: median(Role::Baseline),
+        vkae_tokens_per_s: median(Role::Vkae),
+        comparable,
+        baseline_context: None,
+    };
+    Ok((summary, record))
+}
+
+/// Fills each run's [`RunSummary::baseline_context`] from the other runs with the same `comparable` key that
+/// have a baseline; needs at least two others.
+pub fn baseline_contexts(runs: &mut [RunSummary]) {
+    let medians: Vec<(String, Option<f64>)> = runs
+        .iter()
+        .map(|r| (r.comparable.clone(), r.baseline_tokens_per_s))
+        .collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        let Some(own) = run.baseline_tokens_per_s else {
+            continue;
+        };
+        let others: Vec<f64> = medians
+            .iter()
+            .enumerate()
+            .filter(|(j, (key, _))| *j != i && !key.is_empty() && *key == run.comparable)
+            .filter_map(|(_, (_, b))| *b)
+            .collect();
+        if others.len() < 2 {
+            continue;
         }
-        .to_string();
-        let profile_status = content.profile(&family).map(|p| p.status.as_str());
-        let record: Value = serde_json::from_str(&record_json)
-            .map_err(|e| ApiError::internal("stored record unreadable", e))?;
-        out.push(RunSummary {
-            id,
-            run_id,
-            family,
-            repo,
-            gpu,
-            gpu_id,
-            lane_key,
-            ingested_at,
-            lanes,
-            claim_status,
-            claim_level: level,
-            profile_status,
-            record,
+        let Some(mid) = stats::median(&others) else {
+            continue;
+        };
+        run.baseline_context = Some(BaselineContext {
+            others: others.len(),
+            others_median: mid,
+            deviation: own / mid - 1.0,
         });
     }
-    Ok(out)
 }
 
-/// One entry of the audit log.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct AuditEntry {
-    pub seq: i64,
-    pub at: String,
-    pub actor: String,
-    pub action: String,
-    pub run_id: Option<String>,
-    #[sqlx(try_from = "String")]
-    pub detail: JsonText,
-}
-
-/// A JSON column, served as JSON.
-#[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
-pub struct JsonText(pub Value);
-
-impl TryFrom<String> for JsonText {
-    type Error = serde_json::Error;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        serde_json::from_str(&s).map(JsonText)
-    }
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    run_id: Option<String>,
+    detail: String,
 }
 
 /// The audit log, newest first, `limit` entries before sequence number `before` (all when None).
 pub async fn audit_log(db: &Db, before: Option<i64>, limit: u32) -> ApiResult<Vec<AuditEntry>> {
-    Ok(sqlx::query_as("SELECT seq, at, actor, action, run_id, detail FROM audit_log WHERE (?1 IS NULL OR seq < ?1) ORDER BY seq DESC LIMIT ?2")
+    let rows: Vec<AuditRow> = sqlx::query_as("SELECT seq, at, actor, action, run_id, detail FROM audit_log WHERE (?1 IS NULL OR seq < ?1) ORDER BY seq DESC LIMIT ?2")
         .bind(before)
         .bind(limit)
         .fetch_all(&db.reader)
-        .await?)
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let detail: AuditDetail = serde_json::from_str(&row.detail)
+                .map_err(|e| ApiError::internal("stored audit detail unreadable", e))?;
+            Ok(AuditEntry {
+                seq: row.seq,
+                at: row.at,
+                actor: row.actor,
+                action: row.action,
+                run_id: row.run_id,
+                detail,
+            })
+        })
+        .collect()
 }

@@ -9,18 +9,9 @@ bin=${KERNELS_BIN:-.device/kernels}
 out=${OUT:-/tmp/kernels-out}
 mkdir -p "$out"
 
-# The CUDA 13 user-space libraries (NVRTC, cuBLAS) may live outside the loader's default path.
-for lib in libnvrtc.so.13 libcublas.so.13 libcuda.so.1; do
-  if ! ldconfig -p | grep -q "$lib"; then
-    dir=$(find /usr/local /opt /usr/lib -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)
-    [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  fi
-done
-{
-  date -u
-  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv
-  echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-} 2>&1 | tee "$out/env.txt"
+# The CUDA library path, `device_facts` and `stage` (scripts/device-env.sh).
+source scripts/device-env.sh
+device_facts 2>&1 | tee "$out/env.txt"
 
 status=0
 echo "== unit tests (incl. NVRTC compile of every module for sm_90)"

@@ -526,6 +526,17 @@ fn fused_kernels_match_references() {
     assert_all(&checker(&g).fused_suite().unwrap());
 }
 
+/// `project(m, k)` (a `[m, k] x [16, k]ᵀ` projection) refuses every one of `shapes` with a shape error.
+fn assert_refused(
+    shapes: &[(usize, usize)],
+    mut project: impl FnMut(usize, usize) -> Result<(), KernelError>,
+) {
+    for &(m, k) in shapes {
+        let e = project(m, k).unwrap_err();
+        assert!(matches!(e, KernelError::Shape { .. }), "m {m} k {k}: {e}");
+    }
+}
+
 /// Shapes the GEMV does not take are refused with a shape error, never run.
 #[test]
 fn gemv_refuses_unsupported_shapes() {
@@ -533,10 +544,9 @@ fn gemv_refuses_unsupported_shapes() {
     let x = g.alloc::<vkae_kernels::half::bf16>(9 * 16).unwrap();
     let w = g.alloc::<vkae_kernels::half::bf16>(16 * 16).unwrap();
     let mut y = g.alloc::<f32>(9 * 16).unwrap();
-    for (m, k) in [(9usize, 16usize), (0, 16), (2, 12)] {
-        let e = g.gemv_bf16(&x, &w, m, 16, k, &mut y).unwrap_err();
-        assert!(matches!(e, KernelError::Shape { .. }), "m {m} k {k}: {e}");
-    }
+    assert_refused(&[(9, 16), (0, 16), (2, 12)], |m, k| {
+        g.gemv_bf16(&x, &w, m, 16, k, &mut y)
+    });
 }
 
 /// The tensor-core skinny GEMM against the f64 product of the same bf16 operands: every batch-tile
@@ -565,10 +575,9 @@ fn skinny_gemm_refuses_unsupported_shapes() {
     let x = g.alloc::<vkae_kernels::half::bf16>(33 * 64).unwrap();
     let w = g.alloc::<vkae_kernels::half::bf16>(16 * 64).unwrap();
     let mut y = g.alloc::<f32>(33 * 16).unwrap();
-    for (m, k) in [(33usize, 32usize), (0, 32), (2, 48), (2, 0)] {
-        let e = g.skinny_gemm_bf16(&x, &w, m, 16, k, &mut y).unwrap_err();
-        assert!(matches!(e, KernelError::Shape { .. }), "m {m} k {k}: {e}");
-    }
+    assert_refused(&[(33, 32), (0, 32), (2, 48), (2, 0)], |m, k| {
+        g.skinny_gemm_bf16(&x, &w, m, 16, k, &mut y)
+    });
     let e = g
         .skinny_gemm_bf16_split(&x, &w, GemmShape { m: 2, n: 16, k: 32 }, 3, &mut y)
         .unwrap_err();

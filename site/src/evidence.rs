@@ -4,11 +4,9 @@
 //! one place.
 
 use crate::model::*;
-use serde_json::Value;
 use vkae_domain as d;
 use vkae_evidence::service;
 use vkae_evidence::{ApiError, AppState};
-use vkae_record::{stats, Role, RunRecord};
 
 /// A refusal or failure from the store, as the site reports it.
 #[derive(Clone, Debug)]
@@ -52,9 +50,9 @@ pub async fn public_data(state: &AppState) -> StoreResult<PublicData> {
     Ok(PublicData {
         claims: read_claims(&claims)?,
         catalog: read_catalog(&models),
-        gpus: read_gpus(&gpus),
+        gpus: gpus.gpus,
         sizing: read_sizing(&sizing),
-        service_paths: read_service_paths(&models),
+        service_paths: models.service_paths.clone(),
     })
 }
 
@@ -140,59 +138,8 @@ pub fn read_catalog(doc: &d::ModelsDocument) -> Catalog {
         .collect();
     Catalog {
         families,
-        adjacent: vec![Adjacent {
-            name: doc.adjacent.name.clone(),
-            repo: doc.adjacent.repos.join(", "),
-            note: doc.adjacent.note.clone(),
-        }],
-        excluded: doc
-            .excluded
-            .iter()
-            .map(|e| Excluded {
-                name: e.name.clone(),
-                reason: e.reason.clone(),
-            })
-            .collect(),
-    }
-}
-
-/// The service paths as content declares them (served in the models document).
-pub fn read_service_paths(doc: &d::ModelsDocument) -> Vec<ServicePath> {
-    doc.service_paths
-        .iter()
-        .map(|p| ServicePath {
-            slug: p.slug.to_string(),
-            label: p.name.clone(),
-            description: p.summary.clone(),
-        })
-        .collect()
-}
-
-pub fn read_gpus(doc: &d::GpusDocument) -> Vec<Gpu> {
-    doc.gpus
-        .iter()
-        .map(|g| Gpu {
-            id: g.id.to_string(),
-            name: g.name.clone(),
-            memory_gb: g.memory_gb,
-            bandwidth_gb_s: g.bandwidth_gb_s,
-            bf16_tflops: g.bf16_dense_tflops,
-            source: g.source.clone(),
-        })
-        .collect()
-}
-
-fn read_lane(v: &d::MemoryLane) -> Lane {
-    Lane {
-        context_tokens: u64::from(v.context_tokens),
-        batch: v.batch,
-        weights_gb: v.weights_gb,
-        kv_cache_gb: v.kv_cache_gb,
-        needed_gb: v.needed_gb,
-        headroom_fraction: v.headroom_fraction,
-        gpu: v.lane.as_ref().map(|l| l.gpu.clone()),
-        gpu_count: v.lane.as_ref().map(|l| l.gpu_count),
-        usable_gb: v.lane.as_ref().map(|l| l.usable_gb),
+        adjacent: vec![doc.adjacent.clone()],
+        excluded: doc.excluded.clone(),
     }
 }
 
@@ -203,8 +150,8 @@ pub fn read_sizing(doc: &d::SizingDocument) -> Sizing {
         let family = f.family.to_string();
         rows.push(SizingRow {
             family: family.clone(),
-            minimum: read_lane(&f.minimum),
-            recommended: read_lane(&f.recommended),
+            minimum: f.minimum.clone(),
+            recommended: f.recommended.clone(),
         });
         for g in &f.speed {
             if let Some(measured) = &g.measured {
@@ -264,153 +211,10 @@ pub async fn submit_preview(
     }
 }
 
+/// What an operator sees on /internal, as the store's internal documents.
 pub async fn internal_data(
     state: &AppState,
     session: &service::Session,
 ) -> StoreResult<InternalData> {
-    let operator = &session.operator;
-    let runs = service::internal_runs(state, operator).await?;
-    let audit = service::audit_log(state, operator, None, 200).await?;
-    let inbox = service::preview_requests(state, operator).await?;
-    let mut runs: Vec<RunSummary> = runs
-        .into_iter()
-        .map(|r| {
-            let record: RunRecord = serde_json::from_value(r.record.clone()).map_err(|e| {
-                StoreError::from(format!("run {}: stored record unreadable: {e}", r.run_id))
-            })?;
-            let lanes = r
-                .lanes
-                .iter()
-                .map(|v| LaneVerdict {
-                    lane: v.lane.as_str().to_string(),
-                    passed: v.passed,
-                    reasons: v.reasons.clone(),
-                })
-                .collect();
-            let path = |role: Role| record.paths.iter().find(|p| p.role == role);
-            let recipe = &record.recipe;
-            Ok(RunSummary {
-                run_id: r.run_id.clone(),
-                family: r.family.clone(),
-                gpu: r.gpu.clone(),
-                batch: recipe.batch,
-                ingested_at: r.ingested_at.clone(),
-                lanes,
-                status: r.claim_status.clone(),
-                level: r
-                    .claim_level
-                    .as_deref()
-                    .and_then(|l| ClaimLevel::parse(l).ok()),
-                claim_ready: r.profile_status == Some("claim-ready"),
-                baseline_tokens_per_s: path(Role::Baseline)
-                    .and_then(|p| stats::median(&p.tokens_per_s)),
-                vkae_tokens_per_s: path(Role::Vkae).and_then(|p| stats::median(&p.tokens_per_s)),
-                comparable: path(Role::Baseline)
-                    .map(|b| {
-                        format!(
-                            "{}|{}|{}|{}|{}|{}|{}",
-                            r.family,
-                            record.model.weights,
-                            r.gpu,
-                            recipe.batch,
-                            recipe.prompt_tokens,
-                            recipe.output_tokens,
-                            b.name,
-                        )
-                    })
-                    .unwrap_or_default(),
-                baseline_context: None,
-            })
-        })
-        .collect::<StoreResult<_>>()?;
-    baseline_contexts(&mut runs);
-    let audit = audit
-        .into_iter()
-        .map(|e| AuditEntry {
-            at: e.at,
-            operator: e.actor,
-            action: e.action,
-            run_id: e.run_id.unwrap_or_default(),
-            detail: detail_text(&e.detail.0),
-        })
-        .collect();
-    let inbox = inbox
-        .into_iter()
-        .map(|r| PreviewRequest {
-            id: r.id,
-            received_at: r.received_at,
-            name: r.name,
-            email: r.email,
-            company: r.company,
-            service_path: r.service_path,
-            model_family: r.model_family,
-            gpu: r.gpu,
-            message: r.message,
-        })
-        .collect();
-    Ok(InternalData {
-        operator: operator.name.clone(),
-        csrf_token: session.csrf_token.clone(),
-        runs,
-        audit,
-        inbox,
-    })
-}
-
-/// Fills each run's [`RunSummary::baseline_context`] from the other runs with the same `comparable` key that
-/// have a baseline; needs at least two others.
-pub fn baseline_contexts(runs: &mut [RunSummary]) {
-    let medians: Vec<(String, Option<f64>)> = runs
-        .iter()
-        .map(|r| (r.comparable.clone(), r.baseline_tokens_per_s))
-        .collect();
-    for (i, run) in runs.iter_mut().enumerate() {
-        let Some(own) = run.baseline_tokens_per_s else {
-            continue;
-        };
-        let others: Vec<f64> = medians
-            .iter()
-            .enumerate()
-            .filter(|(j, (key, _))| *j != i && !key.is_empty() && *key == run.comparable)
-            .filter_map(|(_, (_, b))| *b)
-            .collect();
-        if others.len() < 2 {
-            continue;
-        }
-        let Some(mid) = stats::median(&others) else {
-            continue;
-        };
-        run.baseline_context = Some(BaselineContext {
-            others: others.len(),
-            others_median: mid,
-            deviation: own / mid - 1.0,
-        });
-    }
-}
-
-/// An audit entry's JSON detail as one line for people: level, reason, blockers.
-fn detail_text(detail: &Value) -> String {
-    match detail {
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => format!("{k}: {s}"),
-                Value::Array(items) => format!(
-                    "{k}: {}",
-                    items
-                        .iter()
-                        .map(|i| i["lane"]
-                            .as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| i.to_string()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                other => format!("{k}: {other}"),
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+    Ok(service::internal_data(state, session).await?)
 }

@@ -7,6 +7,7 @@ use crate::model::{ClaimLevel, SpeedKind, SpeedPoint};
 use crate::preview_form::{
     form_errors, FieldError, PreviewChoices, PreviewInput, PreviewOutcome, MESSAGE_MAX_CHARS,
 };
+use crate::table::TableHead;
 use leptos::prelude::*;
 
 /// "true" once the island runs in the browser (effects never run on the server): the end-to-end tests wait
@@ -19,6 +20,26 @@ fn hydrated() -> Signal<&'static str> {
 
 fn option_of(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
+}
+
+/// One labelled chart filter: `all` (the empty value) first, then each (value, text) of `options`; `on_value`
+/// gets the chosen value.
+fn filter_select(
+    label: &'static str,
+    id: &'static str,
+    all: &'static str,
+    options: Vec<(String, String)>,
+    on_value: impl Fn(String) + 'static,
+) -> impl IntoView {
+    view! {
+        <label>
+            {label}
+            <select id=id on:change=move |ev| on_value(event_target_value(&ev))>
+                <option value="">{all}</option>
+                {options.into_iter().map(|(value, text)| view! { <option value=value>{text}</option> }).collect_view()}
+            </select>
+        </label>
+    }
 }
 
 /// The full-family speed view with its four filters. The first paint is the server's SVG; a filter change
@@ -69,60 +90,37 @@ pub fn SpeedDashboard(
                 .collect_view()
         })
     };
-    let gpu_options = gpus
-        .into_iter()
-        .map(|g| view! { <option value=g.clone()>{g.clone()}</option> })
-        .collect_view();
-    let family_options = families
-        .into_iter()
-        .map(|f| view! { <option value=f.clone()>{f.clone()}</option> })
-        .collect_view();
+    let same = |v: String| (v.clone(), v);
+    let gpu_options = gpus.into_iter().map(same).collect();
+    let family_options = families.into_iter().map(same).collect();
     let batch_options = batches
         .into_iter()
-        .map(|b| view! { <option value=b.to_string()>{format!("batch {b}")}</option> })
-        .collect_view();
+        .map(|b| (b.to_string(), format!("batch {b}")))
+        .collect();
+    let kind_options = vec![
+        ("measured".to_string(), "Measured only".to_string()),
+        ("planning".to_string(), "Planning index only".to_string()),
+    ];
 
     view! {
         <form class="filters" aria-label="Chart filters" data-hydrated=ready on:submit=|ev| ev.prevent_default()>
-            <label>
-                "GPU"
-                <select id="filter-gpu" on:change=move |ev| filter.update(|f| f.gpu = option_of(event_target_value(&ev)))>
-                    <option value="">"All GPUs"</option>
-                    {gpu_options}
-                </select>
-            </label>
-            <label>
-                "Family"
-                <select id="filter-family" on:change=move |ev| filter.update(|f| f.family = option_of(event_target_value(&ev)))>
-                    <option value="">"All families"</option>
-                    {family_options}
-                </select>
-            </label>
-            <label>
-                "Batch"
-                <select id="filter-batch" on:change=move |ev| filter.update(|f| f.batch = event_target_value(&ev).parse().ok())>
-                    <option value="">"All batches"</option>
-                    {batch_options}
-                </select>
-            </label>
-            <label>
-                "Show"
-                <select
-                    id="filter-kind"
-                    on:change=move |ev| {
-                        let kind = match event_target_value(&ev).as_str() {
-                            "measured" => Some(SpeedKind::Measured),
-                            "planning" => Some(SpeedKind::Planning),
-                            _ => None,
-                        };
-                        filter.update(|f| f.kind = kind)
-                    }
-                >
-                    <option value="">"Measured and planning"</option>
-                    <option value="measured">"Measured only"</option>
-                    <option value="planning">"Planning index only"</option>
-                </select>
-            </label>
+            {filter_select("GPU", "filter-gpu", "All GPUs", gpu_options, move |v| {
+                filter.update(|f| f.gpu = option_of(v))
+            })}
+            {filter_select("Family", "filter-family", "All families", family_options, move |v| {
+                filter.update(|f| f.family = option_of(v))
+            })}
+            {filter_select("Batch", "filter-batch", "All batches", batch_options, move |v| {
+                filter.update(|f| f.batch = v.parse().ok())
+            })}
+            {filter_select("Show", "filter-kind", "Measured and planning", kind_options, move |v| {
+                let kind = match v.as_str() {
+                    "measured" => Some(SpeedKind::Measured),
+                    "planning" => Some(SpeedKind::Planning),
+                    _ => None,
+                };
+                filter.update(|f| f.kind = kind)
+            })}
         </form>
         <p class="chart-count" aria-live="polite" id="speed-chart-count">
             {move || {
@@ -138,15 +136,7 @@ pub fn SpeedDashboard(
             <summary>"The chart's values as a table"</summary>
             <div class="table-wrap">
                 <table id="speed-table">
-                    <thead>
-                        <tr>
-                            <th scope="col">"Family"</th>
-                            <th scope="col">"GPU"</th>
-                            <th scope="col">"Batch"</th>
-                            <th scope="col">"Kind"</th>
-                            <th scope="col">"Value"</th>
-                        </tr>
-                    </thead>
+                    <TableHead columns=&["Family", "GPU", "Batch", "Kind", "Value"] />
                     <tbody>{rows}</tbody>
                 </table>
             </div>

@@ -10,6 +10,7 @@ pub mod islands;
 pub mod model;
 pub mod pages;
 pub mod preview_form;
+pub mod table;
 
 #[cfg(feature = "ssr")]
 pub mod evidence;

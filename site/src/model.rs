@@ -1,10 +1,15 @@
-//! What the pages show, as plain data. These types are the site's own view of the evidence store: the server
-//! fills them from the evidence store's typed documents (see `evidence.rs`) and islands receive them serialized. Every number a page
-//! prints comes from one of these fields; no page holds a number of its own.
+//! What the pages show, as plain data. The public pages read views built from the evidence store's typed
+//! documents (see `evidence.rs`); where a page shows a store document as it is (GPUs, service paths, the
+//! adjacent lane and exclusions, the sizing lanes, the operator's runs, audit log and inbox) it uses the
+//! `vkae_domain` type itself. Islands receive these types serialized. Every number a page prints comes from one
+//! of these fields; no page holds a number of its own.
 
 use serde::{Deserialize, Serialize};
 
-pub use vkae_domain::ClaimLevel;
+pub use vkae_domain::{
+    Adjacent, AuditEntry, BaselineContext, ClaimLevel, Excluded, Gpu, InternalData, LaneFit,
+    LaneVerdict, MemoryLane, PreviewRequest, RunSummary, ServicePathInfo,
+};
 
 /// A promoted claim: one run an operator promoted, with the figures derived from it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,56 +106,18 @@ pub struct Family {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     pub families: Vec<Family>,
-    /// The adjacent lane (DiffusionGemma), named with its repo.
+    /// The adjacent lane (DiffusionGemma), named with its repos.
     pub adjacent: Vec<Adjacent>,
     /// Packagings out of the benchmark scope, each with the reason.
     pub excluded: Vec<Excluded>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Adjacent {
-    pub name: String,
-    pub repo: String,
-    pub note: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Excluded {
-    pub name: String,
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Gpu {
-    pub id: String,
-    pub name: String,
-    pub memory_gb: f64,
-    pub bandwidth_gb_s: f64,
-    pub bf16_tflops: f64,
-    pub source: String,
-}
-
-/// The memory arithmetic of one sizing scenario and the first GPU lane that holds it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Lane {
-    pub context_tokens: u64,
-    pub batch: u32,
-    pub weights_gb: f64,
-    pub kv_cache_gb: f64,
-    pub needed_gb: f64,
-    pub headroom_fraction: f64,
-    /// None when no listed GPU count holds it.
-    pub gpu: Option<String>,
-    pub gpu_count: Option<u32>,
-    pub usable_gb: Option<f64>,
 }
 
 /// One family's minimum and recommended BF16 lanes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SizingRow {
     pub family: String,
-    pub minimum: Lane,
-    pub recommended: Lane,
+    pub minimum: MemoryLane,
+    pub recommended: MemoryLane,
 }
 
 /// Whether a speed point was measured (a promoted claim) or is the planning index from the roofline.
@@ -181,14 +148,6 @@ pub struct Sizing {
     pub method: String,
 }
 
-/// The service paths a visitor can ask for, as (slug, label).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ServicePath {
-    pub slug: String,
-    pub label: String,
-    pub description: String,
-}
-
 /// Everything the public pages read, loaded in one go.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PublicData {
@@ -196,7 +155,7 @@ pub struct PublicData {
     pub catalog: Catalog,
     pub gpus: Vec<Gpu>,
     pub sizing: Sizing,
-    pub service_paths: Vec<ServicePath>,
+    pub service_paths: Vec<ServicePathInfo>,
 }
 
 impl PublicData {
@@ -233,102 +192,24 @@ impl PublicData {
     /// What the preview form may offer: the service paths, families and GPUs of the catalog.
     pub fn preview_choices(&self) -> vkae_domain::PreviewChoices {
         vkae_domain::PreviewChoices {
-            service_paths: self.service_paths.iter().map(|p| p.slug.clone()).collect(),
+            service_paths: self
+                .service_paths
+                .iter()
+                .map(|p| p.slug.to_string())
+                .collect(),
             families: self
                 .catalog
                 .families
                 .iter()
                 .map(|f| f.name.clone())
                 .collect(),
-            gpus: self.gpus.iter().map(|g| g.id.clone()).collect(),
+            gpus: self.gpus.iter().map(|g| g.id.to_string()).collect(),
         }
     }
 }
 
 fn lift(claim: &Claim) -> f64 {
     claim.derived.as_ref().map_or(0.0, |d| d.lift)
-}
-
-/// A lane's verdict on an ingested run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LaneVerdict {
-    pub lane: String,
-    pub passed: bool,
-    pub reasons: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub run_id: String,
-    pub family: String,
-    pub gpu: String,
-    pub batch: u32,
-    pub ingested_at: String,
-    pub lanes: Vec<LaneVerdict>,
-    /// "ingested", "promoted" or "retracted".
-    pub status: String,
-    pub level: Option<ClaimLevel>,
-    /// Whether the run's family may carry claims (porting-track runs are kept but cannot be promoted).
-    pub claim_ready: bool,
-    pub baseline_tokens_per_s: Option<f64>,
-    pub vkae_tokens_per_s: Option<f64>,
-    /// What makes two runs' baselines comparable: model family, weights, GPU, batch, prompt and output tokens
-    /// and the baseline path's name (empty without a baseline path).
-    pub comparable: String,
-    /// This run's baseline beside the other ingested runs of the same `comparable` (filled by
-    /// `evidence::baseline_contexts`).
-    pub baseline_context: Option<BaselineContext>,
-}
-
-/// A run's baseline median against the median of the other comparable runs' baseline medians. The benchmark
-/// lane only checks a run's spread, so a run whose host was slow (or fast) throughout passes with a baseline
-/// that inflates (or deflates) the derived speed-up; this shows the operator before promoting.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BaselineContext {
-    /// How many other runs were compared.
-    pub others: usize,
-    pub others_median: f64,
-    /// This run's baseline / `others_median` - 1.
-    pub deviation: f64,
-}
-
-impl BaselineContext {
-    /// Off by more than a quarter: worth a look before promoting (a caution, not a lane).
-    pub fn notable(&self) -> bool {
-        self.deviation.abs() > 0.25
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub at: String,
-    pub operator: String,
-    pub action: String,
-    pub run_id: String,
-    pub detail: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PreviewRequest {
-    pub id: i64,
-    pub received_at: String,
-    pub name: String,
-    pub email: String,
-    pub company: String,
-    pub service_path: String,
-    pub model_family: String,
-    pub gpu: String,
-    pub message: String,
-}
-
-/// What an operator sees on /internal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InternalData {
-    pub operator: String,
-    pub csrf_token: String,
-    pub runs: Vec<RunSummary>,
-    pub audit: Vec<AuditEntry>,
-    pub inbox: Vec<PreviewRequest>,
 }
 
 /// Formats a count with thousands separators: 131072 -> "131,072".

@@ -6,6 +6,7 @@ use crate::api::{load_internal, load_public};
 use crate::chart::{speed_svg, SpeedFilter};
 use crate::islands::{LoginForm, LogoutButton, PreviewForm, RunActions, SpeedDashboard};
 use crate::model::{fmt_int, fmt_tps, Claim, ClaimLevel, InternalData, PublicData, SpeedKind};
+use crate::table::TableHead;
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 
@@ -222,7 +223,7 @@ pub fn ModelsView(data: PublicData) -> impl IntoView {
         </div>
         <h2>{adjacent_heading}</h2>
         <ul>
-            {data.catalog.adjacent.iter().map(|a| view! { <li><strong>{a.name.clone()}</strong> " (" <code>{a.repo.clone()}</code> "): " {a.note.clone()}</li> }).collect_view()}
+            {data.catalog.adjacent.iter().map(|a| view! { <li><strong>{a.name.clone()}</strong> " (" <code>{a.repos.join(", ")}</code> "): " {a.note.clone()}</li> }).collect_view()}
         </ul>
         <h2>{excluded_heading}</h2>
         <ul>
@@ -286,16 +287,7 @@ pub fn SizingView(data: PublicData) -> impl IntoView {
         <div class="table-wrap">
             <table id="sizing-table">
                 <caption>"BF16 serving lanes per family: weights + KV cache = memory needed; a lane fits when that is within the GPUs' memory less headroom"</caption>
-                <thead>
-                    <tr>
-                        <th scope="col">"Family"</th>
-                        <th scope="col">"Scenario"</th>
-                        <th scope="col">"Weights"</th>
-                        <th scope="col">"KV cache"</th>
-                        <th scope="col">"Needed"</th>
-                        <th scope="col">"Lane"</th>
-                    </tr>
-                </thead>
+                <TableHead columns=&["Family", "Scenario", "Weights", "KV cache", "Needed", "Lane"] />
                 <tbody>
                     {data
                         .sizing
@@ -309,17 +301,17 @@ pub fn SizingView(data: PublicData) -> impl IntoView {
                                     view! {
                                         <tr class=if first { "first" } else { "second" }>
                                             {first.then(|| view! { <th scope="rowgroup" rowspan="2">{family}</th> })}
-                                            <td>{what} <br /> <small>{format!("{} tokens × batch {}", fmt_int(lane.context_tokens), lane.batch)}</small></td>
+                                            <td>{what} <br /> <small>{format!("{} tokens × batch {}", fmt_int(u64::from(lane.context_tokens)), lane.batch)}</small></td>
                                             <td class="num">{format!("{:.1} GB", lane.weights_gb)}</td>
                                             <td class="num">{format!("{:.2} GB", lane.kv_cache_gb)}</td>
                                             <td class="num">{format!("{:.2} GB", lane.needed_gb)}</td>
                                             <td>
-                                                {match (lane.gpu.clone(), lane.gpu_count, lane.usable_gb) {
-                                                    (Some(gpu), Some(count), Some(usable)) => view! {
-                                                        <strong>{format!("{count}× {gpu}")}</strong> <br />
-                                                        <small>{format!("{usable:.1} GB usable after {:.0}% headroom", lane.headroom_fraction * 100.0)}</small>
+                                                {match lane.lane.clone() {
+                                                    Some(fit) => view! {
+                                                        <strong>{format!("{}× {}", fit.gpu_count, fit.gpu)}</strong> <br />
+                                                        <small>{format!("{:.1} GB usable after {:.0}% headroom", fit.usable_gb, lane.headroom_fraction * 100.0)}</small>
                                                     }.into_any(),
-                                                    _ => view! { <span class="state">"No listed GPU lane holds this"</span> }.into_any(),
+                                                    None => view! { <span class="state">"No listed GPU lane holds this"</span> }.into_any(),
                                                 }}
                                             </td>
                                         </tr>
@@ -540,19 +532,19 @@ pub fn PreviewView(data: PublicData) -> impl IntoView {
     let gpus = data
         .gpus
         .iter()
-        .map(|g| (g.id.clone(), g.name.clone()))
+        .map(|g| (g.id.to_string(), g.name.clone()))
         .collect();
     let paths: Vec<(String, String)> = data
         .service_paths
         .iter()
-        .map(|p| (p.slug.clone(), p.label.clone()))
+        .map(|p| (p.slug.to_string(), p.name.clone()))
         .collect();
     view! {
         <PageMeta title description />
         <h1>{heading}</h1>
         <p class="lead">{lead}</p>
         <dl class="paths">
-            {data.service_paths.iter().map(|p| view! { <div><dt>{p.label.clone()}</dt><dd>{p.description.clone()}</dd></div> }).collect_view()}
+            {data.service_paths.iter().map(|p| view! { <div><dt>{p.name.clone()}</dt><dd>{p.summary.clone()}</dd></div> }).collect_view()}
         </dl>
         <noscript>
             <p class="state">"This form checks your entries as you go and needs JavaScript; please enable it to send a request."</p>
@@ -609,13 +601,13 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                             .runs
                             .into_iter()
                             .map(|run| {
-                                let promoted = run.status == "promoted";
+                                let promoted = run.claim_status == "promoted";
                                 view! {
                                     <article class="run" id=format!("run-{}", run.run_id)>
                                         <h3>
                                             <code>{run.run_id.clone()}</code> " "
-                                            <span class=format!("badge status-{}", run.status)>{run.status.clone()}</span>
-                                            {run.level.map(|l| view! { " " <span class="badge">{l.label()}</span> })}
+                                            <span class=format!("badge status-{}", run.claim_status)>{run.claim_status.clone()}</span>
+                                            {run.claim_level.map(|l| view! { " " <span class="badge">{l.label()}</span> })}
                                         </h3>
                                         <p>
                                             {format!("{} on {}, batch {}, ingested {}", run.family, run.gpu, run.batch, date(&run.ingested_at))}
@@ -664,10 +656,10 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                 view! {
                     <div class="table-wrap">
                         <table id="audit-log">
-                            <thead><tr><th scope="col">"When"</th><th scope="col">"Operator"</th><th scope="col">"Action"</th><th scope="col">"Run"</th><th scope="col">"Detail"</th></tr></thead>
+                            <TableHead columns=&["When", "Operator", "Action", "Run", "Detail"] />
                             <tbody>
                                 {data.audit.into_iter().map(|e| view! {
-                                    <tr><td><time datetime=e.at.clone()>{e.at.clone()}</time></td><td>{e.operator}</td><td>{e.action}</td><td><code>{e.run_id}</code></td><td>{e.detail}</td></tr>
+                                    <tr><td><time datetime=e.at.clone()>{e.at.clone()}</time></td><td>{e.actor}</td><td>{e.action}</td><td><code>{e.run_id.unwrap_or_default()}</code></td><td>{e.detail.to_string()}</td></tr>
                                 }).collect_view()}
                             </tbody>
                         </table>
@@ -685,11 +677,11 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
                 view! {
                     <div class="table-wrap">
                         <table id="inbox">
-                            <thead><tr><th scope="col">"Received"</th><th scope="col">"Name"</th><th scope="col">"Email"</th><th scope="col">"Company"</th><th scope="col">"Path"</th><th scope="col">"Family"</th><th scope="col">"GPU"</th><th scope="col">"Message"</th></tr></thead>
+                            <TableHead columns=&["Received", "Name", "Email", "Company", "Path", "Family", "GPU", "Message"] />
                             <tbody>
-                                {data.inbox.into_iter().map(|r| view! {
-                                    <tr><td>{date(&r.received_at)}</td><td>{r.name}</td><td>{r.email}</td><td>{r.company}</td><td>{r.service_path}</td><td>{r.model_family}</td><td>{r.gpu}</td><td>{r.message}</td></tr>
-                                }).collect_view()}
+                                {data.inbox.into_iter().map(|stored| { let r = stored.request; view! {
+                                    <tr><td>{date(&stored.received_at)}</td><td>{r.name}</td><td>{r.email}</td><td>{r.company}</td><td>{r.service_path}</td><td>{r.model_family}</td><td>{r.gpu}</td><td>{r.message}</td></tr>
+                                }}).collect_view()}
                             </tbody>
                         </table>
                     </div>

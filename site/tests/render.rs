@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use std::sync::Arc;
-use vkae_site::evidence::baseline_contexts;
+use vkae_evidence::store::baseline_contexts;
 use vkae_site::model::*;
 use vkae_site::pages::*;
 
@@ -93,8 +93,9 @@ fn data(claims: Vec<Claim>) -> PublicData {
         catalog: Catalog {
             families: families.clone(),
             adjacent: vec![Adjacent {
+                slug: "diffusiongemma".into(),
                 name: "DiffusionGemma".into(),
-                repo: "google/diffusiongemma-26B-A4B-it".into(),
+                repos: vec!["google/diffusiongemma-26B-A4B-it".into()],
                 note: "block diffusion".into(),
             }],
             excluded: vec![Excluded {
@@ -103,27 +104,33 @@ fn data(claims: Vec<Claim>) -> PublicData {
             }],
         },
         gpus: vec![Gpu {
-            id: "h100-sxm".into(),
+            id: vkae_domain::GpuSlug::parse("h100-sxm").unwrap(),
             name: "H100 SXM".into(),
             memory_gb: 80.0,
+            memory_type: "HBM3".into(),
             bandwidth_gb_s: 3350.0,
-            bf16_tflops: 989.0,
+            bf16_dense_tflops: 989.0,
             source: "datasheet".into(),
+            match_names: vec!["NVIDIA H100 80GB HBM3".into()],
         }],
         sizing: Sizing {
             rows: families
                 .iter()
                 .map(|f| {
-                    let lane = |batch: u32, fits: bool| Lane {
+                    let lane = |batch: u32, fits: bool| MemoryLane {
                         context_tokens: 8192,
                         batch,
                         weights_gb: f.weights_gb,
                         kv_cache_gb: 1.25,
                         needed_gb: f.weights_gb + 1.25,
                         headroom_fraction: 0.1,
-                        gpu: fits.then(|| "NVIDIA L40S".into()),
-                        gpu_count: fits.then_some(1),
-                        usable_gb: fits.then_some(43.2),
+                        rule: "weights + KV cache within the GPUs' memory less headroom".into(),
+                        lane: fits.then(|| LaneFit {
+                            gpu_id: vkae_domain::GpuSlug::parse("l40s").unwrap(),
+                            gpu: "NVIDIA L40S".into(),
+                            gpu_count: 1,
+                            usable_gb: 43.2,
+                        }),
                     };
                     SizingRow {
                         family: f.name.clone(),
@@ -135,10 +142,10 @@ fn data(claims: Vec<Claim>) -> PublicData {
             speed,
             method: "weights + KV + headroom".into(),
         },
-        service_paths: vec![ServicePath {
-            slug: "report".into(),
-            label: "Acceleration report".into(),
-            description: "A report.".into(),
+        service_paths: vec![ServicePathInfo {
+            slug: vkae_domain::ServicePath::parse("report").unwrap(),
+            name: "Acceleration report".into(),
+            summary: "A report.".into(),
         }],
     }
 }
@@ -381,18 +388,71 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
     assert!(!html.contains("baseline-context"), "{html}");
 }
 
+/// The audit log and the inbox as the store's internal documents: each entry's typed detail in one line, each
+/// request's fields in its row.
+#[test]
+fn internal_view_shows_the_audit_detail_and_the_inbox() {
+    let d = InternalData {
+        operator: "ada".into(),
+        csrf_token: "tok".into(),
+        runs: vec![],
+        audit: vec![AuditEntry {
+            seq: 3,
+            at: "2026-11-20T10:00:00Z".into(),
+            actor: "ada".into(),
+            action: "promote-refused".into(),
+            run_id: Some("r1".into()),
+            detail: vkae_domain::AuditDetail {
+                level: Some("vkae-path".into()),
+                reason: Some("launch".into()),
+                blockers: Some(vec![vkae_domain::Blocker {
+                    lane: "quality".into(),
+                    reasons: vec!["ppl".into()],
+                }]),
+                ..Default::default()
+            },
+        }],
+        inbox: vec![PreviewRequest {
+            id: 1,
+            received_at: "2026-11-21T09:00:00Z".into(),
+            request: vkae_domain::ValidPreview {
+                name: "Grace".into(),
+                email: "grace@example.com".into(),
+                company: "Navy".into(),
+                service_path: "report".into(),
+                model_family: "E4B".into(),
+                gpu: "undecided".into(),
+                message: "batch 8".into(),
+            },
+        }],
+    };
+    let html = render(move || view! { <InternalView data=d /> });
+    assert!(
+        html.contains("blockers: quality; level: vkae-path; reason: launch"),
+        "{html}"
+    );
+    assert!(html.contains("<code>r1</code>"), "{html}");
+    for cell in ["Grace", "grace@example.com", "Navy", "undecided", "batch 8"] {
+        assert!(html.contains(&format!("<td>{cell}</td>")), "{cell}: {html}");
+    }
+}
+
 /// A run summary with only what the baseline comparison reads.
 fn run(id: &str, comparable: &str, baseline: Option<f64>) -> RunSummary {
     RunSummary {
+        id: 1,
         run_id: id.into(),
         family: "E4B".into(),
+        repo: "google/gemma-4-E4B-it".into(),
         gpu: "NVIDIA H200".into(),
+        gpu_id: Some("h200".into()),
+        lane_key: "lab".into(),
         batch: 1,
         ingested_at: "2026-11-28T19:00:00Z".into(),
         lanes: vec![],
-        status: "ingested".into(),
-        level: None,
-        claim_ready: true,
+        claim_status: "unpromoted".into(),
+        claim_level: None,
+        profile_status: Some("claim-ready".into()),
         baseline_tokens_per_s: baseline,
         vkae_tokens_per_s: Some(272.0),
         comparable: comparable.into(),

@@ -510,13 +510,8 @@ impl GenericModel {
         let mut steps = 0;
         let mut eos = EosTracker::new(&self.config, b);
         for step in 1..req.max_new {
-            if req.stop_at_eos {
-                let h = self
-                    .gpu
-                    .download(&history.slice((step - 1) * b..step * b))?;
-                if eos.observe(&h) {
-                    break;
-                }
+            if req.stop_at_eos && eos.observe_on_device(&self.gpu, &history, step, b)? {
+                break;
             }
             let positions: Vec<i32> = req
                 .prompts

@@ -13,8 +13,8 @@ const MAX_REMEASURED: u32 = 3;
 
 /// The one warm-up rule of every path: at least `at_least` whole repetitions, discarded; past those, on until
 /// the last two agree within `steady` (relative) and `min_seconds` of warm-up have passed, at most
-/// `at_most_extra` more. The minimum time is there because on the H200 the host-bound transformers path kept
-/// speeding up for ~30 s after two agreeing warm-ups.
+/// `at_most_extra` more. The minimum time is there because the host-bound transformers path can keep speeding
+/// up after two agreeing warm-ups (the evidence: docs/benchmarks/qualification.md, "Warm-up evidence").
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WarmUpRule {
     pub at_least: usize,

@@ -16,53 +16,74 @@ pub const DEFAULT_COMPLETION_TOKENS: usize = 16;
 /// OpenAI allows up to four stop sequences.
 pub const MAX_STOPS: usize = 4;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompletionRequest {
-    pub model: String,
-    pub prompt: Value,
-    pub max_tokens: Option<u64>,
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub seed: Option<u64>,
-    pub stop: Option<Value>,
-    pub stream: Option<bool>,
-    pub stream_options: Option<StreamOptions>,
-    pub n: Option<u64>,
-    pub best_of: Option<u64>,
-    pub echo: Option<bool>,
-    pub logprobs: Option<u64>,
-    pub suffix: Option<String>,
-    pub frequency_penalty: Option<f64>,
-    pub presence_penalty: Option<f64>,
-    pub logit_bias: Option<serde_json::Map<String, Value>>,
-    pub user: Option<String>,
-    /// vLLM's extension: keep generating past EOS (benchmarks with fixed output lengths).
-    pub ignore_eos: Option<bool>,
+/// A request body with the members both endpoints share, plus the endpoint's own. (serde's `flatten` cannot
+/// share them: it does not combine with `deny_unknown_fields`.)
+macro_rules! openai_request {
+    ($(#[$doc:meta])* $name:ident { $($own:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            pub model: String,
+            pub max_tokens: Option<u64>,
+            pub temperature: Option<f64>,
+            pub top_p: Option<f64>,
+            pub seed: Option<u64>,
+            pub stop: Option<Value>,
+            pub stream: Option<bool>,
+            pub stream_options: Option<StreamOptions>,
+            pub n: Option<u64>,
+            pub frequency_penalty: Option<f64>,
+            pub presence_penalty: Option<f64>,
+            pub logit_bias: Option<serde_json::Map<String, Value>>,
+            pub user: Option<String>,
+            /// vLLM's extension: keep generating past EOS (benchmarks with fixed output lengths).
+            pub ignore_eos: Option<bool>,
+            $($own)*
+        }
+
+        impl $name {
+            /// The shared members as [`common`] reads them, with the endpoint's own token limit.
+            fn shared(&self, max_tokens: Option<u64>, default_max_tokens: Option<usize>) -> Common<'_> {
+                Common {
+                    max_tokens,
+                    default_max_tokens,
+                    temperature: self.temperature,
+                    top_p: self.top_p,
+                    seed: self.seed,
+                    stop: self.stop.as_ref(),
+                    stream: self.stream,
+                    stream_options: self.stream_options.as_ref(),
+                    frequency_penalty: self.frequency_penalty,
+                    presence_penalty: self.presence_penalty,
+                    logit_bias: self.logit_bias.as_ref(),
+                    ignore_eos: self.ignore_eos,
+                }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatRequest {
-    pub model: String,
-    pub messages: Vec<ChatMessage>,
-    pub max_tokens: Option<u64>,
-    pub max_completion_tokens: Option<u64>,
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub seed: Option<u64>,
-    pub stop: Option<Value>,
-    pub stream: Option<bool>,
-    pub stream_options: Option<StreamOptions>,
-    pub n: Option<u64>,
-    pub logprobs: Option<bool>,
-    pub top_logprobs: Option<u64>,
-    pub frequency_penalty: Option<f64>,
-    pub presence_penalty: Option<f64>,
-    pub logit_bias: Option<serde_json::Map<String, Value>>,
-    pub user: Option<String>,
-    pub ignore_eos: Option<bool>,
-}
+openai_request!(
+    /// `/v1/completions`.
+    CompletionRequest {
+        pub prompt: Value,
+        pub best_of: Option<u64>,
+        pub echo: Option<bool>,
+        pub logprobs: Option<u64>,
+        pub suffix: Option<String>,
+    }
+);
+
+openai_request!(
+    /// `/v1/chat/completions`.
+    ChatRequest {
+        pub messages: Vec<ChatMessage>,
+        pub max_completion_tokens: Option<u64>,
+        pub logprobs: Option<bool>,
+        pub top_logprobs: Option<u64>,
+    }
+);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,20 +148,7 @@ impl CompletionRequest {
         common(
             prompt,
             "prompt",
-            Common {
-                max_tokens: self.max_tokens,
-                default_max_tokens: Some(DEFAULT_COMPLETION_TOKENS),
-                temperature: self.temperature,
-                top_p: self.top_p,
-                seed: self.seed,
-                stop: self.stop.as_ref(),
-                stream: self.stream,
-                stream_options: self.stream_options.as_ref(),
-                frequency_penalty: self.frequency_penalty,
-                presence_penalty: self.presence_penalty,
-                logit_bias: self.logit_bias.as_ref(),
-                ignore_eos: self.ignore_eos,
-            },
+            self.shared(self.max_tokens, Some(DEFAULT_COMPLETION_TOKENS)),
             m,
         )
     }
@@ -187,20 +195,7 @@ impl ChatRequest {
         common(
             prompt,
             "messages",
-            Common {
-                max_tokens: self.max_completion_tokens.or(self.max_tokens),
-                default_max_tokens: None,
-                temperature: self.temperature,
-                top_p: self.top_p,
-                seed: self.seed,
-                stop: self.stop.as_ref(),
-                stream: self.stream,
-                stream_options: self.stream_options.as_ref(),
-                frequency_penalty: self.frequency_penalty,
-                presence_penalty: self.presence_penalty,
-                logit_bias: self.logit_bias.as_ref(),
-                ignore_eos: self.ignore_eos,
-            },
+            self.shared(self.max_completion_tokens.or(self.max_tokens), None),
             m,
         )
     }

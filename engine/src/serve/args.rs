@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::recipe::Recipe;
 use super::server::{ServeSettings, DEFAULT_BIND, DEFAULT_MAX_BODY_BYTES};
-use crate::cli::ModelArgs;
+use crate::args::ModelArgs;
 use crate::error::{EngineError, Result};
 use crate::{Backend, ModelSource};
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::args::BenchServeArgs;
 use super::server::start;
-use crate::cli::parse_ids;
+use crate::args::parse_ids;
 use crate::error::{EngineError, Result};
 
 #[derive(Clone, Debug, Serialize)]
@@ -69,7 +69,7 @@ pub fn run_cli(args: &BenchServeArgs) -> Result<()> {
         settings.recipe.recipe.name.clone(),
         settings.recipe.sha256.clone(),
     );
-    let vocab = crate::cli::config_of(&settings.source)?.vocab_size;
+    let vocab = settings.source.config()?.vocab_size;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

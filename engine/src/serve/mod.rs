@@ -1,7 +1,8 @@
 //! `vkae-engine serve`: an OpenAI-compatible HTTP server over the engine, bound by a serving recipe.
 //!
 //! - [`recipe`]: `recipes/*.toml`, the deployment's model, kernel, batching, speculative and quality settings.
-//! - [`server`]: start-up (engine thread, shared state, listener) and [`server::ServeSettings`].
+//! - [`server`]: start-up (engine thread, listener) and [`server::ServeSettings`]; [`state`]: the state the
+//!   routes share.
 //! - [`routes`]: the HTTP routes, JSON and SSE replies; [`api`]: request bodies and their checks;
 //!   [`error`]: OpenAI-shaped errors.
 //! - [`scheduler`]: continuous batching over the engine's slot [`Session`](crate::session::Session), opened on
@@ -24,6 +25,7 @@ pub mod routes;
 pub mod sampling;
 pub mod scheduler;
 pub mod server;
+pub mod state;
 pub mod text;
 
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`).

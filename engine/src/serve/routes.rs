@@ -23,7 +23,7 @@ use super::error::ApiError;
 use super::metrics::Outcome;
 use super::output::TextOutput;
 use super::scheduler::{Event, Finish, Job, SubmitError};
-use super::server::AppState;
+use super::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()

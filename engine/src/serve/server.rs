@@ -1,5 +1,5 @@
 //! Starting the server: the engine thread (which loads the model, opens its slots and runs the scheduler),
-//! the shared state the routes read, and the listener.
+//! the shared state the routes read ([`AppState`]) and the listener.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use super::api::ModelLimits;
 use super::metrics::Metrics;
 use super::recipe::LoadedRecipe;
 use super::routes::router;
 use super::scheduler::{self, Limits, Queue};
+pub use super::state::AppState;
 use super::text::TextModel;
 use crate::error::{EngineError, Result};
 use crate::{Backend, ModelSource};
@@ -32,37 +32,6 @@ pub struct ServeSettings {
 /// The default `--bind`: loopback only.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
-
-pub struct AppState {
-    pub name: String,
-    pub created: u64,
-    pub vocab_size: usize,
-    /// Positions per request.
-    pub context: usize,
-    pub text: TextModel,
-    pub stop_ids: Arc<[u32]>,
-    pub queue: Queue,
-    pub max_queue: usize,
-    pub metrics: Arc<Metrics>,
-    pub api_key: Option<String>,
-    pub max_body_bytes: usize,
-    pub recipe: LoadedRecipe,
-    pub engine_running: Arc<AtomicBool>,
-    pub next_id: AtomicU64,
-    /// Makes response ids unique across restarts.
-    pub id_prefix: String,
-}
-
-impl AppState {
-    pub fn limits(&self) -> ModelLimits<'_> {
-        ModelLimits {
-            name: &self.name,
-            vocab_size: self.vocab_size,
-            context: self.context,
-            text: &self.text,
-        }
-    }
-}
 
 /// A server accepting connections; dropping the handle does not stop it, [`RunningServer::shutdown`] does.
 pub struct RunningServer {
@@ -88,7 +57,7 @@ impl RunningServer {
 /// Loads the model on its engine thread, then binds and serves. Returns once requests are being accepted.
 pub async fn start(settings: ServeSettings) -> Result<RunningServer> {
     let recipe = &settings.recipe.recipe;
-    let config = crate::cli::config_of(&settings.source)?;
+    let config = settings.source.config()?;
     if let ModelSource::Synthetic { family, .. } = &settings.source {
         if *family != recipe.family() {
             return Err(EngineError::Input(format!(

@@ -111,6 +111,19 @@ impl EosTracker {
         }
         self.done.iter().all(|&d| d)
     }
+
+    /// [`EosTracker::observe`] on row `step - 1` of a step-major token history kept on the GPU (`batch` tokens
+    /// a row): true once every sequence has produced an EOS.
+    pub fn observe_on_device(
+        &mut self,
+        gpu: &vkae_kernels::Gpu,
+        history: &vkae_kernels::CudaSlice<u32>,
+        step: usize,
+        batch: usize,
+    ) -> Result<bool> {
+        let row = gpu.download(&history.slice((step - 1) * batch..step * batch))?;
+        Ok(self.observe(&row))
+    }
 }
 
 /// Splits a step-major history (`[steps, batch]`: row `i` holds every sequence's `i`-th token) into one

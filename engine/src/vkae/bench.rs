@@ -147,9 +147,9 @@ pub struct PathResult {
     pub batch: usize,
     /// Tokens per second (all sequences), one per repetition.
     pub tokens_per_s: Vec<f64>,
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
+    /// Of `tokens_per_s`.
+    #[serde(flatten)]
+    pub rate: Summary,
     pub ms_per_step: f64,
     /// Bytes one step streams (weights + PLE rows + KV read at the mean decode depth), GB.
     pub gb_per_step: f64,
@@ -204,9 +204,7 @@ fn time_path(
         PathResult {
             path: label.to_string(),
             batch: b,
-            median: med,
-            min: rate.min,
-            max: rate.max,
+            rate,
             ms_per_step: 1000.0 / steps_per_s,
             gb_per_step: gb_per_step / 1e9,
             achieved_gb_per_s: gb_per_step * steps_per_s / 1e9,
@@ -310,9 +308,9 @@ pub fn markdown(r: &VkaeBenchReport) -> String {
             "| {} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.2} | {:.0} | {} |\n",
             p.path,
             p.batch,
-            p.median,
-            p.min,
-            p.max,
+            p.rate.median,
+            p.rate.min,
+            p.rate.max,
             p.ms_per_step,
             p.gb_per_step,
             p.achieved_gb_per_s,

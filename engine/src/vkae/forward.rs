@@ -15,22 +15,14 @@ use crate::error::Result;
 
 impl VkaeModel {
     /// The kernel that runs an `[m, k] x [n, k]ᵀ` projection under the current options.
-    fn kernel_for(&self, m: usize, n: usize, k: usize) -> ProjectionKernel {
+    fn kernel_for(&self, dims: GemmShape) -> ProjectionKernel {
+        let GemmShape { m, n, k } = dims;
         self.tuner.kernel_for(&self.gpu, self.options, m, n, k)
     }
 
     /// `y[m, n] = x[m, k] · w[n, k]ᵀ` through the kernel chosen for this shape.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn proj(
-        &self,
-        x: &W,
-        w: &W,
-        m: usize,
-        n: usize,
-        k: usize,
-        y: &mut CudaSlice<f32>,
-    ) -> Result<()> {
-        run_projection(&self.gpu, self.kernel_for(m, n, k), x, w, m, n, k, y)
+    pub(super) fn proj(&self, x: &W, w: &W, dims: GemmShape, y: &mut CudaSlice<f32>) -> Result<()> {
+        run_projection(&self.gpu, self.kernel_for(dims), x, w, dims, y)
     }
 
     /// The MLP's first half: `act = bf16(gelu(x · gateᵀ) * (x · upᵀ))` from the fused `[gate; up]` weight
@@ -47,13 +39,14 @@ impl VkaeModel {
         act: &mut W,
     ) -> Result<()> {
         let g = &self.gpu;
-        match self.kernel_for(m, 2 * inter, k) {
+        let rows = GemmShape { m, n: 2 * inter, k };
+        match self.kernel_for(rows) {
             ProjectionKernel::Gemv { kparts } if self.options.ablations().fuse_geglu => {
                 let halves = GemmShape { m, n: inter, k };
                 g.gemv_bf16_geglu_halves(x, gate_up, halves, kparts, act)?
             }
             kernel => {
-                run_projection(&self.gpu, kernel, x, gate_up, m, 2 * inter, k, gu)?;
+                run_projection(&self.gpu, kernel, x, gate_up, rows, gu)?;
                 let up = gu.slice(inter..);
                 let (gate, up) = (Strided::new(&*gu, 2 * inter), Strided::new(&up, 2 * inter));
                 g.geglu_to_bf16(gate, up, m, inter, act)?;
@@ -73,26 +66,23 @@ impl VkaeModel {
         prologue: QkvPrologue<'_>,
     ) -> Result<()> {
         let n = prologue.layout.row_stride;
-        run_projection(&self.gpu, self.kernel_for(m, n, k), x, w, m, n, k, qkv)?;
+        self.proj(x, w, GemmShape { m, n, k }, qkv)?;
         self.gpu.qkv_prologue(qkv, prologue, m)?;
         Ok(())
     }
 
     /// A projection and the residual step it feeds: `y = x · wᵀ`, then `residual` with `o = y`
     /// (`residual_rms_norm`).
-    #[allow(clippy::too_many_arguments)]
     fn proj_residual(
         &self,
         x: &W,
         w: &W,
-        m: usize,
-        n: usize,
-        k: usize,
+        dims: GemmShape,
         y: &mut CudaSlice<f32>,
         residual: ResidualNorm<'_>,
     ) -> Result<()> {
-        run_projection(&self.gpu, self.kernel_for(m, n, k), x, w, m, n, k, y)?;
-        self.gpu.residual_step(Some(y), residual, m, n)?;
+        self.proj(x, w, dims, y)?;
+        self.gpu.residual_step(Some(y), residual, dims.m, dims.n)?;
         Ok(())
     }
 
@@ -112,13 +102,14 @@ impl VkaeModel {
         act: &mut W,
     ) -> Result<()> {
         let g = &self.gpu;
-        match self.kernel_for(m, n, k) {
+        let dims = GemmShape { m, n, k };
+        match self.kernel_for(dims) {
             ProjectionKernel::Gemv { kparts } if self.options.ablations().fuse_geglu => {
                 let z = Strided::new(z, z_stride);
-                g.gemv_bf16_geglu_with(x, w, GemmShape { m, n, k }, kparts, z, act)?
+                g.gemv_bf16_geglu_with(x, w, dims, kparts, z, act)?
             }
             kernel => {
-                run_projection(&self.gpu, kernel, x, w, m, n, k, scratch)?;
+                run_projection(&self.gpu, kernel, x, w, dims, scratch)?;
                 g.geglu_to_bf16(
                     Strided::new(&*scratch, n),
                     Strided::new(z, z_stride),
@@ -173,7 +164,12 @@ impl VkaeModel {
         g.residual_step(None, first, n, h)?;
         let (pd, nl) = (c.hidden_size_per_layer_input, c.num_hidden_layers);
         if let Some(p) = &self.weights.ple {
-            self.proj(&w.xb, &p.model_projection, n, nl * pd, h, &mut w.ple_proj)?;
+            let dims = GemmShape {
+                m: n,
+                n: nl * pd,
+                k: h,
+            };
+            self.proj(&w.xb, &p.model_projection, dims, &mut w.ple_proj)?;
             let combine = PleCombine {
                 table: &p.table,
                 ids: &w.ids,
@@ -248,9 +244,11 @@ impl VkaeModel {
             self.proj_residual(
                 &w.att_b,
                 &l.o_proj,
-                n,
-                h,
-                nh * hd,
+                GemmShape {
+                    m: n,
+                    n: h,
+                    k: nh * hd,
+                },
                 &mut w.o,
                 ResidualNorm {
                     x: &mut w.x,
@@ -287,7 +285,12 @@ impl VkaeModel {
                     eps,
                 },
             };
-            self.proj_residual(&w.act, &l.down, n, h, inter, &mut w.o, after_down)?;
+            let down = GemmShape {
+                m: n,
+                n: h,
+                k: inter,
+            };
+            self.proj_residual(&w.act, &l.down, down, &mut w.o, after_down)?;
             if let Some(p) = &l.ple {
                 self.gate_geglu(
                     &w.xb,
@@ -304,9 +307,7 @@ impl VkaeModel {
                 self.proj_residual(
                     &w.pact,
                     &p.projection,
-                    n,
-                    h,
-                    pd,
+                    GemmShape { m: n, n: h, k: pd },
                     &mut w.o,
                     ResidualNorm {
                         x: &mut w.x,
@@ -324,7 +325,12 @@ impl VkaeModel {
         let head = self.weights.head();
         let nsel = match select {
             None => {
-                self.proj(&w.a, head, n, c.vocab_size, h, &mut w.logits)?;
+                let dims = GemmShape {
+                    m: n,
+                    n: c.vocab_size,
+                    k: h,
+                };
+                self.proj(&w.a, head, dims, &mut w.logits)?;
                 n
             }
             Some(sel) => {
@@ -334,7 +340,12 @@ impl VkaeModel {
                         &mut w.hsel.slice_mut(i * h..(i + 1) * h),
                     )?;
                 }
-                self.proj(&w.hsel, head, sel.len(), c.vocab_size, h, &mut w.logits)?;
+                let dims = GemmShape {
+                    m: sel.len(),
+                    n: c.vocab_size,
+                    k: h,
+                };
+                self.proj(&w.hsel, head, dims, &mut w.logits)?;
                 sel.len()
             }
         };

@@ -160,13 +160,8 @@ impl VkaeModel {
         let mut steps = 0;
         let mut eos = EosTracker::new(&self.config, b);
         for step in 1..req.max_new {
-            if req.stop_at_eos {
-                let h = self
-                    .gpu
-                    .download(&bk.history.slice((step - 1) * b..step * b))?;
-                if eos.observe(&h) {
-                    break;
-                }
+            if req.stop_at_eos && eos.observe_on_device(&self.gpu, &bk.history, step, b)? {
+                break;
             }
             self.decode_step(bk, b)?;
             steps += 1;

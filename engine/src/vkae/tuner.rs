@@ -149,7 +149,12 @@ impl Tuner {
                     for (kernel, slot) in candidates.iter().zip(best.iter_mut()) {
                         start.record(g.stream()).map_err(gpu_err)?;
                         for &w in ws {
-                            run_projection(g, *kernel, &x, w, rows, *n, *k, &mut y)?;
+                            let dims = GemmShape {
+                                m: rows,
+                                n: *n,
+                                k: *k,
+                            };
+                            run_projection(g, *kernel, &x, w, dims, &mut y)?;
                         }
                         end.record(g.stream()).map_err(gpu_err)?;
                         g.synchronize()?;
@@ -275,29 +280,20 @@ fn checked_lt_algorithms(
 }
 
 /// `y[m, n] = x[m, k] · w[n, k]ᵀ` through `kernel`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn run_projection(
     g: &Gpu,
     kernel: ProjectionKernel,
     x: &W,
     w: &W,
-    m: usize,
-    n: usize,
-    k: usize,
+    dims: GemmShape,
     y: &mut CudaSlice<f32>,
 ) -> Result<()> {
     match kernel {
-        ProjectionKernel::Gemv { kparts } => {
-            g.gemv_bf16_split(x, w, GemmShape { m, n, k }, kparts, y)?
-        }
-        ProjectionKernel::Skinny { kparts } => {
-            g.skinny_gemm_bf16_split(x, w, GemmShape { m, n, k }, kparts, y)?
-        }
-        ProjectionKernel::Cublas => g.gemm_bf16(x, w, m, n, k, y)?,
+        ProjectionKernel::Gemv { kparts } => g.gemv_bf16_split(x, w, dims, kparts, y)?,
+        ProjectionKernel::Skinny { kparts } => g.skinny_gemm_bf16_split(x, w, dims, kparts, y)?,
+        ProjectionKernel::Cublas => g.gemm_bf16(x, w, dims.m, dims.n, dims.k, y)?,
         #[cfg(feature = "ablations")]
-        ProjectionKernel::CublasLt { algo } => {
-            g.gemm_bf16_lt(x, w, GemmShape { m, n, k }, algo, y)?
-        }
+        ProjectionKernel::CublasLt { algo } => g.gemm_bf16_lt(x, w, dims, algo, y)?,
     }
     Ok(())
 }

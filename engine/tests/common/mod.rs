@@ -4,6 +4,45 @@
 use safetensors::SafeTensors;
 use std::path::PathBuf;
 
+/// A fresh directory under the system's temporary folder, removed with everything in it on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!(
+            "vkae-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a command that must succeed printed on stdout; its stderr in the failure otherwise.
+pub fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 on stdout")
+}
+
+/// The one JSON object a command that must succeed printed on stdout.
+pub fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&stdout_of(out)).expect("one JSON object on stdout")
+}
+
 pub const FIXTURES: [&str; 3] = ["e_style", "moe_style", "dense_style"];
 
 /// `engine/fixtures/<name>`: under `VKAE_ENGINE_DIR` when set (test binaries built on one machine and run
@@ -50,6 +89,17 @@ pub fn reference(name: &str) -> Reference {
         greedy: i64s("greedy_tokens"),
         step_logits: f32s("step_logits"),
     }
+}
+
+/// Three prompts from a fixture's reference prompt, of different lengths and contents, so a mixed-up sequence
+/// id or position shows.
+pub fn three_prompts(name: &str) -> Vec<Vec<u32>> {
+    let p = reference(name).prompt;
+    vec![
+        p.clone(),
+        p[..20].to_vec(),
+        p[5..].iter().rev().cloned().collect(),
+    ]
 }
 
 /// Largest absolute difference over the largest reference magnitude, row by row (`width` per row), the
@@ -146,5 +196,34 @@ pub fn gpu_or_skip(test: &str) -> bool {
             );
             false
         }
+    }
+}
+
+/// `stop_at_eos` on `backend`: a token the backend's own greedy stream produces (its sixth) is made the model's
+/// EOS, and generating again stops right after that token's first appearance, in every sequence of the batch.
+pub fn eos_stops_generation(backend: vkae_engine::Backend) {
+    use vkae_engine::{Engine, GenerateRequest, Model};
+    let mut model = Model::load(&fixture_dir("e_style")).unwrap();
+    let prompt = reference("e_style").prompt;
+    let request = |stop_at_eos| GenerateRequest {
+        prompts: vec![prompt.clone(); 2],
+        max_new: 16,
+        stop_at_eos,
+    };
+    let free = Engine::new(model.clone(), backend)
+        .unwrap()
+        .generate(&request(false))
+        .unwrap()
+        .tokens[0]
+        .clone();
+    let eos = free[5];
+    let first = free.iter().position(|&t| t == eos).unwrap();
+    model.config.eos_token_ids = vec![eos];
+    let stopped = Engine::new(model, backend)
+        .unwrap()
+        .generate(&request(true))
+        .unwrap();
+    for tokens in &stopped.tokens {
+        assert_eq!(tokens[..], free[..=first], "EOS {eos} at step {first}");
     }
 }

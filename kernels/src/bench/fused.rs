@@ -198,14 +198,8 @@ pub(super) fn bench(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()>
     let st = b.timer.time(|_| {
         let up = gu.slice(INTERMEDIATE..);
         gpu.geglu_to_bf16(
-            Strided {
-                buf: &gu,
-                stride: 2 * INTERMEDIATE,
-            },
-            Strided {
-                buf: &up,
-                stride: 2 * INTERMEDIATE,
-            },
+            Strided::new(&gu, 2 * INTERMEDIATE),
+            Strided::new(&up, 2 * INTERMEDIATE),
             batch,
             INTERMEDIATE,
             &mut act,
@@ -256,10 +250,7 @@ pub(super) fn bench(b: &mut Bench<'_>, batch: usize, s: &Settings) -> Result<()>
         let kparts = gpu.gemv_default_kparts(n);
         let st = b.timer.time(|i| {
             let dims = GemmShape { m: batch, n, k };
-            let z = Strided {
-                buf: &z,
-                stride: zw,
-            };
+            let z = Strided::new(&z, zw);
             gpu.gemv_bf16_geglu_with(
                 &x,
                 &weight_set(&ws, n * k, i, sets),

@@ -26,14 +26,8 @@ pub(super) fn bench(b: &mut Bench<'_>, batch: usize, seed: u64, s: &Settings) ->
                 let g = gu.slice(2 * n * k..2 * n * (k + 1));
                 let up = g.slice(INTERMEDIATE..);
                 gpu.geglu(
-                    Strided {
-                        buf: &g,
-                        stride: 2 * INTERMEDIATE,
-                    },
-                    Strided {
-                        buf: &up,
-                        stride: 2 * INTERMEDIATE,
-                    },
+                    Strided::new(&g, 2 * INTERMEDIATE),
+                    Strided::new(&up, 2 * INTERMEDIATE),
                     batch,
                     INTERMEDIATE,
                     &mut out.slice_mut(n * k..n * (k + 1)),

@@ -7,6 +7,7 @@ use crate::check::Checker;
 use crate::device::Gpu;
 use crate::error::Result;
 use crate::layout::GemmShape;
+use crate::matmul::StreamingKernel;
 
 /// Checks, then (unless `s.check_only`) times, at batch `batch`.
 pub(super) fn bench(b: &mut Bench<'_>, batch: usize, seed: u64, s: &Settings) -> Result<()> {
@@ -30,11 +31,19 @@ pub(super) fn bench(b: &mut Bench<'_>, batch: usize, seed: u64, s: &Settings) ->
         ("PLE gate", PLE_DIM, HIDDEN),
     ];
     for (label, n, k) in projections {
+        let dims = GemmShape { m: batch, n, k };
         let sample = if n > 4096 { Some(256) } else { None };
         let check =
             Checker::new(gpu, seed ^ n as u64 ^ (k as u64) << 20).linear(batch, n, k, sample)?;
         let skinny_check = if Gpu::skinny_supports(batch, k) {
-            Some(Checker::new(gpu, seed ^ 0x5c1d ^ n as u64).skinny(batch, n, k, sample)?)
+            Some(
+                Checker::new(gpu, seed ^ 0x5c1d ^ n as u64).weight_streaming(
+                    StreamingKernel::Skinny,
+                    dims,
+                    None,
+                    sample,
+                )?,
+            )
         } else {
             None
         };
@@ -115,7 +124,12 @@ pub(super) fn bench(b: &mut Bench<'_>, batch: usize, seed: u64, s: &Settings) ->
             bytes,
         );
         if Gpu::gemv_supports(batch, k) {
-            let check = Checker::new(gpu, seed ^ 0x9e37 ^ n as u64).gemv(batch, n, k, sample)?;
+            let check = Checker::new(gpu, seed ^ 0x9e37 ^ n as u64).weight_streaming(
+                StreamingKernel::Gemv,
+                dims,
+                None,
+                sample,
+            )?;
             let st = b.timer.time(|i| {
                 gpu.gemv_bf16(&x, &weight_set(&ws, n * k, i, sets), batch, n, k, &mut y)
             })?;

@@ -30,7 +30,26 @@ macro_rules! cu {
             functions: &[$($f),*],
         }
     };
+    ($name:literal, $functions:expr) => {
+        KernelSource {
+            name: $name,
+            source: include_str!(concat!("../../cuda/", $name, ".cu")),
+            functions: $functions,
+        }
+    };
 }
+
+/// gemv.cu's plain entries, one per batch size 1..=8 (`GEMV_MAX_ROWS`).
+pub(crate) const GEMV_ENTRIES: [&str; 8] = [
+    "gemv_bf16_m1",
+    "gemv_bf16_m2",
+    "gemv_bf16_m3",
+    "gemv_bf16_m4",
+    "gemv_bf16_m5",
+    "gemv_bf16_m6",
+    "gemv_bf16_m7",
+    "gemv_bf16_m8",
+];
 
 /// Every module, in compile (and digest) order.
 pub const SOURCES: &[KernelSource] = &[
@@ -62,19 +81,7 @@ pub const SOURCES: &[KernelSource] = &[
     cu!("ple_combine", ["ple_combine"]),
     cu!("softcap_argmax", ["softcap_argmax_partial"]),
     cu!("decode_step", ["decode_advance"]),
-    cu!(
-        "gemv",
-        [
-            "gemv_bf16_m1",
-            "gemv_bf16_m2",
-            "gemv_bf16_m3",
-            "gemv_bf16_m4",
-            "gemv_bf16_m5",
-            "gemv_bf16_m6",
-            "gemv_bf16_m7",
-            "gemv_bf16_m8",
-        ]
-    ),
+    cu!("gemv", &GEMV_ENTRIES),
     cu!(
         "gemm_skinny",
         ["skinny_bf16_t1", "skinny_bf16_t2", "skinny_bf16_t4"]

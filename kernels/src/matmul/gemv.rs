@@ -4,6 +4,7 @@
 use super::operands::fewest_kparts;
 use crate::check::{bf16_round, bf16_to_f32, CheckReport, Checker};
 use crate::device::launch::{self, int, launched, need};
+use crate::device::sources::GEMV_ENTRIES;
 use crate::device::Gpu;
 use crate::error::{shape, DriverContext, Result};
 use crate::layout::{GemmShape, Strided};
@@ -13,6 +14,10 @@ use half::bf16;
 
 /// Largest batch (rows of `x`) the weight-streaming GEMV takes; larger batches go to cuBLAS.
 pub const GEMV_MAX_ROWS: usize = 8;
+const _: () = assert!(
+    GEMV_ENTRIES.len() == GEMV_MAX_ROWS,
+    "one gemv.cu entry per row count"
+);
 
 /// Where a GEMV's results go (gemv.cu's epilogues); device pointers, already checked for size.
 #[derive(Clone, Copy)]
@@ -169,19 +174,9 @@ impl Gpu {
             }
         };
         let (n_i, k_i, kp_i) = (int(OP, "n", n)?, int(OP, "k", k)?, kparts as i32);
-        const PLAIN: [&str; GEMV_MAX_ROWS] = [
-            "gemv_bf16_m1",
-            "gemv_bf16_m2",
-            "gemv_bf16_m3",
-            "gemv_bf16_m4",
-            "gemv_bf16_m5",
-            "gemv_bf16_m6",
-            "gemv_bf16_m7",
-            "gemv_bf16_m8",
-        ];
         let cfg = launch::blocks(int(OP, "blocks", blocks)? as u32, 256);
         let prefetch = self.gemv_prefetch_bytes().min(i32::MAX as u32) as i32;
-        let mut b = self.launcher(PLAIN[m - 1]);
+        let mut b = self.launcher(GEMV_ENTRIES[m - 1]);
         b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i).arg(&k_i).arg(&kp_i);
         b.arg(&prefetch).arg(&mode).arg(&zp).arg(&z_stride).arg(&op);
         unsafe { b.launch(cfg) }.ctx(launched(OP))?;
@@ -200,38 +195,6 @@ impl Gpu {
 }
 
 impl Checker<'_> {
-    /// The weight-streaming GEMV against the f64 product of the same bf16 operands (`sample_rows` of
-    /// W checked when given; every output must be written).
-    pub fn gemv(
-        &mut self,
-        m: usize,
-        n: usize,
-        k: usize,
-        sample_rows: Option<usize>,
-    ) -> Result<CheckReport> {
-        self.gemv_split(m, n, k, None, sample_rows)
-    }
-
-    /// [`Checker::gemv`] with the k split across a block's warps given (`None`: the default choice).
-    pub fn gemv_split(
-        &mut self,
-        m: usize,
-        n: usize,
-        k: usize,
-        kparts: Option<usize>,
-        sample_rows: Option<usize>,
-    ) -> Result<CheckReport> {
-        self.projection(
-            "gemv_bf16 (weight streaming)",
-            (m, n, k, kparts, sample_rows),
-            tol::F32_ACCUMULATION,
-            |g, x, w, y| match kparts {
-                Some(p) => g.gemv_bf16_split(x, w, GemmShape { m, n, k }, p, y),
-                None => g.gemv_bf16(x, w, m, n, k, y),
-            },
-        )
-    }
-
     /// The GEMV with GeGLU in its epilogue, against the f64 product of the same bf16 operands followed by an
     /// f64 GeGLU: `halves` = the fused [gate; up] form (`n` outputs from `2n` rows), otherwise the gate times a
     /// strided f32 `z`. The bf16 output carries its own rounding, hence the bf16 tolerance.

@@ -8,4 +8,5 @@ pub mod cublas_lt;
 pub mod gemv;
 mod operands;
 mod projection_check;
+pub use projection_check::StreamingKernel;
 pub mod skinny;

@@ -2,11 +2,49 @@
 //! bf16 operands.
 
 use crate::check::{bf16_round, poison_f32, CheckReport, Checker};
+use crate::device::Gpu;
 use crate::error::Result;
-use crate::tolerance::relative_error;
+use crate::layout::GemmShape;
+use crate::tolerance::{self as tol, relative_error};
+use cudarc::driver::CudaSlice;
 use half::bf16;
 
+/// The weight-streaming projection kernels: the GEMV (1..=8 rows) and the tensor-core skinny GEMM (1..=32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamingKernel {
+    Gemv,
+    Skinny,
+}
+
 impl Checker<'_> {
+    /// A weight-streaming projection ([`Gpu::gemv_bf16`] or [`Gpu::skinny_gemm_bf16`]) through
+    /// [`Checker::projection`]: `kparts` `None` is the kernel's default split; `sample_rows` of W checked when
+    /// given.
+    pub fn weight_streaming(
+        &mut self,
+        kernel: StreamingKernel,
+        dims: GemmShape,
+        kparts: Option<usize>,
+        sample_rows: Option<usize>,
+    ) -> Result<CheckReport> {
+        let GemmShape { m, n, k } = dims;
+        let (label, tolerance) = match kernel {
+            StreamingKernel::Gemv => ("gemv_bf16 (weight streaming)", tol::F32_ACCUMULATION),
+            StreamingKernel::Skinny => {
+                ("skinny_gemm_bf16 (tensor cores)", tol::MMA_F32_ACCUMULATION)
+            }
+        };
+        let shape = (m, n, k, kparts, sample_rows);
+        self.projection(label, shape, tolerance, |g, x, w, y| {
+            match (kernel, kparts) {
+                (StreamingKernel::Gemv, Some(p)) => g.gemv_bf16_split(x, w, dims, p, y),
+                (StreamingKernel::Gemv, None) => g.gemv_bf16(x, w, m, n, k, y),
+                (StreamingKernel::Skinny, Some(p)) => g.skinny_gemm_bf16_split(x, w, dims, p, y),
+                (StreamingKernel::Skinny, None) => g.skinny_gemm_bf16(x, w, m, n, k, y),
+            }
+        })
+    }
+
     /// A projection kernel (`y[m, n] = x[m, k] · w[n, k]ᵀ`, bf16 operands, f32 out) against the f64 product of the
     /// same bf16 operands: fresh x and a tiled random w (a chunk length that is no multiple of k, so tiled rows
     /// differ), y poisoned first; `sample_rows` of W checked when given (plus the last), every output must be
@@ -16,12 +54,7 @@ impl Checker<'_> {
         label: &str,
         shape: (usize, usize, usize, Option<usize>, Option<usize>),
         tolerance: f64,
-        launch: impl FnOnce(
-            &crate::Gpu,
-            &crate::CudaSlice<bf16>,
-            &crate::CudaSlice<bf16>,
-            &mut crate::CudaSlice<f32>,
-        ) -> Result<()>,
+        launch: impl FnOnce(&Gpu, &CudaSlice<bf16>, &CudaSlice<bf16>, &mut CudaSlice<f32>) -> Result<()>,
     ) -> Result<CheckReport> {
         let (m, n, k, kparts, sample_rows) = shape;
         let g = self.gpu;

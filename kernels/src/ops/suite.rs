@@ -3,6 +3,8 @@
 
 use crate::check::{CheckReport, Checker};
 use crate::error::Result;
+use crate::layout::GemmShape;
+use crate::matmul::StreamingKernel;
 use crate::ops::attention::AttentionCase;
 use crate::rope::Rope;
 
@@ -169,12 +171,44 @@ impl Checker<'_> {
             (5, 37, 64),
             (2, 256, 2560),
         ] {
-            r.push(self.gemv(m, n, k, None)?);
+            r.push(self.weight_streaming(
+                StreamingKernel::Gemv,
+                GemmShape { m, n, k },
+                None,
+                None,
+            )?);
         }
-        r.push(self.gemv(1, 262_144, 2560, Some(64))?);
+        r.push(self.weight_streaming(
+            StreamingKernel::Gemv,
+            GemmShape {
+                m: 1,
+                n: 262_144,
+                k: 2560,
+            },
+            None,
+            Some(64),
+        )?);
         for kparts in [1, 2, 4, 8] {
-            r.push(self.gemv_split(1, 2560, 10240, Some(kparts), None)?);
-            r.push(self.gemv_split(7, 300, 2048, Some(kparts), None)?);
+            r.push(self.weight_streaming(
+                StreamingKernel::Gemv,
+                GemmShape {
+                    m: 1,
+                    n: 2560,
+                    k: 10240,
+                },
+                Some(kparts),
+                None,
+            )?);
+            r.push(self.weight_streaming(
+                StreamingKernel::Gemv,
+                GemmShape {
+                    m: 7,
+                    n: 300,
+                    k: 2048,
+                },
+                Some(kparts),
+                None,
+            )?);
         }
         // GeGLU epilogues: the E4B MLP (10240 of [gate; up] 20480 x 2560) and per-layer-input gate (256 x 2560),
         // plus ragged shapes whose last warp runs past the end.

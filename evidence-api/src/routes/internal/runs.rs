@@ -78,17 +78,17 @@ struct RetractBody {
     csrf_token: Option<String>,
 }
 
-impl FormCsrf for PromoteBody {
-    fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
+macro_rules! form_csrf {
+    ($($body:ty),*) => {$(
+        impl FormCsrf for $body {
+            fn csrf_token(&self) -> Option<&str> {
+                self.csrf_token.as_deref()
+            }
+        }
+    )*};
 }
 
-impl FormCsrf for RetractBody {
-    fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
-}
+form_csrf!(PromoteBody, RetractBody);
 
 /// The operator and the parsed body of a decision. Authentication comes before the body's content is judged:
 /// an anonymous caller learns nothing from validation errors.

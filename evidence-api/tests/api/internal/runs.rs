@@ -271,3 +271,67 @@ async fn ingest_refusals_store_nothing() {
     .await;
     assert_eq!(run["record"]["quality"]["tokens"], 4096);
 }
+
+/// Each run carries its raw medians and comparability key and, beside two or more comparable runs, its baseline
+/// against theirs (what /internal shows an operator before a promotion); one run reads the same.
+#[tokio::test]
+async fn runs_carry_medians_and_the_baseline_beside_comparable_runs() {
+    let app = spawn().await;
+    let sample = record("sample");
+    let baseline = sample
+        .paths
+        .iter()
+        .find(|p| p.role == vkae_record::Role::Baseline)
+        .expect("the sample has a baseline path");
+    let median = vkae_record::stats::median(&baseline.tokens_per_s).unwrap();
+    for (run_id, scale) in [("slow", 0.5), ("a", 1.0), ("b", 1.0)] {
+        let mut r = record(run_id);
+        for p in r.paths.iter_mut() {
+            if p.role == vkae_record::Role::Baseline {
+                p.tokens_per_s.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+        assert_eq!(app.ingest(r).await.status(), 201);
+    }
+    let (_, runs) = json(
+        app.as_operator(Method::GET, "/api/internal/runs", None)
+            .await,
+    )
+    .await;
+    let runs = runs["runs"].as_array().unwrap();
+    let slow = runs.iter().find(|r| r["run_id"] == "slow").unwrap();
+    assert_eq!(slow["batch"], sample.recipe.batch, "{slow}");
+    assert!((slow["baseline_tokens_per_s"].as_f64().unwrap() - 0.5 * median).abs() < 1e-9);
+    assert!(slow["vkae_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(slow["claim_status"], "unpromoted");
+    assert_eq!(slow["profile_status"], "claim-ready");
+    let comparable = slow["comparable"].as_str().unwrap();
+    assert!(
+        comparable.starts_with("E4B|") && comparable.ends_with(&format!("|{}", baseline.name)),
+        "{comparable}"
+    );
+    let context = &slow["baseline_context"];
+    assert_eq!(context["others"], 2, "{slow}");
+    assert!((context["others_median"].as_f64().unwrap() - median).abs() < 1e-9);
+    assert!((context["deviation"].as_f64().unwrap() + 0.5).abs() < 1e-9);
+    for other in runs.iter().filter(|r| r["run_id"] != "slow") {
+        assert_eq!(other["comparable"], slow["comparable"]);
+        assert_eq!(other["baseline_context"]["others"], 2);
+    }
+    let (_, one) = json(
+        app.as_operator(Method::GET, "/api/internal/runs/slow", None)
+            .await,
+    )
+    .await;
+    assert_eq!(one["baseline_context"], slow["baseline_context"]);
+    assert_eq!(one["record"]["run_id"], "slow");
+    // The ingest entries' detail is typed: the store's id, the record's digest and each lane's pass.
+    let (_, audit) = json(
+        app.as_operator(Method::GET, "/api/internal/audit", None)
+            .await,
+    )
+    .await;
+    let ingest = &audit["entries"][0]["detail"];
+    assert_eq!(ingest["lanes"]["artifact"], true, "{ingest}");
+    assert!(ingest["id"].as_i64().unwrap() > 0 && ingest["sha256"].as_str().unwrap().len() == 64);
+}
