@@ -8,7 +8,8 @@
 #      and TPOT at concurrency 1 over bench's batch-1 step time (target <= 1.10).
 #   here:   engine/bench/build-serve-device.sh
 #   device: run tool, carry [".device/serve"], command "bash engine/bench/serve-h200.sh"
-# Everything lands in $OUT: env.txt, bench.{log,json}, bench-serve.{log,json}, serving.md.
+# Everything lands in $OUT: env.txt, bench.{log,json}, bench-serve.{log,json}, serving.md (and with COMPARE_CHUNK,
+# bench-serve-chunkN.{log,json}).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bin=${VKAE_BIN:-.device/serve}/vkae-engine
@@ -24,6 +25,14 @@ stage bench 240 "$bin" bench --synthetic e4b --seed 0 --device vkae --batches 1,
 stage bench-serve 300 "$bin" bench-serve --synthetic e4b --seed 0 --device vkae --recipe recipes/e4b-h200.toml \
   --concurrency "${CONCURRENCY:-1,8,32}" --prompt-tokens 128 --output-tokens 128 --rounds "${ROUNDS:-4}" \
   --report "$out/bench-serve.json"
+# COMPARE_CHUNK=N: concurrency 32 again with the recipe's prefill_chunk set to N (with 128-token prompts, 128
+# prefills one prompt per iteration), to see what packing several prompts into one prefill call does.
+if [ -n "${COMPARE_CHUNK:-}" ]; then
+  sed "s/^prefill_chunk = .*/prefill_chunk = $COMPARE_CHUNK/" recipes/e4b-h200.toml > "$out/recipe-chunk.toml"
+  stage bench-serve-chunk"$COMPARE_CHUNK" 200 "$bin" bench-serve --synthetic e4b --seed 0 --device vkae \
+    --recipe "$out/recipe-chunk.toml" --concurrency 32 --prompt-tokens 128 --output-tokens 128 \
+    --rounds "${ROUNDS:-4}" --report "$out/bench-serve-chunk$COMPARE_CHUNK.json"
+fi
 
 python3 - "$out" <<'PY' || status=1
 import json, sys
