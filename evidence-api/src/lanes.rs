@@ -124,16 +124,59 @@ fn benchmark(record: &RunRecord, content: &Content) -> Verdict {
     if vkae != 1 {
         failures.push(format!("exactly one vkae path is required, found {vkae}"));
     }
+    match (
+        content.profile(&record.model.family),
+        record.paths.iter().find(|p| p.role == Role::Baseline),
+    ) {
+        (Some(profile), Some(b)) if b.name != profile.declared_baseline => failures.push(format!(
+            "baseline path {} is not the {} profile's declared baseline {}",
+            b.name, profile.family, profile.declared_baseline
+        )),
+        (Some(profile), Some(_)) => checked.push(format!(
+            "baseline is the {} profile's declared baseline {}",
+            profile.family, profile.declared_baseline
+        )),
+        _ => {}
+    }
     let per_rep = u64::from(record.recipe.batch) * u64::from(record.recipe.output_tokens);
     for path in &record.paths {
         let reps = path.tokens_per_s.len();
+        let spread = stats::spread(&path.tokens_per_s);
+        let expected = per_rep * reps as u64;
+        if path.tokens_generated != expected {
+            failures.push(format!(
+                "path {}: tokens_generated {} != batch {} x output_tokens {} x repetitions {reps} = {expected}",
+                path.name, path.tokens_generated, record.recipe.batch, record.recipe.output_tokens
+            ));
+        }
+        // A context path is reported with its spread; only gating paths are held to the rules.
+        if !path.gates() && path.role != Role::Peer {
+            failures.push(format!(
+                "path {}: a {} path always gates a claim; only a peer may be context (gating: false)",
+                path.name,
+                path.role.as_str()
+            ));
+        } else if !path.gates() {
+            checked.push(match spread {
+                Some(spread) => format!(
+                    "path {} (context, does not gate): {reps} repetitions, spread {:.1}%",
+                    path.name,
+                    spread * 100.0
+                ),
+                None => format!(
+                    "path {} (context, does not gate): no spread",
+                    path.name
+                ),
+            });
+            continue;
+        }
         if reps < rules.min_repetitions as usize {
             failures.push(format!(
                 "path {}: {reps} timed repetitions, at least {} required",
                 path.name, rules.min_repetitions
             ));
         }
-        match stats::spread(&path.tokens_per_s) {
+        match spread {
             None => failures.push(format!(
                 "path {}: no spread: it has no timed repetitions or its median is not positive",
                 path.name
@@ -150,13 +193,6 @@ fn benchmark(record: &RunRecord, content: &Content) -> Verdict {
                 spread * 100.0,
                 rules.max_spread * 100.0
             )),
-        }
-        let expected = per_rep * reps as u64;
-        if path.tokens_generated != expected {
-            failures.push(format!(
-                "path {}: tokens_generated {} != batch {} x output_tokens {} x repetitions {reps} = {expected}",
-                path.name, path.tokens_generated, record.recipe.batch, record.recipe.output_tokens
-            ));
         }
     }
     verdict(Lane::Benchmark, failures, checked)
@@ -354,10 +390,77 @@ mod tests {
         RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap()
     }
 
+    /// The sample with the E4B profile's declared baseline and an eager context peer.
+    fn declared() -> RunRecord {
+        let mut record = sample();
+        let mut eager = record.paths[0].clone();
+        record.paths[0].name = "hf-transformers-static-cudagraph".into();
+        eager.role = Role::Peer;
+        eager.gating = Some(false);
+        record.paths.push(eager);
+        record
+    }
+
+    #[test]
+    fn a_baseline_other_than_the_profiles_declared_one_fails_the_benchmark_lane() {
+        let content = Content::embedded().unwrap();
+        assert!(benchmark(&declared(), &content).passed);
+        let verdict = benchmark(&sample(), &content);
+        assert!(!verdict.passed);
+        assert_eq!(
+            verdict.reasons,
+            ["baseline path hf-transformers-eager is not the E4B profile's declared baseline hf-transformers-static-cudagraph"]
+        );
+    }
+
+    #[test]
+    fn a_context_path_is_reported_with_its_spread_but_never_fails_the_lane() {
+        let content = Content::embedded().unwrap();
+        let mut record = declared();
+        // 40% spread and a single repetition: both would fail a gating path.
+        record.paths[2].tokens_per_s = vec![10.0];
+        record.paths[2].tokens_generated = 128;
+        assert!(benchmark(&record, &content).passed);
+        record.paths[2].tokens_per_s = vec![10.0, 12.0, 14.0];
+        record.paths[2].tokens_generated = 384;
+        let verdict = benchmark(&record, &content);
+        assert!(verdict.passed, "{:?}", verdict.reasons);
+        assert!(verdict
+            .reasons
+            .contains(&"path hf-transformers-eager (context, does not gate): 3 repetitions, spread 33.3%".to_string()));
+        record.paths[2].gating = None;
+        let verdict = benchmark(&record, &content);
+        assert!(!verdict.passed);
+        assert_eq!(
+            verdict.reasons,
+            ["path hf-transformers-eager: spread (max - min) / median = 33.3% exceeds 10.0%"]
+        );
+        // Token accounting still holds for a context path.
+        record.paths[2].gating = Some(false);
+        record.paths[2].tokens_generated += 1;
+        assert!(!benchmark(&record, &content).passed);
+    }
+
+    #[test]
+    fn the_baseline_and_vkae_paths_cannot_be_marked_context() {
+        let content = Content::embedded().unwrap();
+        for i in [0, 1] {
+            let mut record = declared();
+            record.paths[i].gating = Some(false);
+            let verdict = benchmark(&record, &content);
+            assert!(!verdict.passed);
+            assert!(
+                verdict.reasons[0].contains("always gates a claim"),
+                "{:?}",
+                verdict.reasons
+            );
+        }
+    }
+
     #[test]
     fn a_path_without_repetitions_fails_the_benchmark_lane_with_a_reason() {
         let content = Content::embedded().unwrap();
-        let mut record = sample();
+        let mut record = declared();
         record.paths[0].tokens_per_s.clear();
         let verdict = benchmark(&record, &content);
         assert!(!verdict.passed);
