@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use vkae_domain::{
     ClaimEngine, ClaimFigures, ClaimHardware, ClaimLanes, ClaimModel, ClaimPath, ClaimQuality,
-    ClaimRecipe, Derived, FamilyId, GpuSlug, ParseError, PathRole, RateSummary, RunId,
+    ClaimRecipe, Derived, FamilyId, ReferenceLift, GpuSlug, ParseError, PathRole, RateSummary, RunId,
     UnavailableClaimPath,
 };
 use vkae_record::{stats, Role, RunRecord};
@@ -294,22 +294,39 @@ fn role(role: Role) -> PathRole {
     }
 }
 
-/// Figures derived from the medians of the baseline and VKAE paths; None without both (or without medians).
-fn derived(record: &RunRecord) -> Option<Derived> {
+/// Figures derived from the medians of the baseline (the profile's declared baseline, which the benchmark lane
+/// requires) and VKAE paths, and the lift over the profile's eager reference when the run carries it; None without
+/// both medians.
+fn derived(record: &RunRecord, content: &Content) -> Option<Derived> {
     let b = record.paths.iter().find(|p| p.role == Role::Baseline)?;
     let v = record.paths.iter().find(|p| p.role == Role::Vkae)?;
     let (b_med, v_med) = (
         stats::median(&b.tokens_per_s)?,
         stats::median(&v.tokens_per_s)?,
     );
+    let eager_reference = content
+        .profile(&record.model.family)
+        .and_then(|p| p.eager_reference.as_deref())
+        .filter(|name| *name != b.name)
+        .and_then(|name| record.paths.iter().find(|p| p.name == name))
+        .and_then(|p| Some((p, stats::median(&p.tokens_per_s)?)))
+        .map(|(p, med)| ReferenceLift {
+            label: "derived".into(),
+            path: p.name.clone(),
+            tokens_per_s: round(med, 2),
+            lift: round(v_med / med, 3),
+        });
     Some(Derived {
         label: "derived".into(),
-        note: "Derived from the medians of this run's baseline and VKAE paths (same machine, weights and tokens). Token-cost reduction assumes the same GPU rate per hour.".into(),
+        note: "Derived from the medians of this run's declared baseline and VKAE paths (same machine, weights and tokens); the eager reference's lift, where present, is context. Token-cost reduction assumes the same GPU rate per hour and uses the declared baseline.".into(),
         baseline_path: b.name.clone(),
         vkae_path: v.name.clone(),
+        baseline_tokens_per_s: round(b_med, 2),
+        vkae_tokens_per_s: round(v_med, 2),
         lift: round(v_med / b_med, 3),
         additional_tokens_per_s: round(v_med - b_med, 2),
         token_cost_reduction: round(1.0 - b_med / v_med, 4),
+        eager_reference,
     })
 }
 
@@ -318,6 +335,7 @@ fn derived(record: &RunRecord) -> Option<Derived> {
 pub fn public_claim(
     record: &RunRecord,
     gpu_id: Option<GpuSlug>,
+    content: &Content,
 ) -> Result<ClaimFigures, ParseError> {
     let pass = || "pass".to_string();
     Ok(ClaimFigures {
@@ -378,7 +396,7 @@ pub fn public_claim(
             quality: pass(),
             dashboard_valid: pass(),
         },
-        derived: derived(record),
+        derived: derived(record, content),
     })
 }
 
@@ -399,6 +417,24 @@ mod tests {
         eager.gating = Some(false);
         record.paths.push(eager);
         record
+    }
+
+    #[test]
+    fn derived_figures_name_the_declared_baseline_and_the_eager_lift_beside_it() {
+        let content = Content::embedded().unwrap();
+        let mut record = declared();
+        record.paths[2].tokens_per_s = vec![3.0, 4.0, 5.0];
+        let d = public_claim(&record, None, &content).unwrap().derived.unwrap();
+        assert_eq!(d.baseline_path, "hf-transformers-static-cudagraph");
+        assert_eq!((d.baseline_tokens_per_s, d.vkae_tokens_per_s), (9.76, 301.2));
+        assert_eq!(d.lift, 30.861);
+        assert_eq!(d.token_cost_reduction, 0.9676, "from the declared baseline");
+        let eager = d.eager_reference.unwrap();
+        assert_eq!((eager.path.as_str(), eager.tokens_per_s, eager.lift), ("hf-transformers-eager", 4.0, 75.3));
+        assert_eq!(eager.label, "derived");
+        // Where the eager path is the baseline (an old record), it is not shown twice.
+        let old = public_claim(&sample(), None, &content).unwrap().derived.unwrap();
+        assert!(old.eager_reference.is_none());
     }
 
     #[test]
@@ -482,10 +518,11 @@ mod tests {
 
     #[test]
     fn a_claim_without_a_median_has_no_derived_figures() {
+        let content = Content::embedded().unwrap();
         let mut record = sample();
-        assert!(public_claim(&record, None).unwrap().derived.is_some());
+        assert!(public_claim(&record, None, &content).unwrap().derived.is_some());
         record.paths[0].tokens_per_s.clear();
-        let figures = public_claim(&record, None).unwrap();
+        let figures = public_claim(&record, None, &content).unwrap();
         assert_eq!(figures.paths[0].tokens_per_s.median, None);
         assert!(figures.derived.is_none());
     }

@@ -13,6 +13,7 @@
 //! request's headers) before acting: the session cookie alone is not enough.
 
 use crate::auth::{self, Need, NewSession, Principal};
+use crate::content_evidence::ContentEvidenceReport;
 use crate::error::{ApiError, ApiResult};
 use crate::preview::{self, PreviewInput, PreviewRequest, Submitted};
 use crate::public::{self, ClaimFilter};
@@ -25,7 +26,13 @@ pub use crate::auth::{Operator, Session, CSRF_HEADER, SESSION_COOKIE};
 
 /// `GET /api/v1/claims`: promoted claims only, with derived figures labelled derived.
 pub async fn public_claims(state: &AppState, filter: &ClaimFilter) -> ApiResult<ClaimsDocument> {
-    public::claims_document(&state.db.reader, &state.content, filter).await
+    public::claims_document(
+        &state.db.reader,
+        &state.content,
+        filter,
+        state.settings.now(),
+    )
+    .await
 }
 
 /// `GET /api/v1/claims/{run_id}/record`: the signed record behind a promoted claim, exactly as stored; 404 for
@@ -198,6 +205,12 @@ pub async fn audit_log(
     limit: u32,
 ) -> ApiResult<Vec<AuditEntry>> {
     store::audit_log(&state.db, before, limit).await
+}
+
+/// What applying `content/evidence/` at start did: records ingested or skipped, promotions applied or refused
+/// with the gate's reasons (empty when it did not run).
+pub fn content_evidence(state: &AppState, _operator: &Operator) -> ContentEvidenceReport {
+    state.content_evidence.get().cloned().unwrap_or_default()
 }
 
 /// Stored preview requests, newest first.
