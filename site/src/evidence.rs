@@ -334,6 +334,27 @@ pub async fn internal_data(
         })
         .collect::<StoreResult<_>>()?;
     baseline_contexts(&mut runs);
+    let content_refusals = service::content_evidence(state, operator)
+        .refused_promotions()
+        .map(|p| ContentRefusal {
+            run_id: p.entry.run_id.clone(),
+            level: p.entry.level.clone(),
+            operator: p.entry.operator.clone(),
+            date: p.entry.date.clone(),
+            message: p.message.clone().unwrap_or_default(),
+            reasons: p
+                .blockers
+                .iter()
+                .map(|b| {
+                    let reasons: Vec<&str> = b["reasons"]
+                        .as_array()
+                        .map(|r| r.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    format!("{}: {}", b["lane"].as_str().unwrap_or("?"), reasons.join("; "))
+                })
+                .collect(),
+        })
+        .collect();
     let audit = audit
         .into_iter()
         .map(|e| AuditEntry {
@@ -364,6 +385,7 @@ pub async fn internal_data(
         runs,
         audit,
         inbox,
+        content_refusals,
     })
 }
 

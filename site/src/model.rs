@@ -360,6 +360,20 @@ pub struct InternalData {
     pub runs: Vec<RunSummary>,
     pub audit: Vec<AuditEntry>,
     pub inbox: Vec<PreviewRequest>,
+    /// Entries of `content/evidence/promotions.toml` the promotion gate refused at start.
+    pub content_refusals: Vec<ContentRefusal>,
+}
+
+/// A committed promotion the gate refused: never forced, shown so an operator can fix the record or the entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContentRefusal {
+    pub run_id: String,
+    pub level: String,
+    pub operator: String,
+    pub date: String,
+    pub message: String,
+    /// Each failing lane with its reasons, in words.
+    pub reasons: Vec<String>,
 }
 
 /// Formats a count with thousands separators: 131072 -> "131,072".

@@ -650,6 +650,20 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
             <h1>"Evidence promotion"</h1>
             <p>"Logged in as " <strong id="operator-name">{data.operator.clone()}</strong> " " <LogoutButton csrf=csrf.clone() /></p>
         </div>
+        {(!data.content_refusals.is_empty()).then(|| view! {
+            <section aria-labelledby="content-refusals-heading" id="content-refusals">
+                <h2 id="content-refusals-heading">"Committed promotions the gate refused"</h2>
+                <p>"Entries of " <code>"content/evidence/promotions.toml"</code> " applied at start; a refused entry is never forced."</p>
+                <ul>
+                    {data.content_refusals.clone().into_iter().map(|r| view! {
+                        <li class="content-refusal">
+                            <code>{r.run_id}</code> {format!(" ({}, reviewed by {} on {}): {}", r.level, r.operator, r.date, r.message)}
+                            {(!r.reasons.is_empty()).then(|| format!(" — {}", r.reasons.join(" | ")))}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            </section>
+        })}
         <section aria-labelledby="runs-heading">
             <h2 id="runs-heading">"Ingested runs"</h2>
             {if data.runs.is_empty() {

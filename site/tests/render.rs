@@ -446,8 +446,22 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
         }],
         audit: vec![],
         inbox: vec![],
+        content_refusals: vec![ContentRefusal {
+            run_id: "r-refused".into(),
+            level: "vkae-path".into(),
+            operator: "grace".into(),
+            date: "2026-12-02".into(),
+            message: "run r-refused cannot be promoted: failing quality".into(),
+            reasons: vec!["quality: top-1 agreement 0.5 (bound >= 0.9)".into()],
+        }],
     };
     let html = render(move || view! { <InternalView data=d /> });
+    // A committed promotion the gate refused is listed with the gate's reasons.
+    assert!(
+        html.contains("<code>r-refused</code> (vkae-path, reviewed by grace on 2026-12-02): run r-refused cannot be promoted: failing quality")
+            && html.contains(" — quality: top-1 agreement 0.5 (bound &gt;= 0.9)</li>"),
+        "{html}"
+    );
     assert!(html.contains("ppl ratio 1.09 over 1.02"));
     assert!(html.contains("id=\"promote-r1\""));
     assert!(html.contains("No decision recorded yet."));
@@ -508,6 +522,7 @@ fn a_baseline_is_compared_with_the_comparable_runs_only() {
         runs,
         audit: vec![],
         inbox: vec![],
+        content_refusals: vec![],
     };
     let html = render(move || view! { <InternalView data=d /> });
     assert!(
