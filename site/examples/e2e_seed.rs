@@ -22,7 +22,7 @@ fn main() -> Result<(), String> {
     base.paths[0].name = "hf-transformers-static-cudagraph".into();
     eager.role = vkae_record::Role::Peer;
     eager.gating = Some(false);
-    eager.tokens_per_s = vec![3.1, 4.2, 3.0];
+    eager.tokens_per_s = vec![3.1, 4.2, 3.05];
     base.paths.push(eager);
 
     let mut good = base.clone();
