@@ -91,20 +91,71 @@ pub struct ClaimLanes {
     pub dashboard_valid: String,
 }
 
-/// Figures derived from the medians of the run's baseline and VKAE paths.
+/// Figures derived from the medians of the run's declared baseline and VKAE paths (the baseline role is the
+/// family profile's declared baseline: the benchmark lane refuses any other).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Derived {
     /// Always `derived`: the API labels figures it computed.
     pub label: String,
     pub note: String,
+    /// The declared baseline's path name.
     pub baseline_path: String,
     pub vkae_path: String,
+    /// Medians of the two paths.
+    pub baseline_tokens_per_s: f64,
+    pub vkae_tokens_per_s: f64,
     /// VKAE / baseline.
     pub lift: f64,
     /// VKAE - baseline.
     pub additional_tokens_per_s: f64,
-    /// 1 - baseline / VKAE, at the same GPU rate.
+    /// 1 - baseline / VKAE, at the same GPU rate (from the declared baseline only).
     pub token_cost_reduction: f64,
+    /// The lift over the profile's eager reference, when the run carries that path and it is not the baseline.
+    pub eager_reference: Option<ReferenceLift>,
+}
+
+/// VKAE's lift over a context path of the same run (not the declared baseline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceLift {
+    /// Always `derived`.
+    pub label: String,
+    pub path: String,
+    /// The path's median.
+    pub tokens_per_s: f64,
+    /// VKAE / this path.
+    pub lift: f64,
+}
+
+/// Whether a claim still stands: `current`, `stale` (its run is older than the profile's `claim_current_days`)
+/// or `disputed` (a newer comparable record is more than 2% slower; disputed wins over stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimState {
+    Current,
+    Stale,
+    Disputed,
+}
+
+/// A newer signed record of the same family, GPU, recipe and batch whose VKAE median is more than 2% below the
+/// claim's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dispute {
+    pub run_id: String,
+    pub vkae_median: f64,
+    pub claim_median: f64,
+    /// RFC 3339 time the store found it (when that record was ingested).
+    pub found_at: String,
+}
+
+/// A claim's standing, computed when it is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimStanding {
+    pub state: ClaimState,
+    /// The run's date (RFC 3339), as `measured_at`.
+    pub measured_at: String,
+    /// RFC 3339 time past which the claim is stale (`measured_at` + the profile's `claim_current_days`).
+    pub current_until: String,
+    pub disputes: Vec<Dispute>,
 }
 
 /// What promotion computes from the record and stores.
@@ -157,6 +208,7 @@ pub struct PublicClaim {
     pub level_label: String,
     pub promoted_at: String,
     pub provenance: Provenance,
+    pub standing: ClaimStanding,
 }
 
 /// A level as the claims document lists it.

@@ -109,6 +109,16 @@ pub struct AuditDetail {
     /// `promote-refused`: what blocked the promotion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blockers: Option<Vec<Blocker>>,
+    /// `promote` that settles disputes: the newer runs that had disputed the claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settles_disputes_by: Option<Vec<String>>,
+    /// `promote` from reviewed content: the file, and the operator and date its entry names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
 }
 
 /// A lane (or the family's profile) that blocks a promotion, with its reasons.
@@ -131,13 +141,17 @@ impl fmt::Display for AuditDetail {
         });
         let parts = [
             ("blockers", blockers),
+            ("date", self.date.clone()),
             ("id", self.id.map(|id| id.to_string())),
             ("lanes", lanes),
             ("level", self.level.clone()),
             ("name", self.name.clone()),
+            ("operator", self.operator.clone()),
             ("public_key", self.public_key.clone()),
             ("reason", self.reason.clone()),
+            ("settles_disputes_by", self.settles_disputes_by.as_ref().map(|r| r.join(", "))),
             ("sha256", self.sha256.clone()),
+            ("source", self.source.clone()),
         ];
         let line: Vec<String> = parts
             .into_iter()
@@ -164,6 +178,20 @@ pub struct InternalData {
     pub runs: Vec<RunSummary>,
     pub audit: Vec<AuditEntry>,
     pub inbox: Vec<PreviewRequest>,
+    /// Entries of `content/evidence/promotions.toml` the promotion gate refused at start.
+    pub content_refusals: Vec<ContentRefusal>,
+}
+
+/// A committed promotion the gate refused: never forced, shown so an operator can fix the record or the entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContentRefusal {
+    pub run_id: String,
+    pub level: String,
+    pub operator: String,
+    pub date: String,
+    pub message: String,
+    /// Each failing lane with its reasons, in words.
+    pub reasons: Vec<String>,
 }
 
 #[cfg(test)]

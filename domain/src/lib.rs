@@ -30,8 +30,8 @@ pub use claim::*;
 pub use error::ParseError;
 pub use ids::{FamilyId, GpuSlug, RunId, ServicePath};
 pub use internal::{
-    AuditDetail, AuditEntry, BaselineContext, Blocker, InternalData, LaneVerdict, PreviewRequest,
-    RunSummary,
+    AuditDetail, AuditEntry, BaselineContext, Blocker, ContentRefusal, InternalData, LaneVerdict,
+    PreviewRequest, RunSummary,
 };
 pub use level::ClaimLevel;
 pub use preview::{

@@ -23,7 +23,8 @@ use std::process::ExitCode;
     after_help = "Every command that opens the store takes --database DB (default: $VKAE_DATABASE_URL, else \
 ./data/vkae.db). serve: --bind (default $VKAE_BIND, else 127.0.0.1:8080), --content (default $VKAE_CONTENT_DIR, \
 else ./content when present, else the content built in), --public-origin (default $VKAE_PUBLIC_ORIGIN, else \
-http://BIND).\nLevels: declared-baseline, vkae-path, optimized-showcase, preview-smoke."
+http://BIND); at start it ingests the signed records of <content>/evidence/ and applies its promotions.toml \
+(--no-content-evidence: neither).\nLevels: declared-baseline, vkae-path, optimized-showcase, preview-smoke."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,6 +57,9 @@ enum Command {
         content: ContentArgs,
         #[arg(long, value_name = "URL")]
         public_origin: Option<String>,
+        /// Do not ingest content/evidence/ nor apply its promotions.toml at start.
+        #[arg(long)]
+        no_content_evidence: bool,
     },
     /// Apply the database migrations.
     Migrate {
@@ -283,13 +287,15 @@ async fn run(command: Command, site: Option<SiteRoutes>) -> Result<(), Failure> 
             store,
             content,
             public_origin,
+            no_content_evidence,
         } => {
-            let settings = settings(
+            let mut settings = settings(
                 &store,
                 Some(&content),
                 bind.as_deref(),
                 public_origin.as_deref(),
             )?;
+            settings.content_evidence = !no_content_evidence;
             let app = Application::build_with_site(settings, site).await?;
             println!("vkae: listening on http://{}", app.addr());
             let _ = std::io::stdout().flush();

@@ -58,6 +58,13 @@ pub struct Profile {
     pub max_ppl_relative: f64,
     pub min_top1_agreement: f64,
     pub max_mean_kl: f64,
+    /// The path a record's baseline role must be: the strongest reference path that runs for this family.
+    pub declared_baseline: String,
+    /// A context path whose lift is shown beside the declared baseline's, when a record carries it.
+    #[serde(default)]
+    pub eager_reference: Option<String>,
+    /// Days a claim stays current after its run finished; past it the claim is shown stale.
+    pub claim_current_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -394,6 +401,29 @@ impl Content {
                     profiles,
                     at("max_mean_kl"),
                     "must be a positive number",
+                ));
+            }
+            if p.declared_baseline.trim().is_empty() {
+                return Err(err(
+                    profiles,
+                    at("declared_baseline"),
+                    "name the path a record's baseline must be",
+                ));
+            }
+            if p.eager_reference.as_deref() == Some(p.declared_baseline.as_str())
+                || p.eager_reference.as_deref().is_some_and(|r| r.trim().is_empty())
+            {
+                return Err(err(
+                    profiles,
+                    at("eager_reference"),
+                    "a non-empty path other than the declared baseline",
+                ));
+            }
+            if p.claim_current_days == 0 {
+                return Err(err(
+                    profiles,
+                    at("claim_current_days"),
+                    "at least 1 day",
                 ));
             }
         }

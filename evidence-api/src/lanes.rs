@@ -6,7 +6,7 @@ use serde::Serialize;
 use vkae_domain::{
     Blocker, ClaimEngine, ClaimFigures, ClaimHardware, ClaimLanes, ClaimModel, ClaimPath,
     ClaimQuality, ClaimRecipe, Derived, FamilyId, GpuSlug, ParseError, PathRole, RateSummary,
-    RunId, UnavailableClaimPath,
+    ReferenceLift, RunId, UnavailableClaimPath,
 };
 use vkae_record::{stats, Role, RunRecord};
 
@@ -123,16 +123,59 @@ fn benchmark(record: &RunRecord, content: &Content) -> Verdict {
     if vkae != 1 {
         failures.push(format!("exactly one vkae path is required, found {vkae}"));
     }
+    match (
+        content.profile(&record.model.family),
+        record.paths.iter().find(|p| p.role == Role::Baseline),
+    ) {
+        (Some(profile), Some(b)) if b.name != profile.declared_baseline => failures.push(format!(
+            "baseline path {} is not the {} profile's declared baseline {}",
+            b.name, profile.family, profile.declared_baseline
+        )),
+        (Some(profile), Some(_)) => checked.push(format!(
+            "baseline is the {} profile's declared baseline {}",
+            profile.family, profile.declared_baseline
+        )),
+        _ => {}
+    }
     let per_rep = u64::from(record.recipe.batch) * u64::from(record.recipe.output_tokens);
     for path in &record.paths {
         let reps = path.tokens_per_s.len();
+        let spread = stats::spread(&path.tokens_per_s);
+        let expected = per_rep * reps as u64;
+        if path.tokens_generated != expected {
+            failures.push(format!(
+                "path {}: tokens_generated {} != batch {} x output_tokens {} x repetitions {reps} = {expected}",
+                path.name, path.tokens_generated, record.recipe.batch, record.recipe.output_tokens
+            ));
+        }
+        // A context path is reported with its spread; only gating paths are held to the rules.
+        if !path.gates() && path.role != Role::Peer {
+            failures.push(format!(
+                "path {}: a {} path always gates a claim; only a peer may be context (gating: false)",
+                path.name,
+                path.role.as_str()
+            ));
+        } else if !path.gates() {
+            checked.push(match spread {
+                Some(spread) => format!(
+                    "path {} (context, does not gate): {reps} repetitions, spread {:.1}%",
+                    path.name,
+                    spread * 100.0
+                ),
+                None => format!(
+                    "path {} (context, does not gate): no spread",
+                    path.name
+                ),
+            });
+            continue;
+        }
         if reps < rules.min_repetitions as usize {
             failures.push(format!(
                 "path {}: {reps} timed repetitions, at least {} required",
                 path.name, rules.min_repetitions
             ));
         }
-        match stats::spread(&path.tokens_per_s) {
+        match spread {
             None => failures.push(format!(
                 "path {}: no spread: it has no timed repetitions or its median is not positive",
                 path.name
@@ -149,13 +192,6 @@ fn benchmark(record: &RunRecord, content: &Content) -> Verdict {
                 spread * 100.0,
                 rules.max_spread * 100.0
             )),
-        }
-        let expected = per_rep * reps as u64;
-        if path.tokens_generated != expected {
-            failures.push(format!(
-                "path {}: tokens_generated {} != batch {} x output_tokens {} x repetitions {reps} = {expected}",
-                path.name, path.tokens_generated, record.recipe.batch, record.recipe.output_tokens
-            ));
         }
     }
     verdict(Lane::Benchmark, failures, checked)
@@ -267,22 +303,39 @@ fn role(role: Role) -> PathRole {
     }
 }
 
-/// Figures derived from the medians of the baseline and VKAE paths; None without both (or without medians).
-fn derived(record: &RunRecord) -> Option<Derived> {
+/// Figures derived from the medians of the baseline (the profile's declared baseline, which the benchmark lane
+/// requires) and VKAE paths, and the lift over the profile's eager reference when the run carries it; None without
+/// both medians.
+fn derived(record: &RunRecord, content: &Content) -> Option<Derived> {
     let b = record.paths.iter().find(|p| p.role == Role::Baseline)?;
     let v = record.paths.iter().find(|p| p.role == Role::Vkae)?;
     let (b_med, v_med) = (
         stats::median(&b.tokens_per_s)?,
         stats::median(&v.tokens_per_s)?,
     );
+    let eager_reference = content
+        .profile(&record.model.family)
+        .and_then(|p| p.eager_reference.as_deref())
+        .filter(|name| *name != b.name)
+        .and_then(|name| record.paths.iter().find(|p| p.name == name))
+        .and_then(|p| Some((p, stats::median(&p.tokens_per_s)?)))
+        .map(|(p, med)| ReferenceLift {
+            label: "derived".into(),
+            path: p.name.clone(),
+            tokens_per_s: round(med, 2),
+            lift: round(v_med / med, 3),
+        });
     Some(Derived {
         label: "derived".into(),
-        note: "Derived from the medians of this run's baseline and VKAE paths (same machine, weights and tokens). Token-cost reduction assumes the same GPU rate per hour.".into(),
+        note: "Derived from the medians of this run's declared baseline and VKAE paths (same machine, weights and tokens); the eager reference's lift, where present, is context. Token-cost reduction assumes the same GPU rate per hour and uses the declared baseline.".into(),
         baseline_path: b.name.clone(),
         vkae_path: v.name.clone(),
+        baseline_tokens_per_s: round(b_med, 2),
+        vkae_tokens_per_s: round(v_med, 2),
         lift: round(v_med / b_med, 3),
         additional_tokens_per_s: round(v_med - b_med, 2),
         token_cost_reduction: round(1.0 - b_med / v_med, 4),
+        eager_reference,
     })
 }
 
@@ -291,6 +344,7 @@ fn derived(record: &RunRecord) -> Option<Derived> {
 pub fn public_claim(
     record: &RunRecord,
     gpu_id: Option<GpuSlug>,
+    content: &Content,
 ) -> Result<ClaimFigures, ParseError> {
     let pass = || "pass".to_string();
     Ok(ClaimFigures {
@@ -351,7 +405,7 @@ pub fn public_claim(
             quality: pass(),
             dashboard_valid: pass(),
         },
-        derived: derived(record),
+        derived: derived(record, content),
     })
 }
 
@@ -363,10 +417,95 @@ mod tests {
         RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap()
     }
 
+    /// The sample with the E4B profile's declared baseline and an eager context peer.
+    fn declared() -> RunRecord {
+        let mut record = sample();
+        let mut eager = record.paths[0].clone();
+        record.paths[0].name = "hf-transformers-static-cudagraph".into();
+        eager.role = Role::Peer;
+        eager.gating = Some(false);
+        record.paths.push(eager);
+        record
+    }
+
+    #[test]
+    fn derived_figures_name_the_declared_baseline_and_the_eager_lift_beside_it() {
+        let content = Content::embedded().unwrap();
+        let mut record = declared();
+        record.paths[2].tokens_per_s = vec![3.0, 4.0, 5.0];
+        let d = public_claim(&record, None, &content).unwrap().derived.unwrap();
+        assert_eq!(d.baseline_path, "hf-transformers-static-cudagraph");
+        assert_eq!((d.baseline_tokens_per_s, d.vkae_tokens_per_s), (9.76, 301.2));
+        assert_eq!(d.lift, 30.861);
+        assert_eq!(d.token_cost_reduction, 0.9676, "from the declared baseline");
+        let eager = d.eager_reference.unwrap();
+        assert_eq!((eager.path.as_str(), eager.tokens_per_s, eager.lift), ("hf-transformers-eager", 4.0, 75.3));
+        assert_eq!(eager.label, "derived");
+        // Where the eager path is the baseline (an old record), it is not shown twice.
+        let old = public_claim(&sample(), None, &content).unwrap().derived.unwrap();
+        assert!(old.eager_reference.is_none());
+    }
+
+    #[test]
+    fn a_baseline_other_than_the_profiles_declared_one_fails_the_benchmark_lane() {
+        let content = Content::embedded().unwrap();
+        assert!(benchmark(&declared(), &content).passed);
+        let verdict = benchmark(&sample(), &content);
+        assert!(!verdict.passed);
+        assert_eq!(
+            verdict.reasons,
+            ["baseline path hf-transformers-eager is not the E4B profile's declared baseline hf-transformers-static-cudagraph"]
+        );
+    }
+
+    #[test]
+    fn a_context_path_is_reported_with_its_spread_but_never_fails_the_lane() {
+        let content = Content::embedded().unwrap();
+        let mut record = declared();
+        // 40% spread and a single repetition: both would fail a gating path.
+        record.paths[2].tokens_per_s = vec![10.0];
+        record.paths[2].tokens_generated = 128;
+        assert!(benchmark(&record, &content).passed);
+        record.paths[2].tokens_per_s = vec![10.0, 12.0, 14.0];
+        record.paths[2].tokens_generated = 384;
+        let verdict = benchmark(&record, &content);
+        assert!(verdict.passed, "{:?}", verdict.reasons);
+        assert!(verdict
+            .reasons
+            .contains(&"path hf-transformers-eager (context, does not gate): 3 repetitions, spread 33.3%".to_string()));
+        record.paths[2].gating = None;
+        let verdict = benchmark(&record, &content);
+        assert!(!verdict.passed);
+        assert_eq!(
+            verdict.reasons,
+            ["path hf-transformers-eager: spread (max - min) / median = 33.3% exceeds 10.0%"]
+        );
+        // Token accounting still holds for a context path.
+        record.paths[2].gating = Some(false);
+        record.paths[2].tokens_generated += 1;
+        assert!(!benchmark(&record, &content).passed);
+    }
+
+    #[test]
+    fn the_baseline_and_vkae_paths_cannot_be_marked_context() {
+        let content = Content::embedded().unwrap();
+        for i in [0, 1] {
+            let mut record = declared();
+            record.paths[i].gating = Some(false);
+            let verdict = benchmark(&record, &content);
+            assert!(!verdict.passed);
+            assert!(
+                verdict.reasons[0].contains("always gates a claim"),
+                "{:?}",
+                verdict.reasons
+            );
+        }
+    }
+
     #[test]
     fn a_path_without_repetitions_fails_the_benchmark_lane_with_a_reason() {
         let content = Content::embedded().unwrap();
-        let mut record = sample();
+        let mut record = declared();
         record.paths[0].tokens_per_s.clear();
         let verdict = benchmark(&record, &content);
         assert!(!verdict.passed);
@@ -388,10 +527,11 @@ mod tests {
 
     #[test]
     fn a_claim_without_a_median_has_no_derived_figures() {
+        let content = Content::embedded().unwrap();
         let mut record = sample();
-        assert!(public_claim(&record, None).unwrap().derived.is_some());
+        assert!(public_claim(&record, None, &content).unwrap().derived.is_some());
         record.paths[0].tokens_per_s.clear();
-        let figures = public_claim(&record, None).unwrap();
+        let figures = public_claim(&record, None, &content).unwrap();
         assert_eq!(figures.paths[0].tokens_per_s.median, None);
         assert!(figures.derived.is_none());
     }

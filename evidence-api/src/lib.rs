@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod cli;
 pub mod content;
+pub mod content_evidence;
 pub mod db;
 pub mod error;
 pub mod lanes;

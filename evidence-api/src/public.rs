@@ -9,8 +9,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::sizing;
 use serde::Deserialize;
 use sqlx::SqlitePool;
+use vkae_record::Timestamp;
 use vkae_domain::{
-    CatalogFamily, ClaimFigures, ClaimLevel, ClaimsDocument, FamilyProfile, GpusDocument,
+    CatalogFamily, ClaimFigures, ClaimLevel, ClaimStanding, ClaimState, ClaimsDocument, Dispute, FamilyProfile, GpusDocument,
     LevelEntry, ModelsDocument, Provenance, PublicClaim, RunId, SizingDocument, Thresholds,
 };
 
@@ -57,16 +58,50 @@ impl ClaimFilter {
     }
 }
 
-/// Promoted claims, newest promotion first.
+/// A claim's standing at `now`: disputed while it has disputes, else stale past the profile's
+/// `claim_current_days` after its run finished, else current.
+fn standing(
+    content: &Content,
+    figures: &ClaimFigures,
+    disputes: Vec<Dispute>,
+    now: Timestamp,
+) -> ApiResult<ClaimStanding> {
+    let measured = Timestamp::parse(&figures.measured_at)
+        .map_err(|e| ApiError::internal("claim measured_at unreadable", e))?;
+    let days = content
+        .profile(figures.model.family.as_str())
+        .map(|p| p.claim_current_days)
+        .unwrap_or(0);
+    let until = Timestamp {
+        unix_seconds: measured.unix_seconds + i64::from(days) * 86_400,
+        nanos: measured.nanos,
+    };
+    let state = if !disputes.is_empty() {
+        ClaimState::Disputed
+    } else if now > until {
+        ClaimState::Stale
+    } else {
+        ClaimState::Current
+    };
+    Ok(ClaimStanding {
+        state,
+        measured_at: figures.measured_at.clone(),
+        current_until: until.to_rfc3339(),
+        disputes,
+    })
+}
+
+/// Promoted claims, newest promotion first, with their standing at `now`.
 pub async fn claims(
     pool: &SqlitePool,
     content: &Content,
     filter: &ClaimFilter,
+    now: Timestamp,
 ) -> ApiResult<Vec<PublicClaim>> {
     filter.validate(content)?;
-    type Row = (String, String, String, String, String, String, String);
+    type Row = (String, String, String, String, String, String, String, String);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT run_id, level, promoted_at, public_json, record_sha256, lane_key, lane_public_key
+        "SELECT run_id, level, promoted_at, public_json, record_sha256, lane_key, lane_public_key, disputes_json
          FROM public_claims
          WHERE (?1 IS NULL OR family = ?1) AND (?2 IS NULL OR gpu_id = ?2) AND (?3 IS NULL OR level = ?3)
          ORDER BY promoted_at DESC, run_id",
@@ -78,14 +113,18 @@ pub async fn claims(
     .await?;
     rows.into_iter()
         .map(
-            |(run_id, level, promoted_at, public_json, sha256, lane_key, lane_public_key)| {
+            |(run_id, level, promoted_at, public_json, sha256, lane_key, lane_public_key, disputes)| {
                 let mut figures: ClaimFigures = serde_json::from_str(&public_json)
                     .map_err(|e| ApiError::internal("claim unreadable", e))?;
                 figures.run_id = RunId::parse(&run_id)
                     .map_err(|e| ApiError::internal("claim run id unreadable", e))?;
                 let level = ClaimLevel::parse(&level)
                     .map_err(|e| ApiError::internal("claim level unreadable", e))?;
+                let disputes: Vec<Dispute> = serde_json::from_str(&disputes)
+                    .map_err(|e| ApiError::internal("claim disputes unreadable", e))?;
+                let standing = standing(content, &figures, disputes, now)?;
                 Ok(PublicClaim {
+                    standing,
                     provenance: Provenance {
                         record: record_path(&run_id),
                         record_sha256: sha256,
@@ -130,9 +169,10 @@ pub async fn claims_document(
     pool: &SqlitePool,
     content: &Content,
     filter: &ClaimFilter,
+    now: Timestamp,
 ) -> ApiResult<ClaimsDocument> {
     Ok(ClaimsDocument {
-        claims: claims(pool, content, filter).await?,
+        claims: claims(pool, content, filter, now).await?,
         levels: ClaimLevel::ALL
             .iter()
             .map(|&l| LevelEntry {
@@ -140,7 +180,7 @@ pub async fn claims_document(
                 label: l.label().to_string(),
             })
             .collect(),
-        note: "Only runs an operator promoted after their artifact, benchmark and quality lanes passed. Figures under `derived` are derived from the run's medians.".to_string(),
+        note: "Only runs an operator promoted after their artifact, benchmark and quality lanes passed. Figures under `derived` are derived from the run's medians, against the family profile's declared baseline (and, as context, its eager reference). `standing` says whether a claim is current, stale (older than the profile allows) or disputed (a newer comparable record is more than 2% slower).".to_string(),
     })
 }
 
@@ -196,6 +236,6 @@ pub async fn sizing_document(
             .with_field("family"));
         }
     }
-    let claims = claims(pool, content, &ClaimFilter::default()).await?;
+    let claims = claims(pool, content, &ClaimFilter::default(), Timestamp::now()).await?;
     Ok(sizing::sizing(content, &claims, family))
 }

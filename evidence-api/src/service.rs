@@ -14,6 +14,7 @@
 //! request's headers) before acting: the session cookie alone is not enough.
 
 use crate::auth::{self, Need, NewSession, Principal};
+use crate::content_evidence::ContentEvidenceReport;
 use crate::error::{ApiError, ApiResult};
 use crate::preview::{self, PreviewInput, PreviewRequest, Submitted};
 use crate::public::{self, ClaimFilter};
@@ -21,6 +22,7 @@ use crate::state::AppState;
 use crate::store::{self, Actor, Decision, IngestOutcome, StoredRun};
 use axum::http::{HeaderMap, Method};
 use vkae_domain::{
+    ContentRefusal,
     AuditEntry, ClaimsDocument, GpusDocument, InternalData, ModelsDocument, SizingDocument,
 };
 
@@ -28,7 +30,13 @@ pub use crate::auth::{Operator, Session, CSRF_HEADER, SESSION_COOKIE};
 
 /// `GET /api/v1/claims`: promoted claims only, with derived figures labelled derived.
 pub async fn public_claims(state: &AppState, filter: &ClaimFilter) -> ApiResult<ClaimsDocument> {
-    public::claims_document(&state.db.reader, &state.content, filter).await
+    public::claims_document(
+        &state.db.reader,
+        &state.content,
+        filter,
+        state.settings.now(),
+    )
+    .await
 }
 
 /// `GET /api/v1/claims/{run_id}/record`: the signed record behind a promoted claim, exactly as stored; 404 for
@@ -183,7 +191,33 @@ pub async fn internal_data(state: &AppState, session: &Session) -> ApiResult<Int
         runs: runs.into_iter().map(|r| r.summary).collect(),
         audit: audit_log(state, operator, None, 200).await?,
         inbox: preview_requests(state, operator).await?,
+        content_refusals: content_refusals(&content_evidence(state, operator)),
     })
+}
+
+/// The committed promotions the gate refused at start, each failing lane with its reasons in words.
+fn content_refusals(report: &ContentEvidenceReport) -> Vec<ContentRefusal> {
+    report
+        .refused_promotions()
+        .map(|p| ContentRefusal {
+            run_id: p.entry.run_id.clone(),
+            level: p.entry.level.clone(),
+            operator: p.entry.operator.clone(),
+            date: p.entry.date.clone(),
+            message: p.message.clone().unwrap_or_default(),
+            reasons: p
+                .blockers
+                .iter()
+                .map(|b| {
+                    let reasons: Vec<&str> = b["reasons"]
+                        .as_array()
+                        .map(|r| r.iter().filter_map(serde_json::Value::as_str).collect())
+                        .unwrap_or_default();
+                    format!("{}: {}", b["lane"].as_str().unwrap_or("?"), reasons.join("; "))
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Promotes a run (`level`: declared-baseline | vkae-path | optimized-showcase | preview-smoke).
@@ -215,6 +249,12 @@ pub async fn audit_log(
     limit: u32,
 ) -> ApiResult<Vec<AuditEntry>> {
     store::audit_log(&state.db, before, limit).await
+}
+
+/// What applying `content/evidence/` at start did: records ingested or skipped, promotions applied or refused
+/// with the gate's reasons (empty when it did not run).
+pub fn content_evidence(state: &AppState, _operator: &Operator) -> ContentEvidenceReport {
+    state.content_evidence.get().cloned().unwrap_or_default()
 }
 
 /// Stored preview requests, newest first.

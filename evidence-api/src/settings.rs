@@ -79,6 +79,10 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     /// Content-Security-Policy for responses that set none.
     pub csp: String,
+    /// At start, ingest the signed records of `<content>/evidence/` and apply its `promotions.toml`.
+    pub content_evidence: bool,
+    /// The instant claims' standing (stale or current) is judged at; None: the system clock.
+    pub clock: Option<vkae_record::Timestamp>,
 }
 
 impl Settings {
@@ -99,7 +103,14 @@ impl Settings {
             preview_rate_window: Duration::from_secs(600),
             trust_forwarded_for: false,
             csp: DEFAULT_CSP.into(),
+            content_evidence: true,
+            clock: None,
         }
+    }
+
+    /// The current instant by this server's clock.
+    pub fn now(&self) -> vkae_record::Timestamp {
+        self.clock.unwrap_or_else(vkae_record::Timestamp::now)
     }
 
     /// Settings for a test: port 0 on loopback, the given database file, the repository's content folder.
@@ -108,6 +119,12 @@ impl Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database: database.into(),
             content_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../content")),
+            // A test store starts empty, and judges standing at a fixed instant (2026-12-01T00:00:00Z).
+            content_evidence: false,
+            clock: Some(vkae_record::Timestamp {
+                unix_seconds: 1_796_083_200,
+                nanos: 0,
+            }),
             ..Settings::local()
         }
     }

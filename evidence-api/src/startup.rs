@@ -27,6 +27,7 @@ impl Application {
     ) -> Result<Application, String> {
         let bind = settings.bind;
         let state = AppState::open(settings).await?;
+        apply_content_evidence(&state).await?;
         let router = crate::routes::router(state.clone(), site);
         let listener = tokio::net::TcpListener::bind(&bind)
             .await
@@ -73,6 +74,26 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
     }
+}
+
+/// Ingests the records and applies the promotions of `<content>/evidence/` when the settings ask for it and the
+/// folder exists, and keeps the report in the state.
+async fn apply_content_evidence(state: &AppState) -> Result<(), String> {
+    let Some(dir) = state.settings.content_dir.as_ref().map(|d| d.join("evidence")) else {
+        return Ok(());
+    };
+    if !state.settings.content_evidence || !dir.is_dir() {
+        return Ok(());
+    }
+    let report = crate::content_evidence::apply(
+        &state.db,
+        &state.content,
+        &dir,
+        state.settings.max_record_bytes,
+    )
+    .await?;
+    let _ = state.content_evidence.set(report);
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,7 @@
 //! The state every request shares: settings, content, the database pools and the preview rate limiter.
 
 use crate::content::Content;
+use crate::content_evidence::ContentEvidenceReport;
 use crate::db::Db;
 use crate::preview::RateLimiter;
 use crate::settings::Settings;
@@ -17,6 +18,8 @@ pub struct StateInner {
     pub content: Content,
     pub db: Db,
     pub preview_limiter: RateLimiter,
+    /// What applying `content/evidence/` at start did (set once by `serve`; unset when it did not run).
+    pub content_evidence: std::sync::OnceLock<ContentEvidenceReport>,
 }
 
 impl Deref for AppState {
@@ -39,6 +42,7 @@ impl AppState {
             content,
             db,
             preview_limiter,
+            content_evidence: std::sync::OnceLock::new(),
         })))
     }
 }

@@ -22,6 +22,8 @@ pub enum Actor {
     IngestToken(i64),
     /// The `vkae` CLI run by someone with access to the database file.
     Cli,
+    /// Reviewed content applied at start: the records and `promotions.toml` of `content/evidence/`.
+    Content,
 }
 
 impl Actor {
@@ -30,6 +32,7 @@ impl Actor {
             Actor::Operator(o) => o.name.clone(),
             Actor::IngestToken(id) => format!("ingest-token:{id}"),
             Actor::Cli => "cli".to_string(),
+            Actor::Content => "content".to_string(),
         }
     }
 }
@@ -116,6 +119,29 @@ pub async fn add_lane_key(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Registers a lane key unless one of that name is registered already with the same public key (then nothing is
+/// written); a different key under that name is a conflict.
+pub async fn ensure_lane_key(
+    db: &Db,
+    actor: &Actor,
+    name: &str,
+    public_key_base64: &str,
+) -> ApiResult<()> {
+    let stored: Option<(String,)> = sqlx::query_as("SELECT public_key FROM lane_keys WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&db.writer)
+        .await?;
+    match stored {
+        None => add_lane_key(db, actor, name, public_key_base64).await,
+        Some((key,)) if key == public_key_base64 => Ok(()),
+        Some(_) => Err(ApiError::conflict(
+            "lane_key_exists",
+            format!("lane key {name:?} is registered with a different public key"),
+        )
+        .with_field("name")),
+    }
 }
 
 fn record_error(e: vkae_record::RecordError) -> ApiError {
@@ -234,6 +260,7 @@ pub async fn ingest(
         .execute(&mut *tx)
         .await?;
     }
+    record_disputes(&mut tx, id, &record).await?;
     let lanes = verdicts
         .iter()
         .map(|v| (v.lane.as_str().to_string(), v.passed))
@@ -258,6 +285,63 @@ pub async fn ingest(
         created: true,
         lanes: verdicts,
     })
+}
+
+/// A promoted claim is disputed by a newer record of the same family, GPU and recipe whose VKAE median is more
+/// than this fraction below the claim's (MLPerf's Preview-to-Available rule).
+pub const DISPUTE_FRACTION: f64 = 0.02;
+
+fn vkae_median(record: &RunRecord) -> Option<f64> {
+    let path = record.paths.iter().find(|p| p.role == vkae_record::Role::Vkae)?;
+    vkae_record::stats::median(&path.tokens_per_s)
+}
+
+/// Records a dispute against every promoted claim the newly stored record (`id`) is newer and slower than.
+async fn record_disputes(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: i64,
+    record: &RunRecord,
+) -> ApiResult<()> {
+    let Some(new_median) = vkae_median(record) else {
+        return Ok(());
+    };
+    let Ok(new_finished) = vkae_record::Timestamp::parse(&record.finished_at) else {
+        return Ok(());
+    };
+    let claims: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT c.run_id, r.record_json FROM claims c JOIN runs r ON r.id = c.run_id
+         WHERE c.retracted_at IS NULL AND r.family = ? AND r.id <> ?",
+    )
+    .bind(&record.model.family)
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (claim_id, claim_json) in claims {
+        let claim = RunRecord::parse(claim_json.as_bytes())
+            .map_err(|e| ApiError::internal("stored record unreadable", e))?;
+        let comparable = claim.hardware.gpu == record.hardware.gpu
+            && claim.hardware.gpu_count == record.hardware.gpu_count
+            && claim.recipe == record.recipe
+            && claim.model.weights == record.model.weights;
+        let newer = vkae_record::Timestamp::parse(&claim.finished_at)
+            .is_ok_and(|claim_finished| new_finished > claim_finished);
+        let Some(claim_median) = vkae_median(&claim) else {
+            continue;
+        };
+        if comparable && newer && new_median < claim_median * (1.0 - DISPUTE_FRACTION) {
+            sqlx::query(
+                "INSERT OR IGNORE INTO claim_disputes (claim_run_id, run_id, claim_median, run_median, found_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(claim_id)
+            .bind(id)
+            .bind(claim_median)
+            .bind(new_median)
+            .bind(now_rfc3339())
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn verdicts_for(tx: &mut Transaction<'_, Sqlite>, id: i64) -> ApiResult<Vec<Verdict>> {
@@ -314,12 +398,43 @@ pub struct Decision {
     pub at: String,
 }
 
+/// Who promotes: an operator of this store, or a reviewed entry of `content/evidence/promotions.toml` (naming the
+/// operator who reviewed it and the date).
+#[derive(Debug, Clone, Copy)]
+pub enum Promoter<'a> {
+    Operator(&'a Operator),
+    Content { operator: &'a str, date: &'a str },
+}
+
 /// Promotes a run to a public claim. Refused (409, failing lanes named in `details.blockers`, decision audited)
-/// unless the artifact, benchmark and quality lanes passed and the family's profile is claim-ready.
+/// unless the artifact, benchmark and quality lanes passed and the family's profile is claim-ready. A promoted
+/// claim may be promoted again only while it is disputed (which settles the dispute).
 pub async fn promote(
     db: &Db,
     content: &Content,
     operator: &Operator,
+    run_id: &str,
+    level: &str,
+    reason: &str,
+) -> ApiResult<Decision> {
+    promote_by(
+        db,
+        content,
+        Promoter::Operator(operator),
+        run_id,
+        level,
+        reason,
+    )
+    .await
+}
+
+/// [`promote`] for either promoter, through the same gate. A content promotion applies once: a run that has a
+/// claim row (promoted, disputed or retracted by an operator) answers 409 `already_decided`, and a refusal is
+/// not audited (start-up reports it instead), so applying the same file again writes nothing.
+pub async fn promote_by(
+    db: &Db,
+    content: &Content,
+    promoter: Promoter<'_>,
     run_id: &str,
     level: &str,
     reason: &str,
@@ -331,7 +446,12 @@ pub async fn promote(
         )
     })?;
     validate_reason(reason)?;
-    let actor = Actor::Operator(operator.clone());
+    let (actor, operator_id, content_operator, by) = match promoter {
+        Promoter::Operator(o) => (Actor::Operator(o.clone()), Some(o.id), None, o.name.clone()),
+        Promoter::Content { operator, .. } => {
+            (Actor::Content, None, Some(operator), operator.to_string())
+        }
+    };
     let mut tx = db.writer.begin().await?;
     let run: Option<(i64, String, Option<String>)> =
         sqlx::query_as("SELECT id, record_json, gpu_id FROM runs WHERE run_id = ?")
@@ -343,36 +463,48 @@ pub async fn promote(
             "no run with run_id {run_id:?}"
         )));
     };
-    let active: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT retracted_at FROM claims WHERE run_id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if matches!(active, Some((None,))) {
-        return Err(ApiError::conflict(
-            "already_promoted",
-            format!("run {run_id} is a public claim already; retract it first to change it"),
-        ));
+    let existing: Option<(Option<String>, bool)> = sqlx::query_as(
+        "SELECT retracted_at, EXISTS (SELECT 1 FROM claim_disputes WHERE claim_run_id = ?1) FROM claims WHERE run_id = ?1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match (promoter, existing) {
+        (Promoter::Content { .. }, Some(_)) => {
+            return Err(ApiError::conflict(
+                "already_decided",
+                format!("run {run_id} has a claim already; content promotes a run only once"),
+            ))
+        }
+        (Promoter::Operator(_), Some((None, false))) => {
+            return Err(ApiError::conflict(
+                "already_promoted",
+                format!("run {run_id} is a public claim already; retract it first to change it"),
+            ))
+        }
+        _ => {}
     }
     let record = RunRecord::parse(record_json.as_bytes())
         .map_err(|e| ApiError::internal("stored record unreadable", e))?;
     let verdicts = verdicts_for(&mut tx, id).await?;
     let blockers = lanes::promotion_blockers(&record, &verdicts, content);
     if !blockers.is_empty() {
-        audit(
-            &mut tx,
-            &actor,
-            "promote-refused",
-            Some(run_id),
-            AuditDetail {
-                level: Some(level.slug().to_string()),
-                reason: Some(reason.to_string()),
-                blockers: Some(blockers.clone()),
-                ..AuditDetail::default()
-            },
-        )
-        .await?;
-        tx.commit().await?;
+        if let Promoter::Operator(_) = promoter {
+            audit(
+                &mut tx,
+                &actor,
+                "promote-refused",
+                Some(run_id),
+                AuditDetail {
+                    level: Some(level.slug().to_string()),
+                    reason: Some(reason.to_string()),
+                    blockers: Some(blockers.clone()),
+                    ..AuditDetail::default()
+                },
+            )
+            .await?;
+            tx.commit().await?;
+        }
         let names: Vec<&str> = blockers.iter().map(|b| b.lane.as_str()).collect();
         return Err(ApiError::conflict(
             "promotion_refused",
@@ -387,36 +519,55 @@ pub async fn promote(
         .map(|g| GpuSlug::parse(&g))
         .transpose()
         .map_err(|e| ApiError::internal("stored gpu id unreadable", e))?;
-    let public = lanes::public_claim(&record, gpu_id)
+    let public = lanes::public_claim(&record, gpu_id, content)
         .map_err(|e| ApiError::internal("stored record has an unreadable id", e))?;
     // Stored with sorted keys, as the claims document writes them.
     let public = serde_json::to_value(&public)
         .map_err(|e| ApiError::internal("claim does not serialise", e))?;
     let at = now_rfc3339();
     sqlx::query(
-        "INSERT INTO claims (run_id, level, promoted_by, promoted_at, reason, public_json) VALUES (?, ?, ?, ?, ?, ?)
+        "INSERT INTO claims (run_id, level, promoted_by, content_operator, promoted_at, reason, public_json) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(run_id) DO UPDATE SET level = excluded.level, promoted_by = excluded.promoted_by,
-           promoted_at = excluded.promoted_at, reason = excluded.reason, public_json = excluded.public_json,
-           retracted_at = NULL, retracted_by = NULL, retract_reason = NULL",
+           content_operator = excluded.content_operator, promoted_at = excluded.promoted_at, reason = excluded.reason,
+           public_json = excluded.public_json, retracted_at = NULL, retracted_by = NULL, retract_reason = NULL",
     )
     .bind(id)
     .bind(level.slug())
-    .bind(operator.id)
+    .bind(operator_id)
+    .bind(content_operator)
     .bind(&at)
     .bind(reason)
     .bind(public.to_string())
     .execute(&mut *tx)
     .await?;
-    let detail = AuditDetail {
+    let settled: Vec<(String,)> = sqlx::query_as(
+        "SELECT r.run_id FROM claim_disputes d JOIN runs r ON r.id = d.run_id WHERE d.claim_run_id = ? ORDER BY r.id",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM claim_disputes WHERE claim_run_id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let mut detail = AuditDetail {
         level: Some(level.slug().to_string()),
         reason: Some(reason.to_string()),
         ..AuditDetail::default()
     };
+    if !settled.is_empty() {
+        detail.settles_disputes_by = Some(settled.into_iter().map(|(r,)| r).collect());
+    }
+    if let Promoter::Content { operator, date } = promoter {
+        detail.source = Some("content/evidence/promotions.toml".to_string());
+        detail.operator = Some(operator.to_string());
+        detail.date = Some(date.to_string());
+    }
     let decision = Decision {
         run_id: run_id.to_string(),
         status: "promoted",
         level: Some(level.slug()),
-        by: operator.name.clone(),
+        by,
         at,
     };
     commit_decision(tx, &actor, "promote", detail, decision).await

@@ -16,7 +16,14 @@ fn main() -> Result<(), String> {
     let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let (secret, public) = vkae_record::keygen();
-    let base = RunRecord::parse(SAMPLE_RECORD.as_bytes()).map_err(|e| e.to_string())?;
+    let mut base = RunRecord::parse(SAMPLE_RECORD.as_bytes()).map_err(|e| e.to_string())?;
+    // The E4B profile's declared baseline (content/profiles.toml), with transformers eager as a context peer.
+    let mut eager = base.paths[0].clone();
+    base.paths[0].name = "hf-transformers-static-cudagraph".into();
+    eager.role = vkae_record::Role::Peer;
+    eager.gating = Some(false);
+    eager.tokens_per_s = vec![3.1, 4.2, 3.05];
+    base.paths.push(eager);
 
     let mut good = base.clone();
     good.run_id = "e2e-e4b-h200-good".into();

@@ -83,6 +83,11 @@ pub fn read_claims(doc: &d::ClaimsDocument) -> StoreResult<Vec<Claim>> {
                     lift: d.lift,
                     additional_tokens_per_s: d.additional_tokens_per_s,
                     cost_reduction: d.token_cost_reduction,
+                    eager: d.eager_reference.as_ref().map(|e| EagerLift {
+                        path: e.path.clone(),
+                        tokens_per_s: e.tokens_per_s,
+                        lift: e.lift,
+                    }),
                 }),
                 quality: Quality {
                     reference_ppl: f.quality.reference_ppl,
@@ -96,6 +101,11 @@ pub fn read_claims(doc: &d::ClaimsDocument) -> StoreResult<Vec<Claim>> {
                 lane_public_key: c.provenance.lane_public_key.clone(),
                 measured_at: f.measured_at.clone(),
                 promoted_at: c.promoted_at.clone(),
+                standing: Standing {
+                    state: c.standing.state,
+                    current_until: c.standing.current_until.clone(),
+                    disputed_by: c.standing.disputes.iter().map(|d| d.run_id.clone()).collect(),
+                },
             })
         })
         .collect()

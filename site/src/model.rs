@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use vkae_domain::{
-    Adjacent, AuditEntry, BaselineContext, ClaimLevel, Excluded, Gpu, InternalData, LaneFit,
-    LaneVerdict, MemoryLane, PreviewRequest, RunSummary, ServicePathInfo,
+    Adjacent, AuditEntry, BaselineContext, ClaimLevel, ClaimState, ContentRefusal, Excluded, Gpu,
+    InternalData, LaneFit, LaneVerdict, MemoryLane, PreviewRequest, RunSummary, ServicePathInfo,
 };
 
 /// A promoted claim: one run an operator promoted, with the figures derived from it.
@@ -46,6 +46,18 @@ pub struct Claim {
     /// RFC 3339 date of the run.
     pub measured_at: String,
     pub promoted_at: String,
+    /// Whether the claim still stands (current, stale past its date, disputed by a newer slower run).
+    pub standing: Standing,
+}
+
+/// A claim's standing as the evidence store judged it when the page was read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Standing {
+    pub state: ClaimState,
+    /// RFC 3339 time past which the claim is stale.
+    pub current_until: String,
+    /// The run ids of newer comparable records more than 2% slower.
+    pub disputed_by: Vec<String>,
 }
 
 impl Claim {
@@ -69,7 +81,8 @@ impl Claim {
     }
 }
 
-/// Figures derived from a claim's medians (the evidence store computes them at promotion).
+/// Figures derived from a claim's medians (the evidence store computes them at promotion), against the
+/// family's declared baseline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Derived {
     /// VKAE / baseline.
@@ -78,6 +91,16 @@ pub struct Derived {
     pub additional_tokens_per_s: f64,
     /// 1 - baseline / VKAE, at the same GPU rate.
     pub cost_reduction: f64,
+    /// VKAE's lift over the eager reference path, when the run carries it beside the declared baseline.
+    pub eager: Option<EagerLift>,
+}
+
+/// VKAE's lift over the eager reference (context, not the declared baseline).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EagerLift {
+    pub path: String,
+    pub tokens_per_s: f64,
+    pub lift: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +109,14 @@ pub struct Quality {
     pub vkae_ppl: f64,
     pub top1_agreement: f64,
     pub mean_kl: f64,
+}
+
+impl Quality {
+    /// (VKAE - reference) / reference perplexity: what pages show, since the raw perplexities of a
+    /// random-weight model mean nothing to a reader.
+    pub fn relative_ppl_difference(&self) -> f64 {
+        (self.vkae_ppl - self.reference_ppl) / self.reference_ppl
+    }
 }
 
 /// One of the five serving families, with its repos and what the product may say about it.

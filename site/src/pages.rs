@@ -5,7 +5,9 @@
 use crate::api::{load_internal, load_public};
 use crate::chart::{speed_svg, SpeedFilter};
 use crate::islands::{LoginForm, LogoutButton, PreviewForm, RunActions, SpeedDashboard};
-use crate::model::{fmt_int, fmt_tps, Claim, ClaimLevel, InternalData, PublicData, SpeedKind};
+use crate::model::{
+    fmt_int, fmt_tps, Claim, ClaimLevel, ClaimState, InternalData, PublicData, Quality, SpeedKind,
+};
 use crate::table::TableHead;
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
@@ -55,6 +57,42 @@ fn pct(x: f64) -> String {
 
 fn date(rfc3339: &str) -> String {
     rfc3339.get(..10).unwrap_or(rfc3339).to_string()
+}
+
+/// A claim's standing in words, or None while it is current.
+fn standing_note(claim: &Claim) -> Option<String> {
+    let s = &claim.standing;
+    match s.state {
+        ClaimState::Current => None,
+        ClaimState::Stale => Some(format!(
+            "Stale: measured {}, current until {}",
+            date(&claim.measured_at),
+            date(&s.current_until)
+        )),
+        ClaimState::Disputed => Some(format!(
+            "Disputed: a newer run of the same recipe is more than 2% slower ({}); measured {}",
+            s.disputed_by.join(", "),
+            date(&claim.measured_at)
+        )),
+    }
+}
+
+/// The guard's figures as a reader can weigh them: relative perplexity difference, top-1 agreement, mean KL
+/// (raw perplexities stay in the JSON and the signed record).
+fn quality_line(q: &Quality) -> String {
+    format!(
+        "perplexity {:+.4}% vs reference, top-1 agreement {:.1}%, mean KL {:.2e}",
+        q.relative_ppl_difference() * 100.0,
+        q.top1_agreement * 100.0,
+        q.mean_kl
+    )
+}
+
+/// Said beside quality figures measured on synthetic weights.
+fn synthetic_quality_note(claim: &Claim) -> Option<&'static str> {
+    claim.weights.starts_with("synthetic:").then_some(
+        "Weights are synthetic (random, the family's shape): these figures check that VKAE computes what the reference computes, not language quality.",
+    )
 }
 
 // ---------------------------------------------------------------------------------------------- home
@@ -126,20 +164,30 @@ pub fn HomeView(data: PublicData) -> impl IntoView {
 #[component]
 fn ClaimFigures(claim: Claim) -> impl IntoView {
     let derived = claim.derived.clone();
+    let eager = derived.as_ref().and_then(|d| d.eager.clone());
+    let standing = standing_note(&claim);
     view! {
+        {standing.map(|note| view! { <p class="standing">{note}</p> })}
         <dl class="figures">
+            <div><dt>"VKAE"</dt><dd><span class="num">{fmt_tps(claim.vkae_tokens_per_s)}</span> " tok/s"</dd></div>
             <div>
-                <dt>"Baseline" {claim.baseline_name.clone().map(|n| view! { <br /><small><code>{n}</code></small> })}</dt>
+                <dt>"Declared baseline" {claim.baseline_name.clone().map(|n| view! { <br /><small><code>{n}</code></small> })}</dt>
                 <dd><span class="num">{claim.baseline_tokens_per_s.map(fmt_tps)}</span> " tok/s"</dd>
             </div>
-            <div><dt>"VKAE"</dt><dd><span class="num">{fmt_tps(claim.vkae_tokens_per_s)}</span> " tok/s"</dd></div>
             {derived.map(|d| view! {
-                <div><dt>"Relative lift " <small>"(derived)"</small></dt><dd><span class="num">{format!("{:.2}×", d.lift)}</span></dd></div>
+                <div><dt>"Lift over the declared baseline " <small>"(derived)"</small></dt><dd><span class="num">{format!("{:.2}×", d.lift)}</span></dd></div>
                 <div><dt>"Additional tokens/s " <small>"(derived)"</small></dt><dd><span class="num">{format!("+{}", fmt_tps(d.additional_tokens_per_s))}</span></dd></div>
                 <div>
-                    <dt>"Approx. token-cost reduction at the same GPU rate " <small>"(derived)"</small></dt>
+                    <dt>"Approx. token-cost reduction at the same GPU rate, vs the declared baseline " <small>"(derived)"</small></dt>
                     <dd><span class="num">{pct(d.cost_reduction)}</span></dd>
                 </div>
+            })}
+            {eager.map(|e| view! {
+                <div>
+                    <dt>"Eager reference (context)" <br /><small><code>{e.path.clone()}</code></small></dt>
+                    <dd><span class="num">{fmt_tps(e.tokens_per_s)}</span> " tok/s"</dd>
+                </div>
+                <div><dt>"Lift over the eager reference " <small>"(derived)"</small></dt><dd><span class="num">{format!("{:.2}×", e.lift)}</span></dd></div>
             })}
         </dl>
         <p class="provenance">
@@ -405,7 +453,7 @@ pub fn EvidenceView(data: PublicData) -> impl IntoView {
                                                 <th scope="col">"Model"</th>
                                                 <th scope="col">"Hardware"</th>
                                                 <th scope="col">"Recipe"</th>
-                                                <th scope="col">"Baseline → VKAE"</th>
+                                                <th scope="col">"Declared baseline → VKAE"</th>
                                                 <th scope="col">"Quality"</th>
                                                 <th scope="col">"Provenance"</th>
                                             </tr>
@@ -443,6 +491,7 @@ pub fn EvidenceView(data: PublicData) -> impl IntoView {
 #[component]
 fn ClaimRow(claim: Claim) -> impl IntoView {
     let q = &claim.quality;
+    let standing = standing_note(&claim);
     view! {
         <tr id=format!("claim-{}", claim.run_id)>
             <th scope="row">
@@ -457,13 +506,16 @@ fn ClaimRow(claim: Claim) -> impl IntoView {
                     None => format!("{} tok/s (no baseline path)", fmt_tps(claim.vkae_tokens_per_s)),
                 }}
                 <br />
-                <small>{claim.derived.as_ref().map(|d| format!("{:.2}× (derived)", d.lift))}</small>
-                {claim.baseline_name.clone().map(|n| view! { <br /><small>"baseline: " <code>{n}</code></small> })}
+                <small>{claim.derived.as_ref().map(|d| format!("{:.2}× over the declared baseline (derived)", d.lift))}</small>
+                {claim.baseline_name.clone().map(|n| view! { <br /><small>"declared baseline: " <code>{n}</code></small> })}
+                {claim.derived.as_ref().and_then(|d| d.eager.clone()).map(|e| view! {
+                    <br /><small>{format!("{:.2}× over the eager reference ", e.lift)} <code>{e.path}</code> {format!(" at {} tok/s (derived)", fmt_tps(e.tokens_per_s))}</small>
+                })}
+                {standing.map(|note| view! { <br /><strong class="standing">{note}</strong> })}
             </td>
             <td>
-                {format!("PPL {:.3} vs reference {:.3}", q.vkae_ppl, q.reference_ppl)}
-                <br />
-                <small>{format!("top-1 agreement {:.1}%, mean KL {:.2e}", q.top1_agreement * 100.0, q.mean_kl)}</small>
+                {quality_line(q)}
+                {synthetic_quality_note(&claim).map(|note| view! { <br /><small class="synthetic-note">{note}</small> })}
             </td>
             <td>
                 "engine " <code>{claim.engine_commit.chars().take(12).collect::<String>()}</code>
@@ -590,6 +642,20 @@ pub fn InternalView(data: InternalData) -> impl IntoView {
             <h1>"Evidence promotion"</h1>
             <p>"Logged in as " <strong id="operator-name">{data.operator.clone()}</strong> " " <LogoutButton csrf=csrf.clone() /></p>
         </div>
+        {(!data.content_refusals.is_empty()).then(|| view! {
+            <section aria-labelledby="content-refusals-heading" id="content-refusals">
+                <h2 id="content-refusals-heading">"Committed promotions the gate refused"</h2>
+                <p>"Entries of " <code>"content/evidence/promotions.toml"</code> " applied at start; a refused entry is never forced."</p>
+                <ul>
+                    {data.content_refusals.clone().into_iter().map(|r| view! {
+                        <li class="content-refusal">
+                            <code>{r.run_id}</code> {format!(" ({}, reviewed by {} on {}): {}", r.level, r.operator, r.date, r.message)}
+                            {(!r.reasons.is_empty()).then(|| format!(" — {}", r.reasons.join(" | ")))}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            </section>
+        })}
         <section aria-labelledby="runs-heading">
             <h2 id="runs-heading">"Ingested runs"</h2>
             {if data.runs.is_empty() {

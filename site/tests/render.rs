@@ -36,13 +36,14 @@ fn claim(family: &str, level: ClaimLevel, baseline: f64, vkae: f64) -> Claim {
         batch: 8,
         prompt_tokens: 512,
         output_tokens: 128,
-        baseline_name: Some("hf-transformers-eager".into()),
+        baseline_name: Some("hf-transformers-static-cudagraph".into()),
         baseline_tokens_per_s: Some(baseline),
         vkae_tokens_per_s: vkae,
         derived: Some(Derived {
             lift: vkae / baseline,
             additional_tokens_per_s: vkae - baseline,
             cost_reduction: 1.0 - baseline / vkae,
+            eager: None,
         }),
         quality: Quality {
             reference_ppl: 7.123,
@@ -56,6 +57,11 @@ fn claim(family: &str, level: ClaimLevel, baseline: f64, vkae: f64) -> Claim {
         lane_public_key: "ghdCWdiCDnKsXmWe1zqo5dYYidWieCws+VDYCCyJwSg=".into(),
         measured_at: "2026-11-20T10:00:00Z".into(),
         promoted_at: "2026-11-21T10:00:00Z".into(),
+        standing: Standing {
+            state: ClaimState::Current,
+            current_until: "2027-02-18T10:00:00Z".into(),
+            disputed_by: vec![],
+        },
     }
 }
 
@@ -200,7 +206,7 @@ fn home_card_shows_the_promoted_claim_with_derived_figures_labelled() {
         "2026-11-20",
         "run-E4B-optimized-showcase",
         // What was measured against, and on what weights: a synthetic-weights run must say so.
-        "hf-transformers-eager",
+        "hf-transformers-static-cudagraph",
         "synthetic BF16 weights of the E4B shape (seed 0), not the released checkpoint",
     ] {
         assert!(html.contains(expected), "missing {expected}: {html}");
@@ -251,7 +257,13 @@ fn evidence_groups_by_level_and_blocks_porting_track_numbers() {
         html.matches("No promoted run at this level yet.").count(),
         2
     );
-    assert!(html.contains("PPL 7.131 vs reference 7.123"));
+    // Quality as a reader can weigh it; raw perplexities stay in the JSON and the record.
+    assert!(
+        html.contains("perplexity +0.1123% vs reference, top-1 agreement 98.7%, mean KL 1.20e-3"),
+        "{html}"
+    );
+    assert!(!html.contains("7.131") && !html.contains("7.123"), "{html}");
+    assert_eq!(html.matches("class=\"synthetic-note\"").count(), 2, "{html}");
     assert!(html.contains("0123456789ab"));
     // Rows read by family, then batch size, whatever order the store listed them in.
     let mut b1 = claim("E4B", ClaimLevel::VkaePath, 10.0, 270.0);
@@ -266,9 +278,72 @@ fn evidence_groups_by_level_and_blocks_porting_track_numbers() {
     // Each shown claim names its weights and its baseline path.
     assert_eq!(html.matches("class=\"weights\"").count(), 2, "{html}");
     assert!(
-        html.contains("baseline: <code>hf-transformers-eager</code>"),
+        html.contains("declared baseline: <code>hf-transformers-static-cudagraph</code>"),
         "{html}"
     );
+}
+
+fn with_eager(mut c: Claim) -> Claim {
+    let vkae = c.vkae_tokens_per_s;
+    c.derived.as_mut().unwrap().eager = Some(EagerLift {
+        path: "hf-transformers-eager".into(),
+        tokens_per_s: 16.0,
+        lift: vkae / 16.0,
+    });
+    c
+}
+
+#[test]
+fn claims_show_the_declared_baselines_lift_and_the_eager_references_beside_it() {
+    let c = with_eager(claim("E4B", ClaimLevel::VkaePath, 100.0, 272.0));
+    let home = render({
+        let c = c.clone();
+        move || view! { <HomeView data=data(vec![c.clone()]) /> }
+    });
+    for expected in [
+        "Lift over the declared baseline ",
+        "2.72×",
+        "Eager reference (context)",
+        "<code>hf-transformers-eager</code>",
+        "16.0",
+        "Lift over the eager reference ",
+        "17.00×",
+        // The cost figure is the declared baseline's: 1 - 100 / 272.
+        "63%",
+    ] {
+        assert!(home.contains(expected), "missing {expected}: {home}");
+    }
+    assert!(home.matches("(derived)").count() >= 4, "{home}");
+    let evidence = render(move || view! { <EvidenceView data=data(vec![c.clone()]) /> });
+    assert!(evidence.contains("2.72× over the declared baseline (derived)"), "{evidence}");
+    assert!(
+        evidence.contains("17.00× over the eager reference <code>hf-transformers-eager</code> at 16.0 tok/s (derived)"),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn stale_and_disputed_claims_say_so_with_their_dates() {
+    let mut stale = claim("E4B", ClaimLevel::VkaePath, 100.0, 272.0);
+    stale.standing.state = ClaimState::Stale;
+    let mut disputed = claim("E4B", ClaimLevel::DeclaredBaseline, 100.0, 272.0);
+    disputed.standing.state = ClaimState::Disputed;
+    disputed.standing.disputed_by = vec!["run-newer-slower".into()];
+    let html = render(move || view! { <EvidenceView data=data(vec![stale.clone(), disputed.clone()]) /> });
+    assert!(
+        html.contains("Stale: measured 2026-11-20, current until 2027-02-18"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Disputed: a newer run of the same recipe is more than 2% slower (run-newer-slower); measured 2026-11-20"),
+        "{html}"
+    );
+    let current = render(|| view! { <EvidenceView data=data(vec![claim("E4B", ClaimLevel::VkaePath, 1.0, 2.0)]) /> });
+    assert!(!current.contains("Stale") && !current.contains("Disputed"), "{current}");
+    let mut home_claim = claim("E4B", ClaimLevel::VkaePath, 100.0, 272.0);
+    home_claim.standing.state = ClaimState::Stale;
+    let home = render(move || view! { <HomeView data=data(vec![home_claim.clone()]) /> });
+    assert!(home.contains("class=\"standing\""), "{home}");
 }
 
 #[test]
@@ -378,8 +453,22 @@ fn internal_view_shows_lanes_with_reasons_and_actions() {
         }],
         audit: vec![],
         inbox: vec![],
+        content_refusals: vec![ContentRefusal {
+            run_id: "r-refused".into(),
+            level: "vkae-path".into(),
+            operator: "grace".into(),
+            date: "2026-12-02".into(),
+            message: "run r-refused cannot be promoted: failing quality".into(),
+            reasons: vec!["quality: top-1 agreement 0.5 (bound >= 0.9)".into()],
+        }],
     };
     let html = render(move || view! { <InternalView data=d /> });
+    // A committed promotion the gate refused is listed with the gate's reasons.
+    assert!(
+        html.contains("<code>r-refused</code> (vkae-path, reviewed by grace on 2026-12-02): run r-refused cannot be promoted: failing quality")
+            && html.contains(" — quality: top-1 agreement 0.5 (bound &gt;= 0.9)</li>"),
+        "{html}"
+    );
     assert!(html.contains("ppl ratio 1.09 over 1.02"));
     assert!(html.contains("id=\"promote-r1\""));
     assert!(html.contains("No decision recorded yet."));
@@ -425,6 +514,7 @@ fn internal_view_shows_the_audit_detail_and_the_inbox() {
                 message: "batch 8".into(),
             },
         }],
+        content_refusals: vec![],
     };
     let html = render(move || view! { <InternalView data=d /> });
     assert!(
@@ -493,6 +583,7 @@ fn a_baseline_is_compared_with_the_comparable_runs_only() {
         runs,
         audit: vec![],
         inbox: vec![],
+        content_refusals: vec![],
     };
     let html = render(move || view! { <InternalView data=d /> });
     assert!(

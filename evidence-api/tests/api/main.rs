@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod content;
 mod internal;
 mod public;
 mod store;

@@ -107,10 +107,22 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
-/// A valid E4B record (all lanes pass), unsigned, with the given run id.
+/// The E4B profile's declared baseline and its context reference (content/profiles.toml).
+pub const DECLARED_BASELINE: &str = "hf-transformers-static-cudagraph";
+pub const EAGER_REFERENCE: &str = "hf-transformers-eager";
+
+/// A valid E4B record (all lanes pass), unsigned, with the given run id: the sample with its baseline renamed to
+/// the declared one and the eager path added as a context peer whose spread (35%) would fail a gating path (no integral rates: the canonical form writes 3.0 as 3).
 pub fn record(run_id: &str) -> RunRecord {
     let mut r = RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap();
     r.run_id = run_id.to_string();
+    let mut eager = r.paths[0].clone();
+    r.paths[0].name = DECLARED_BASELINE.to_string();
+    r.paths[0].detail = Some("static KV cache, decode step captured as a CUDA graph".into());
+    eager.role = vkae_record::Role::Peer;
+    eager.tokens_per_s = vec![3.1, 4.2, 3.05];
+    eager.gating = Some(false);
+    r.paths.push(eager);
     r
 }
 

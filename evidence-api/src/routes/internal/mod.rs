@@ -2,6 +2,7 @@
 //! token, or session cookie with Origin and CSRF checks). Responses are `Cache-Control: no-store`.
 
 pub mod audit;
+pub mod content;
 pub mod preview;
 pub mod runs;
 pub mod session;
@@ -20,6 +21,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/internal/runs/{run_id}/promote", post(runs::promote))
         .route("/api/internal/runs/{run_id}/retract", post(runs::retract))
         .route("/api/internal/audit", get(audit::audit))
+        .route(
+            "/api/internal/content-evidence",
+            get(content::content_evidence),
+        )
         .route("/api/internal/preview-requests", get(preview::list))
         .route("/api/internal/preview-requests.csv", get(preview::csv))
         .route(
