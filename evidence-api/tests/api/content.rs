@@ -206,7 +206,7 @@ async fn committed_promotions_are_applied_through_the_gate_once_and_refusals_are
     assert_eq!(app.promote("c-good").await.status(), 200);
 }
 
-/// The repository's own content: the 51c2a8b records (batch 1 and 8, lane key h200-lab2) become claims naming
+/// The repository's own content: the c7c3ba1 records (batch 1, 8 and 32, lane key h200-lab3) become claims naming
 /// the declared CUDA-graph baseline with the eager reference beside it; the older eager-baseline records are
 /// ingested but not promotable, and the records kept as reports without a key beside them are skipped.
 #[tokio::test]
@@ -228,7 +228,7 @@ async fn the_committed_evidence_serves_claims_against_the_declared_baseline() {
         .map(|c| c["recipe"]["batch"].as_u64().unwrap())
         .collect();
     batches.sort();
-    assert_eq!(batches, [1, 8]);
+    assert_eq!(batches, [1, 8, 32]);
     for c in claims {
         let d = &c["derived"];
         assert_eq!(d["baseline_path"], DECLARED_BASELINE, "{c}");
