@@ -50,6 +50,11 @@ fn collect(dir: &std::path::Path, records: &mut Vec<Committed>, keys: &mut Vec<(
         match p.extension().and_then(|x| x.to_str()) {
             Some("json") if name.starts_with("qualify-") => {
                 let bytes = std::fs::read(&p).unwrap();
+                // Side reports (`*.report.json`) sit beside the records; only run records are ingested.
+                let doc: Value = serde_json::from_slice(&bytes).unwrap();
+                if doc["schema"] != "vkae.run.v1" {
+                    continue;
+                }
                 let rec =
                     RunRecord::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 here.push((p, bytes, rec));
