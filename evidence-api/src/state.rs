@@ -1,5 +1,7 @@
-//! The state every request shares: settings, content, the database pools and the preview rate limiter.
+//! The state every request shares: settings, content, the database pools, the preview rate limiter and the login
+//! guard (bounded password hashing, failed-login back-off).
 
+use crate::auth::LoginGuard;
 use crate::content::Content;
 use crate::db::Db;
 use crate::preview::RateLimiter;
@@ -17,6 +19,7 @@ pub struct StateInner {
     pub content: Content,
     pub db: Db,
     pub preview_limiter: RateLimiter,
+    pub login_guard: LoginGuard,
 }
 
 impl Deref for AppState {
@@ -39,6 +42,7 @@ impl AppState {
             content,
             db,
             preview_limiter,
+            login_guard: LoginGuard::default(),
         })))
     }
 }

@@ -109,7 +109,35 @@ pub fn routes(state: AppState, settings: SiteSettings) -> Router {
             tower_http::services::ServeDir::new(pkg).precompressed_gzip(),
         )
         .with_state(options)
+        .layer(axum::middleware::from_fn(bad_arguments_are_client_errors))
         .layer(axum::middleware::from_fn(no_store_for_private))
+}
+
+/// A server function whose arguments are missing or do not parse is answered 500 by Leptos, before the
+/// function runs: that is the caller's mistake, so it becomes 400 with the same body.
+async fn bad_arguments_are_client_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let server_fn = request.uri().path().starts_with("/_site/");
+    let response = next.run(request).await;
+    if !server_fn
+        || response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    };
+    let argument_error = ["Args|", "MissingArg|", "Deserialization|"]
+        .iter()
+        .any(|prefix| bytes.starts_with(prefix.as_bytes()));
+    if argument_error {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// Operator pages and server-function answers must never sit in a shared or browser cache. Decided here by

@@ -224,3 +224,55 @@ async fn server_functions_refuse_other_origins_and_missing_sessions() {
     .unwrap();
     assert_eq!(preview.status(), StatusCode::FORBIDDEN);
 }
+
+async fn post_form(site: &Site, path: &str, body: &str) -> (StatusCode, String, axum::http::HeaderMap) {
+    let request = Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, "http://127.0.0.1:8080")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = site.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).to_string(), headers)
+}
+
+#[tokio::test]
+async fn server_functions_with_missing_arguments_are_bad_requests() {
+    let site = site().await;
+    for (path, body) in [
+        ("/_site/retract", "run_id=x&reason=r"),
+        ("/_site/promote", "run_id=x"),
+        ("/_site/login", "name=a"),
+        ("/_site/logout", ""),
+    ] {
+        let (status, text, headers) = post_form(&site, path, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body:?}: {text}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn site_logins_back_off_after_five_failures() {
+    let site = site().await;
+    vkae_evidence::auth::add_operator(&site.state.db.writer, "ada", "correct horse battery")
+        .await
+        .unwrap();
+    for attempt in 1..=5 {
+        let (status, text, _) =
+            post_form(&site, "/_site/login", &format!("name=ada&password=wrong-{attempt}")).await;
+        assert_eq!(status, StatusCode::OK, "attempt {attempt}: {text}");
+        assert!(text.contains("do not match"), "{text}");
+    }
+    // Backing off: even the right password is not checked now.
+    let (status, text, headers) =
+        post_form(&site, "/_site/login", "name=ada&password=correct+horse+battery").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    assert!(text.contains("Too many login attempts"), "{text}");
+    assert!(!headers.contains_key(header::SET_COOKIE));
+    let retry: u64 = headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+}

@@ -63,12 +63,15 @@ pub fn router(state: AppState, site: Option<SiteRoutes>) -> Router {
     let settings = &state.settings;
     let csp = HeaderValue::from_str(&settings.csp)
         .unwrap_or_else(|_| HeaderValue::from_static(crate::settings::DEFAULT_CSP));
-    app.layer(middleware::from_fn(errors::json_errors))
-        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+    // Listed innermost first. The error mapping sits outside the body limit and the timeout, so their 413 and
+    // 408 get the one JSON shape too, and inside compression, which it could not read through.
+    app.layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
+        .layer(middleware::from_fn(errors::json_errors))
+        .layer(middleware::from_fn(errors::no_store_internal))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

@@ -3,3 +3,4 @@ mod claims;
 mod documents;
 mod health;
 mod preview;
+mod slow_clients;
