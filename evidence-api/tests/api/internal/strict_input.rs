@@ -69,7 +69,7 @@ async fn an_ingest_that_is_not_json_is_415_and_audited() {
     let mut unsigned = record("unsigned");
     unsigned.signature = None;
     let r = app.ingest_bytes(unsigned.to_json_bytes()).await;
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 422);
     let audit: Value = app
         .as_operator(reqwest::Method::GET, "/api/internal/audit", None)
         .await
