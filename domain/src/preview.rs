@@ -448,7 +448,7 @@ mod tests {
 
     #[test]
     fn refuses_controls_and_invisible_characters() {
-        for name in ["Ada\u{0}", "Ada\u{1b}[31m", "Ada\u{7}", "Ada\u{85}"] {
+        for name in ["Ada\u{0}", "Ada\u{1b}[31m", "Ada\u{7}", "A\u{85}da"] {
             let input = PreviewInput {
                 name: name.into(),
                 ..good()

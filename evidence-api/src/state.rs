@@ -5,6 +5,7 @@ use crate::auth::LoginGuard;
 use crate::content::Content;
 use crate::db::Db;
 use crate::preview::RateLimiter;
+use crate::routes::cache::PublicCache;
 use crate::settings::Settings;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub struct StateInner {
     pub db: Db,
     pub preview_limiter: RateLimiter,
     pub login_guard: LoginGuard,
+    pub public_cache: PublicCache,
 }
 
 impl Deref for AppState {
@@ -43,6 +45,7 @@ impl AppState {
             db,
             preview_limiter,
             login_guard: LoginGuard::default(),
+            public_cache: PublicCache::default(),
         })))
     }
 }

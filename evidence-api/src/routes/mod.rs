@@ -3,8 +3,10 @@
 //! - [`public`]: `/healthz` and `/api/v1/*` (no authentication; only promoted claims and catalog data).
 //! - [`internal`]: `/api/internal/*` (ingest token, operator token or operator session).
 //! - [`extract`]: query and body parsing, client keys, operator authentication, JSON documents.
+//! - [`cache`]: public reads built once per promotion epoch, with ETag and 304.
 //! - [`errors`]: the one JSON error shape for every failure under `/api/` and `/healthz`.
 
+pub mod cache;
 pub mod errors;
 pub mod extract;
 pub mod internal;
@@ -69,6 +71,10 @@ pub fn router(state: AppState, site: Option<SiteRoutes>) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cache::public_reads,
         ))
         .layer(middleware::from_fn(errors::json_errors))
         .layer(middleware::from_fn(errors::no_store_internal))

@@ -1,4 +1,5 @@
 mod bad_inputs;
+mod caching;
 mod claims;
 mod documents;
 mod health;

@@ -1,0 +1,127 @@
+//! HTTP caching of the public reads (`GET /api/v1/*`): each answer is built once per promotion epoch (the audit
+//! log's latest promote or retract), kept in memory, and sent with a strong `ETag` (the epoch and a digest of
+//! the body) and `Cache-Control: public, max-age=60, stale-while-revalidate=600`; `If-None-Match` gets 304.
+
+use crate::auth::sha256_hex;
+use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// What public reads send: shared caches may keep them a minute, and serve them stale while revalidating.
+pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=600";
+/// Distinct URLs (path and query) kept; past this the cache starts again empty, so odd queries cannot grow it.
+const MAX_ENTRIES: usize = 256;
+/// The largest answer kept.
+const MAX_BODY_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    epoch: i64,
+    etag: HeaderValue,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+}
+
+/// The answers kept, by URL.
+#[derive(Debug, Default)]
+pub struct PublicCache {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl PublicCache {
+    fn get(&self, url: &str, epoch: i64) -> Option<Entry> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(url).filter(|e| e.epoch == epoch).cloned()
+    }
+
+    fn put(&self, url: String, entry: Entry) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&url) {
+            entries.clear();
+        }
+        entries.insert(url, entry);
+    }
+}
+
+/// The promotion epoch: the sequence number of the latest promote or retract in the audit log (0 before any).
+/// Read from the store on each request, so a promotion made by another process (the CLI) is seen at once.
+async fn promotion_epoch(state: &AppState) -> Option<i64> {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT seq FROM audit_log WHERE action IN ('promote', 'retract') ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(&state.db.reader)
+    .await
+    .map(|seq| seq.unwrap_or(0))
+    .map_err(|e| tracing::warn!(%e, "cannot read the promotion epoch; answering uncached"))
+    .ok()
+}
+
+fn matches_etag(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let etag = etag.to_str().unwrap_or_default();
+    value.trim() == "*" || value.split(',').any(|candidate| candidate.trim() == etag)
+}
+
+fn answer(entry: &Entry, request_headers: &HeaderMap) -> Response {
+    let mut response = if matches_etag(request_headers, &entry.etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = Response::new(Body::from(entry.body.clone()));
+        if let Some(content_type) = &entry.content_type {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type.clone());
+        }
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, entry.etag.clone());
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(PUBLIC_CACHE_CONTROL),
+    );
+    response
+}
+
+/// Serves `GET /api/v1/*` from the cache when the epoch is unchanged; builds, keeps and validates otherwise.
+/// Only 200 answers are kept; errors pass through as they are.
+pub async fn public_reads(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let cacheable = request.method() == Method::GET && request.uri().path().starts_with("/api/v1/");
+    if !cacheable {
+        return next.run(request).await;
+    }
+    let Some(epoch) = promotion_epoch(&state).await else {
+        return next.run(request).await;
+    };
+    let url = request.uri().to_string();
+    let request_headers = request.headers().clone();
+    if let Some(entry) = state.public_cache.get(&url, epoch) {
+        return answer(&entry, &request_headers);
+    }
+    let response = next.run(request).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let digest = sha256_hex(&body);
+    let etag = HeaderValue::from_str(&format!("\"{epoch}-{}\"", &digest[..32]))
+        .expect("an epoch and hex digits are a valid header");
+    let entry = Entry {
+        epoch,
+        etag,
+        content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+        body,
+    };
+    state.public_cache.put(url, entry.clone());
+    answer(&entry, &request_headers)
+}
