@@ -22,6 +22,7 @@ pub struct StateInner {
     pub preview_limiter: RateLimiter,
     pub login_guard: LoginGuard,
     pub public_cache: PublicCache,
+    pub page_cache: PublicCache,
 }
 
 impl Deref for AppState {
@@ -46,6 +47,7 @@ impl AppState {
             preview_limiter,
             login_guard: LoginGuard::default(),
             public_cache: PublicCache::default(),
+            page_cache: PublicCache::default(),
         })))
     }
 }

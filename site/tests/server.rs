@@ -76,21 +76,41 @@ async fn every_page_renders_from_the_store() {
             "{path}: {html}"
         );
         assert!(html.contains("<meta name=\"description\""), "{path}");
-        // The CSP names the nonce Leptos puts on its inline scripts.
         let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-        let nonce = csp
-            .split("'nonce-")
-            .nth(1)
-            .and_then(|r| r.split('\'').next())
-            .expect("nonce in CSP");
-        for script in html
-            .match_indices("<script")
-            .map(|(i, _)| &html[i..i + 80.min(html.len() - i)])
-        {
-            assert!(
-                script.contains(&format!("nonce=\"{nonce}\"")),
-                "{path}: script without the nonce: {script}"
+        if vkae_site::server::PUBLIC_PAGES.contains(&path) {
+            // A kept page: the CSP names the hash of every inline script, and no nonce.
+            assert!(!csp.contains("'nonce-"), "{path}: {csp}");
+            let scripts = vkae_evidence::routes::cache::inline_scripts(&html);
+            assert_eq!(
+                vkae_evidence::routes::cache::csp_with_script_hashes("script-src 'self'", &html)
+                    .matches("'sha256-")
+                    .count()
+                    .min(1),
+                scripts.len().min(1),
+                "{path}"
             );
+            let expected = vkae_evidence::routes::cache::csp_with_script_hashes(
+                &site.state.settings.csp,
+                &html,
+            );
+            assert_eq!(csp, expected, "{path}");
+            assert!(headers.contains_key(header::ETAG), "{path}");
+        } else {
+            // The CSP names the nonce Leptos puts on its inline scripts.
+            let nonce = csp
+                .split("'nonce-")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .expect("nonce in CSP");
+            for script in html
+                .match_indices("<script")
+                .map(|(i, _)| &html[i..i + 80.min(html.len() - i)])
+            {
+                assert!(
+                    script.contains(&format!("nonce=\"{nonce}\"")),
+                    "{path}: script without the nonce: {script}"
+                );
+            }
         }
         // Only pages with islands load the bundle.
         let loads_wasm = html.contains("vkae_site.js");
@@ -275,4 +295,37 @@ async fn site_logins_back_off_after_five_failures() {
     assert!(!headers.contains_key(header::SET_COOKIE));
     let retry: u64 = headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
     assert!((1..=900).contains(&retry), "{retry}");
+}
+
+#[tokio::test]
+async fn public_pages_are_kept_per_epoch_with_an_etag_and_operator_pages_never() {
+    let site = site().await;
+    let (status, first, headers) = get(&site, "/sizing").await;
+    assert_eq!(status, StatusCode::OK);
+    let etag = headers[header::ETAG].to_str().unwrap().to_string();
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        vkae_evidence::routes::cache::PUBLIC_CACHE_CONTROL
+    );
+    let (_, second, headers) = get(&site, "/sizing").await;
+    assert_eq!(second, first, "served from memory: the same bytes, nonce included");
+    assert_eq!(headers[header::ETAG].to_str().unwrap(), etag);
+    let response = site
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/sizing")
+                .header(header::IF_NONE_MATCH, &etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    let (_, _, headers) = get(&site, "/internal").await;
+    assert!(!headers.contains_key(header::ETAG));
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let (_, a, _) = get(&site, "/internal").await;
+    let (_, b, _) = get(&site, "/internal").await;
+    assert_ne!(a, b, "operator pages render each time (a fresh nonce)");
 }

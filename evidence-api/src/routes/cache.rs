@@ -1,6 +1,8 @@
-//! HTTP caching of the public reads (`GET /api/v1/*`): each answer is built once per promotion epoch (the audit
-//! log's latest promote or retract), kept in memory, and sent with a strong `ETag` (the epoch and a digest of
-//! the body) and `Cache-Control: public, max-age=60, stale-while-revalidate=600`; `If-None-Match` gets 304.
+//! HTTP caching of the public reads (`GET /api/v1/*`) and the site's public pages: each answer is built once per
+//! promotion epoch (the audit log's latest promote or retract), kept in memory, and sent with a strong `ETag`
+//! (the epoch and a digest of the body) and `Cache-Control: public, max-age=60, stale-while-revalidate=600`;
+//! `If-None-Match` gets 304. A kept page cannot carry a per-response nonce, so its Content-Security-Policy
+//! names the SHA-256 of each inline script it holds instead.
 
 use crate::auth::sha256_hex;
 use crate::state::AppState;
@@ -24,6 +26,7 @@ struct Entry {
     epoch: i64,
     etag: HeaderValue,
     content_type: Option<HeaderValue>,
+    csp: Option<HeaderValue>,
     body: Bytes,
 }
 
@@ -50,7 +53,7 @@ impl PublicCache {
 
 /// The promotion epoch: the sequence number of the latest promote or retract in the audit log (0 before any).
 /// Read from the store on each request, so a promotion made by another process (the CLI) is seen at once.
-async fn promotion_epoch(state: &AppState) -> Option<i64> {
+pub async fn promotion_epoch(state: &AppState) -> Option<i64> {
     sqlx::query_scalar::<_, i64>(
         "SELECT seq FROM audit_log WHERE action IN ('promote', 'retract') ORDER BY seq DESC LIMIT 1",
     )
@@ -81,6 +84,11 @@ fn answer(entry: &Entry, request_headers: &HeaderMap) -> Response {
         }
         response
     };
+    if let Some(csp) = &entry.csp {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp.clone());
+    }
     let headers = response.headers_mut();
     headers.insert(header::ETAG, entry.etag.clone());
     headers.insert(
@@ -97,12 +105,36 @@ pub async fn public_reads(State(state): State<AppState>, request: Request, next:
     if !cacheable {
         return next.run(request).await;
     }
-    let Some(epoch) = promotion_epoch(&state).await else {
+    cached(&state, &state.public_cache, None, request, next).await
+}
+
+/// The site's public pages, as [`public_reads`]: `is_public_page` picks the paths (never operator pages).
+/// The page's own CSP is replaced by the configured one with the hashes of the page's inline scripts.
+pub async fn public_pages(
+    State((state, is_public_page)): State<(AppState, fn(&str) -> bool)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::GET || !is_public_page(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let csp = state.settings.csp.clone();
+    cached(&state, &state.page_cache, Some(&csp), request, next).await
+}
+
+async fn cached(
+    state: &AppState,
+    cache: &PublicCache,
+    page_csp: Option<&str>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(epoch) = promotion_epoch(state).await else {
         return next.run(request).await;
     };
     let url = request.uri().to_string();
     let request_headers = request.headers().clone();
-    if let Some(entry) = state.public_cache.get(&url, epoch) {
+    if let Some(entry) = cache.get(&url, epoch) {
         return answer(&entry, &request_headers);
     }
     let response = next.run(request).await;
@@ -113,6 +145,10 @@ pub async fn public_reads(State(state): State<AppState>, request: Request, next:
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    let csp = page_csp.and_then(|csp| {
+        let html = std::str::from_utf8(&body).ok()?;
+        HeaderValue::from_str(&csp_with_script_hashes(csp, html)).ok()
+    });
     let digest = sha256_hex(&body);
     let etag = HeaderValue::from_str(&format!("\"{epoch}-{}\"", &digest[..32]))
         .expect("an epoch and hex digits are a valid header");
@@ -120,8 +156,52 @@ pub async fn public_reads(State(state): State<AppState>, request: Request, next:
         epoch,
         etag,
         content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+        csp,
         body,
     };
-    state.public_cache.put(url, entry.clone());
+    cache.put(url, entry.clone());
     answer(&entry, &request_headers)
+}
+
+/// The text of each inline `<script>` (one without a `src` attribute) in `html`.
+pub fn inline_scripts(html: &str) -> Vec<&str> {
+    let mut scripts = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        let after = &rest[start..];
+        let Some(tag_end) = after.find('>') else { break };
+        let tag = &after[..tag_end];
+        let content = &after[tag_end + 1..];
+        let Some(close) = content.find("</script>") else { break };
+        if !tag.contains(" src=") {
+            scripts.push(&content[..close]);
+        }
+        rest = &content[close..];
+    }
+    scripts
+}
+
+/// `csp` with `script-src` extended by `'sha256-...'` for each inline script of `html`.
+pub fn csp_with_script_hashes(csp: &str, html: &str) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let mut hashes: Vec<String> = inline_scripts(html)
+        .into_iter()
+        .map(|script| {
+            let digest = Sha256::digest(script.as_bytes());
+            format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        })
+        .collect();
+    hashes.dedup();
+    if hashes.is_empty() {
+        return csp.to_string();
+    }
+    csp.replacen(
+        "script-src 'self'",
+        &format!("script-src 'self' {}", hashes.join(" ")),
+        1,
+    )
 }
