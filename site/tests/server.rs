@@ -300,13 +300,12 @@ async fn site_logins_back_off_after_five_failures() {
 #[tokio::test]
 async fn public_pages_are_kept_per_epoch_with_an_etag_and_operator_pages_never() {
     let site = site().await;
+    let (_, no_claim, headers) = get(&site, "/evidence").await;
+    let evidence_etag = headers[header::ETAG].to_str().unwrap().to_string();
     let (status, first, headers) = get(&site, "/sizing").await;
     assert_eq!(status, StatusCode::OK);
     let etag = headers[header::ETAG].to_str().unwrap().to_string();
-    assert_eq!(
-        headers[header::CACHE_CONTROL],
-        vkae_evidence::routes::cache::PUBLIC_CACHE_CONTROL
-    );
+    assert_eq!(headers[header::CACHE_CONTROL], "no-cache", "browsers revalidate each visit");
     let (_, second, headers) = get(&site, "/sizing").await;
     assert_eq!(second, first, "served from memory: the same bytes, nonce included");
     assert_eq!(headers[header::ETAG].to_str().unwrap(), etag);
@@ -328,4 +327,39 @@ async fn public_pages_are_kept_per_epoch_with_an_etag_and_operator_pages_never()
     let (_, a, _) = get(&site, "/internal").await;
     let (_, b, _) = get(&site, "/internal").await;
     assert_ne!(a, b, "operator pages render each time (a fresh nonce)");
+
+    // A promotion is a new epoch: the kept page is rendered again and shows the claim.
+    use vkae_evidence::store::{self, Actor};
+    let (key, public) = vkae_record::keygen();
+    store::add_lane_key(&site.state.db, &Actor::Cli, "lab", &vkae_record::encode_verifying_key(&public))
+        .await
+        .unwrap();
+    let mut record = vkae_record::RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap();
+    record.run_id = "epoch-run".into();
+    record.sign("lab", &key).unwrap();
+    store::ingest(&site.state.db, &site.state.content, &Actor::Cli, &record.to_json_bytes(), 1 << 20)
+        .await
+        .unwrap();
+    let operator = vkae_evidence::auth::add_operator(&site.state.db.writer, "ada", "correct horse battery")
+        .await
+        .unwrap();
+    vkae_evidence::service::promote(&site.state, &operator, "epoch-run", "vkae-path", "reviewed")
+        .await
+        .unwrap();
+    let response = site
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/evidence")
+                .header(header::IF_NONE_MATCH, &evidence_etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(response.headers()[header::ETAG].to_str().unwrap(), evidence_etag);
+    let body = axum::body::to_bytes(response.into_body(), 4 << 20).await.unwrap();
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert!(html.contains("epoch-run") && !no_claim.contains("epoch-run"));
 }

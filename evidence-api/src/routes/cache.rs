@@ -1,8 +1,9 @@
 //! HTTP caching of the public reads (`GET /api/v1/*`) and the site's public pages: each answer is built once per
 //! promotion epoch (the audit log's latest promote or retract), kept in memory, and sent with a strong `ETag`
-//! (the epoch and a digest of the body) and `Cache-Control: public, max-age=60, stale-while-revalidate=600`;
-//! `If-None-Match` gets 304. A kept page cannot carry a per-response nonce, so its Content-Security-Policy
-//! names the SHA-256 of each inline script it holds instead.
+//! (the epoch and a digest of the body); `If-None-Match` gets 304. API answers may be kept by other caches
+//! (`Cache-Control: public, max-age=60, stale-while-revalidate=600`); pages are `no-cache`, so a browser
+//! revalidates each visit (a 304 from memory) and an operator sees a retraction at once. A kept page cannot
+//! carry a per-response nonce, so its Content-Security-Policy names the SHA-256 of each inline script instead.
 
 use crate::auth::sha256_hex;
 use crate::state::AppState;
@@ -16,6 +17,8 @@ use std::sync::Mutex;
 
 /// What public reads send: shared caches may keep them a minute, and serve them stale while revalidating.
 pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=600";
+/// What kept pages send: any cache may store them, but must revalidate (cheap: a 304 from memory) before use.
+pub const PAGE_CACHE_CONTROL: &str = "no-cache";
 /// Distinct URLs (path and query) kept; past this the cache starts again empty, so odd queries cannot grow it.
 const MAX_ENTRIES: usize = 256;
 /// The largest answer kept.
@@ -27,6 +30,7 @@ struct Entry {
     etag: HeaderValue,
     content_type: Option<HeaderValue>,
     csp: Option<HeaderValue>,
+    cache_control: &'static str,
     body: Bytes,
 }
 
@@ -93,7 +97,7 @@ fn answer(entry: &Entry, request_headers: &HeaderMap) -> Response {
     headers.insert(header::ETAG, entry.etag.clone());
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static(PUBLIC_CACHE_CONTROL),
+        HeaderValue::from_static(entry.cache_control),
     );
     response
 }
@@ -105,7 +109,7 @@ pub async fn public_reads(State(state): State<AppState>, request: Request, next:
     if !cacheable {
         return next.run(request).await;
     }
-    cached(&state, &state.public_cache, None, request, next).await
+    cached(&state, &state.public_cache, None, PUBLIC_CACHE_CONTROL, request, next).await
 }
 
 /// The site's public pages, as [`public_reads`]: `is_public_page` picks the paths (never operator pages).
@@ -119,13 +123,14 @@ pub async fn public_pages(
         return next.run(request).await;
     }
     let csp = state.settings.csp.clone();
-    cached(&state, &state.page_cache, Some(&csp), request, next).await
+    cached(&state, &state.page_cache, Some(&csp), PAGE_CACHE_CONTROL, request, next).await
 }
 
 async fn cached(
     state: &AppState,
     cache: &PublicCache,
     page_csp: Option<&str>,
+    cache_control: &'static str,
     request: Request,
     next: Next,
 ) -> Response {
@@ -157,6 +162,7 @@ async fn cached(
         etag,
         content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
         csp,
+        cache_control,
         body,
     };
     cache.put(url, entry.clone());
