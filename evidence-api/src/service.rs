@@ -237,7 +237,8 @@ pub async fn preview_requests_csv(state: &AppState, _operator: &Operator) -> Api
     Ok(preview::to_csv(&preview::list(&state.db).await?))
 }
 
-/// Ingests a signed run record (the bytes as received). A refusal is written to the audit log with its reason.
+/// Ingests a signed run record (the bytes as received). A record refused from an ingest token (over HTTP) is
+/// written to the audit log with its reason; the CLI's caller sees its refusals directly.
 pub async fn ingest(state: &AppState, actor: &Actor, record: &[u8]) -> ApiResult<IngestOutcome> {
     let outcome = store::ingest(
         &state.db,
@@ -248,7 +249,7 @@ pub async fn ingest(state: &AppState, actor: &Actor, record: &[u8]) -> ApiResult
     )
     .await;
     if let Err(e) = &outcome {
-        if e.status.is_client_error() {
+        if e.status.is_client_error() && matches!(actor, Actor::IngestToken(_)) {
             record_refused_ingest(state, actor, e).await;
         }
     }
