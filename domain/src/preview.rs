@@ -456,7 +456,12 @@ mod tests {
             let problems = input.validate(&choices()).unwrap_err();
             assert_eq!(problems[0].kind, ProblemKind::ControlCharacters, "{name:?}");
         }
-        for name in ["Ada\u{202E}gpj.exe", "A\u{200B}da", "\u{FEFF}Ada", "A\u{2066}da"] {
+        for name in [
+            "Ada\u{202E}gpj.exe",
+            "A\u{200B}da",
+            "\u{FEFF}Ada",
+            "A\u{2066}da",
+        ] {
             for field in ["name", "company"] {
                 let mut input = good();
                 match field {
@@ -471,7 +476,13 @@ mod tests {
                 );
             }
         }
-        for message in ["ring\u{7}", "nul\u{0}", "esc\u{1b}[2J", "lone\rreturn", "c1\u{9b}"] {
+        for message in [
+            "ring\u{7}",
+            "nul\u{0}",
+            "esc\u{1b}[2J",
+            "lone\rreturn",
+            "c1\u{9b}",
+        ] {
             let input = PreviewInput {
                 message: message.into(),
                 ..good()

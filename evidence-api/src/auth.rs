@@ -279,19 +279,19 @@ pub async fn check_password(
     if let Some(seconds) = guard.blocked_for(&keys) {
         return Err(too_many_logins(seconds));
     }
-    let permit = match tokio::time::timeout(HASHING_WAIT, guard.hashing.clone().acquire_owned()).await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many logins at once; retry shortly",
-            );
-            e.retry_after = Some(1);
-            return Err(e);
-        }
-    };
+    let permit =
+        match tokio::time::timeout(HASHING_WAIT, guard.hashing.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many logins at once; retry shortly",
+                );
+                e.retry_after = Some(1);
+                return Err(e);
+            }
+        };
     let row: Option<(i64, String, String)> =
         sqlx::query_as("SELECT id, name, password_hash FROM operators WHERE name = ?")
             .bind(name)

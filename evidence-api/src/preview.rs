@@ -162,7 +162,9 @@ fn csv_field(s: &str) -> String {
     // visible `\u{..}` escapes, so a spreadsheet or terminal shows them instead of acting on them.
     let mut visible = String::with_capacity(s.len());
     for c in s.chars() {
-        if vkae_domain::preview::is_forbidden_control(c) || vkae_domain::preview::is_invisible_or_bidi(c) {
+        if vkae_domain::preview::is_forbidden_control(c)
+            || vkae_domain::preview::is_invisible_or_bidi(c)
+        {
             visible.push_str(&format!("\\u{{{:04X}}}", c as u32));
         } else {
             visible.push(c);
@@ -248,7 +250,12 @@ mod tests {
         let csv = to_csv(&[r]);
         assert!(csv.contains("\"Ada\\u{202E}txt\""), "{csv}");
         assert!(csv.contains("\"Zero\\u{200B}Width\""), "{csv}");
-        assert!(csv.contains("bell\\u{0007} nul\\u{0000} esc\\u{001B}[2J\tok\nok"), "{csv}");
-        assert!(!csv.chars().any(|c| c == '\u{7}' || c == '\u{0}' || c == '\u{1b}' || c == '\u{202E}'));
+        assert!(
+            csv.contains("bell\\u{0007} nul\\u{0000} esc\\u{001B}[2J\tok\nok"),
+            "{csv}"
+        );
+        assert!(!csv
+            .chars()
+            .any(|c| c == '\u{7}' || c == '\u{0}' || c == '\u{1b}' || c == '\u{202E}'));
     }
 }

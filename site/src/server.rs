@@ -146,7 +146,14 @@ async fn bad_arguments_are_client_errors(
 }
 
 /// The pages anyone may see, rendered once per promotion epoch and served from memory (operator pages never).
-pub const PUBLIC_PAGES: [&str; 6] = ["/", "/models", "/sizing", "/evidence", "/engine", "/preview"];
+pub const PUBLIC_PAGES: [&str; 6] = [
+    "/",
+    "/models",
+    "/sizing",
+    "/evidence",
+    "/engine",
+    "/preview",
+];
 
 fn is_public_page(path: &str) -> bool {
     PUBLIC_PAGES.contains(&path)

@@ -245,7 +245,11 @@ async fn server_functions_refuse_other_origins_and_missing_sessions() {
     assert_eq!(preview.status(), StatusCode::FORBIDDEN);
 }
 
-async fn post_form(site: &Site, path: &str, body: &str) -> (StatusCode, String, axum::http::HeaderMap) {
+async fn post_form(
+    site: &Site,
+    path: &str,
+    body: &str,
+) -> (StatusCode, String, axum::http::HeaderMap) {
     let request = Request::post(path)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::ORIGIN, "http://127.0.0.1:8080")
@@ -282,18 +286,30 @@ async fn site_logins_back_off_after_five_failures() {
         .await
         .unwrap();
     for attempt in 1..=5 {
-        let (status, text, _) =
-            post_form(&site, "/_site/login", &format!("name=ada&password=wrong-{attempt}")).await;
+        let (status, text, _) = post_form(
+            &site,
+            "/_site/login",
+            &format!("name=ada&password=wrong-{attempt}"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "attempt {attempt}: {text}");
         assert!(text.contains("do not match"), "{text}");
     }
     // Backing off: even the right password is not checked now.
-    let (status, text, headers) =
-        post_form(&site, "/_site/login", "name=ada&password=correct+horse+battery").await;
+    let (status, text, headers) = post_form(
+        &site,
+        "/_site/login",
+        "name=ada&password=correct+horse+battery",
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
     assert!(text.contains("Too many login attempts"), "{text}");
     assert!(!headers.contains_key(header::SET_COOKIE));
-    let retry: u64 = headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=900).contains(&retry), "{retry}");
 }
 
@@ -305,9 +321,16 @@ async fn public_pages_are_kept_per_epoch_with_an_etag_and_operator_pages_never()
     let (status, first, headers) = get(&site, "/sizing").await;
     assert_eq!(status, StatusCode::OK);
     let etag = headers[header::ETAG].to_str().unwrap().to_string();
-    assert_eq!(headers[header::CACHE_CONTROL], "no-cache", "browsers revalidate each visit");
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "no-cache",
+        "browsers revalidate each visit"
+    );
     let (_, second, headers) = get(&site, "/sizing").await;
-    assert_eq!(second, first, "served from memory: the same bytes, nonce included");
+    assert_eq!(
+        second, first,
+        "served from memory: the same bytes, nonce included"
+    );
     assert_eq!(headers[header::ETAG].to_str().unwrap(), etag);
     let response = site
         .router
@@ -331,18 +354,30 @@ async fn public_pages_are_kept_per_epoch_with_an_etag_and_operator_pages_never()
     // A promotion is a new epoch: the kept page is rendered again and shows the claim.
     use vkae_evidence::store::{self, Actor};
     let (key, public) = vkae_record::keygen();
-    store::add_lane_key(&site.state.db, &Actor::Cli, "lab", &vkae_record::encode_verifying_key(&public))
-        .await
-        .unwrap();
+    store::add_lane_key(
+        &site.state.db,
+        &Actor::Cli,
+        "lab",
+        &vkae_record::encode_verifying_key(&public),
+    )
+    .await
+    .unwrap();
     let mut record = vkae_record::RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap();
     record.run_id = "epoch-run".into();
     record.sign("lab", &key).unwrap();
-    store::ingest(&site.state.db, &site.state.content, &Actor::Cli, &record.to_json_bytes(), 1 << 20)
-        .await
-        .unwrap();
-    let operator = vkae_evidence::auth::add_operator(&site.state.db.writer, "ada", "correct horse battery")
-        .await
-        .unwrap();
+    store::ingest(
+        &site.state.db,
+        &site.state.content,
+        &Actor::Cli,
+        &record.to_json_bytes(),
+        1 << 20,
+    )
+    .await
+    .unwrap();
+    let operator =
+        vkae_evidence::auth::add_operator(&site.state.db.writer, "ada", "correct horse battery")
+            .await
+            .unwrap();
     vkae_evidence::service::promote(&site.state, &operator, "epoch-run", "vkae-path", "reviewed")
         .await
         .unwrap();
@@ -358,8 +393,13 @@ async fn public_pages_are_kept_per_epoch_with_an_etag_and_operator_pages_never()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_ne!(response.headers()[header::ETAG].to_str().unwrap(), evidence_etag);
-    let body = axum::body::to_bytes(response.into_body(), 4 << 20).await.unwrap();
+    assert_ne!(
+        response.headers()[header::ETAG].to_str().unwrap(),
+        evidence_etag
+    );
+    let body = axum::body::to_bytes(response.into_body(), 4 << 20)
+        .await
+        .unwrap();
     let html = String::from_utf8(body.to_vec()).unwrap();
     assert!(html.contains("epoch-run") && !no_claim.contains("epoch-run"));
 }

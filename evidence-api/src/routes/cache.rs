@@ -69,7 +69,10 @@ pub async fn promotion_epoch(state: &AppState) -> Option<i64> {
 }
 
 fn matches_etag(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let etag = etag.to_str().unwrap_or_default();
@@ -109,7 +112,15 @@ pub async fn public_reads(State(state): State<AppState>, request: Request, next:
     if !cacheable {
         return next.run(request).await;
     }
-    cached(&state, &state.public_cache, None, PUBLIC_CACHE_CONTROL, request, next).await
+    cached(
+        &state,
+        &state.public_cache,
+        None,
+        PUBLIC_CACHE_CONTROL,
+        request,
+        next,
+    )
+    .await
 }
 
 /// The site's public pages, as [`public_reads`]: `is_public_page` picks the paths (never operator pages).
@@ -123,7 +134,15 @@ pub async fn public_pages(
         return next.run(request).await;
     }
     let csp = state.settings.csp.clone();
-    cached(&state, &state.page_cache, Some(&csp), PAGE_CACHE_CONTROL, request, next).await
+    cached(
+        &state,
+        &state.page_cache,
+        Some(&csp),
+        PAGE_CACHE_CONTROL,
+        request,
+        next,
+    )
+    .await
 }
 
 async fn cached(
@@ -175,10 +194,14 @@ pub fn inline_scripts(html: &str) -> Vec<&str> {
     let mut rest = html;
     while let Some(start) = rest.find("<script") {
         let after = &rest[start..];
-        let Some(tag_end) = after.find('>') else { break };
+        let Some(tag_end) = after.find('>') else {
+            break;
+        };
         let tag = &after[..tag_end];
         let content = &after[tag_end + 1..];
-        let Some(close) = content.find("</script>") else { break };
+        let Some(close) = content.find("</script>") else {
+            break;
+        };
         if !tag.contains(" src=") {
             scripts.push(&content[..close]);
         }

@@ -26,16 +26,35 @@ async fn json_bodies_are_one_object_with_nothing_after_it() {
         format!(r#"["{OPERATOR}","{PASSWORD}"]"#),
         "\"a string\"".to_string(),
     ] {
-        let (status, err) = json(post_raw(&app, "/api/internal/session", "application/json", &body).await).await;
+        let (status, err) =
+            json(post_raw(&app, "/api/internal/session", "application/json", &body).await).await;
         assert_eq!(status, 400, "{body}: {err}");
         assert_eq!(err["error"]["code"], "invalid_body", "{body}");
     }
-    let (status, _) = json(post_raw(&app, "/api/internal/session", "application/json", &format!(" {login}\n")).await).await;
+    let (status, _) = json(
+        post_raw(
+            &app,
+            "/api/internal/session",
+            "application/json",
+            &format!(" {login}\n"),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 200, "whitespace around the object is fine");
 
     // The preview form read an array positionally and stored it.
     let preview = r#"["Ada","ada@example.com","Engines","report","E4B","h200","hello",""]"#;
-    let (status, err) = json(post_raw(&app, "/api/v1/preview-requests", "application/json", preview).await).await;
+    let (status, err) = json(
+        post_raw(
+            &app,
+            "/api/v1/preview-requests",
+            "application/json",
+            preview,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 400, "{err}");
     let stored: Value = app
         .as_operator(reqwest::Method::GET, "/api/internal/preview-requests", None)
@@ -43,14 +62,22 @@ async fn json_bodies_are_one_object_with_nothing_after_it() {
         .json()
         .await
         .unwrap();
-    assert_eq!(stored["requests"].as_array().map(Vec::len), Some(0), "{stored}");
+    assert_eq!(
+        stored["requests"].as_array().map(Vec::len),
+        Some(0),
+        "{stored}"
+    );
 }
 
 #[tokio::test]
 async fn an_ingest_that_is_not_json_is_415_and_audited() {
     let app = spawn().await;
     let bytes = signed(record("plain"), &app.key);
-    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
         let mut request = app
             .client
             .post(app.url("/api/internal/runs"))
@@ -63,7 +90,11 @@ async fn an_ingest_that_is_not_json_is_415_and_audited() {
         assert_eq!(status, 415, "{content_type:?}: {err}");
         assert_eq!(err["error"]["code"], "unsupported_media_type");
     }
-    let (status, _) = json(app.as_operator(reqwest::Method::GET, "/api/internal/runs/plain", None).await).await;
+    let (status, _) = json(
+        app.as_operator(reqwest::Method::GET, "/api/internal/runs/plain", None)
+            .await,
+    )
+    .await;
     assert_eq!(status, 404, "nothing stored");
     // A refused record is audited with its reason too.
     let mut unsigned = record("unsigned");
@@ -83,10 +114,19 @@ async fn an_ingest_that_is_not_json_is_415_and_audited() {
         .filter(|e| e["action"] == "ingest_refused")
         .collect();
     assert_eq!(refused.len(), 4, "{audit}");
-    assert!(refused.iter().any(|e| e["detail"]["code"] == "unsupported_media_type"), "{audit}");
     assert!(
-        refused.iter().any(|e| e["detail"]["code"] != "unsupported_media_type"
-            && e["detail"]["reason"].as_str().is_some_and(|r| !r.is_empty())),
+        refused
+            .iter()
+            .any(|e| e["detail"]["code"] == "unsupported_media_type"),
+        "{audit}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["detail"]["code"] != "unsupported_media_type"
+                && e["detail"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty())),
         "{audit}"
     );
 }
@@ -99,7 +139,10 @@ async fn an_oversized_body_is_the_json_413_with_no_store() {
         let r = post_raw(&app, path, "application/json", &big).await;
         let cache = r.headers().get("cache-control").cloned();
         assert!(
-            r.headers()["content-type"].to_str().unwrap().starts_with("application/json"),
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
             "{path}"
         );
         let (status, err) = json(r).await;

@@ -28,7 +28,8 @@ async fn five_failures_then_back_off_alike_for_real_and_unknown_names() {
     let mut refusals = Vec::new();
     for (name, client) in [(OPERATOR, "10.0.0.1"), ("nobody-at-all", "10.0.0.2")] {
         for attempt in 1..=5 {
-            let (status, body) = json(login_from(&app, client, name, &format!("wrong-{attempt}")).await).await;
+            let (status, body) =
+                json(login_from(&app, client, name, &format!("wrong-{attempt}")).await).await;
             assert_eq!(status, 401, "{name} attempt {attempt}: {body}");
         }
         let r = login_from(&app, client, name, "wrong-6").await;
@@ -38,7 +39,10 @@ async fn five_failures_then_back_off_alike_for_real_and_unknown_names() {
         assert_eq!(body["error"]["code"], "login_throttled");
         refusals.push((retry_after, body));
     }
-    assert_eq!(refusals[0], refusals[1], "an unknown name is throttled exactly like a real one");
+    assert_eq!(
+        refusals[0], refusals[1],
+        "an unknown name is throttled exactly like a real one"
+    );
 
     // The account backs off whichever address tries it, even with the right password ...
     let (status, _) = json(login_from(&app, "10.0.0.3", OPERATOR, PASSWORD).await).await;
@@ -46,7 +50,8 @@ async fn five_failures_then_back_off_alike_for_real_and_unknown_names() {
     // ... and one address backs off whichever names it tries.
     let app = trusting_proxy().await;
     for attempt in 1..=5 {
-        let (status, _) = json(login_from(&app, "10.0.0.9", &format!("guess-{attempt}"), "x").await).await;
+        let (status, _) =
+            json(login_from(&app, "10.0.0.9", &format!("guess-{attempt}"), "x").await).await;
         assert_eq!(status, 401);
     }
     let (status, _) = json(login_from(&app, "10.0.0.9", OPERATOR, PASSWORD).await).await;
@@ -63,14 +68,27 @@ async fn back_off_ends_and_grows_and_a_success_clears_it() {
     }
     let r = login_from(&app, "10.1.0.1", OPERATOR, PASSWORD).await;
     assert_eq!(r.status(), 429);
-    assert_eq!(r.headers()["retry-after"], "1", "the first back-off is one second");
+    assert_eq!(
+        r.headers()["retry-after"],
+        "1",
+        "the first back-off is one second"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _) = json(login_from(&app, "10.1.0.1", OPERATOR, "wrong-6").await).await;
     assert_eq!(status, 401, "checked again once the back-off has passed");
     let r = login_from(&app, "10.1.0.1", OPERATOR, PASSWORD).await;
-    assert_eq!(r.headers()["retry-after"], "2", "each further failure doubles the wait");
+    assert_eq!(
+        r.headers()["retry-after"],
+        "2",
+        "each further failure doubles the wait"
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(login_from(&app, "10.1.0.1", OPERATOR, PASSWORD).await.status(), 200);
+    assert_eq!(
+        login_from(&app, "10.1.0.1", OPERATOR, PASSWORD)
+            .await
+            .status(),
+        200
+    );
     // The success cleared the streak: one more failure is a plain 401.
     let (status, _) = json(login_from(&app, "10.1.0.1", OPERATOR, "wrong-7").await).await;
     assert_eq!(status, 401);
@@ -152,8 +170,18 @@ async fn failed_logins_are_audited_with_the_client_address() {
         }
     };
     let details: Vec<Value> = failed.iter().map(|e| detail(e)).collect();
-    assert!(details.iter().any(|d| d["client"] == "203.0.113.5" && d["name"] == OPERATOR), "{details:?}");
-    assert!(details.iter().any(|d| d["client"] == "203.0.113.6" && d["name"] == "nobody"), "{details:?}");
+    assert!(
+        details
+            .iter()
+            .any(|d| d["client"] == "203.0.113.5" && d["name"] == OPERATOR),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d["client"] == "203.0.113.6" && d["name"] == "nobody"),
+        "{details:?}"
+    );
     assert!(failed.iter().all(|e| e["actor"] == "security"));
 }
 
@@ -179,5 +207,9 @@ async fn a_session_ends_at_its_absolute_lifetime_however_active() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(whoami(cookie.clone()).await, 401, "older than the absolute lifetime");
+    assert_eq!(
+        whoami(cookie.clone()).await,
+        401,
+        "older than the absolute lifetime"
+    );
 }

@@ -16,12 +16,21 @@ async fn get_with(app: &TestApp, path: &str, if_none_match: Option<&str>) -> req
 async fn public_reads_carry_an_etag_and_answer_304_until_a_promotion() {
     let app = spawn().await;
     assert_eq!(app.ingest(record("cached")).await.status(), 201);
-    for path in ["/api/v1/claims", "/api/v1/models", "/api/v1/gpus", "/api/v1/sizing", "/api/v1/openapi.json"] {
+    for path in [
+        "/api/v1/claims",
+        "/api/v1/models",
+        "/api/v1/gpus",
+        "/api/v1/sizing",
+        "/api/v1/openapi.json",
+    ] {
         let r = get_with(&app, path, None).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["cache-control"], PUBLIC_CACHE_CONTROL, "{path}");
         let etag = r.headers()["etag"].to_str().unwrap().to_string();
-        assert!(etag.starts_with("\"0-") && etag.ends_with('"'), "a strong ETag: {etag}");
+        assert!(
+            etag.starts_with("\"0-") && etag.ends_with('"'),
+            "a strong ETag: {etag}"
+        );
         let first = r.text().await.unwrap();
         let again = get_with(&app, path, None).await;
         assert_eq!(again.headers()["etag"].to_str().unwrap(), etag, "{path}");

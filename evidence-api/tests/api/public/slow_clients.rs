@@ -42,7 +42,11 @@ async fn healthz_answers_under_300_slow_connections_which_are_then_dropped() {
     let started = Instant::now();
     let r = app.get("/healthz").await;
     assert_eq!(r.status(), 200);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     // Every slow connection is closed by the server once the header-read timeout has passed (one deadline for
     // all of them, so the test stays bounded when they are not).
     let deadline = Instant::now() + Duration::from_secs(6);
@@ -74,7 +78,8 @@ async fn connections_past_the_cap_are_closed_at_once() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_millis(900), fifth.read_to_end(&mut answer)).await;
+    let read =
+        tokio::time::timeout(Duration::from_millis(900), fifth.read_to_end(&mut answer)).await;
     assert!(
         matches!(read, Ok(Ok(0)) | Ok(Err(_))),
         "closed without an answer: {read:?} {}",
