@@ -94,6 +94,8 @@ pub enum ProblemKind {
         chars: usize,
     },
     ControlCharacters,
+    /// A bidirectional override or isolate, or an invisible (zero-width) character.
+    InvisibleCharacters,
     InvalidEmail,
     PersonalEmail {
         domain: String,
@@ -125,6 +127,9 @@ impl PreviewProblem {
             ProblemKind::ControlCharacters => {
                 format!("{field} may not contain control characters")
             }
+            ProblemKind::InvisibleCharacters => format!(
+                "{field} may not contain invisible or text-direction characters (such as U+200B or U+202E)"
+            ),
             ProblemKind::InvalidEmail => "a valid work email address is required".to_string(),
             ProblemKind::PersonalEmail { domain } => {
                 format!("please use a work email address ({domain} is a personal mail provider)")
@@ -154,6 +159,9 @@ impl PreviewProblem {
             }
             ProblemKind::TooLong { max, .. } => format!("{what} must be at most {max} characters."),
             ProblemKind::ControlCharacters => format!("{what} may not contain control characters."),
+            ProblemKind::InvisibleCharacters => {
+                format!("{what} may not contain invisible or text-direction characters.")
+            }
             ProblemKind::InvalidEmail => "Enter a work email such as name@company.com.".to_string(),
             ProblemKind::PersonalEmail { domain } => {
                 format!("Use your work email ({domain} is a personal mail provider).")
@@ -257,7 +265,30 @@ fn short_text(value: &str) -> Result<String, ProblemKind> {
     if v.chars().any(char::is_control) {
         return Err(ProblemKind::ControlCharacters);
     }
+    if v.chars().any(is_invisible_or_bidi) {
+        return Err(ProblemKind::InvisibleCharacters);
+    }
     Ok(v.to_string())
+}
+
+/// Characters that change how the text around them is shown without showing themselves: bidirectional
+/// embeddings, overrides and isolates, zero-width characters, and the byte-order mark.
+pub fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+/// A character a free-text field may not hold: a C0 or C1 control other than tab and newline.
+pub fn is_forbidden_control(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
 }
 
 /// A work email: one `@` with a local part before it, a dotted domain of letters, digits and inner hyphens, and
@@ -267,7 +298,11 @@ fn work_email(value: &str) -> Result<String, ProblemKind> {
     if email.is_empty() {
         return Err(ProblemKind::Required);
     }
-    if email.len() > EMAIL_MAX_BYTES || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if email.len() > EMAIL_MAX_BYTES
+        || email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || is_invisible_or_bidi(c))
+    {
         return Err(ProblemKind::InvalidEmail);
     }
     let (local, domain) = email.rsplit_once('@').ok_or(ProblemKind::InvalidEmail)?;
@@ -303,8 +338,9 @@ fn choice(value: &str, choices: &[String], undecided_allowed: bool) -> Result<St
     }
 }
 
+/// The message: forms send line ends as CRLF, so those become newlines before the control check.
 fn message(value: &str) -> Result<String, ProblemKind> {
-    let v = value.trim();
+    let v = value.trim().replace("\r\n", "\n");
     let chars = v.chars().count();
     if chars > MESSAGE_MAX_CHARS {
         return Err(ProblemKind::TooLong {
@@ -312,7 +348,10 @@ fn message(value: &str) -> Result<String, ProblemKind> {
             chars,
         });
     }
-    Ok(v.to_string())
+    if v.chars().any(is_forbidden_control) {
+        return Err(ProblemKind::ControlCharacters);
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -427,6 +466,66 @@ mod tests {
         ] {
             assert!(work_email(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn refuses_controls_and_invisible_characters() {
+        for name in ["Ada\u{0}", "Ada\u{1b}[31m", "Ada\u{7}", "A\u{85}da"] {
+            let input = PreviewInput {
+                name: name.into(),
+                ..good()
+            };
+            let problems = input.validate(&choices()).unwrap_err();
+            assert_eq!(problems[0].kind, ProblemKind::ControlCharacters, "{name:?}");
+        }
+        for name in [
+            "Ada\u{202E}gpj.exe",
+            "A\u{200B}da",
+            "\u{FEFF}Ada",
+            "A\u{2066}da",
+        ] {
+            for field in ["name", "company"] {
+                let mut input = good();
+                match field {
+                    "name" => input.name = name.into(),
+                    _ => input.company = name.into(),
+                }
+                let problems = input.validate(&choices()).unwrap_err();
+                assert_eq!(
+                    (problems[0].field, &problems[0].kind),
+                    (field, &ProblemKind::InvisibleCharacters),
+                    "{name:?}"
+                );
+            }
+        }
+        for message in [
+            "ring\u{7}",
+            "nul\u{0}",
+            "esc\u{1b}[2J",
+            "lone\rreturn",
+            "c1\u{9b}",
+        ] {
+            let input = PreviewInput {
+                message: message.into(),
+                ..good()
+            };
+            assert_eq!(fields(&input), ["message"], "{message:?}");
+        }
+        let input = PreviewInput {
+            message: "line one\r\nline two\n\tindented".into(),
+            ..good()
+        };
+        assert_eq!(
+            input.validate(&choices()).unwrap().message,
+            "line one\nline two\n\tindented"
+        );
+        assert_eq!(
+            fields(&PreviewInput {
+                email: "a\u{200B}@example.com".into(),
+                ..good()
+            }),
+            ["email"]
+        );
     }
 
     #[test]

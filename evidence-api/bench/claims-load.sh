@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Load test of GET /api/v1/claims on loopback with wrk (Debian package `wrk`; not needed by CI).
-# Usage: evidence-api/bench/claims-load.sh PATH_TO_VKAE [CLAIMS] [DURATION_S] [CONNECTIONS]
+# Load test of the public surface on loopback with wrk (Debian package `wrk`; not needed by CI).
+# Usage: evidence-api/bench/claims-load.sh PATH_TO_VKAE [CLAIMS] [DURATION_S] [CONNECTIONS...]
 # Sets up a fresh database with CLAIMS promoted E4B claims (signed sample records), serves it on a free port,
-# warms up for 3 s (excluded), then measures DURATION_S seconds and prints wrk's latency distribution.
+# then for each of /healthz, /api/v1/claims and / and each connection count (default 8 32): warms up for 3 s
+# (excluded), measures DURATION_S seconds and prints one line: req/s, p50, p99, errors (socket errors and
+# non-2xx/3xx answers). Last, the ratios the issue sets: claims/healthz and home/healthz at each count.
+# PATH_TO_VKAE should be a release build (`cargo build --release -p vkae-site --bin vkae`).
 set -euo pipefail
 vkae=${1:?path to the vkae binary}
 claims=${2:-20}
 duration=${3:-15}
-connections=${4:-32}
+shift $(( $# < 3 ? $# : 3 ))
+connections_list=("$@")
+[ ${#connections_list[@]} -gt 0 ] || connections_list=(8 32)
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
@@ -60,8 +65,28 @@ done
 "$vkae" serve --bind 127.0.0.1:0 --database "$db" --content "$repo/content" > "$work/serve.out" &
 server=$!
 for _ in $(seq 50); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-url="$(sed -n 's/^vkae: listening on //p' "$work/serve.out")/api/v1/claims"
-bytes=$(curl -s "$url" | wc -c)
-echo "GET $url: $claims claims, $bytes bytes per response (uncompressed)"
-wrk -t2 -c"$connections" -d3s "$url" >/dev/null   # warm-up, excluded
-wrk -t2 -c"$connections" -d"${duration}s" --latency "$url"
+base="$(sed -n 's/^vkae: listening on //p' "$work/serve.out")"
+bytes=$(curl -s "$base/api/v1/claims" | wc -c)
+home_bytes=$(curl -s "$base/" | wc -c)
+echo "server: $base; $claims claims; /api/v1/claims $bytes bytes, / $home_bytes bytes (uncompressed)"
+echo "load tool: wrk -t2, on the same machine ($(nproc) cores); ${duration} s per run after a 3 s warm-up"
+declare -A rate
+printf '%-16s %5s %10s %9s %9s %7s\n' path conns req/s p50 p99 errors
+for path in /healthz /api/v1/claims /; do
+  for c in "${connections_list[@]}"; do
+    wrk -t2 -c"$c" -d3s "$base$path" >/dev/null   # warm-up, excluded
+    out=$(wrk -t2 -c"$c" -d"${duration}s" --latency "$base$path")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+    sock=$(awk -F'[ ,]+' '/Socket errors:/ {print $5 + $7 + $9 + $11}' <<<"$out")
+    errors=$(( ${non2xx:-0} + ${sock:-0} ))
+    rate[$path,$c]=$rps
+    printf '%-16s %5s %10s %9s %9s %7s\n' "$path" "$c" "$rps" "$p50" "$p99" "$errors"
+  done
+done
+for c in "${connections_list[@]}"; do
+  python3 -c "import sys; h, a, p = map(float, sys.argv[1:4]); print(f'{sys.argv[4]} connections: claims/healthz {a / h:.2f}x, home/healthz {p / h:.2f}x')" \
+    "${rate[/healthz,$c]}" "${rate[/api/v1/claims,$c]}" "${rate[/,$c]}" "$c"
+done

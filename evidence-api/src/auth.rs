@@ -11,11 +11,15 @@ use crate::db::{now_rfc3339, now_unix};
 use crate::error::{ApiError, ApiResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// The session cookie's name. The `__Host-` prefix makes browsers insist on Secure, Path=/ and no Domain.
 pub const SESSION_COOKIE: &str = "__Host-vkae_session";
@@ -160,8 +164,134 @@ pub async fn find_operator(pool: &SqlitePool, name: &str) -> ApiResult<Option<Op
     Ok(row.map(|(id, name)| Operator::new(id, name)))
 }
 
-/// Checks a name and password. Unknown names and wrong passwords give the same error (and take argon2's time).
-pub async fn check_password(pool: &SqlitePool, name: &str, password: &str) -> ApiResult<Operator> {
+/// Failed logins a key (an account name or a client address) may make before back-off starts.
+pub const FREE_LOGIN_FAILURES: u32 = 5;
+/// The longest back-off after repeated failures.
+const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// A failure streak is forgotten after this long without a new failure.
+const FAILURE_MEMORY: Duration = Duration::from_secs(60 * 60);
+/// How long a login waits for a free password-hashing slot before it is refused.
+const HASHING_WAIT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy)]
+struct FailureStreak {
+    count: u32,
+    last: Instant,
+    blocked_until: Instant,
+}
+
+/// Bounds password checking: at most one argon2 verification per core at a time (each takes ~19 MiB), and
+/// exponential back-off per account name and per client address after [`FREE_LOGIN_FAILURES`] failures.
+/// Unknown names are throttled exactly as real ones, so the answers do not tell them apart.
+#[derive(Debug)]
+pub struct LoginGuard {
+    hashing: Arc<Semaphore>,
+    streaks: Mutex<HashMap<String, FailureStreak>>,
+}
+
+impl Default for LoginGuard {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        LoginGuard::new(cores)
+    }
+}
+
+impl LoginGuard {
+    /// A guard allowing `hashing_slots` password verifications at once.
+    pub fn new(hashing_slots: usize) -> Self {
+        LoginGuard {
+            hashing: Arc::new(Semaphore::new(hashing_slots.max(1))),
+            streaks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(name: &str, client: &str) -> [String; 2] {
+        [format!("account:{name}"), format!("client:{client}")]
+    }
+
+    /// Seconds to wait when either key is backing off.
+    fn blocked_for(&self, keys: &[String; 2]) -> Option<u64> {
+        let now = Instant::now();
+        let streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .filter_map(|k| streaks.get(k))
+            .filter(|s| s.blocked_until > now)
+            .map(|s| (s.blocked_until - now).as_secs_f64().ceil() as u64)
+            .max()
+            .map(|s| s.max(1))
+    }
+
+    fn record_failure(&self, keys: &[String; 2]) {
+        let now = Instant::now();
+        let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        if streaks.len() > 10_000 {
+            // Bound memory: forget streaks that have gone quiet.
+            streaks.retain(|_, s| now.duration_since(s.last) < FAILURE_MEMORY);
+        }
+        for key in keys {
+            let streak = streaks.entry(key.clone()).or_insert(FailureStreak {
+                count: 0,
+                last: now,
+                blocked_until: now,
+            });
+            if now.duration_since(streak.last) >= FAILURE_MEMORY {
+                streak.count = 0;
+            }
+            streak.count += 1;
+            streak.last = now;
+            if streak.count >= FREE_LOGIN_FAILURES {
+                let doublings = (streak.count - FREE_LOGIN_FAILURES).min(20);
+                let backoff = Duration::from_secs(1u64 << doublings).min(MAX_LOGIN_BACKOFF);
+                streak.blocked_until = now + backoff;
+            }
+        }
+    }
+
+    fn record_success(&self, keys: &[String; 2]) {
+        let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            streaks.remove(key);
+        }
+    }
+}
+
+fn too_many_logins(seconds: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "login_throttled",
+        format!("too many failed logins; retry in {seconds} s"),
+    );
+    e.retry_after = Some(seconds);
+    e
+}
+
+/// Checks a name and password from `client` (its address). Unknown names and wrong passwords give the same
+/// error and take argon2's time; a name or client backing off gets 429 without a check; when every hashing slot
+/// stays busy the attempt is refused with 503 rather than queued.
+pub async fn check_password(
+    pool: &SqlitePool,
+    guard: &LoginGuard,
+    client: &str,
+    name: &str,
+    password: &str,
+) -> ApiResult<Operator> {
+    let keys = LoginGuard::keys(name, client);
+    if let Some(seconds) = guard.blocked_for(&keys) {
+        return Err(too_many_logins(seconds));
+    }
+    let permit =
+        match tokio::time::timeout(HASHING_WAIT, guard.hashing.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many logins at once; retry shortly",
+                );
+                e.retry_after = Some(1);
+                return Err(e);
+            }
+        };
     let row: Option<(i64, String, String)> =
         sqlx::query_as("SELECT id, name, password_hash FROM operators WHERE name = ?")
             .bind(name)
@@ -181,7 +311,10 @@ pub async fn check_password(pool: &SqlitePool, name: &str, password: &str) -> Ap
     };
     let hash = hash.to_string();
     let password = password.to_string();
+    // The permit moves into the blocking task: a request that times out does not free the slot before the
+    // hashing it started has finished.
     let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         PasswordHash::new(&hash)
             .map(|parsed| {
                 Argon2::default()
@@ -193,8 +326,14 @@ pub async fn check_password(pool: &SqlitePool, name: &str, password: &str) -> Ap
     .await
     .map_err(|e| ApiError::internal("password check task failed", e))?;
     match operator {
-        Some(op) if verified => Ok(op),
-        _ => Err(ApiError::unauthorized("unknown operator or wrong password")),
+        Some(op) if verified => {
+            guard.record_success(&keys);
+            Ok(op)
+        }
+        _ => {
+            guard.record_failure(&keys);
+            Err(ApiError::unauthorized("unknown operator or wrong password"))
+        }
     }
 }
 
@@ -245,11 +384,13 @@ pub async fn principal_for_token(pool: &SqlitePool, token: &str) -> ApiResult<Op
 /// Logs in: checks the password, drops the session the browser presented (if any) and creates a fresh one.
 pub async fn login(
     pool: &SqlitePool,
+    guard: &LoginGuard,
+    client: &str,
     name: &str,
     password: &str,
     previous_cookie_header: Option<&str>,
 ) -> ApiResult<NewSession> {
-    let operator = check_password(pool, name, password).await?;
+    let operator = check_password(pool, guard, client, name, password).await?;
     if let Some(old) = previous_cookie_header.and_then(session_token_from_cookie_header) {
         sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
             .bind(sha256_hex(old.as_bytes()))
@@ -293,27 +434,35 @@ pub fn session_token_from_cookie_header(cookie_header: &str) -> Option<String> {
     })
 }
 
+/// How long a session lives: `idle_seconds` without a request, and `absolute_seconds` after login at most,
+/// however active it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetime {
+    pub idle_seconds: i64,
+    pub absolute_seconds: i64,
+}
+
 /// Finds the live session for a `Cookie` header and renews its idle timer. Expired sessions are removed.
 pub async fn session_from_cookie_header(
     pool: &SqlitePool,
     cookie_header: Option<&str>,
-    idle_seconds: i64,
+    lifetime: SessionLifetime,
 ) -> ApiResult<Option<Session>> {
     let Some(token) = cookie_header.and_then(session_token_from_cookie_header) else {
         return Ok(None);
     };
     let token_hash = sha256_hex(token.as_bytes());
-    let row: Option<(i64, String, String, i64)> = sqlx::query_as(
-        "SELECT o.id, o.name, s.csrf_token, s.last_seen_at FROM sessions s JOIN operators o ON o.id = s.operator_id WHERE s.token_hash = ?",
+    let row: Option<(i64, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT o.id, o.name, s.csrf_token, s.last_seen_at, s.created_at FROM sessions s JOIN operators o ON o.id = s.operator_id WHERE s.token_hash = ?",
     )
     .bind(&token_hash)
     .fetch_optional(pool)
     .await?;
-    let Some((id, name, csrf_token, last_seen)) = row else {
+    let Some((id, name, csrf_token, last_seen, created)) = row else {
         return Ok(None);
     };
     let now = now_unix();
-    if now - last_seen > idle_seconds {
+    if now - last_seen > lifetime.idle_seconds || now - created > lifetime.absolute_seconds {
         sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
             .bind(&token_hash)
             .execute(pool)
@@ -394,7 +543,7 @@ pub async fn authenticate(
     method: &Method,
     need: Need,
     public_origin: &str,
-    idle_seconds: i64,
+    lifetime: SessionLifetime,
     form_csrf: Option<&str>,
 ) -> ApiResult<Principal> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
@@ -424,7 +573,7 @@ pub async fn authenticate(
         };
     }
     let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
-    let session = session_from_cookie_header(pool, cookie, idle_seconds).await?;
+    let session = session_from_cookie_header(pool, cookie, lifetime).await?;
     let Some(session) = session else {
         return Err(ApiError::unauthorized(match need {
             Need::Ingest => "this route needs `Authorization: Bearer <ingest token>`",

@@ -23,7 +23,7 @@ use std::process::ExitCode;
     after_help = "Every command that opens the store takes --database DB (default: $VKAE_DATABASE_URL, else \
 ./data/vkae.db). serve: --bind (default $VKAE_BIND, else 127.0.0.1:8080), --content (default $VKAE_CONTENT_DIR, \
 else ./content when present, else the content built in), --public-origin (default $VKAE_PUBLIC_ORIGIN, else \
-http://BIND); at start it ingests the signed records of <content>/evidence/ and applies its promotions.toml \
+http://BIND), --trust-forwarded-for (default $VKAE_TRUST_FORWARDED_FOR, else false); at start it ingests the signed records of <content>/evidence/ and applies its promotions.toml \
 (--no-content-evidence: neither).\nLevels: declared-baseline, vkae-path, optimized-showcase, preview-smoke."
 )]
 struct Cli {
@@ -60,6 +60,10 @@ enum Command {
         /// Do not ingest content/evidence/ nor apply its promotions.toml at start.
         #[arg(long)]
         no_content_evidence: bool,
+        /// Take the client's address from the first X-Forwarded-For entry (only behind a proxy that sets it);
+        /// default $VKAE_TRUST_FORWARDED_FOR (true/false), else false.
+        #[arg(long)]
+        trust_forwarded_for: bool,
     },
     /// Apply the database migrations.
     Migrate {
@@ -170,6 +174,7 @@ enum LaneKeyAction {
 }
 
 /// A command-line mistake (exit status 2) or a failure (exit status 1).
+#[derive(Debug)]
 enum Failure {
     Usage(String),
     Failed(String),
@@ -219,6 +224,17 @@ fn settings(
         None => PublicOrigin::for_bind(s.bind),
     };
     Ok(s)
+}
+
+/// An on/off environment setting: true/1/yes or false/0/no (any case); anything else is a usage error.
+fn parse_switch(name: &str, value: &str) -> Result<bool, Failure> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Failure::Usage(format!(
+            "{name}={value:?}: use true or false"
+        ))),
+    }
 }
 
 /// `HOST:PORT` as the address to listen on (a host name resolves to its first address).
@@ -288,6 +304,7 @@ async fn run(command: Command, site: Option<SiteRoutes>) -> Result<(), Failure> 
             content,
             public_origin,
             no_content_evidence,
+            trust_forwarded_for,
         } => {
             let mut settings = settings(
                 &store,
@@ -296,6 +313,11 @@ async fn run(command: Command, site: Option<SiteRoutes>) -> Result<(), Failure> 
                 public_origin.as_deref(),
             )?;
             settings.content_evidence = !no_content_evidence;
+            settings.trust_forwarded_for = trust_forwarded_for
+                || match env("VKAE_TRUST_FORWARDED_FOR") {
+                    Some(value) => parse_switch("VKAE_TRUST_FORWARDED_FOR", &value)?,
+                    None => false,
+                };
             let app = Application::build_with_site(settings, site).await?;
             println!("vkae: listening on http://{}", app.addr());
             let _ = std::io::stdout().flush();
@@ -485,4 +507,33 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_takes_trust_forwarded_for_as_a_flag_and_a_switch() {
+        let cli = Cli::try_parse_from(["vkae", "serve", "--trust-forwarded-for"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Serve {
+                trust_forwarded_for: true,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["vkae", "serve"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Serve {
+                trust_forwarded_for: false,
+                ..
+            }
+        ));
+        assert!(parse_switch("X", "TRUE").unwrap());
+        assert!(parse_switch("X", "1").unwrap());
+        assert!(!parse_switch("X", "no").unwrap());
+        assert!(matches!(parse_switch("X", "maybe"), Err(Failure::Usage(_))));
+    }
 }

@@ -172,11 +172,23 @@ pub async fn list(db: &Db) -> ApiResult<Vec<PreviewRequest>> {
 }
 
 fn csv_field(s: &str) -> String {
+    // Rows stored before the character policy may still hold controls or invisible characters: write them as
+    // visible `\u{..}` escapes, so a spreadsheet or terminal shows them instead of acting on them.
+    let mut visible = String::with_capacity(s.len());
+    for c in s.chars() {
+        if vkae_domain::preview::is_forbidden_control(c)
+            || vkae_domain::preview::is_invisible_or_bidi(c)
+        {
+            visible.push_str(&format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            visible.push(c);
+        }
+    }
     // Neutralise spreadsheet formulas, then quote per RFC 4180.
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
+    let s = if visible.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{visible}")
     } else {
-        s.to_string()
+        visible
     };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -237,5 +249,32 @@ mod tests {
         assert!(csv.contains("\"A \"\"B\"\"\""));
         assert!(csv.contains("\"'=HYPERLINK()\""));
         assert!(csv.contains("\"line1\nline2, more\""));
+    }
+
+    #[test]
+    fn csv_shows_controls_and_invisible_characters_as_escapes() {
+        let r = PreviewRequest {
+            id: 2,
+            received_at: "t".into(),
+            request: ValidPreview {
+                name: "Ada\u{202E}txt".into(),
+                email: "a@b.co".into(),
+                company: "Zero\u{200B}Width".into(),
+                service_path: "report".into(),
+                model_family: "E4B".into(),
+                gpu: "h200".into(),
+                message: "bell\u{7} nul\u{0} esc\u{1b}[2J\tok\nok".into(),
+            },
+        };
+        let csv = to_csv(&[r]);
+        assert!(csv.contains("\"Ada\\u{202E}txt\""), "{csv}");
+        assert!(csv.contains("\"Zero\\u{200B}Width\""), "{csv}");
+        assert!(
+            csv.contains("bell\\u{0007} nul\\u{0000} esc\\u{001B}[2J\tok\nok"),
+            "{csv}"
+        );
+        assert!(!csv
+            .chars()
+            .any(|c| c == '\u{7}' || c == '\u{0}' || c == '\u{1b}' || c == '\u{202E}'));
     }
 }

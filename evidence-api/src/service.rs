@@ -83,17 +83,41 @@ pub struct Login {
     pub set_cookie: String,
 }
 
-/// Logs an operator in. A present `Origin` must be the public origin. Any session the browser presented is
-/// dropped and a fresh one is created (new cookie and CSRF token on every login).
+/// Logs an operator in from `client` (its address, for back-off and the audit log). A present `Origin` must be
+/// the public origin. Any session the browser presented is dropped and a fresh one is created (new cookie and
+/// CSRF token on every login). Failed and throttled attempts are written to the audit log.
 pub async fn login(
     state: &AppState,
+    client: &str,
     name: &str,
     password: &str,
     origin: Option<&str>,
     cookie_header: Option<&str>,
 ) -> ApiResult<Login> {
     auth::check_origin(state.settings.public_origin.as_str(), origin, false)?;
-    let session = auth::login(&state.db.writer, name, password, cookie_header).await?;
+    let session = match auth::login(
+        &state.db.writer,
+        &state.login_guard,
+        client,
+        name,
+        password,
+        cookie_header,
+    )
+    .await
+    {
+        Ok(session) => session,
+        Err(e) => {
+            if e.status.is_client_error() || e.status.as_u16() == 503 {
+                store::record_security_event(
+                    &state.db,
+                    "login_failed",
+                    serde_json::json!({ "name": name, "client": client, "code": e.code }),
+                )
+                .await;
+            }
+            return Err(e);
+        }
+    };
     let set_cookie =
         auth::session_cookie(&session.session_token, state.settings.session_idle_seconds);
     Ok(Login {
@@ -115,7 +139,7 @@ pub async fn session_from_cookie_header(
     auth::session_from_cookie_header(
         &state.db.writer,
         cookie_header,
-        state.settings.session_idle_seconds,
+        state.settings.session_lifetime(),
     )
     .await
 }
@@ -150,7 +174,7 @@ pub async fn authenticate_operator(
         method,
         Need::Operator,
         s.public_origin.as_str(),
-        s.session_idle_seconds,
+        s.session_lifetime(),
         form_csrf,
     )
     .await?
@@ -270,14 +294,31 @@ pub async fn preview_requests_csv(state: &AppState, _operator: &Operator) -> Api
     Ok(preview::to_csv(&preview::list(&state.db).await?))
 }
 
-/// Ingests a signed run record (the bytes as received).
+/// Ingests a signed run record (the bytes as received). A record refused from an ingest token (over HTTP) is
+/// written to the audit log with its reason; the CLI's caller sees its refusals directly.
 pub async fn ingest(state: &AppState, actor: &Actor, record: &[u8]) -> ApiResult<IngestOutcome> {
-    store::ingest(
+    let outcome = store::ingest(
         &state.db,
         &state.content,
         actor,
         record,
         state.settings.max_record_bytes,
     )
-    .await
+    .await;
+    if let Err(e) = &outcome {
+        if e.status.is_client_error() && matches!(actor, Actor::IngestToken(_)) {
+            record_refused_ingest(state, actor, e).await;
+        }
+    }
+    outcome
+}
+
+/// Writes a refused ingest (by an authenticated ingest token) to the audit log: the code, field and message.
+pub async fn record_refused_ingest(state: &AppState, actor: &Actor, e: &ApiError) {
+    store::record_security_event(
+        &state.db,
+        "ingest_refused",
+        serde_json::json!({ "actor": actor.label(), "code": e.code, "field": e.field, "reason": e.message }),
+    )
+    .await;
 }

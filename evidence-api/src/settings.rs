@@ -66,12 +66,18 @@ pub struct Settings {
     pub public_origin: PublicOrigin,
     /// A session ends after this many seconds without a request.
     pub session_idle_seconds: i64,
+    /// A session ends this many seconds after login, however active.
+    pub session_absolute_seconds: i64,
     /// Largest request body accepted by any route.
     pub max_body_bytes: usize,
     /// Largest run record accepted by ingest.
     pub max_record_bytes: usize,
     /// Requests taking longer are answered 408.
     pub request_timeout: Duration,
+    /// A connection that has not sent a whole request head within this time is closed.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
     /// Preview requests per client per window.
     pub preview_rate_limit: usize,
     pub preview_rate_window: Duration,
@@ -96,9 +102,12 @@ impl Settings {
             content_dir: content.join("catalog.toml").exists().then_some(content),
             public_origin: PublicOrigin::for_bind(bind),
             session_idle_seconds: 2 * 3600,
+            session_absolute_seconds: 12 * 3600,
             max_body_bytes: 1024 * 1024,
             max_record_bytes: 256 * 1024,
             request_timeout: Duration::from_secs(15),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             preview_rate_limit: 5,
             preview_rate_window: Duration::from_secs(600),
             trust_forwarded_for: false,
@@ -126,6 +135,14 @@ impl Settings {
                 nanos: 0,
             }),
             ..Settings::local()
+        }
+    }
+
+    /// The session lifetime these settings give.
+    pub fn session_lifetime(&self) -> crate::auth::SessionLifetime {
+        crate::auth::SessionLifetime {
+            idle_seconds: self.session_idle_seconds,
+            absolute_seconds: self.session_absolute_seconds,
         }
     }
 

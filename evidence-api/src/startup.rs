@@ -4,7 +4,15 @@
 use crate::routes::SiteRoutes;
 use crate::settings::Settings;
 use crate::state::AppState;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt as _;
 
 /// The server, bound and ready to run.
 pub struct Application {
@@ -56,18 +64,72 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests and closes the database.
+    ///
+    /// Each connection is HTTP/1.1 with a header-read timeout (a client that never finishes its request head is
+    /// dropped), and at most `max_connections` are served at once: beyond that a new connection is closed as
+    /// soon as it is accepted, so slow clients cannot use up the process's file descriptors.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let settings = &self.state.settings;
+        let max_connections = settings.max_connections.max(1);
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors or a connection reset before accept: wait a moment, keep serving.
+                        tracing::warn!(%e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(%remote, max_connections, "connection cap reached; closing a new connection");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let router = self.router.clone();
+            let service = TowerToHyperService::new(router.map_request(
+                move |mut request: axum::extract::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(remote));
+                    request
+                },
+            ));
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                tokio::pin!(connection);
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(%e, %remote, "connection ended with an error");
+                        }
+                    }
+                    _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.as_mut().await;
+                    }
+                }
+            });
+        }
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        // Every connection holds one slot: all slots back means every connection has drained.
+        let _ = slots.acquire_many(max_connections as u32).await;
         self.state.db.close().await;
-        result
+        Ok(())
     }
 
     /// Serves until Ctrl-C or SIGTERM.

@@ -1,9 +1,12 @@
-//! The state every request shares: settings, content, the database pools and the preview rate limiter.
+//! The state every request shares: settings, content, the database pools, the preview rate limiter and the login
+//! guard (bounded password hashing, failed-login back-off).
 
+use crate::auth::LoginGuard;
 use crate::content::Content;
 use crate::content_evidence::ContentEvidenceReport;
 use crate::db::Db;
 use crate::preview::RateLimiter;
+use crate::routes::cache::PublicCache;
 use crate::settings::Settings;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -20,6 +23,9 @@ pub struct StateInner {
     pub preview_limiter: RateLimiter,
     /// What applying `content/evidence/` at start did (set once by `serve`; unset when it did not run).
     pub content_evidence: std::sync::OnceLock<ContentEvidenceReport>,
+    pub login_guard: LoginGuard,
+    pub public_cache: PublicCache,
+    pub page_cache: PublicCache,
 }
 
 impl Deref for AppState {
@@ -43,6 +49,9 @@ impl AppState {
             db,
             preview_limiter,
             content_evidence: std::sync::OnceLock::new(),
+            login_guard: LoginGuard::default(),
+            public_cache: PublicCache::default(),
+            page_cache: PublicCache::default(),
         })))
     }
 }

@@ -66,6 +66,22 @@ async fn audit(
     Ok(())
 }
 
+/// Appends a security event (a failed login, a refused ingest) to the audit log, actor `security`. A failure to
+/// write is logged, not raised: the refusal it records is answered either way.
+pub async fn record_security_event(db: &Db, action: &str, detail: Value) {
+    let result = sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, run_id, detail) VALUES (?, 'security', ?, NULL, ?)",
+    )
+    .bind(now_rfc3339())
+    .bind(action)
+    .bind(detail.to_string())
+    .execute(&db.writer)
+    .await;
+    if let Err(e) = result {
+        tracing::error!(%e, action, "cannot write a security event to the audit log");
+    }
+}
+
 /// Registers a lane's public key (base64 of 32 bytes) under a name.
 pub async fn add_lane_key(
     db: &Db,

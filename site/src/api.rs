@@ -68,8 +68,10 @@ pub async fn login(name: String, password: String) -> Result<LoginOutcome, Serve
     let headers = ssr::headers()?;
     let origin = ssr::header(&headers, "origin");
     let cookie = ssr::header(&headers, "cookie");
+    let client = ssr::client_key(&state);
     match vkae_evidence::service::login(
         &state,
+        &client,
         name.trim(),
         &password,
         origin.as_deref(),
@@ -84,6 +86,15 @@ pub async fn login(name: String, password: String) -> Result<LoginOutcome, Serve
         Err(e) if e.status.as_u16() == 401 => Ok(LoginOutcome::Refused(
             "That name and password do not match an operator.".into(),
         )),
+        // Back-off after failed logins, or every hashing slot busy: the status and Retry-After go out as the
+        // JSON API sends them, with the reason in words for the form.
+        Err(e) if matches!(e.status.as_u16(), 429 | 503) => {
+            ssr::refuse_for(e.status.as_u16(), e.retry_after.unwrap_or(1));
+            Ok(LoginOutcome::Refused(format!(
+                "Too many login attempts; try again in {} s.",
+                e.retry_after.unwrap_or(1)
+            )))
+        }
         Err(e) => Err(ssr::fail(e.into())),
     }
 }
@@ -166,6 +177,14 @@ pub mod ssr {
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
+    }
+
+    /// Answers with `status` and `Retry-After: seconds` (a throttled login).
+    pub fn refuse_for(status: u16, seconds: u64) {
+        set_status(status);
+        if let Some(response) = use_context::<ResponseOptions>() {
+            response.insert_header(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
     }
 
     fn set_status(status: u16) {

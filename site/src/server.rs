@@ -35,8 +35,9 @@ impl SiteSettings {
 }
 
 /// The HTML document around every page. Only pages with islands load the WebAssembly bundle. Leptos writes a
-/// few small inline scripts (its resource bookkeeping, and the module script that starts the islands): each
-/// response gets a fresh nonce for them, named in its Content-Security-Policy.
+/// few small inline scripts (its resource bookkeeping, and the module script that starts the islands): a
+/// rendered page names a fresh nonce for them in its Content-Security-Policy; a public page kept by the page
+/// cache is served with the hashes of those scripts instead (`vkae_evidence::routes::cache`).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let path = use_context::<http::request::Parts>()
         .map(|p| p.uri.path().to_string())
@@ -102,14 +103,60 @@ pub fn routes(state: AppState, settings: SiteSettings) -> Router {
         .route(CSS_HREF, get(css))
         .route(
             "/internal/preview-requests.csv",
-            get(inbox_csv).with_state(state),
+            get(inbox_csv).with_state(state.clone()),
         )
         .nest_service(
             "/pkg",
             tower_http::services::ServeDir::new(pkg).precompressed_gzip(),
         )
         .with_state(options)
+        .layer(axum::middleware::from_fn_with_state(
+            (state, is_public_page as fn(&str) -> bool),
+            vkae_evidence::routes::cache::public_pages,
+        ))
+        .layer(axum::middleware::from_fn(bad_arguments_are_client_errors))
         .layer(axum::middleware::from_fn(no_store_for_private))
+}
+
+/// A server function whose arguments are missing or do not parse is answered 500 by Leptos, before the
+/// function runs: that is the caller's mistake, so it becomes 400 with the same body.
+async fn bad_arguments_are_client_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let server_fn = request.uri().path().starts_with("/_site/");
+    let response = next.run(request).await;
+    if !server_fn
+        || response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    };
+    let argument_error = ["Args|", "MissingArg|", "Deserialization|"]
+        .iter()
+        .any(|prefix| bytes.starts_with(prefix.as_bytes()));
+    if argument_error {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// The pages anyone may see, rendered once per promotion epoch and served from memory (operator pages never).
+pub const PUBLIC_PAGES: [&str; 6] = [
+    "/",
+    "/models",
+    "/sizing",
+    "/evidence",
+    "/engine",
+    "/preview",
+];
+
+fn is_public_page(path: &str) -> bool {
+    PUBLIC_PAGES.contains(&path)
 }
 
 /// Operator pages and server-function answers must never sit in a shared or browser cache. Decided here by

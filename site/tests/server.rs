@@ -76,21 +76,41 @@ async fn every_page_renders_from_the_store() {
             "{path}: {html}"
         );
         assert!(html.contains("<meta name=\"description\""), "{path}");
-        // The CSP names the nonce Leptos puts on its inline scripts.
         let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-        let nonce = csp
-            .split("'nonce-")
-            .nth(1)
-            .and_then(|r| r.split('\'').next())
-            .expect("nonce in CSP");
-        for script in html
-            .match_indices("<script")
-            .map(|(i, _)| &html[i..i + 80.min(html.len() - i)])
-        {
-            assert!(
-                script.contains(&format!("nonce=\"{nonce}\"")),
-                "{path}: script without the nonce: {script}"
+        if vkae_site::server::PUBLIC_PAGES.contains(&path) {
+            // A kept page: the CSP names the hash of every inline script, and no nonce.
+            assert!(!csp.contains("'nonce-"), "{path}: {csp}");
+            let scripts = vkae_evidence::routes::cache::inline_scripts(&html);
+            assert_eq!(
+                vkae_evidence::routes::cache::csp_with_script_hashes("script-src 'self'", &html)
+                    .matches("'sha256-")
+                    .count()
+                    .min(1),
+                scripts.len().min(1),
+                "{path}"
             );
+            let expected = vkae_evidence::routes::cache::csp_with_script_hashes(
+                &site.state.settings.csp,
+                &html,
+            );
+            assert_eq!(csp, expected, "{path}");
+            assert!(headers.contains_key(header::ETAG), "{path}");
+        } else {
+            // The CSP names the nonce Leptos puts on its inline scripts.
+            let nonce = csp
+                .split("'nonce-")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .expect("nonce in CSP");
+            for script in html
+                .match_indices("<script")
+                .map(|(i, _)| &html[i..i + 80.min(html.len() - i)])
+            {
+                assert!(
+                    script.contains(&format!("nonce=\"{nonce}\"")),
+                    "{path}: script without the nonce: {script}"
+                );
+            }
         }
         // Only pages with islands load the bundle.
         let loads_wasm = html.contains("vkae_site.js");
@@ -223,4 +243,163 @@ async fn server_functions_refuse_other_origins_and_missing_sessions() {
     .await
     .unwrap();
     assert_eq!(preview.status(), StatusCode::FORBIDDEN);
+}
+
+async fn post_form(
+    site: &Site,
+    path: &str,
+    body: &str,
+) -> (StatusCode, String, axum::http::HeaderMap) {
+    let request = Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, "http://127.0.0.1:8080")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = site.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).to_string(), headers)
+}
+
+#[tokio::test]
+async fn server_functions_with_missing_arguments_are_bad_requests() {
+    let site = site().await;
+    for (path, body) in [
+        ("/_site/retract", "run_id=x&reason=r"),
+        ("/_site/promote", "run_id=x"),
+        ("/_site/login", "name=a"),
+        ("/_site/logout", ""),
+    ] {
+        let (status, text, headers) = post_form(&site, path, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body:?}: {text}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn site_logins_back_off_after_five_failures() {
+    let site = site().await;
+    vkae_evidence::auth::add_operator(&site.state.db.writer, "ada", "correct horse battery")
+        .await
+        .unwrap();
+    for attempt in 1..=5 {
+        let (status, text, _) = post_form(
+            &site,
+            "/_site/login",
+            &format!("name=ada&password=wrong-{attempt}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "attempt {attempt}: {text}");
+        assert!(text.contains("do not match"), "{text}");
+    }
+    // Backing off: even the right password is not checked now.
+    let (status, text, headers) = post_form(
+        &site,
+        "/_site/login",
+        "name=ada&password=correct+horse+battery",
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    assert!(text.contains("Too many login attempts"), "{text}");
+    assert!(!headers.contains_key(header::SET_COOKIE));
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+}
+
+#[tokio::test]
+async fn public_pages_are_kept_per_epoch_with_an_etag_and_operator_pages_never() {
+    let site = site().await;
+    let (_, no_claim, headers) = get(&site, "/evidence").await;
+    let evidence_etag = headers[header::ETAG].to_str().unwrap().to_string();
+    let (status, first, headers) = get(&site, "/sizing").await;
+    assert_eq!(status, StatusCode::OK);
+    let etag = headers[header::ETAG].to_str().unwrap().to_string();
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "no-cache",
+        "browsers revalidate each visit"
+    );
+    let (_, second, headers) = get(&site, "/sizing").await;
+    assert_eq!(
+        second, first,
+        "served from memory: the same bytes, nonce included"
+    );
+    assert_eq!(headers[header::ETAG].to_str().unwrap(), etag);
+    let response = site
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/sizing")
+                .header(header::IF_NONE_MATCH, &etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    let (_, _, headers) = get(&site, "/internal").await;
+    assert!(!headers.contains_key(header::ETAG));
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let (_, a, _) = get(&site, "/internal").await;
+    let (_, b, _) = get(&site, "/internal").await;
+    assert_ne!(a, b, "operator pages render each time (a fresh nonce)");
+
+    // A promotion is a new epoch: the kept page is rendered again and shows the claim.
+    use vkae_evidence::store::{self, Actor};
+    let (key, public) = vkae_record::keygen();
+    store::add_lane_key(
+        &site.state.db,
+        &Actor::Cli,
+        "lab",
+        &vkae_record::encode_verifying_key(&public),
+    )
+    .await
+    .unwrap();
+    let mut record = vkae_record::RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap();
+    record.run_id = "epoch-run".into();
+    record.sign("lab", &key).unwrap();
+    store::ingest(
+        &site.state.db,
+        &site.state.content,
+        &Actor::Cli,
+        &record.to_json_bytes(),
+        1 << 20,
+    )
+    .await
+    .unwrap();
+    let operator =
+        vkae_evidence::auth::add_operator(&site.state.db.writer, "ada", "correct horse battery")
+            .await
+            .unwrap();
+    vkae_evidence::service::promote(&site.state, &operator, "epoch-run", "vkae-path", "reviewed")
+        .await
+        .unwrap();
+    let response = site
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/evidence")
+                .header(header::IF_NONE_MATCH, &evidence_etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(
+        response.headers()[header::ETAG].to_str().unwrap(),
+        evidence_etag
+    );
+    let body = axum::body::to_bytes(response.into_body(), 4 << 20)
+        .await
+        .unwrap();
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert!(html.contains("epoch-run") && !no_claim.contains("epoch-run"));
 }

@@ -52,6 +52,19 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     out
 }
 
+/// Every answer under `/api/internal/`, refusals by the outer layers included, is `Cache-Control: no-store`.
+pub async fn no_store_internal(request: Request, next: Next) -> Response {
+    let internal = request.uri().path().starts_with("/api/internal/");
+    let mut response = next.run(request).await;
+    if internal {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
+}
+
 pub async fn api_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route {method} {}", uri.path()))
 }

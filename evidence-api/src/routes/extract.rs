@@ -38,8 +38,15 @@ pub fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> ApiR
         .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => {
+            // Only an object: serde would read an array positionally into a struct's fields.
+            if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "the body must be one JSON object",
+                ));
+            }
             let mut de = serde_json::Deserializer::from_slice(body);
-            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
                 let field = e.path().to_string();
                 let inner = e.into_inner().to_string();
                 let field = match inner.strip_prefix("missing field `") {
@@ -52,7 +59,14 @@ pub fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> ApiR
                     None => field,
                 };
                 ApiError::bad_request("invalid_body", inner).with_field(field)
-            })
+            })?;
+            de.end().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_body",
+                    "the body must be one JSON object, with nothing after it",
+                )
+            })?;
+            Ok(value)
         }
         "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(body).map_err(|e| {
             let message = e.to_string();
@@ -67,6 +81,24 @@ pub fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> ApiR
     }
 }
 
+/// Refuses (415) a body whose `Content-Type` is not `application/json` (parameters such as a charset allowed).
+pub fn require_json(headers: &HeaderMap) -> ApiResult<()> {
+    let mime = header_str(headers, header::CONTENT_TYPE)
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    if mime.as_deref() == Some("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the record as application/json",
+        ))
+    }
+}
+
+/// The client's address as the rate limits and the audit log see it: the first `X-Forwarded-For` address when
+/// the server trusts its proxy, else the peer's address.
 pub fn client_key(
     state: &AppState,
     headers: &HeaderMap,
@@ -110,7 +142,7 @@ pub async fn authenticate(
         method,
         need,
         state.settings.public_origin.as_str(),
-        state.settings.session_idle_seconds,
+        state.settings.session_lifetime(),
         form_csrf,
     )
     .await

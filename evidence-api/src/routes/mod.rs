@@ -3,8 +3,10 @@
 //! - [`public`]: `/healthz` and `/api/v1/*` (no authentication; only promoted claims and catalog data).
 //! - [`internal`]: `/api/internal/*` (ingest token, operator token or operator session).
 //! - [`extract`]: query and body parsing, client keys, operator authentication, JSON documents.
+//! - [`cache`]: public reads built once per promotion epoch, with ETag and 304.
 //! - [`errors`]: the one JSON error shape for every failure under `/api/` and `/healthz`.
 
+pub mod cache;
 pub mod errors;
 pub mod extract;
 pub mod internal;
@@ -63,12 +65,19 @@ pub fn router(state: AppState, site: Option<SiteRoutes>) -> Router {
     let settings = &state.settings;
     let csp = HeaderValue::from_str(&settings.csp)
         .unwrap_or_else(|_| HeaderValue::from_static(crate::settings::DEFAULT_CSP));
-    app.layer(middleware::from_fn(errors::json_errors))
-        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+    // Listed innermost first. The error mapping sits outside the body limit and the timeout, so their 413 and
+    // 408 get the one JSON shape too, and inside compression, which it could not read through.
+    app.layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cache::public_reads,
+        ))
+        .layer(middleware::from_fn(errors::json_errors))
+        .layer(middleware::from_fn(errors::no_store_internal))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

@@ -4,7 +4,9 @@
 
 use crate::auth::{Need, Operator, Principal};
 use crate::error::ApiResult;
-use crate::routes::extract::{authenticate, operator, parse_body, AuthenticatedOperator};
+use crate::routes::extract::{
+    authenticate, operator, parse_body, require_json, AuthenticatedOperator,
+};
 use crate::service;
 use crate::state::AppState;
 use crate::store::Actor;
@@ -27,6 +29,10 @@ pub async fn ingest(
         Principal::Ingest { token_id } => Actor::IngestToken(token_id),
         Principal::Operator(_) => unreachable!("authenticate checks the need"),
     };
+    if let Err(e) = require_json(&headers) {
+        service::record_refused_ingest(&state, &actor, &e).await;
+        return Err(e);
+    }
     let outcome = service::ingest(&state, &actor, &body).await?;
     let status = if outcome.created {
         StatusCode::CREATED

@@ -3,16 +3,17 @@
 
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
-use crate::routes::extract::{header_str, parse_body, AuthenticatedOperator};
+use crate::routes::extract::{client_key, header_str, parse_body, AuthenticatedOperator};
 use crate::service;
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,13 +24,19 @@ struct LoginBody {
 
 pub async fn login(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let origin = header_str(&headers, header::ORIGIN);
     let cookie = header_str(&headers, header::COOKIE);
     let b: LoginBody = parse_body(&headers, &body)?;
-    let login = service::login(&state, &b.name, &b.password, origin, cookie).await?;
+    let client = client_key(
+        &state,
+        &headers,
+        extensions.get::<ConnectInfo<SocketAddr>>(),
+    );
+    let login = service::login(&state, &client, &b.name, &b.password, origin, cookie).await?;
     let body = session_json(&login.session.operator.name, &login.session.csrf_token);
     Ok(with_cookie(body.into_response(), &login.set_cookie))
 }

@@ -198,11 +198,18 @@ async fn internal_bad_inputs() {
             "{body}"
         );
     }
-    // Nothing above changed the store: one run, unpromoted; only the ingest and the lane key in the audit log.
+    // Nothing above changed the store: one run, unpromoted; in the audit log only the ingest, the lane key and
+    // the one failed login (a security event).
     let (_, audit) = json(
         app.as_operator(Method::GET, "/api/internal/audit", None)
             .await,
     )
     .await;
-    assert_eq!(audit["entries"].as_array().unwrap().len(), 2);
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{audit}");
+    assert_eq!(
+        (entries[0]["actor"].as_str(), entries[0]["action"].as_str()),
+        (Some("security"), Some("login_failed")),
+        "{audit}"
+    );
 }
