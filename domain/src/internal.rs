@@ -119,6 +119,16 @@ pub struct AuditDetail {
     pub operator: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
+    /// Security events (`login_failed`, `ingest_refused`): the client address, the refusal's code, the
+    /// refused field and who sent it (`reason` holds the message, `name` the login name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// A lane (or the family's profile) that blocks a promotion, with its reasons.
@@ -140,8 +150,12 @@ impl fmt::Display for AuditDetail {
             lanes.join(", ")
         });
         let parts = [
+            ("actor", self.actor.clone()),
             ("blockers", blockers),
+            ("client", self.client.clone()),
+            ("code", self.code.clone()),
             ("date", self.date.clone()),
+            ("field", self.field.clone()),
             ("id", self.id.map(|id| id.to_string())),
             ("lanes", lanes),
             ("level", self.level.clone()),

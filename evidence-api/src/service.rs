@@ -111,7 +111,12 @@ pub async fn login(
                 store::record_security_event(
                     &state.db,
                     "login_failed",
-                    serde_json::json!({ "name": name, "client": client, "code": e.code }),
+                    vkae_domain::AuditDetail {
+                        name: Some(name.to_string()),
+                        client: Some(client.to_string()),
+                        code: Some(e.code.to_string()),
+                        ..Default::default()
+                    },
                 )
                 .await;
             }
@@ -318,7 +323,13 @@ pub async fn record_refused_ingest(state: &AppState, actor: &Actor, e: &ApiError
     store::record_security_event(
         &state.db,
         "ingest_refused",
-        serde_json::json!({ "actor": actor.label(), "code": e.code, "field": e.field, "reason": e.message }),
+        vkae_domain::AuditDetail {
+            actor: Some(actor.label()),
+            code: Some(e.code.to_string()),
+            field: e.field.as_ref().map(|f| f.to_string()),
+            reason: Some(e.message.to_string()),
+            ..Default::default()
+        },
     )
     .await;
 }

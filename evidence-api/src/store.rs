@@ -68,13 +68,13 @@ async fn audit(
 
 /// Appends a security event (a failed login, a refused ingest) to the audit log, actor `security`. A failure to
 /// write is logged, not raised: the refusal it records is answered either way.
-pub async fn record_security_event(db: &Db, action: &str, detail: Value) {
+pub async fn record_security_event(db: &Db, action: &str, detail: AuditDetail) {
     let result = sqlx::query(
         "INSERT INTO audit_log (at, actor, action, run_id, detail) VALUES (?, 'security', ?, NULL, ?)",
     )
     .bind(now_rfc3339())
     .bind(action)
-    .bind(detail.to_string())
+    .bind(serde_json::to_string(&detail).expect("an audit detail serialises"))
     .execute(&db.writer)
     .await;
     if let Err(e) = result {

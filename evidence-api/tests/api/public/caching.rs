@@ -27,8 +27,15 @@ async fn public_reads_carry_an_etag_and_answer_304_until_a_promotion() {
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["cache-control"], PUBLIC_CACHE_CONTROL, "{path}");
         let etag = r.headers()["etag"].to_str().unwrap().to_string();
+        // "<epoch>.<clock hour>-<digest>", strong (no W/ prefix).
+        let inner = etag.trim_matches('"');
+        let (epoch, digest) = inner.split_once('-').expect("epoch-digest");
         assert!(
-            etag.starts_with("\"0-") && etag.ends_with('"'),
+            etag.starts_with('"')
+                && etag.ends_with('"')
+                && epoch.split('.').count() == 2
+                && epoch.split('.').all(|n| n.parse::<i64>().is_ok())
+                && digest.len() == 32,
             "a strong ETag: {etag}"
         );
         let first = r.text().await.unwrap();
