@@ -364,6 +364,12 @@ async fn public_pages_are_kept_per_epoch_with_an_etag_and_operator_pages_never()
     .unwrap();
     let mut record = vkae_record::RunRecord::parse(vkae_record::SAMPLE_RECORD.as_bytes()).unwrap();
     record.run_id = "epoch-run".into();
+    // The E4B profile's declared baseline (content/profiles.toml), so the record can be promoted.
+    for p in &mut record.paths {
+        if p.role == vkae_record::Role::Baseline {
+            p.name = "hf-transformers-static-cudagraph".into();
+        }
+    }
     record.sign("lab", &key).unwrap();
     store::ingest(
         &site.state.db,
