@@ -163,7 +163,10 @@ impl fmt::Display for AuditDetail {
             ("operator", self.operator.clone()),
             ("public_key", self.public_key.clone()),
             ("reason", self.reason.clone()),
-            ("settles_disputes_by", self.settles_disputes_by.as_ref().map(|r| r.join(", "))),
+            (
+                "settles_disputes_by",
+                self.settles_disputes_by.as_ref().map(|r| r.join(", ")),
+            ),
             ("sha256", self.sha256.clone()),
             ("source", self.source.clone()),
         ];

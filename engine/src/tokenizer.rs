@@ -113,6 +113,9 @@ impl StreamDecoder {
             return Ok((before, after));
         }
         self.prefix = self.read;
-        Ok((String::new(), tokenizer.decode_with(&self.ids[self.read..], true)?))
+        Ok((
+            String::new(),
+            tokenizer.decode_with(&self.ids[self.read..], true)?,
+        ))
     }
 }

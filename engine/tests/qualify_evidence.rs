@@ -71,7 +71,11 @@ fn collect(dir: &std::path::Path, records: &mut Vec<Committed>, keys: &mut Vec<(
         if here_keys.iter().any(|(n, _)| n == &rec.lane_key) {
             records.push((path, bytes, rec));
         } else {
-            eprintln!("{}: no {}.pub beside it; not ingested", path.display(), rec.lane_key);
+            eprintln!(
+                "{}: no {}.pub beside it; not ingested",
+                path.display(),
+                rec.lane_key
+            );
         }
     }
     keys.extend(here_keys);

@@ -214,7 +214,9 @@ async fn qualify_on_cpu_ingests_into_a_real_store_and_a_tampered_copy_is_refused
         for r in reasons(bench) {
             assert!(
                 r.contains("spread")
-                    || r.starts_with("baseline path cpu-reference is not the E4B profile's declared baseline"),
+                    || r.starts_with(
+                        "baseline path cpu-reference is not the E4B profile's declared baseline"
+                    ),
                 "unexpected benchmark failure: {r}"
             );
         }

@@ -112,11 +112,19 @@ fn gemma_tokenizer_matches_the_tokenizers_package() {
             .expect("the Gemma config has a chat template")
             .render(messages.as_array().unwrap())
             .unwrap();
-        assert_eq!(rendered, want["chats"][i]["text"].as_str().unwrap(), "chat {i}");
+        assert_eq!(
+            rendered,
+            want["chats"][i]["text"].as_str().unwrap(),
+            "chat {i}"
+        );
         let ids = text.chat_prompt(messages.as_array().unwrap()).unwrap();
         let ref_ids: Vec<u32> = serde_json::from_value(want["chats"][i]["ids"].clone()).unwrap();
         assert_eq!(ids, ref_ids, "chat {i} ids");
-        assert_eq!(ids.iter().filter(|&&t| t == 2).count(), 1, "one BOS in chat {i}");
+        assert_eq!(
+            ids.iter().filter(|&&t| t == 2).count(),
+            1,
+            "one BOS in chat {i}"
+        );
     }
     // Generation stops at <end_of_turn> (the tokenizer config's eos_token) as well as the config's EOS.
     let eot = tok.token_id("<end_of_turn>").unwrap();

@@ -265,7 +265,11 @@ fn bad_session_calls_are_refused_and_change_no_slot() {
     assert!(input_error(s.prefill_many(&[part(1, &[5]), part(1, &[6])])).contains("twice"));
     assert!(input_error(s.prefill_many(&[part(1, &[5]), part(0, &[6])]))
         .contains("exceed the slot capacity"));
-    assert_eq!(s.filled(1), Some(0), "a refused packed prefill changes no slot");
+    assert_eq!(
+        s.filled(1),
+        Some(0),
+        "a refused packed prefill changes no slot"
+    );
     s.release(1);
     s.release(0);
     s.release(0);

@@ -411,7 +411,9 @@ impl Content {
                 ));
             }
             if p.eager_reference.as_deref() == Some(p.declared_baseline.as_str())
-                || p.eager_reference.as_deref().is_some_and(|r| r.trim().is_empty())
+                || p.eager_reference
+                    .as_deref()
+                    .is_some_and(|r| r.trim().is_empty())
             {
                 return Err(err(
                     profiles,
@@ -420,11 +422,7 @@ impl Content {
                 ));
             }
             if p.claim_current_days == 0 {
-                return Err(err(
-                    profiles,
-                    at("claim_current_days"),
-                    "at least 1 day",
-                ));
+                return Err(err(profiles, at("claim_current_days"), "at least 1 day"));
             }
         }
         if seen.len() != slugs.len() {

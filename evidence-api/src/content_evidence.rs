@@ -117,7 +117,8 @@ pub fn read_promotions(path: &Path) -> Result<Vec<PromotionEntry>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let file: PromotionsFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: PromotionsFile =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     for (i, p) in file.promotions.iter().enumerate() {
         let date_ok = p.date.len() == 10
             && vkae_record::Timestamp::parse(&format!("{}T00:00:00Z", p.date)).is_ok();
@@ -194,16 +195,15 @@ pub async fn apply(
                 });
                 continue;
             }
-            let outcome = match store::ingest(db, content, &Actor::Content, &bytes, max_record_bytes)
-                .await
-            {
-                Ok(o) if o.created => ("ingested", None),
-                Ok(_) => ("stored-already", None),
-                Err(e) => {
-                    tracing::warn!("content evidence: {relative} refused: {}", e.message);
-                    ("refused", Some(e.message))
-                }
-            };
+            let outcome =
+                match store::ingest(db, content, &Actor::Content, &bytes, max_record_bytes).await {
+                    Ok(o) if o.created => ("ingested", None),
+                    Ok(_) => ("stored-already", None),
+                    Err(e) => {
+                        tracing::warn!("content evidence: {relative} refused: {}", e.message);
+                        ("refused", Some(e.message))
+                    }
+                };
             report.records.push(RecordOutcome {
                 file: relative,
                 run_id,

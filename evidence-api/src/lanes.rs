@@ -162,10 +162,7 @@ fn benchmark(record: &RunRecord, content: &Content) -> Verdict {
                     path.name,
                     spread * 100.0
                 ),
-                None => format!(
-                    "path {} (context, does not gate): no spread",
-                    path.name
-                ),
+                None => format!("path {} (context, does not gate): no spread", path.name),
             });
             continue;
         }
@@ -433,16 +430,28 @@ mod tests {
         let content = Content::embedded().unwrap();
         let mut record = declared();
         record.paths[2].tokens_per_s = vec![3.0, 4.0, 5.0];
-        let d = public_claim(&record, None, &content).unwrap().derived.unwrap();
+        let d = public_claim(&record, None, &content)
+            .unwrap()
+            .derived
+            .unwrap();
         assert_eq!(d.baseline_path, "hf-transformers-static-cudagraph");
-        assert_eq!((d.baseline_tokens_per_s, d.vkae_tokens_per_s), (9.76, 301.2));
+        assert_eq!(
+            (d.baseline_tokens_per_s, d.vkae_tokens_per_s),
+            (9.76, 301.2)
+        );
         assert_eq!(d.lift, 30.861);
         assert_eq!(d.token_cost_reduction, 0.9676, "from the declared baseline");
         let eager = d.eager_reference.unwrap();
-        assert_eq!((eager.path.as_str(), eager.tokens_per_s, eager.lift), ("hf-transformers-eager", 4.0, 75.3));
+        assert_eq!(
+            (eager.path.as_str(), eager.tokens_per_s, eager.lift),
+            ("hf-transformers-eager", 4.0, 75.3)
+        );
         assert_eq!(eager.label, "derived");
         // Where the eager path is the baseline (an old record), it is not shown twice.
-        let old = public_claim(&sample(), None, &content).unwrap().derived.unwrap();
+        let old = public_claim(&sample(), None, &content)
+            .unwrap()
+            .derived
+            .unwrap();
         assert!(old.eager_reference.is_none());
     }
 
@@ -470,9 +479,10 @@ mod tests {
         record.paths[2].tokens_generated = 384;
         let verdict = benchmark(&record, &content);
         assert!(verdict.passed, "{:?}", verdict.reasons);
-        assert!(verdict
-            .reasons
-            .contains(&"path hf-transformers-eager (context, does not gate): 3 repetitions, spread 33.3%".to_string()));
+        assert!(verdict.reasons.contains(
+            &"path hf-transformers-eager (context, does not gate): 3 repetitions, spread 33.3%"
+                .to_string()
+        ));
         record.paths[2].gating = None;
         let verdict = benchmark(&record, &content);
         assert!(!verdict.passed);
@@ -529,7 +539,10 @@ mod tests {
     fn a_claim_without_a_median_has_no_derived_figures() {
         let content = Content::embedded().unwrap();
         let mut record = sample();
-        assert!(public_claim(&record, None, &content).unwrap().derived.is_some());
+        assert!(public_claim(&record, None, &content)
+            .unwrap()
+            .derived
+            .is_some());
         record.paths[0].tokens_per_s.clear();
         let figures = public_claim(&record, None, &content).unwrap();
         assert_eq!(figures.paths[0].tokens_per_s.median, None);

@@ -9,11 +9,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::sizing;
 use serde::Deserialize;
 use sqlx::SqlitePool;
-use vkae_record::Timestamp;
 use vkae_domain::{
-    CatalogFamily, ClaimFigures, ClaimLevel, ClaimStanding, ClaimState, ClaimsDocument, Dispute, FamilyProfile, GpusDocument,
-    LevelEntry, ModelsDocument, Provenance, PublicClaim, RunId, SizingDocument, Thresholds,
+    CatalogFamily, ClaimFigures, ClaimLevel, ClaimStanding, ClaimState, ClaimsDocument, Dispute,
+    FamilyProfile, GpusDocument, LevelEntry, ModelsDocument, Provenance, PublicClaim, RunId,
+    SizingDocument, Thresholds,
 };
+use vkae_record::Timestamp;
 
 /// Filters of `GET /api/v1/claims` (all optional).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -99,7 +100,16 @@ pub async fn claims(
     now: Timestamp,
 ) -> ApiResult<Vec<PublicClaim>> {
     filter.validate(content)?;
-    type Row = (String, String, String, String, String, String, String, String);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT run_id, level, promoted_at, public_json, record_sha256, lane_key, lane_public_key, disputes_json
          FROM public_claims
@@ -113,7 +123,16 @@ pub async fn claims(
     .await?;
     rows.into_iter()
         .map(
-            |(run_id, level, promoted_at, public_json, sha256, lane_key, lane_public_key, disputes)| {
+            |(
+                run_id,
+                level,
+                promoted_at,
+                public_json,
+                sha256,
+                lane_key,
+                lane_public_key,
+                disputes,
+            )| {
                 let mut figures: ClaimFigures = serde_json::from_str(&public_json)
                     .map_err(|e| ApiError::internal("claim unreadable", e))?;
                 figures.run_id = RunId::parse(&run_id)

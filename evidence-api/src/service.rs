@@ -22,8 +22,8 @@ use crate::state::AppState;
 use crate::store::{self, Actor, Decision, IngestOutcome, StoredRun};
 use axum::http::{HeaderMap, Method};
 use vkae_domain::{
-    ContentRefusal,
-    AuditEntry, ClaimsDocument, GpusDocument, InternalData, ModelsDocument, SizingDocument,
+    AuditEntry, ClaimsDocument, ContentRefusal, GpusDocument, InternalData, ModelsDocument,
+    SizingDocument,
 };
 
 pub use crate::auth::{Operator, Session, CSRF_HEADER, SESSION_COOKIE};
@@ -242,7 +242,11 @@ fn content_refusals(report: &ContentEvidenceReport) -> Vec<ContentRefusal> {
                         .as_array()
                         .map(|r| r.iter().filter_map(serde_json::Value::as_str).collect())
                         .unwrap_or_default();
-                    format!("{}: {}", b["lane"].as_str().unwrap_or("?"), reasons.join("; "))
+                    format!(
+                        "{}: {}",
+                        b["lane"].as_str().unwrap_or("?"),
+                        reasons.join("; ")
+                    )
                 })
                 .collect(),
         })

@@ -141,7 +141,12 @@ impl Application {
 /// Ingests the records and applies the promotions of `<content>/evidence/` when the settings ask for it and the
 /// folder exists, and keeps the report in the state.
 async fn apply_content_evidence(state: &AppState) -> Result<(), String> {
-    let Some(dir) = state.settings.content_dir.as_ref().map(|d| d.join("evidence")) else {
+    let Some(dir) = state
+        .settings
+        .content_dir
+        .as_ref()
+        .map(|d| d.join("evidence"))
+    else {
         return Ok(());
     };
     if !state.settings.content_evidence || !dir.is_dir() {

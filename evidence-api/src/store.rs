@@ -145,10 +145,11 @@ pub async fn ensure_lane_key(
     name: &str,
     public_key_base64: &str,
 ) -> ApiResult<()> {
-    let stored: Option<(String,)> = sqlx::query_as("SELECT public_key FROM lane_keys WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&db.writer)
-        .await?;
+    let stored: Option<(String,)> =
+        sqlx::query_as("SELECT public_key FROM lane_keys WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&db.writer)
+            .await?;
     match stored {
         None => add_lane_key(db, actor, name, public_key_base64).await,
         Some((key,)) if key == public_key_base64 => Ok(()),
@@ -308,7 +309,10 @@ pub async fn ingest(
 pub const DISPUTE_FRACTION: f64 = 0.02;
 
 fn vkae_median(record: &RunRecord) -> Option<f64> {
-    let path = record.paths.iter().find(|p| p.role == vkae_record::Role::Vkae)?;
+    let path = record
+        .paths
+        .iter()
+        .find(|p| p.role == vkae_record::Role::Vkae)?;
     vkae_record::stats::median(&path.tokens_per_s)
 }
 

@@ -104,7 +104,12 @@ pub fn read_claims(doc: &d::ClaimsDocument) -> StoreResult<Vec<Claim>> {
                 standing: Standing {
                     state: c.standing.state,
                     current_until: c.standing.current_until.clone(),
-                    disputed_by: c.standing.disputes.iter().map(|d| d.run_id.clone()).collect(),
+                    disputed_by: c
+                        .standing
+                        .disputes
+                        .iter()
+                        .map(|d| d.run_id.clone())
+                        .collect(),
                 },
             })
         })

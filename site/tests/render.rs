@@ -263,7 +263,11 @@ fn evidence_groups_by_level_and_blocks_porting_track_numbers() {
         "{html}"
     );
     assert!(!html.contains("7.131") && !html.contains("7.123"), "{html}");
-    assert_eq!(html.matches("class=\"synthetic-note\"").count(), 2, "{html}");
+    assert_eq!(
+        html.matches("class=\"synthetic-note\"").count(),
+        2,
+        "{html}"
+    );
     assert!(html.contains("0123456789ab"));
     // Rows read by family, then batch size, whatever order the store listed them in.
     let mut b1 = claim("E4B", ClaimLevel::VkaePath, 10.0, 270.0);
@@ -315,7 +319,10 @@ fn claims_show_the_declared_baselines_lift_and_the_eager_references_beside_it() 
     }
     assert!(home.matches("(derived)").count() >= 4, "{home}");
     let evidence = render(move || view! { <EvidenceView data=data(vec![c.clone()]) /> });
-    assert!(evidence.contains("2.72× over the declared baseline (derived)"), "{evidence}");
+    assert!(
+        evidence.contains("2.72× over the declared baseline (derived)"),
+        "{evidence}"
+    );
     assert!(
         evidence.contains("17.00× over the eager reference <code>hf-transformers-eager</code> at 16.0 tok/s (derived)"),
         "{evidence}"
@@ -329,7 +336,8 @@ fn stale_and_disputed_claims_say_so_with_their_dates() {
     let mut disputed = claim("E4B", ClaimLevel::DeclaredBaseline, 100.0, 272.0);
     disputed.standing.state = ClaimState::Disputed;
     disputed.standing.disputed_by = vec!["run-newer-slower".into()];
-    let html = render(move || view! { <EvidenceView data=data(vec![stale.clone(), disputed.clone()]) /> });
+    let html =
+        render(move || view! { <EvidenceView data=data(vec![stale.clone(), disputed.clone()]) /> });
     assert!(
         html.contains("Stale: measured 2026-11-20, current until 2027-02-18"),
         "{html}"
@@ -338,8 +346,13 @@ fn stale_and_disputed_claims_say_so_with_their_dates() {
         html.contains("Disputed: a newer run of the same recipe is more than 2% slower (run-newer-slower); measured 2026-11-20"),
         "{html}"
     );
-    let current = render(|| view! { <EvidenceView data=data(vec![claim("E4B", ClaimLevel::VkaePath, 1.0, 2.0)]) /> });
-    assert!(!current.contains("Stale") && !current.contains("Disputed"), "{current}");
+    let current = render(
+        || view! { <EvidenceView data=data(vec![claim("E4B", ClaimLevel::VkaePath, 1.0, 2.0)]) /> },
+    );
+    assert!(
+        !current.contains("Stale") && !current.contains("Disputed"),
+        "{current}"
+    );
     let mut home_claim = claim("E4B", ClaimLevel::VkaePath, 100.0, 272.0);
     home_claim.standing.state = ClaimState::Stale;
     let home = render(move || view! { <HomeView data=data(vec![home_claim.clone()]) /> });

@@ -229,8 +229,7 @@ fn measure_phase(
         (list.len() * (1 + s.reps)) as u64,
         s.progress_bars,
     );
-    let mut runs =
-        measure_batch(&mut list, b, s.reps, &rules, &phase).into_iter();
+    let mut runs = measure_batch(&mut list, b, s.reps, &rules, &phase).into_iter();
     let names = [reference_name, VKAE, HF_STATIC_CUDAGRAPH, ENGINE_GENERIC];
     let mut warmups = serde_json::Map::new();
     let mut take = |name: &str| -> Result<PathRun, String> {

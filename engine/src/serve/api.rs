@@ -139,10 +139,22 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 impl CompletionRequest {
     pub fn check(self, m: &ModelLimits) -> Result<Generation, ApiError> {
         check_model(&self.model, m)?;
-        unsupported("n", self.n.is_some_and(|n| n != 1), "only n = 1 is supported")?;
-        unsupported("best_of", self.best_of.is_some_and(|n| n != 1), "only best_of = 1 is supported")?;
+        unsupported(
+            "n",
+            self.n.is_some_and(|n| n != 1),
+            "only n = 1 is supported",
+        )?;
+        unsupported(
+            "best_of",
+            self.best_of.is_some_and(|n| n != 1),
+            "only best_of = 1 is supported",
+        )?;
         unsupported("echo", self.echo == Some(true), "echo is not supported")?;
-        unsupported("logprobs", self.logprobs.is_some(), "logprobs are not supported")?;
+        unsupported(
+            "logprobs",
+            self.logprobs.is_some(),
+            "logprobs are not supported",
+        )?;
         unsupported("suffix", self.suffix.is_some(), "suffix is not supported")?;
         let prompt = completion_prompt(&self.prompt, m)?;
         common(
@@ -157,18 +169,36 @@ impl CompletionRequest {
 impl ChatRequest {
     pub fn check(self, m: &ModelLimits) -> Result<Generation, ApiError> {
         check_model(&self.model, m)?;
-        unsupported("n", self.n.is_some_and(|n| n != 1), "only n = 1 is supported")?;
-        unsupported("logprobs", self.logprobs == Some(true), "logprobs are not supported")?;
-        unsupported("top_logprobs", self.top_logprobs.is_some(), "logprobs are not supported")?;
+        unsupported(
+            "n",
+            self.n.is_some_and(|n| n != 1),
+            "only n = 1 is supported",
+        )?;
+        unsupported(
+            "logprobs",
+            self.logprobs == Some(true),
+            "logprobs are not supported",
+        )?;
+        unsupported(
+            "top_logprobs",
+            self.top_logprobs.is_some(),
+            "logprobs are not supported",
+        )?;
         if self.messages.is_empty() {
-            return Err(ApiError::invalid(Some("messages"), "messages must not be empty"));
+            return Err(ApiError::invalid(
+                Some("messages"),
+                "messages must not be empty",
+            ));
         }
         let mut msgs = Vec::with_capacity(self.messages.len());
         for (i, msg) in self.messages.iter().enumerate() {
             if !["system", "user", "assistant", "developer"].contains(&msg.role.as_str()) {
                 return Err(ApiError::invalid(
                     Some(&format!("messages[{i}].role")),
-                    format!("role {:?}: expected system, developer, user or assistant", msg.role),
+                    format!(
+                        "role {:?}: expected system, developer, user or assistant",
+                        msg.role
+                    ),
                 ));
             }
             let content_ok = match &msg.content {
@@ -185,7 +215,11 @@ impl ChatRequest {
                 ));
             }
             // The template sees `system` for OpenAI's `developer` role.
-            let role = if msg.role == "developer" { "system" } else { &msg.role };
+            let role = if msg.role == "developer" {
+                "system"
+            } else {
+                &msg.role
+            };
             msgs.push(serde_json::json!({"role": role, "content": msg.content}));
         }
         let prompt = m
@@ -325,7 +359,10 @@ fn common(
     };
     let temperature = c.temperature.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::invalid(Some("temperature"), "temperature must be between 0 and 2"));
+        return Err(ApiError::invalid(
+            Some("temperature"),
+            "temperature must be between 0 and 2",
+        ));
     }
     let top_p = c.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
@@ -346,7 +383,10 @@ fn common(
         }
     };
     if stops.iter().any(|s| s.is_empty()) {
-        return Err(ApiError::invalid(Some("stop"), "stop sequences must not be empty"));
+        return Err(ApiError::invalid(
+            Some("stop"),
+            "stop sequences must not be empty",
+        ));
     }
     if !stops.is_empty() && m.text.tokenizer.is_none() {
         return Err(ApiError::invalid(
@@ -356,7 +396,10 @@ fn common(
     }
     let stream = c.stream.unwrap_or(false);
     if c.stream_options.is_some() && !stream {
-        return Err(ApiError::invalid(Some("stream_options"), "stream_options needs stream = true"));
+        return Err(ApiError::invalid(
+            Some("stream_options"),
+            "stream_options needs stream = true",
+        ));
     }
     Ok(Generation {
         prompt,
@@ -369,6 +412,9 @@ fn common(
         stops,
         ignore_eos: c.ignore_eos.unwrap_or(false),
         stream,
-        include_usage: c.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        include_usage: c
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
     })
 }

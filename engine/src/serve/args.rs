@@ -42,10 +42,15 @@ impl ServeArgs {
     pub fn settings(&self) -> Result<ServeSettings> {
         let source = self.model.source()?;
         let recipe = Recipe::load(&self.recipe)?;
-        let device = Backend::parse(self.device.as_deref().unwrap_or(&recipe.recipe.kernels.device))?;
-        let bind: SocketAddr = self.bind.parse().map_err(|_| {
-            EngineError::Input(format!("--bind {:?}: expected IP:PORT", self.bind))
-        })?;
+        let device = Backend::parse(
+            self.device
+                .as_deref()
+                .unwrap_or(&recipe.recipe.kernels.device),
+        )?;
+        let bind: SocketAddr = self
+            .bind
+            .parse()
+            .map_err(|_| EngineError::Input(format!("--bind {:?}: expected IP:PORT", self.bind)))?;
         if !bind.ip().is_loopback() && self.api_key.is_none() && !self.allow_unauthenticated {
             return Err(EngineError::Input(format!(
                 "--bind {bind} is reachable from other machines: set --api-key (or VKAE_API_KEY), or pass \
@@ -53,7 +58,9 @@ impl ServeArgs {
             )));
         }
         if self.api_key.as_deref().is_some_and(|k| k.len() < 8) {
-            return Err(EngineError::Input("--api-key: use at least 8 characters".into()));
+            return Err(EngineError::Input(
+                "--api-key: use at least 8 characters".into(),
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(EngineError::Input("--max-body-bytes: at least 1024".into()));
@@ -81,7 +88,9 @@ fn default_name(source: &ModelSource) -> String {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| d.display().to_string()),
-        ModelSource::Synthetic { family, seed } => format!("synthetic-{}-seed{seed}", family.name()),
+        ModelSource::Synthetic { family, seed } => {
+            format!("synthetic-{}-seed{seed}", family.name())
+        }
     }
 }
 

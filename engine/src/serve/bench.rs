@@ -167,7 +167,9 @@ fn streamed(url: &str, body: &str) -> Result<Timed> {
     if status != 200 {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut reader, &mut text);
-        return Err(EngineError::Input(format!("the server answered {status}: {text}")));
+        return Err(EngineError::Input(format!(
+            "the server answered {status}: {text}"
+        )));
     }
     let (mut first, mut last, mut tokens) = (None, None, 0usize);
     let mut line = String::new();
@@ -185,9 +187,13 @@ fn streamed(url: &str, body: &str) -> Result<Timed> {
         let v: Value = serde_json::from_str(data)
             .map_err(|e| EngineError::Input(format!("a stream chunk is not JSON ({e}): {data}")))?;
         if v.get("error").is_some() {
-            return Err(EngineError::Input(format!("the server failed mid-stream: {data}")));
+            return Err(EngineError::Input(format!(
+                "the server failed mid-stream: {data}"
+            )));
         }
-        let ids = v["choices"][0]["token_ids"].as_array().map_or(0, |a| a.len());
+        let ids = v["choices"][0]["token_ids"]
+            .as_array()
+            .map_or(0, |a| a.len());
         if ids > 0 {
             let now = Instant::now();
             first.get_or_insert(now);

@@ -70,9 +70,12 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_template_owned(TEMPLATE, source.to_string())
             .map_err(|e| EngineError::Input(format!("chat_template does not compile: {e}")))?;
         Ok(ChatTemplate {
@@ -138,6 +141,10 @@ mod tests {
     #[test]
     fn python_string_methods_work() {
         let t = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}", "", "").unwrap();
-        assert_eq!(t.render(&[json!({"role": "user", "content": " ab "})]).unwrap(), "AB");
+        assert_eq!(
+            t.render(&[json!({"role": "user", "content": " ab "})])
+                .unwrap(),
+            "AB"
+        );
     }
 }

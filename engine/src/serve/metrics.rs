@@ -121,10 +121,12 @@ impl Metrics {
         self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
     pub fn prompt(&self, tokens: usize) {
-        self.prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+        self.prompt_tokens
+            .fetch_add(tokens as u64, Ordering::Relaxed);
     }
     pub fn generated(&self, tokens: usize) {
-        self.generated_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+        self.generated_tokens
+            .fetch_add(tokens as u64, Ordering::Relaxed);
     }
     pub fn queue_changed(&self, delta: i64) {
         if delta >= 0 {
@@ -173,19 +175,54 @@ impl Metrics {
         let mut scalar = |name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        scalar("vkae_prompt_tokens_total", "counter", "Prompt tokens prefilled.", load(&self.prompt_tokens));
-        scalar("vkae_generation_tokens_total", "counter", "Tokens generated.", load(&self.generated_tokens));
-        scalar("vkae_requests_running", "gauge", "Requests holding a batch slot.", load(&self.running));
-        scalar("vkae_requests_waiting", "gauge", "Requests queued for a slot.", load(&self.queued));
-        scalar("vkae_batch_rows", "gauge", "Rows in the latest decode step.", load(&self.batch_rows));
-        scalar("vkae_batch_slots", "gauge", "Slots of the running batch (the recipe's max_batch).", self.max_batch);
+        scalar(
+            "vkae_prompt_tokens_total",
+            "counter",
+            "Prompt tokens prefilled.",
+            load(&self.prompt_tokens),
+        );
+        scalar(
+            "vkae_generation_tokens_total",
+            "counter",
+            "Tokens generated.",
+            load(&self.generated_tokens),
+        );
+        scalar(
+            "vkae_requests_running",
+            "gauge",
+            "Requests holding a batch slot.",
+            load(&self.running),
+        );
+        scalar(
+            "vkae_requests_waiting",
+            "gauge",
+            "Requests queued for a slot.",
+            load(&self.queued),
+        );
+        scalar(
+            "vkae_batch_rows",
+            "gauge",
+            "Rows in the latest decode step.",
+            load(&self.batch_rows),
+        );
+        scalar(
+            "vkae_batch_slots",
+            "gauge",
+            "Slots of the running batch (the recipe's max_batch).",
+            self.max_batch,
+        );
         scalar(
             "vkae_kv_blocks_used",
             "gauge",
             "KV blocks (16 positions) reserved by admitted requests.",
             load(&self.kv_blocks_used),
         );
-        scalar("vkae_kv_blocks_total", "gauge", "KV blocks in the recipe's budget.", self.kv_blocks_total);
+        scalar(
+            "vkae_kv_blocks_total",
+            "gauge",
+            "KV blocks in the recipe's budget.",
+            self.kv_blocks_total,
+        );
         self.ttft.lock().unwrap().write(
             &mut o,
             "vkae_time_to_first_token_seconds",
@@ -219,7 +256,10 @@ mod tests {
         m.generated(5);
         m.iteration(3, 3, 17);
         let t = m.render();
-        assert!(t.contains("vkae_time_to_first_token_seconds_bucket{le=\"0.0025\"} 0\n"), "{t}");
+        assert!(
+            t.contains("vkae_time_to_first_token_seconds_bucket{le=\"0.0025\"} 0\n"),
+            "{t}"
+        );
         assert!(t.contains("vkae_time_to_first_token_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(t.contains("vkae_time_to_first_token_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(t.contains("vkae_time_to_first_token_seconds_count 2\n"));

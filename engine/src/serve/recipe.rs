@@ -121,12 +121,10 @@ pub struct LoadedRecipe {
 impl Recipe {
     /// Reads and checks a recipe file.
     pub fn load(path: &Path) -> Result<LoadedRecipe> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            EngineError::Input(format!("recipe {}: {e}", path.display()))
-        })?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| {
-            EngineError::Input(format!("recipe {}: not UTF-8", path.display()))
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| EngineError::Input(format!("recipe {}: {e}", path.display())))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| EngineError::Input(format!("recipe {}: not UTF-8", path.display())))?;
         let recipe = Recipe::parse(text)
             .map_err(|e| EngineError::Input(format!("recipe {}: {e}", path.display())))?;
         let sha256 = Sha256::digest(&bytes)
@@ -224,8 +222,11 @@ mod tests {
     use super::*;
 
     fn shipped() -> String {
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../recipes/e4b-h200.toml"))
-            .unwrap()
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../recipes/e4b-h200.toml"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -235,7 +236,10 @@ mod tests {
         assert_eq!(r.family(), Family::E4B);
         assert_eq!(r.batching.max_batch, 32);
         assert!(!r.speculative.enabled);
-        assert_eq!(r.kv_budget_bytes(), (r.batching.kv_budget_gib * 1073741824.0) as u64);
+        assert_eq!(
+            r.kv_budget_bytes(),
+            (r.batching.kv_budget_gib * 1073741824.0) as u64
+        );
     }
 
     #[test]
@@ -246,10 +250,18 @@ mod tests {
             ("family = \"e4b\"", "family = \"e5b\"", "model.family"),
             ("enabled = false", "enabled = true", "speculative.enabled"),
             ("kv_budget_gib = ", "kv_budget_gib = -", "kv_budget_gib"),
-            ("policy = \"continuous\"", "policy = \"static\"", "unknown variant"),
+            (
+                "policy = \"continuous\"",
+                "policy = \"static\"",
+                "unknown variant",
+            ),
             ("[speculative]", "[speculative]\nwhat = 1", "unknown field"),
             ("device = \"vkae\"", "device = \"tpu\"", "kernels.device"),
-            ("projections = \"measured\"", "projections = \"fast\"", "kernels.projections"),
+            (
+                "projections = \"measured\"",
+                "projections = \"fast\"",
+                "kernels.projections",
+            ),
         ];
         for (from, to, want) in cases {
             assert!(base.contains(from), "{from}");

@@ -97,7 +97,10 @@ enum Kind {
     Chat,
 }
 
-async fn completions(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn completions(
+    State(s): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     respond(s, body, Kind::Completion).await
 }
 
@@ -199,7 +202,10 @@ struct Reply {
 enum Step {
     /// Text that may be shown now.
     Text(String),
-    Done { text: String, finish: &'static str },
+    Done {
+        text: String,
+        finish: &'static str,
+    },
     Failed(String),
 }
 
@@ -302,8 +308,10 @@ async fn collect(mut r: Reply) -> Result<Response, ApiError> {
     };
     let text = r.out.text().to_string();
     let choice = match r.kind {
-        Kind::Completion => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish,
-                                   "token_ids": r.out.tokens}),
+        Kind::Completion => {
+            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish,
+                                   "token_ids": r.out.tokens})
+        }
         Kind::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text},
                              "logprobs": null, "finish_reason": finish}),
     };
@@ -381,8 +389,7 @@ fn stream(reply: Reply, include_usage: bool) -> Response {
                     st.over = true;
                 }
                 Step::Failed(m) => {
-                    st.pending
-                        .push_back(data(&ApiError::internal(m).body()));
+                    st.pending.push_back(data(&ApiError::internal(m).body()));
                     st.pending.push_back(SseEvent::default().data("[DONE]"));
                     st.over = true;
                 }

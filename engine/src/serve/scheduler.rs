@@ -234,7 +234,9 @@ impl State<'_, '_> {
             if budget == 0 {
                 break;
             }
-            let a = self.active[slot].as_ref().expect("prefilling slots are active");
+            let a = self.active[slot]
+                .as_ref()
+                .expect("prefilling slots are active");
             let end = (a.prefilled + budget).min(a.job.prompt.len());
             let last = end == a.job.prompt.len();
             parts.push((slot, a.prefilled, end, last && !a.sampler.is_greedy()));
@@ -309,7 +311,9 @@ impl State<'_, '_> {
     /// Chooses the slot's next token (the greedy one, or a draw from its logits), sends it, and frees the
     /// slot when the request is done.
     fn emit(&mut self, slot: usize, greedy: u32, logits: Option<Vec<f32>>) {
-        let a = self.active[slot].as_mut().expect("emitting slots are active");
+        let a = self.active[slot]
+            .as_mut()
+            .expect("emitting slots are active");
         let token = match (&logits, a.sampler.is_greedy()) {
             (Some(l), false) => a.sampler.sample(l),
             _ => greedy,

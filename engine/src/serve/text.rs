@@ -69,7 +69,9 @@ impl TextModel {
         let chat = self.chat.as_ref().ok_or(
             "this model has no chat template (no chat_template in tokenizer_config.json): use /v1/completions",
         )?;
-        let text = chat.render(messages).map_err(|e| format!("chat template: {e}"))?;
+        let text = chat
+            .render(messages)
+            .map_err(|e| format!("chat template: {e}"))?;
         t.encode_with(&text, false).map_err(|e| e.to_string())
     }
 }
@@ -85,7 +87,11 @@ fn generation_eos_ids(path: &Path) -> Result<Vec<u32>> {
         .map_err(|e| EngineError::Input(format!("{}: {e}", path.display())))?;
     Ok(match &v["eos_token_id"] {
         Value::Number(n) => n.as_u64().map(|n| n as u32).into_iter().collect(),
-        Value::Array(a) => a.iter().filter_map(|n| n.as_u64()).map(|n| n as u32).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|n| n.as_u64())
+            .map(|n| n as u32)
+            .collect(),
         _ => vec![],
     })
 }

@@ -219,7 +219,9 @@ impl<'e> Session<'e> {
     /// must be distinct; a rejected call changes no slot.
     pub fn prefill_many(&mut self, inputs: &[PrefillInput<'_>]) -> Result<Vec<RowOutput>> {
         if inputs.is_empty() {
-            return Err(EngineError::Input("a prefill needs at least one slot".into()));
+            return Err(EngineError::Input(
+                "a prefill needs at least one slot".into(),
+            ));
         }
         let mut seen = vec![false; self.settings.max_slots];
         let mut chunks = Vec::with_capacity(inputs.len());

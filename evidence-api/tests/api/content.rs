@@ -145,7 +145,10 @@ async fn committed_promotions_are_applied_through_the_gate_once_and_refusals_are
         [
             ("lab/bad.json".to_string(), "ingested".to_string()),
             ("lab/good.json".to_string(), "ingested".to_string()),
-            ("unattributed/orphan.json".to_string(), "skipped".to_string()),
+            (
+                "unattributed/orphan.json".to_string(),
+                "skipped".to_string()
+            ),
         ]
     );
     assert_eq!(
@@ -171,9 +174,15 @@ async fn committed_promotions_are_applied_through_the_gate_once_and_refusals_are
         .starts_with("perplexity"));
     let missing = status_of("c-missing");
     assert_eq!(missing["status"], "refused");
-    assert!(missing["message"].as_str().unwrap().contains("no run with run_id"));
+    assert!(missing["message"]
+        .as_str()
+        .unwrap()
+        .contains("no run with run_id"));
     // The auth matrix holds for the new route.
-    assert_eq!(app.get("/api/internal/content-evidence").await.status(), 401);
+    assert_eq!(
+        app.get("/api/internal/content-evidence").await.status(),
+        401
+    );
 
     // A restart on the same store applies the same files again: no new rows anywhere, same claims.
     let before = audit_entries(&app).await.len();
@@ -220,7 +229,11 @@ async fn the_committed_evidence_serves_claims_against_the_declared_baseline() {
         .iter()
         .filter(|r| r.file.starts_with("reports/final-path-unattributed/"))
         .all(|r| r.status == "skipped"));
-    assert!(report.records.iter().all(|r| r.status != "refused"), "{:?}", report.records);
+    assert!(
+        report.records.iter().all(|r| r.status != "refused"),
+        "{:?}",
+        report.records
+    );
     let (_, claims) = json(app.get("/api/v1/claims?family=E4B").await).await;
     let claims = claims["claims"].as_array().unwrap();
     let mut batches: Vec<u64> = claims
